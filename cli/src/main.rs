@@ -1,0 +1,1 @@
+fn main() { println!("aepg {}", env!("CARGO_PKG_VERSION")); }

@@ -1,0 +1,1 @@
+//! aepg: client-side column encryption for PostgreSQL.

@@ -1,0 +1,1 @@
+//! Example programs live in this crate as `[[example]]` targets.

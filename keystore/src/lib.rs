@@ -1,0 +1,1 @@
+//! Column master key stores for aepg.
