@@ -1,0 +1,158 @@
+//! The `memory` provider: master keys held in process memory, for tests and examples.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use rsa::PrivateKey;
+
+use crate::rsa_ops;
+use crate::{ColumnKey, KeyStoreError, KeyStoreProvider, MasterKeyInfo};
+
+/// Master keys kept in a map in process memory. They vanish with the process,
+/// so this provider suits tests and examples, not production data.
+pub struct MemoryKeyStore {
+    keys: RwLock<HashMap<String, Arc<PrivateKey>>>,
+}
+
+impl MemoryKeyStore {
+    /// The provider name catalog records use for this store.
+    pub const PROVIDER_NAME: &'static str = "memory";
+
+    /// An empty store.
+    pub fn new() -> Self {
+        Self {
+            keys: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Generates an RSA key pair of `bits` (2048, 3072 or 4096) at `key_path`.
+    ///
+    /// # Errors
+    /// Invalid path, a key already at that path, or an unsupported size.
+    pub fn generate_key(
+        &self,
+        key_path: &str,
+        bits: usize,
+    ) -> Result<MasterKeyInfo, KeyStoreError> {
+        self.validate_key_path(key_path)?;
+        let key = rsa_ops::generate(bits)?;
+        self.insert(key_path, key)
+    }
+
+    /// Stores a PKCS#8 PEM RSA private key at `key_path`.
+    ///
+    /// # Errors
+    /// Invalid path, a key already at that path, or a key that cannot be a master key.
+    pub fn import_pem(&self, key_path: &str, pem: &str) -> Result<MasterKeyInfo, KeyStoreError> {
+        self.validate_key_path(key_path)?;
+        let key = rsa_ops::parse_private_key_pem(key_path, pem)?;
+        self.insert(key_path, key)
+    }
+
+    /// Forgets the key at `key_path` (as a revoked HSM key would); returns whether it existed.
+    pub fn remove_key(&self, key_path: &str) -> bool {
+        self.write_keys().remove(key_path).is_some()
+    }
+
+    fn insert(&self, key_path: &str, key: PrivateKey) -> Result<MasterKeyInfo, KeyStoreError> {
+        let info = rsa_ops::describe(key_path, key.as_public_key())?;
+        let mut keys = self.write_keys();
+        if keys.contains_key(key_path) {
+            return Err(KeyStoreError::KeyExists {
+                provider: Self::PROVIDER_NAME.to_owned(),
+                key_path: key_path.to_owned(),
+            });
+        }
+        keys.insert(key_path.to_owned(), Arc::new(key));
+        Ok(info)
+    }
+
+    fn key(&self, key_path: &str) -> Result<Arc<PrivateKey>, KeyStoreError> {
+        let keys = self
+            .keys
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        keys.get(key_path)
+            .cloned()
+            .ok_or_else(|| KeyStoreError::KeyNotFound {
+                provider: Self::PROVIDER_NAME.to_owned(),
+                key_path: key_path.to_owned(),
+            })
+    }
+
+    fn write_keys(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<PrivateKey>>> {
+        // A panic while holding the lock cannot leave the map half-updated:
+        // every critical section is a single insert or remove.
+        self.keys
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Default for MemoryKeyStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+impl KeyStoreProvider for MemoryKeyStore {
+    fn name(&self) -> &str {
+        Self::PROVIDER_NAME
+    }
+
+    fn validate_key_path(&self, key_path: &str) -> Result<(), KeyStoreError> {
+        let reason = if key_path.is_empty() {
+            "it is empty"
+        } else if key_path.len() > 255 {
+            "it is longer than 255 bytes"
+        } else if key_path.chars().any(char::is_control) {
+            "it contains control characters"
+        } else {
+            return Ok(());
+        };
+        Err(KeyStoreError::InvalidKeyPath {
+            key_path: key_path.to_owned(),
+            reason,
+        })
+    }
+
+    async fn describe(&self, key_path: &str) -> Result<MasterKeyInfo, KeyStoreError> {
+        rsa_ops::describe(key_path, self.key(key_path)?.as_public_key())
+    }
+
+    async fn wrap_column_key(
+        &self,
+        key_path: &str,
+        column_key: &ColumnKey,
+    ) -> Result<Vec<u8>, KeyStoreError> {
+        rsa_ops::wrap(key_path, self.key(key_path)?.as_public_key(), column_key)
+    }
+
+    async fn unwrap_column_key(
+        &self,
+        key_path: &str,
+        wrapped: &[u8],
+    ) -> Result<ColumnKey, KeyStoreError> {
+        rsa_ops::unwrap(key_path, &*self.key(key_path)?, wrapped)
+    }
+
+    async fn sign(&self, key_path: &str, message: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
+        rsa_ops::sign(key_path, &*self.key(key_path)?, message)
+    }
+
+    async fn verify(
+        &self,
+        key_path: &str,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), KeyStoreError> {
+        rsa_ops::verify(
+            key_path,
+            self.key(key_path)?.as_public_key(),
+            message,
+            signature,
+        )
+    }
+}

@@ -1,0 +1,219 @@
+//! The registry of providers and the allow-list of trusted key paths.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+use crate::{ColumnKey, KeyStoreError, KeyStoreProvider, MasterKeyInfo};
+
+/// Where a column master key lives: a provider name and a path inside it.
+///
+/// This is what the catalog stores for a master key. Because the catalog is
+/// not trusted, a location read from it is used only if the application
+/// trusts it (see [`TrustedKeyPaths`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MasterKeyLocation {
+    /// Name of the provider (`"local"`, `"memory"`, `"pkcs11"`, …).
+    pub provider: String,
+    /// Provider-specific path of the key.
+    pub key_path: String,
+}
+
+impl MasterKeyLocation {
+    /// A location from its two parts.
+    pub fn new(provider: impl Into<String>, key_path: impl Into<String>) -> Self {
+        Self {
+            provider: provider.into(),
+            key_path: key_path.into(),
+        }
+    }
+}
+
+impl fmt::Display for MasterKeyLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.provider, self.key_path)
+    }
+}
+
+/// Which key paths of one provider the application agrees to use.
+///
+/// A catalog record that names any other path is refused before the provider
+/// is called, so a tampered catalog cannot point the client at a key the
+/// attacker controls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TrustedKeyPaths {
+    /// Exactly these paths.
+    Only(BTreeSet<String>),
+    /// Every path the provider has. Meant for administration tools that
+    /// create keys, and for tests; applications should list their paths.
+    Any,
+}
+
+impl TrustedKeyPaths {
+    /// Trusts exactly the given paths.
+    pub fn only<I, S>(paths: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::Only(paths.into_iter().map(Into::into).collect())
+    }
+
+    fn allows(&self, key_path: &str) -> bool {
+        match self {
+            Self::Only(paths) => paths.contains(key_path),
+            Self::Any => true,
+        }
+    }
+}
+
+struct Registered {
+    provider: Arc<dyn KeyStoreProvider>,
+    trusted: TrustedKeyPaths,
+}
+
+/// The key stores an application is configured with, by provider name.
+///
+/// Every operation names a [`MasterKeyLocation`]; the registry refuses
+/// unknown providers, malformed paths and untrusted paths before it calls the
+/// provider. Cloning is cheap and shares the providers.
+#[derive(Clone, Default)]
+pub struct KeyStoreRegistry {
+    providers: HashMap<String, Arc<Registered>>,
+}
+
+impl KeyStoreRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a provider under its [`name`](KeyStoreProvider::name), with the
+    /// key paths of it that the application trusts.
+    ///
+    /// # Errors
+    /// [`KeyStoreError::DuplicateProvider`] if the name is taken.
+    pub fn register(
+        &mut self,
+        provider: Arc<dyn KeyStoreProvider>,
+        trusted: TrustedKeyPaths,
+    ) -> Result<(), KeyStoreError> {
+        let name = provider.name().to_owned();
+        if self.providers.contains_key(&name) {
+            return Err(KeyStoreError::DuplicateProvider { provider: name });
+        }
+        self.providers
+            .insert(name, Arc::new(Registered { provider, trusted }));
+        Ok(())
+    }
+
+    /// The names of the registered providers, sorted.
+    pub fn provider_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.providers.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Checks that `location` names a registered provider, a well-formed path
+    /// and a trusted path, and returns the provider.
+    ///
+    /// # Errors
+    /// [`KeyStoreError::UnknownProvider`], [`KeyStoreError::InvalidKeyPath`]
+    /// or [`KeyStoreError::UntrustedKeyPath`].
+    pub fn checked_provider(
+        &self,
+        location: &MasterKeyLocation,
+    ) -> Result<&dyn KeyStoreProvider, KeyStoreError> {
+        let registered = self.providers.get(&location.provider).ok_or_else(|| {
+            KeyStoreError::UnknownProvider {
+                provider: location.provider.clone(),
+            }
+        })?;
+        registered.provider.validate_key_path(&location.key_path)?;
+        if !registered.trusted.allows(&location.key_path) {
+            return Err(KeyStoreError::UntrustedKeyPath {
+                provider: location.provider.clone(),
+                key_path: location.key_path.clone(),
+            });
+        }
+        Ok(registered.provider.as_ref())
+    }
+
+    /// [`KeyStoreProvider::describe`] after the checks of [`Self::checked_provider`].
+    ///
+    /// # Errors
+    /// As [`Self::checked_provider`] and the provider's `describe`.
+    pub async fn describe(
+        &self,
+        location: &MasterKeyLocation,
+    ) -> Result<MasterKeyInfo, KeyStoreError> {
+        self.checked_provider(location)?
+            .describe(&location.key_path)
+            .await
+    }
+
+    /// [`KeyStoreProvider::wrap_column_key`] after the checks of [`Self::checked_provider`].
+    ///
+    /// # Errors
+    /// As [`Self::checked_provider`] and the provider's `wrap_column_key`.
+    pub async fn wrap_column_key(
+        &self,
+        location: &MasterKeyLocation,
+        column_key: &ColumnKey,
+    ) -> Result<Vec<u8>, KeyStoreError> {
+        self.checked_provider(location)?
+            .wrap_column_key(&location.key_path, column_key)
+            .await
+    }
+
+    /// [`KeyStoreProvider::unwrap_column_key`] after the checks of [`Self::checked_provider`].
+    ///
+    /// # Errors
+    /// As [`Self::checked_provider`] and the provider's `unwrap_column_key`.
+    pub async fn unwrap_column_key(
+        &self,
+        location: &MasterKeyLocation,
+        wrapped: &[u8],
+    ) -> Result<ColumnKey, KeyStoreError> {
+        self.checked_provider(location)?
+            .unwrap_column_key(&location.key_path, wrapped)
+            .await
+    }
+
+    /// [`KeyStoreProvider::sign`] after the checks of [`Self::checked_provider`].
+    ///
+    /// # Errors
+    /// As [`Self::checked_provider`] and the provider's `sign`.
+    pub async fn sign(
+        &self,
+        location: &MasterKeyLocation,
+        message: &[u8],
+    ) -> Result<Vec<u8>, KeyStoreError> {
+        self.checked_provider(location)?
+            .sign(&location.key_path, message)
+            .await
+    }
+
+    /// [`KeyStoreProvider::verify`] after the checks of [`Self::checked_provider`].
+    ///
+    /// # Errors
+    /// As [`Self::checked_provider`] and the provider's `verify`.
+    pub async fn verify(
+        &self,
+        location: &MasterKeyLocation,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), KeyStoreError> {
+        self.checked_provider(location)?
+            .verify(&location.key_path, message, signature)
+            .await
+    }
+}
+
+impl fmt::Debug for KeyStoreRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyStoreRegistry")
+            .field("providers", &self.provider_names())
+            .finish()
+    }
+}

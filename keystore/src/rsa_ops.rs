@@ -1,0 +1,150 @@
+//! RSA operations shared by the providers that hold private keys in process
+//! memory (`local`, `memory`): one place that fixes the algorithms.
+
+use rsa::pkcs8::der::pem;
+use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey, PrivateKeyInfoRef};
+use rsa::traits::PublicKeyParts;
+use rsa::{PrivateKey, PublicKey};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::{ColumnKey, KeyStoreError, MasterKeyInfo};
+
+/// Smallest RSA modulus accepted for a column master key.
+pub const MIN_MASTER_KEY_BITS: usize = 2048;
+
+/// RSA modulus sizes a provider can generate.
+pub const GENERATABLE_KEY_BITS: [usize; 3] = [2048, 3072, 4096];
+
+/// The object identifier of `rsaEncryption` (PKCS #1).
+const RSA_ENCRYPTION_OID: &str = "1.2.840.113549.1.1.1";
+
+pub(crate) fn generate(bits: usize) -> Result<PrivateKey, KeyStoreError> {
+    if !GENERATABLE_KEY_BITS.contains(&bits) {
+        return Err(KeyStoreError::UnsupportedKeySize { bits });
+    }
+    PrivateKey::new(&mut rand::rngs::SysRng, bits).map_err(|_| KeyStoreError::RandomnessUnavailable)
+}
+
+/// Parses a PKCS#8 PEM private key and checks that it can be a master key,
+/// with a distinct error for each way it can be wrong.
+pub(crate) fn parse_private_key_pem(
+    key_path: &str,
+    pem_text: &str,
+) -> Result<PrivateKey, KeyStoreError> {
+    let malformed = |reason: &str| KeyStoreError::MalformedKey {
+        key_path: key_path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let label = pem::decode_label(pem_text.as_bytes()).map_err(|_| malformed("not a PEM file"))?;
+    match label {
+        "PRIVATE KEY" => {}
+        "PUBLIC KEY" | "RSA PUBLIC KEY" | "CERTIFICATE" => {
+            return Err(KeyStoreError::PublicKeyOnly {
+                key_path: key_path.to_owned(),
+            })
+        }
+        "RSA PRIVATE KEY" => {
+            return Err(malformed(
+                "PKCS#1 key; convert it to PKCS#8 (openssl pkcs8 -topk8 -nocrypt)",
+            ))
+        }
+        "ENCRYPTED PRIVATE KEY" => {
+            return Err(malformed("password-protected keys are not supported"))
+        }
+        "EC PRIVATE KEY" | "OPENSSH PRIVATE KEY" | "DSA PRIVATE KEY" => {
+            return Err(KeyStoreError::NotRsa {
+                key_path: key_path.to_owned(),
+                found: label.to_owned(),
+            })
+        }
+        _ => return Err(malformed("unexpected PEM label")),
+    }
+    let (_, document) = rsa::pkcs8::SecretDocument::from_pem(pem_text)
+        .map_err(|_| malformed("invalid PEM encoding"))?;
+    let info = PrivateKeyInfoRef::try_from(document.as_bytes())
+        .map_err(|_| malformed("invalid PKCS#8 structure"))?;
+    let oid = info.algorithm.oid.to_string();
+    if oid != RSA_ENCRYPTION_OID {
+        return Err(KeyStoreError::NotRsa {
+            key_path: key_path.to_owned(),
+            found: format!("algorithm {oid}"),
+        });
+    }
+    let key = PrivateKey::from_pkcs8_der(document.as_bytes())
+        .map_err(|_| malformed("invalid RSA private key"))?;
+    check_size(key_path, key.as_public_key())?;
+    Ok(key)
+}
+
+pub(crate) fn check_size(key_path: &str, key: &PublicKey) -> Result<(), KeyStoreError> {
+    let bits = key.size() * 8;
+    if bits < MIN_MASTER_KEY_BITS {
+        return Err(KeyStoreError::KeyTooSmall {
+            key_path: key_path.to_owned(),
+            bits,
+            minimum: MIN_MASTER_KEY_BITS,
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn describe(key_path: &str, key: &PublicKey) -> Result<MasterKeyInfo, KeyStoreError> {
+    let spki = key
+        .to_public_key_der()
+        .map_err(|_| KeyStoreError::MalformedKey {
+            key_path: key_path.to_owned(),
+            reason: "public key cannot be encoded".to_owned(),
+        })?;
+    Ok(MasterKeyInfo {
+        bits: key.size() * 8,
+        public_key_sha256: Sha256::digest(spki.as_bytes()).into(),
+    })
+}
+
+pub(crate) fn wrap(
+    key_path: &str,
+    key: &PublicKey,
+    column_key: &ColumnKey,
+) -> Result<Vec<u8>, KeyStoreError> {
+    key.oaep_encrypt::<Sha256>(column_key.expose_secret())
+        .map_err(|_| KeyStoreError::WrapFailed {
+            key_path: key_path.to_owned(),
+        })
+}
+
+pub(crate) fn unwrap(
+    key_path: &str,
+    key: &PrivateKey,
+    wrapped: &[u8],
+) -> Result<ColumnKey, KeyStoreError> {
+    let failed = || KeyStoreError::UnwrapFailed {
+        key_path: key_path.to_owned(),
+    };
+    // `oaep_decrypt` blinds the private-key operation with the OS RNG.
+    let bytes = key.oaep_decrypt::<Sha256>(wrapped).map_err(|_| failed())?;
+    ColumnKey::from_unwrapped(Zeroizing::new(bytes)).map_err(|_| failed())
+}
+
+pub(crate) fn sign(
+    key_path: &str,
+    key: &PrivateKey,
+    message: &[u8],
+) -> Result<Vec<u8>, KeyStoreError> {
+    key.pss_sign::<Sha256>(message)
+        .map_err(|_| KeyStoreError::SignFailed {
+            key_path: key_path.to_owned(),
+        })
+}
+
+pub(crate) fn verify(
+    key_path: &str,
+    key: &PublicKey,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), KeyStoreError> {
+    key.pss_verify::<Sha256>(message, signature)
+        .map_err(|_| KeyStoreError::InvalidSignature {
+            key_path: key_path.to_owned(),
+        })
+}

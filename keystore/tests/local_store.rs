@@ -1,0 +1,234 @@
+//! The `local` provider against a real directory of key files.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use aepg_keystore::{ColumnKey, KeyStoreError, KeyStoreProvider, LocalKeyStore};
+use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+
+fn store() -> (tempfile::TempDir, LocalKeyStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalKeyStore::open(dir.path()).unwrap();
+    (dir, store)
+}
+
+fn write_key_file(path: &Path, pem: &str, mode: u32) {
+    std::fs::write(path, pem).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[tokio::test]
+async fn generated_key_is_private_and_usable() {
+    let (dir, store) = store();
+    let info = store.generate_key("cmk.pem", 2048).await.unwrap();
+    assert_eq!(info.bits, 2048);
+    let mode = std::fs::metadata(dir.path().join("cmk.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(store.describe("cmk.pem").await.unwrap(), info);
+
+    let column_key = ColumnKey::generate().unwrap();
+    let wrapped = store.wrap_column_key("cmk.pem", &column_key).await.unwrap();
+    assert_eq!(
+        wrapped.len(),
+        256,
+        "RSA-2048 OAEP output is one modulus long"
+    );
+    let unwrapped = store.unwrap_column_key("cmk.pem", &wrapped).await.unwrap();
+    assert_eq!(unwrapped.expose_secret(), column_key.expose_secret());
+
+    let signature = store.sign("cmk.pem", b"record").await.unwrap();
+    store
+        .verify("cmk.pem", b"record", &signature)
+        .await
+        .unwrap();
+    let err = store
+        .verify("cmk.pem", b"recorD", &signature)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, KeyStoreError::InvalidSignature { .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn sizes_3072_and_4096_are_generated_and_others_refused() {
+    let (_dir, store) = store();
+    assert_eq!(store.generate_key("a.pem", 3072).await.unwrap().bits, 3072);
+    assert_eq!(store.generate_key("b.pem", 4096).await.unwrap().bits, 4096);
+    let err = store.generate_key("c.pem", 1024).await.unwrap_err();
+    assert!(
+        matches!(err, KeyStoreError::UnsupportedKeySize { bits: 1024 }),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn existing_key_is_never_overwritten() {
+    let (dir, store) = store();
+    store.generate_key("cmk.pem", 2048).await.unwrap();
+    let before = std::fs::read(dir.path().join("cmk.pem")).unwrap();
+    let err = store.generate_key("cmk.pem", 2048).await.unwrap_err();
+    assert!(matches!(err, KeyStoreError::KeyExists { .. }), "{err}");
+    assert_eq!(std::fs::read(dir.path().join("cmk.pem")).unwrap(), before);
+}
+
+#[tokio::test]
+async fn group_or_world_readable_key_is_refused() {
+    let (dir, store) = store();
+    store.generate_key("cmk.pem", 2048).await.unwrap();
+    for mode in [0o640, 0o604, 0o644, 0o660] {
+        std::fs::set_permissions(
+            dir.path().join("cmk.pem"),
+            std::fs::Permissions::from_mode(mode),
+        )
+        .unwrap();
+        let err = store.describe("cmk.pem").await.unwrap_err();
+        assert!(
+            matches!(err, KeyStoreError::KeyFileTooOpen { mode: m, .. } if m == mode),
+            "{err}"
+        );
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn missing_key_is_reported_as_such() {
+    let (_dir, store) = store();
+    let err = store.describe("nope.pem").await.unwrap_err();
+    assert!(matches!(err, KeyStoreError::KeyNotFound { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn public_key_file_is_refused() {
+    let (dir, store) = store();
+    let key = rsa::PrivateKey::new(&mut rand::rngs::SysRng, 2048).unwrap();
+    let pem = key
+        .as_public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
+    write_key_file(&dir.path().join("pub.pem"), &pem, 0o600);
+    let err = store.describe("pub.pem").await.unwrap_err();
+    assert!(matches!(err, KeyStoreError::PublicKeyOnly { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn non_rsa_keys_are_refused() {
+    let (dir, store) = store();
+    for fixture in ["ed25519.pem", "ec-p256.pem"] {
+        let pem = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(fixture),
+        )
+        .unwrap();
+        write_key_file(&dir.path().join(fixture), &pem, 0o600);
+        let err = store.describe(fixture).await.unwrap_err();
+        assert!(
+            matches!(err, KeyStoreError::NotRsa { .. }),
+            "{fixture}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn too_small_rsa_key_is_refused() {
+    let (dir, store) = store();
+    let key = rsa::PrivateKey::new(&mut rand::rngs::SysRng, 1024).unwrap();
+    let pem = key.to_pkcs8_pem(LineEnding::LF).unwrap();
+    write_key_file(&dir.path().join("small.pem"), &pem, 0o600);
+    let err = store.describe("small.pem").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KeyStoreError::KeyTooSmall {
+                bits: 1024,
+                minimum: 2048,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn garbage_and_pkcs1_files_are_malformed() {
+    let (dir, store) = store();
+    write_key_file(&dir.path().join("junk.pem"), "hello", 0o600);
+    let err = store.describe("junk.pem").await.unwrap_err();
+    assert!(matches!(err, KeyStoreError::MalformedKey { .. }), "{err}");
+
+    let pkcs1 = "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n";
+    write_key_file(&dir.path().join("pkcs1.pem"), pkcs1, 0o600);
+    let err = store.describe("pkcs1.pem").await.unwrap_err();
+    assert!(err.to_string().contains("PKCS#8"), "{err}");
+}
+
+#[tokio::test]
+async fn key_paths_cannot_escape_the_directory() {
+    let outer = tempfile::tempdir().unwrap();
+    let root = outer.path().join("keys");
+    std::fs::create_dir(&root).unwrap();
+    let store = LocalKeyStore::open(&root).unwrap();
+    // A valid key outside the root, reachable only by escaping.
+    let outside = LocalKeyStore::open(outer.path()).unwrap();
+    outside.generate_key("outside.pem", 2048).await.unwrap();
+
+    for path in [
+        "../outside.pem",
+        "/etc/passwd",
+        "./cmk.pem",
+        "",
+        "a/../../outside.pem",
+    ] {
+        let err = store.describe(path).await.unwrap_err();
+        assert!(
+            matches!(err, KeyStoreError::InvalidKeyPath { .. }),
+            "{path:?}: {err}"
+        );
+        let err = store.generate_key(path, 2048).await.unwrap_err();
+        assert!(
+            matches!(err, KeyStoreError::InvalidKeyPath { .. }),
+            "{path:?}: {err}"
+        );
+    }
+
+    std::os::unix::fs::symlink(outer.path().join("outside.pem"), root.join("link.pem")).unwrap();
+    let err = store.describe("link.pem").await.unwrap_err();
+    assert!(matches!(err, KeyStoreError::InvalidKeyPath { .. }), "{err}");
+
+    std::os::unix::fs::symlink(outer.path(), root.join("dirlink")).unwrap();
+    let err = store
+        .generate_key("dirlink/new.pem", 2048)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, KeyStoreError::InvalidKeyPath { .. }), "{err}");
+    assert!(!outer.path().join("new.pem").exists());
+}
+
+#[tokio::test]
+async fn keys_in_subdirectories_work() {
+    let (dir, store) = store();
+    std::fs::create_dir(dir.path().join("team")).unwrap();
+    store.generate_key("team/cmk.pem", 2048).await.unwrap();
+    store.describe("team/cmk.pem").await.unwrap();
+}
+
+#[tokio::test]
+async fn unwrap_under_another_key_fails() {
+    let (_dir, store) = store();
+    store.generate_key("a.pem", 2048).await.unwrap();
+    store.generate_key("b.pem", 2048).await.unwrap();
+    let wrapped = store
+        .wrap_column_key("a.pem", &ColumnKey::generate().unwrap())
+        .await
+        .unwrap();
+    let err = store
+        .unwrap_column_key("b.pem", &wrapped)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, KeyStoreError::UnwrapFailed { .. }), "{err}");
+}
