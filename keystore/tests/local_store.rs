@@ -1,4 +1,5 @@
 //! The `local` provider against a real directory of key files.
+#![allow(clippy::unwrap_used)] // a test fails by panicking
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -1,4 +1,5 @@
 //! The registry refuses what the application does not trust before any provider call.
+#![allow(clippy::unwrap_used)] // a test fails by panicking
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
