@@ -1,0 +1,204 @@
+//! `AEAD_AES_256_GCM_SIV` cells under one column encryption key.
+
+use std::fmt;
+
+use aepg_keystore::ColumnKey;
+use aes_gcm_siv::aead::{AeadInOut, KeyInit};
+use aes_gcm_siv::{Aes256GcmSiv, Nonce, Tag};
+use hmac::{Hmac, Mac};
+use rand::Rng;
+use sha2::Sha256;
+use zeroize::{Zeroize, Zeroizing};
+
+use super::header::{
+    associated_data, CellHeader, AAD_LEN, BOUND_HEADER_LEN, HEADER_LEN, NONCE_LEN, TAG_LEN,
+};
+use super::padding;
+use super::setting::{CellSetting, EncryptionMode};
+use crate::Error;
+
+/// Label of the subkey that encrypts cells. Versioned, so a future format
+/// derives unrelated keys from the same column key.
+const ENCRYPTION_KEY_LABEL: &[u8] = b"aepg/v1/cell-encryption-key";
+/// Label of the subkey that derives deterministic nonces.
+const NONCE_KEY_LABEL: &[u8] = b"aepg/v1/cell-nonce-key";
+
+/// Encrypts and decrypts cells with one column encryption key (CEK).
+///
+/// Built once per key and reused: it holds the two subkeys derived from the
+/// CEK with HMAC-SHA-256 (an encryption key and a nonce key). Callers say
+/// *what* a cell is ([`CellSetting`]), never *how*: nonces, key derivation
+/// and padding are fixed here.
+pub struct CellCipher {
+    key_id: u32,
+    aead: Aes256GcmSiv,
+    nonce_mac: Hmac<Sha256>,
+}
+
+impl CellCipher {
+    /// Derives the subkeys of `key`, whose catalog id is `key_id`.
+    pub fn new(key_id: u32, key: &ColumnKey) -> Self {
+        let mut encryption_key = derive_subkey(key, ENCRYPTION_KEY_LABEL);
+        let mut nonce_key = derive_subkey(key, NONCE_KEY_LABEL);
+        let aead = Aes256GcmSiv::new(&encryption_key.into());
+        let nonce_mac = mac_with_key(&nonce_key);
+        encryption_key.zeroize();
+        nonce_key.zeroize();
+        Self {
+            key_id,
+            aead,
+            nonce_mac,
+        }
+    }
+
+    /// The id of the column encryption key this cipher uses.
+    pub fn key_id(&self) -> u32 {
+        self.key_id
+    }
+
+    /// Encrypts `plaintext` (a value in PostgreSQL binary format) as a cell of `setting`.
+    ///
+    /// # Errors
+    /// [`Error::PlaintextTooLong`] if the padded value would not fit in memory.
+    pub fn encrypt(&self, setting: &CellSetting, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+        self.encrypt_with(setting, plaintext, random_nonce)
+    }
+
+    /// [`Self::encrypt`] with the randomized nonce chosen by `nonce_source`:
+    /// the seam known-answer tests use to pin a randomized cell.
+    pub(crate) fn encrypt_with(
+        &self,
+        setting: &CellSetting,
+        plaintext: &[u8],
+        nonce_source: impl FnOnce() -> [u8; NONCE_LEN],
+    ) -> Result<Vec<u8>, Error> {
+        let padded_len = padding::padded_len(setting.padding, plaintext.len())
+            .filter(|len| len.checked_add(HEADER_LEN + TAG_LEN).is_some())
+            .ok_or(Error::PlaintextTooLong {
+                len: plaintext.len(),
+            })?;
+        let bound = CellHeader::bound_bytes(setting.mode, self.key_id, setting.setting_id);
+        let aad = associated_data(&bound, setting.plaintext_type);
+
+        let mut cell = Vec::with_capacity(HEADER_LEN + padded_len + TAG_LEN);
+        cell.extend_from_slice(&bound);
+        cell.extend_from_slice(&[0; NONCE_LEN]);
+        cell.extend_from_slice(plaintext);
+        padding::pad(setting.padding, &mut cell, HEADER_LEN, padded_len);
+
+        let nonce = match setting.mode {
+            EncryptionMode::Deterministic => self.deterministic_nonce(&aad, &cell[HEADER_LEN..]),
+            EncryptionMode::Randomized => nonce_source(),
+        };
+        cell[BOUND_HEADER_LEN..HEADER_LEN].copy_from_slice(&nonce);
+        match self.aead.encrypt_inout_detached(
+            &Nonce::from(nonce),
+            &aad,
+            (&mut cell[HEADER_LEN..]).into(),
+        ) {
+            Ok(tag) => {
+                cell.extend_from_slice(&tag);
+                Ok(cell)
+            }
+            Err(_) => {
+                cell.zeroize();
+                Err(Error::PlaintextTooLong {
+                    len: plaintext.len(),
+                })
+            }
+        }
+    }
+
+    /// Decrypts `cell`, which must have been made under `setting` with this key,
+    /// and returns the plaintext (PostgreSQL binary format).
+    ///
+    /// # Errors
+    /// A malformed header ([`CellHeader::parse`]), a cell of another setting,
+    /// mode or key, a cell that fails authentication (tampered, truncated,
+    /// extended) or carries invalid padding.
+    pub fn decrypt(&self, setting: &CellSetting, cell: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let header = CellHeader::parse(cell)?;
+        if header.setting_id != setting.setting_id {
+            return Err(Error::CellFromAnotherSetting {
+                expected: setting.setting_id,
+                found: header.setting_id,
+            });
+        }
+        if header.mode != setting.mode {
+            return Err(Error::CellModeMismatch {
+                setting_id: setting.setting_id,
+                expected: setting.mode,
+            });
+        }
+        if header.key_id != self.key_id {
+            return Err(Error::CellKeyMismatch {
+                expected: self.key_id,
+                found: header.key_id,
+            });
+        }
+        let failed = || Error::CellAuthenticationFailed {
+            setting_id: setting.setting_id,
+            key_id: self.key_id,
+        };
+        let aad = associated_data(&cell[..BOUND_HEADER_LEN], setting.plaintext_type);
+        let (body, tag) = cell[HEADER_LEN..].split_at(cell.len() - HEADER_LEN - TAG_LEN);
+        let tag = Tag::try_from(tag).map_err(|_| failed())?;
+        let mut plaintext = Zeroizing::new(body.to_vec());
+        self.aead
+            .decrypt_inout_detached(
+                &Nonce::from(header.nonce),
+                &aad,
+                plaintext.as_mut_slice().into(),
+                &tag,
+            )
+            .map_err(|_| failed())?;
+        let len = padding::unpadded_len(setting.padding, &plaintext).ok_or(
+            Error::CellPaddingInvalid {
+                setting_id: setting.setting_id,
+            },
+        )?;
+        plaintext.truncate(len);
+        Ok(plaintext)
+    }
+
+    /// First 12 bytes of HMAC-SHA-256(nonce key, AAD ‖ padded plaintext).
+    fn deterministic_nonce(&self, aad: &[u8; AAD_LEN], padded_plaintext: &[u8]) -> [u8; NONCE_LEN] {
+        let mut mac = self.nonce_mac.clone();
+        mac.update(aad);
+        mac.update(padded_plaintext);
+        let digest = mac.finalize().into_bytes();
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&digest[..NONCE_LEN]);
+        nonce
+    }
+}
+
+impl fmt::Debug for CellCipher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CellCipher")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A nonce from the thread-local userspace CSPRNG (ChaCha, seeded and
+/// periodically reseeded from the OS): no system call per cell.
+fn random_nonce() -> [u8; NONCE_LEN] {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rng().fill_bytes(&mut nonce);
+    nonce
+}
+
+fn derive_subkey(key: &ColumnKey, label: &[u8]) -> [u8; 32] {
+    let mut mac = mac_with_key(key.expose_secret());
+    mac.update(label);
+    mac.finalize().into_bytes().into()
+}
+
+/// HMAC-SHA-256 keyed with a 32-byte key. RFC 2104 pads keys shorter than
+/// the 64-byte block with zeros, which is done here so keying cannot fail.
+fn mac_with_key(key: &[u8; 32]) -> Hmac<Sha256> {
+    let mut block = Zeroizing::new([0u8; 64]);
+    block[..32].copy_from_slice(key);
+    <Hmac<Sha256> as KeyInit>::new(&(*block).into())
+}

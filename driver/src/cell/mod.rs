@@ -1,0 +1,13 @@
+//! Cell cryptography: the pure core that turns a plaintext value into a cell
+//! and back. No I/O happens here.
+//!
+//! The byte layout is documented, with known-answer vectors, in `docs/FORMAT.md`.
+
+mod cipher;
+mod header;
+mod padding;
+mod setting;
+
+pub use cipher::CellCipher;
+pub use header::{CellHeader, CELL_FORMAT_VERSION, CELL_OVERHEAD, HEADER_LEN};
+pub use setting::{CellSetting, EncryptionMode, PaddingPolicy, PlaintextType};

@@ -1,0 +1,86 @@
+//! The column encryption setting record.
+
+use super::encoding::{RecordKind, RecordReader, RecordWriter};
+use super::CatalogRecord;
+use crate::cell::{CellSetting, EncryptionMode, PaddingPolicy, PlaintextType};
+use crate::Error;
+
+/// The cell algorithm, the only one format v1 knows.
+pub const CELL_ALGORITHM: &str = "AEAD_AES_256_GCM_SIV";
+
+/// A column encryption setting (CES): what a column's cells are encrypted as,
+/// and with which column key. Signed by the master key of that column key, so
+/// nobody who lacks it can weaken a setting from randomized to deterministic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncryptionSettingRecord {
+    /// Mode, plaintext type, padding and the setting's id.
+    pub setting: CellSetting,
+    /// The column encryption key that new cells are made with.
+    pub key_id: u32,
+}
+
+impl CatalogRecord for EncryptionSettingRecord {
+    const KIND: RecordKind = RecordKind::EncryptionSetting;
+
+    fn canonical_bytes(&self) -> Result<Vec<u8>, Error> {
+        let setting = &self.setting;
+        Ok(RecordWriter::new(Self::KIND)
+            .u32(setting.setting_id)
+            .u32(self.key_id)
+            .u32(setting.plaintext_type.oid)
+            .i32(setting.plaintext_type.typmod)
+            .u8(mode_tag(setting.mode))
+            .u8(padding_tag(setting.padding))
+            .text(CELL_ALGORITHM)?
+            .finish())
+    }
+
+    fn from_canonical_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        let mut reader = RecordReader::new(bytes, Self::KIND)?;
+        let setting_id = reader.u32()?;
+        let key_id = reader.u32()?;
+        let plaintext_type = PlaintextType {
+            oid: reader.u32()?,
+            typmod: reader.i32()?,
+        };
+        let mode = match reader.u8()? {
+            1 => EncryptionMode::Deterministic,
+            2 => EncryptionMode::Randomized,
+            _ => return Err(reader.malformed("unknown encryption mode")),
+        };
+        let padding = match reader.u8()? {
+            0 => PaddingPolicy::None,
+            1 => PaddingPolicy::Block16,
+            2 => PaddingPolicy::Bucket,
+            _ => return Err(reader.malformed("unknown padding policy")),
+        };
+        if reader.text()? != CELL_ALGORITHM {
+            return Err(reader.malformed("unknown cell algorithm"));
+        }
+        reader.finish()?;
+        Ok(Self {
+            setting: CellSetting {
+                setting_id,
+                mode,
+                plaintext_type,
+                padding,
+            },
+            key_id,
+        })
+    }
+}
+
+fn mode_tag(mode: EncryptionMode) -> u8 {
+    match mode {
+        EncryptionMode::Deterministic => 1,
+        EncryptionMode::Randomized => 2,
+    }
+}
+
+fn padding_tag(padding: PaddingPolicy) -> u8 {
+    match padding {
+        PaddingPolicy::None => 0,
+        PaddingPolicy::Block16 => 1,
+        PaddingPolicy::Bucket => 2,
+    }
+}
