@@ -35,3 +35,6 @@ pub mod record;
 
 pub use aepg_keystore as keystore;
 pub use error::Error;
+
+#[cfg(test)]
+mod format_vectors;

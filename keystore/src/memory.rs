@@ -1,6 +1,7 @@
 //! The `memory` provider: master keys held in process memory, for tests and examples.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
@@ -13,6 +14,39 @@ use crate::{ColumnKey, KeyStoreError, KeyStoreProvider, MasterKeyInfo};
 /// so this provider suits tests and examples, not production data.
 pub struct MemoryKeyStore {
     keys: RwLock<HashMap<String, Arc<PrivateKey>>>,
+    counts: [AtomicUsize; 5],
+}
+
+/// How many times each provider operation reached a [`MemoryKeyStore`]:
+/// lets tests prove that a refused request never got to the key store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OperationCounts {
+    /// Calls of `describe`.
+    pub describe: usize,
+    /// Calls of `wrap_column_key`.
+    pub wrap: usize,
+    /// Calls of `unwrap_column_key`: private-key operations.
+    pub unwrap: usize,
+    /// Calls of `sign`: private-key operations.
+    pub sign: usize,
+    /// Calls of `verify`.
+    pub verify: usize,
+}
+
+impl OperationCounts {
+    /// All calls together.
+    pub fn total(&self) -> usize {
+        self.describe + self.wrap + self.unwrap + self.sign + self.verify
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Operation {
+    Describe,
+    Wrap,
+    Unwrap,
+    Sign,
+    Verify,
 }
 
 impl MemoryKeyStore {
@@ -23,6 +57,19 @@ impl MemoryKeyStore {
     pub fn new() -> Self {
         Self {
             keys: RwLock::new(HashMap::new()),
+            counts: Default::default(),
+        }
+    }
+
+    /// How many times each operation has been called on this store.
+    pub fn operation_counts(&self) -> OperationCounts {
+        let count = |operation: Operation| self.counts[operation as usize].load(Ordering::SeqCst);
+        OperationCounts {
+            describe: count(Operation::Describe),
+            wrap: count(Operation::Wrap),
+            unwrap: count(Operation::Unwrap),
+            sign: count(Operation::Sign),
+            verify: count(Operation::Verify),
         }
     }
 
@@ -68,7 +115,13 @@ impl MemoryKeyStore {
         Ok(info)
     }
 
-    fn key(&self, key_path: &str) -> Result<Arc<PrivateKey>, KeyStoreError> {
+    /// Counts one call of `operation` and returns the key at `key_path`.
+    fn key_for(
+        &self,
+        operation: Operation,
+        key_path: &str,
+    ) -> Result<Arc<PrivateKey>, KeyStoreError> {
+        self.counts[operation as usize].fetch_add(1, Ordering::SeqCst);
         let keys = self
             .keys
             .read()
@@ -119,7 +172,10 @@ impl KeyStoreProvider for MemoryKeyStore {
     }
 
     async fn describe(&self, key_path: &str) -> Result<MasterKeyInfo, KeyStoreError> {
-        rsa_ops::describe(key_path, self.key(key_path)?.as_public_key())
+        rsa_ops::describe(
+            key_path,
+            self.key_for(Operation::Describe, key_path)?.as_public_key(),
+        )
     }
 
     async fn wrap_column_key(
@@ -127,7 +183,11 @@ impl KeyStoreProvider for MemoryKeyStore {
         key_path: &str,
         column_key: &ColumnKey,
     ) -> Result<Vec<u8>, KeyStoreError> {
-        rsa_ops::wrap(key_path, self.key(key_path)?.as_public_key(), column_key)
+        rsa_ops::wrap(
+            key_path,
+            self.key_for(Operation::Wrap, key_path)?.as_public_key(),
+            column_key,
+        )
     }
 
     async fn unwrap_column_key(
@@ -135,11 +195,19 @@ impl KeyStoreProvider for MemoryKeyStore {
         key_path: &str,
         wrapped: &[u8],
     ) -> Result<ColumnKey, KeyStoreError> {
-        rsa_ops::unwrap(key_path, &*self.key(key_path)?, wrapped)
+        rsa_ops::unwrap(
+            key_path,
+            &*self.key_for(Operation::Unwrap, key_path)?,
+            wrapped,
+        )
     }
 
     async fn sign(&self, key_path: &str, message: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
-        rsa_ops::sign(key_path, &*self.key(key_path)?, message)
+        rsa_ops::sign(
+            key_path,
+            &*self.key_for(Operation::Sign, key_path)?,
+            message,
+        )
     }
 
     async fn verify(
@@ -150,7 +218,7 @@ impl KeyStoreProvider for MemoryKeyStore {
     ) -> Result<(), KeyStoreError> {
         rsa_ops::verify(
             key_path,
-            self.key(key_path)?.as_public_key(),
+            self.key_for(Operation::Verify, key_path)?.as_public_key(),
             message,
             signature,
         )

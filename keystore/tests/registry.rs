@@ -1,85 +1,27 @@
 //! The registry refuses what the application does not trust before any provider call.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use aepg_keystore::{
-    ColumnKey, KeyStoreError, KeyStoreProvider, KeyStoreRegistry, MasterKeyInfo, MasterKeyLocation,
+    ColumnKey, KeyStoreError, KeyStoreProvider, KeyStoreRegistry, MasterKeyLocation,
     MemoryKeyStore, TrustedKeyPaths,
 };
-use async_trait::async_trait;
 
-/// A memory store that counts every call that reaches it.
-struct Counting {
-    inner: MemoryKeyStore,
-    calls: Arc<AtomicUsize>,
-}
-
-#[async_trait]
-impl KeyStoreProvider for Counting {
-    fn name(&self) -> &str {
-        "memory"
-    }
-    fn validate_key_path(&self, key_path: &str) -> Result<(), KeyStoreError> {
-        self.inner.validate_key_path(key_path)
-    }
-    async fn describe(&self, key_path: &str) -> Result<MasterKeyInfo, KeyStoreError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.describe(key_path).await
-    }
-    async fn wrap_column_key(
-        &self,
-        key_path: &str,
-        key: &ColumnKey,
-    ) -> Result<Vec<u8>, KeyStoreError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.wrap_column_key(key_path, key).await
-    }
-    async fn unwrap_column_key(
-        &self,
-        key_path: &str,
-        wrapped: &[u8],
-    ) -> Result<ColumnKey, KeyStoreError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.unwrap_column_key(key_path, wrapped).await
-    }
-    async fn sign(&self, key_path: &str, message: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.sign(key_path, message).await
-    }
-    async fn verify(
-        &self,
-        key_path: &str,
-        message: &[u8],
-        signature: &[u8],
-    ) -> Result<(), KeyStoreError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.verify(key_path, message, signature).await
-    }
-}
-
-fn registry_trusting(paths: &[&str]) -> (KeyStoreRegistry, Arc<AtomicUsize>) {
-    let inner = MemoryKeyStore::new();
-    inner.generate_key("trusted", 2048).unwrap();
-    inner.generate_key("attacker", 2048).unwrap();
-    let calls = Arc::new(AtomicUsize::new(0));
+fn registry_trusting(paths: &[&str]) -> (KeyStoreRegistry, Arc<MemoryKeyStore>) {
+    let store = Arc::new(MemoryKeyStore::new());
+    store.generate_key("trusted", 2048).unwrap();
+    store.generate_key("attacker", 2048).unwrap();
     let mut registry = KeyStoreRegistry::new();
     registry
-        .register(
-            Arc::new(Counting {
-                inner,
-                calls: calls.clone(),
-            }),
-            TrustedKeyPaths::only(paths.iter().copied()),
-        )
+        .register(store.clone(), TrustedKeyPaths::only(paths.iter().copied()))
         .unwrap();
-    (registry, calls)
+    (registry, store)
 }
 
 #[tokio::test]
 async fn untrusted_path_is_refused_before_the_provider_runs() {
-    let (registry, calls) = registry_trusting(&["trusted"]);
+    let (registry, store) = registry_trusting(&["trusted"]);
     let attacker = MasterKeyLocation::new("memory", "attacker");
     let key = ColumnKey::generate().unwrap();
 
@@ -101,7 +43,7 @@ async fn untrusted_path_is_refused_before_the_provider_runs() {
         );
     }
     assert_eq!(
-        calls.load(Ordering::SeqCst),
+        store.operation_counts().total(),
         0,
         "the provider must not be called"
     );
@@ -113,7 +55,8 @@ async fn untrusted_path_is_refused_before_the_provider_runs() {
         .await
         .unwrap();
     assert_eq!(back.expose_secret(), key.expose_secret());
-    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let counts = store.operation_counts();
+    assert_eq!((counts.wrap, counts.unwrap, counts.total()), (1, 1, 2));
 }
 
 #[tokio::test]
@@ -139,7 +82,7 @@ async fn unknown_provider_and_duplicate_registration_are_errors() {
 
 #[tokio::test]
 async fn trusting_any_path_is_explicit() {
-    let (mut registry, _) = registry_trusting(&[]);
+    let (registry, _) = registry_trusting(&[]);
     let err = registry
         .describe(&MasterKeyLocation::new("memory", "trusted"))
         .await
@@ -151,7 +94,7 @@ async fn trusting_any_path_is_explicit() {
 
     let store = MemoryKeyStore::new();
     store.generate_key("k", 2048).unwrap();
-    registry = KeyStoreRegistry::new();
+    let mut registry = KeyStoreRegistry::new();
     registry
         .register(Arc::new(store), TrustedKeyPaths::Any)
         .unwrap();

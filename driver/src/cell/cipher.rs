@@ -202,3 +202,8 @@ fn mac_with_key(key: &[u8; 32]) -> Hmac<Sha256> {
     block[..32].copy_from_slice(key);
     <Hmac<Sha256> as KeyInit>::new(&(*block).into())
 }
+
+#[cfg(test)]
+pub(crate) fn derive_subkey_for_tests(key: &ColumnKey, label: &[u8]) -> [u8; 32] {
+    derive_subkey(key, label)
+}

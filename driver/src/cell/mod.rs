@@ -8,6 +8,11 @@ mod header;
 mod padding;
 mod setting;
 
+#[cfg(test)]
+pub(crate) use cipher::derive_subkey_for_tests;
 pub use cipher::CellCipher;
 pub use header::{CellHeader, CELL_FORMAT_VERSION, CELL_OVERHEAD, HEADER_LEN};
 pub use setting::{CellSetting, EncryptionMode, PaddingPolicy, PlaintextType};
+
+#[cfg(test)]
+mod tests;

@@ -35,3 +35,6 @@ pub trait CatalogRecord: Sized {
     /// [`Error::MalformedRecord`] saying what is wrong.
     fn from_canonical_bytes(bytes: &[u8]) -> Result<Self, Error>;
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,245 @@
+//! Canonical encodings are strict, and signatures bind every field.
+
+use std::sync::Arc;
+
+use aepg_keystore::{
+    ColumnKey, KeyStoreRegistry, MasterKeyLocation, MemoryKeyStore, TrustedKeyPaths,
+};
+
+use super::*;
+use crate::cell::{CellSetting, EncryptionMode, PaddingPolicy, PlaintextType};
+use crate::Error;
+
+fn setting_record() -> EncryptionSettingRecord {
+    EncryptionSettingRecord {
+        setting: CellSetting {
+            setting_id: 3,
+            mode: EncryptionMode::Randomized,
+            plaintext_type: PlaintextType {
+                oid: 1043,
+                typmod: 24,
+            },
+            padding: PaddingPolicy::Bucket,
+        },
+        key_id: 2,
+    }
+}
+
+fn assignment() -> ColumnAssignment {
+    ColumnAssignment {
+        schema: "public".into(),
+        table: "patients".into(),
+        column: "diagnosis".into(),
+        setting_id: 3,
+    }
+}
+
+fn wrapped_key() -> WrappedColumnKey {
+    WrappedColumnKey {
+        master_key_name: "cmk".into(),
+        master_key: MasterKeyLocation::new("memory", "cmk1"),
+        key_id: 2,
+        ciphertext: vec![9; 256],
+    }
+}
+
+/// Every strict prefix and every extension of a valid encoding is refused.
+fn assert_strict<T: CatalogRecord + std::fmt::Debug + PartialEq>(record: &T) {
+    let bytes = record.canonical_bytes().unwrap();
+    assert_eq!(&T::from_canonical_bytes(&bytes).unwrap(), record);
+    for len in 0..bytes.len() {
+        assert!(
+            T::from_canonical_bytes(&bytes[..len]).is_err(),
+            "prefix {len} accepted"
+        );
+    }
+    let mut extended = bytes.clone();
+    extended.push(0);
+    assert!(matches!(
+        T::from_canonical_bytes(&extended),
+        Err(Error::MalformedRecord {
+            reason: "trailing bytes after the last field",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn encodings_round_trip_and_are_strict() {
+    assert_strict(&setting_record());
+    assert_strict(&assignment());
+    assert_strict(&wrapped_key());
+}
+
+#[test]
+fn a_record_of_one_kind_is_not_read_as_another() {
+    let bytes = assignment().canonical_bytes().unwrap();
+    assert!(matches!(
+        EncryptionSettingRecord::from_canonical_bytes(&bytes),
+        Err(Error::MalformedRecord {
+            reason: "record is of another kind",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn unknown_enumerations_and_bad_text_are_refused() {
+    let bytes = setting_record().canonical_bytes().unwrap();
+    // Layout: 6-byte prefix, 4 u32/i32 fields, then mode and padding bytes.
+    let (mode_at, padding_at) = (6 + 16, 6 + 17);
+    let mut edited = bytes.clone();
+    edited[mode_at] = 9;
+    assert!(EncryptionSettingRecord::from_canonical_bytes(&edited).is_err());
+    let mut edited = bytes.clone();
+    edited[padding_at] = 9;
+    assert!(EncryptionSettingRecord::from_canonical_bytes(&edited).is_err());
+
+    let mut bytes = assignment().canonical_bytes().unwrap();
+    bytes[8] = 0xFF; // first byte of the schema name
+    assert!(matches!(
+        ColumnAssignment::from_canonical_bytes(&bytes),
+        Err(Error::MalformedRecord {
+            reason: "text field is not UTF-8",
+            ..
+        })
+    ));
+}
+
+async fn registry() -> (
+    KeyStoreRegistry,
+    Arc<MemoryKeyStore>,
+    MasterKeyLocation,
+    MasterKeyLocation,
+) {
+    let store = Arc::new(MemoryKeyStore::new());
+    store.generate_key("cmk1", 2048).unwrap();
+    store.generate_key("cmk2", 2048).unwrap();
+    let mut registry = KeyStoreRegistry::new();
+    registry
+        .register(store.clone(), TrustedKeyPaths::only(["cmk1", "cmk2"]))
+        .unwrap();
+    let first = MasterKeyLocation::new("memory", "cmk1");
+    let second = MasterKeyLocation::new("memory", "cmk2");
+    (registry, store, first, second)
+}
+
+#[tokio::test]
+async fn signatures_bind_every_field() {
+    let (registry, _, cmk, other_cmk) = registry().await;
+    let signed = SignedRecord::sign(setting_record(), &registry, &cmk)
+        .await
+        .unwrap();
+    assert_eq!(
+        signed.verify(&registry, &cmk).await.unwrap(),
+        &setting_record()
+    );
+
+    // The catalog's adversary weakens the setting to deterministic: refused.
+    let mut weakened = setting_record();
+    weakened.setting.mode = EncryptionMode::Deterministic;
+    let forged = SignedRecord::<EncryptionSettingRecord>::decode(
+        &weakened.canonical_bytes().unwrap(),
+        signed.signature().to_vec(),
+    )
+    .unwrap();
+    let err = forged.verify(&registry, &cmk).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::RecordSignatureInvalid {
+                kind: "column encryption setting",
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // A genuine signature by another master key does not count.
+    let err = signed.verify(&registry, &other_cmk).await.unwrap_err();
+    assert!(matches!(err, Error::RecordSignatureInvalid { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn sealed_column_key_opens_to_the_same_key() {
+    let (registry, _, cmk, _) = registry().await;
+    let key = ColumnKey::generate().unwrap();
+    let sealed = SignedRecord::seal(&registry, "cmk", &cmk, 5, &key)
+        .await
+        .unwrap();
+    let stored = SignedRecord::<WrappedColumnKey>::decode(
+        sealed.canonical_bytes(),
+        sealed.signature().to_vec(),
+    )
+    .unwrap();
+    assert_eq!(
+        stored.open(&registry).await.unwrap().expose_secret(),
+        key.expose_secret()
+    );
+}
+
+#[tokio::test]
+async fn forged_wrapped_key_is_refused_before_the_private_key_runs() {
+    let (registry, store, cmk, other_cmk) = registry().await;
+    // The attacker can wrap a key of their own with the public key...
+    let attacker_key = ColumnKey::generate().unwrap();
+    let ciphertext = registry.wrap_column_key(&cmk, &attacker_key).await.unwrap();
+    let record = WrappedColumnKey {
+        master_key_name: "cmk".into(),
+        master_key: cmk.clone(),
+        key_id: 5,
+        ciphertext,
+    };
+    let unwraps_before = store.operation_counts().unwrap;
+    // ...but cannot sign it: no signature, a random one, or one by another key.
+    let other_signature = registry
+        .sign(&other_cmk, &record.canonical_bytes().unwrap())
+        .await
+        .unwrap();
+    for signature in [vec![], vec![7u8; 256], other_signature] {
+        let forged =
+            SignedRecord::<WrappedColumnKey>::decode(&record.canonical_bytes().unwrap(), signature)
+                .unwrap();
+        let err = forged.open(&registry).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::RecordSignatureInvalid {
+                    kind: "wrapped column key",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        store.operation_counts().unwrap,
+        unwraps_before,
+        "no unwrap may run on a forged record"
+    );
+}
+
+#[tokio::test]
+async fn record_naming_an_untrusted_master_key_is_refused_without_a_key_store_call() {
+    let (registry, store, cmk, _) = registry().await;
+    let sealed = SignedRecord::seal(&registry, "cmk", &cmk, 5, &ColumnKey::generate().unwrap())
+        .await
+        .unwrap();
+    let mut retargeted = sealed.unverified().clone();
+    retargeted.master_key = MasterKeyLocation::new("memory", "attacker");
+    let forged = SignedRecord::<WrappedColumnKey>::decode(
+        &retargeted.canonical_bytes().unwrap(),
+        sealed.signature().to_vec(),
+    )
+    .unwrap();
+    let calls_before = store.operation_counts().total();
+    let err = forged.open(&registry).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::KeyStore(aepg_keystore::KeyStoreError::UntrustedKeyPath { .. })
+        ),
+        "{err}"
+    );
+    assert_eq!(store.operation_counts().total(), calls_before);
+}
