@@ -2,6 +2,7 @@
 
 use aepg_keystore::KeyStoreError;
 
+use crate::analysis::Refusal;
 use crate::cell::EncryptionMode;
 
 /// Everything that can go wrong in aepg.
@@ -94,4 +95,131 @@ pub enum Error {
     /// A key store refused or failed.
     #[error(transparent)]
     KeyStore(#[from] KeyStoreError),
+    /// A plaintext type aepg cannot encrypt.
+    #[error("type {name:?} cannot be encrypted; supported: bool, int2, int4, int8, float4, float8, numeric, text, varchar(n), bytea, uuid, date, timestamp, timestamptz, json, jsonb")]
+    UnsupportedType {
+        /// The type as given.
+        name: String,
+    },
+    /// The database returned an error, or the connection failed.
+    #[error("database error: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    /// The database has no aepg catalog.
+    #[error("the aepg catalog is not installed in this database (run install first)")]
+    CatalogNotInstalled,
+    /// The database's catalog is newer than this library.
+    #[error("the aepg catalog in this database has version {found}; this library knows versions up to {supported}: upgrade aepg")]
+    CatalogTooNew {
+        /// The installed version.
+        found: i32,
+        /// The newest version this library knows.
+        supported: i32,
+    },
+    /// A catalog row disagrees with its signed record, or cannot be read.
+    #[error("catalog row {row} is malformed: {reason}")]
+    MalformedCatalogRow {
+        /// Which row (table and key).
+        row: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A named catalog object does not exist.
+    #[error("{kind} {name} does not exist in the aepg catalog")]
+    NotInCatalog {
+        /// What kind of object (`column master key`, `column encryption key`, …).
+        kind: &'static str,
+        /// Its name or id.
+        name: String,
+    },
+    /// A catalog object exists already.
+    #[error("{kind} {name} already exists in the aepg catalog")]
+    AlreadyInCatalog {
+        /// What kind of object.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// A column cannot be assigned to a setting.
+    #[error("column {column} cannot be encrypted: {reason}")]
+    ColumnNotAssignable {
+        /// The column (`schema.table.column`).
+        column: String,
+        /// Why.
+        reason: String,
+    },
+    /// A column the application pinned is not encrypted as pinned.
+    #[error("pinned column {column} is not encrypted as expected: {reason}")]
+    PinnedColumnMismatch {
+        /// The column (`schema.table.column`).
+        column: String,
+        /// What differs.
+        reason: String,
+    },
+    /// The statement was refused by SQL analysis.
+    #[error("statement refused: {0}")]
+    Refused(#[from] Refusal),
+    /// The server's view of a parameter disagrees with the analysis.
+    #[error("statement refused: parameter ${number} {reason}")]
+    ParameterCrossCheck {
+        /// The parameter number (1-based).
+        number: usize,
+        /// What disagrees.
+        reason: String,
+    },
+    /// A parameter's Rust type does not fit the encrypted column's type.
+    #[error(
+        "parameter ${number} for encrypted column {column} ({sql_type}) does not fit: {reason}"
+    )]
+    ParameterType {
+        /// The parameter number (1-based).
+        number: usize,
+        /// The column.
+        column: String,
+        /// The column's plaintext type.
+        sql_type: String,
+        /// Why it does not fit (never the value).
+        reason: String,
+    },
+    /// Wrong number of parameters.
+    #[error("statement expects {expected} parameters, {given} given")]
+    ParameterCount {
+        /// Parameters in the statement.
+        expected: usize,
+        /// Parameters given.
+        given: usize,
+    },
+    /// A result value of an encrypted column could not be decrypted.
+    #[error("cannot decrypt column {column}: {reason}")]
+    Decrypt {
+        /// The result column (`schema.table.column` when its origin is known, else its name).
+        column: String,
+        /// Why (a cell error: tampered, from another column, key unavailable).
+        reason: String,
+    },
+    /// `query_one`/`query_opt` got a number of rows it does not allow.
+    #[error("query returned {got} rows, expected {expected}")]
+    RowCount {
+        /// What was expected (`exactly one`, `at most one`).
+        expected: &'static str,
+        /// How many rows came.
+        got: usize,
+    },
+    /// A result column does not exist.
+    #[error("no result column {column}")]
+    NoSuchColumn {
+        /// The index or name asked for.
+        column: String,
+    },
+    /// A decrypted value cannot be converted to the requested Rust type.
+    #[error("column {column} holds {sql_type}, which cannot be read as {rust_type}: {reason}")]
+    ResultType {
+        /// The column.
+        column: String,
+        /// Its plaintext type.
+        sql_type: String,
+        /// The Rust type asked for.
+        rust_type: &'static str,
+        /// Why (never the value).
+        reason: String,
+    },
 }

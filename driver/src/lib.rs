@@ -29,12 +29,23 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod analysis;
+pub mod catalog;
 pub mod cell;
+mod client;
 mod error;
 pub mod record;
+mod sql_type;
 
 pub use aepg_keystore as keystore;
+pub use client::{
+    connect, Client, ColumnDecryption, ColumnIndex, Encryption, EncryptionConfig, Explanation,
+    ParameterEncryption, ParameterExplanation, ResultColumnExplanation, Row, RowStream, Statement,
+    TextOrStatement, ToStatement, Transaction, DEFAULT_CATALOG_TTL, DEFAULT_KEY_TTL,
+};
 pub use error::Error;
+pub use postgres_types as types;
+pub use tokio_postgres;
 
 #[cfg(test)]
 mod format_vectors;

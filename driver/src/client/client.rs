@@ -1,0 +1,105 @@
+//! The client: a tokio-postgres client that encrypts and decrypts.
+
+use std::sync::Arc;
+
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{Connection, Socket};
+
+use super::encryption::Encryption;
+use super::methods::query_methods;
+use super::session::{ClientState, Session};
+use super::transaction::Transaction;
+use crate::catalog::Catalog;
+use crate::Error;
+
+/// A PostgreSQL client that encrypts parameters bound for encrypted columns
+/// and decrypts encrypted result columns. Its methods mirror
+/// `tokio_postgres::Client`, so switching is a change of import.
+///
+/// Concurrent queries on one client are pipelined, as in tokio-postgres.
+pub struct Client {
+    inner: tokio_postgres::Client,
+    state: ClientState,
+}
+
+impl Client {
+    /// Wraps a connected tokio-postgres client (from any TLS connector or
+    /// pool). Nothing is sent until the first statement, which loads the
+    /// shared catalog if `encryption` has none yet.
+    pub fn new(inner: tokio_postgres::Client, encryption: Arc<Encryption>) -> Self {
+        Self {
+            inner,
+            state: ClientState::new(encryption),
+        }
+    }
+
+    fn session(&self) -> Session<'_> {
+        Session {
+            client: &self.inner,
+            state: &self.state,
+        }
+    }
+
+    query_methods!();
+
+    /// Starts a transaction. Dropping it without [`commit`](Transaction::commit)
+    /// rolls it back.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn transaction(&mut self) -> Result<Transaction<'_>, Error> {
+        let inner = self.inner.transaction().await?;
+        Ok(Transaction::new(inner, &self.state))
+    }
+
+    /// The shared encryption state.
+    pub fn encryption(&self) -> &Arc<Encryption> {
+        &self.state.encryption
+    }
+
+    /// The verified catalog, loaded if needed.
+    ///
+    /// # Errors
+    /// As [`load_catalog`](crate::catalog::load_catalog).
+    pub async fn catalog(&self) -> Result<Arc<Catalog>, Error> {
+        self.state.encryption.catalog(&self.inner).await
+    }
+
+    /// Reloads the catalog now, for every client sharing this encryption
+    /// state (after a key or column was added, say).
+    ///
+    /// # Errors
+    /// As [`load_catalog`](crate::catalog::load_catalog).
+    pub async fn refresh_catalog(&self) -> Result<Arc<Catalog>, Error> {
+        self.state.encryption.refresh_catalog(&self.inner).await
+    }
+
+    /// Whether the connection is closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
+/// Connects like `tokio_postgres::connect` and wraps the client. As there,
+/// the returned connection must be spawned (`tokio::spawn(connection)`).
+///
+/// # Errors
+/// Connection errors.
+pub async fn connect<T>(
+    config: &str,
+    tls: T,
+    encryption: Arc<Encryption>,
+) -> Result<(Client, Connection<Socket, T::Stream>), Error>
+where
+    T: MakeTlsConnect<Socket>,
+    T::TlsConnect: TlsConnect<Socket>,
+{
+    let (inner, connection) = tokio_postgres::connect(config, tls).await?;
+    Ok((Client::new(inner, encryption), connection))
+}

@@ -1,0 +1,118 @@
+//! The query methods that [`Client`](crate::Client) and
+//! [`Transaction`](crate::Transaction) share, written once.
+
+/// Expands to the query methods of a type with a `session(&self) -> Session<'_>` method.
+macro_rules! query_methods {
+    () => {
+        /// Prepares a statement (analyzed and checked; cached by text) for
+        /// repeated execution.
+        ///
+        /// # Errors
+        /// [`Error::Refused`](crate::Error::Refused) with the reason when the
+        /// statement does something encrypted columns do not allow; database errors.
+        pub async fn prepare(&self, sql: &str) -> Result<crate::Statement, crate::Error> {
+            self.session().prepare(sql).await
+        }
+
+        /// Runs a statement and returns its rows, encrypted columns decrypted.
+        /// Parameters bound for encrypted columns are encrypted before they
+        /// are sent.
+        ///
+        /// # Errors
+        /// A refused statement; a parameter whose Rust type does not fit its
+        /// encrypted column; a key store that is unavailable; database errors.
+        pub async fn query<S>(
+            &self,
+            statement: &S,
+            params: &[&(dyn postgres_types::ToSql + Sync)],
+        ) -> Result<Vec<crate::Row>, crate::Error>
+        where
+            S: crate::ToStatement + ?Sized,
+        {
+            self.session().query(statement, params).await
+        }
+
+        /// Like [`query`](Self::query), for exactly one row.
+        ///
+        /// # Errors
+        /// As `query`, and [`Error::RowCount`](crate::Error::RowCount).
+        pub async fn query_one<S>(
+            &self,
+            statement: &S,
+            params: &[&(dyn postgres_types::ToSql + Sync)],
+        ) -> Result<crate::Row, crate::Error>
+        where
+            S: crate::ToStatement + ?Sized,
+        {
+            self.session().query_one(statement, params).await
+        }
+
+        /// Like [`query`](Self::query), for at most one row.
+        ///
+        /// # Errors
+        /// As `query`, and [`Error::RowCount`](crate::Error::RowCount).
+        pub async fn query_opt<S>(
+            &self,
+            statement: &S,
+            params: &[&(dyn postgres_types::ToSql + Sync)],
+        ) -> Result<Option<crate::Row>, crate::Error>
+        where
+            S: crate::ToStatement + ?Sized,
+        {
+            self.session().query_opt(statement, params).await
+        }
+
+        /// Like [`query`](Self::query), streaming the rows as they arrive.
+        ///
+        /// # Errors
+        /// As `query`; each streamed item may also fail.
+        pub async fn query_raw<S>(
+            &self,
+            statement: &S,
+            params: &[&(dyn postgres_types::ToSql + Sync)],
+        ) -> Result<crate::RowStream<'_>, crate::Error>
+        where
+            S: crate::ToStatement + ?Sized,
+        {
+            self.session().query_raw(statement, params).await
+        }
+
+        /// Runs a statement and returns the number of rows it affected.
+        ///
+        /// # Errors
+        /// As [`query`](Self::query).
+        pub async fn execute<S>(
+            &self,
+            statement: &S,
+            params: &[&(dyn postgres_types::ToSql + Sync)],
+        ) -> Result<u64, crate::Error>
+        where
+            S: crate::ToStatement + ?Sized,
+        {
+            self.session().execute(statement, params).await
+        }
+
+        /// Runs one or more statements with the simple query protocol. The
+        /// text is analyzed like any other: as it cannot carry parameters,
+        /// a value stored into or compared with an encrypted column would be
+        /// a literal, and is refused.
+        ///
+        /// # Errors
+        /// A refused statement; database errors.
+        pub async fn batch_execute(&self, sql: &str) -> Result<(), crate::Error> {
+            self.session().batch_execute(sql).await
+        }
+
+        /// Explains what aepg does with a statement: each parameter's target
+        /// column, setting, mode and key; each result column's decryption.
+        ///
+        /// # Errors
+        /// The refusal, with its reason, when the statement is refused.
+        pub async fn explain(&self, sql: &str) -> Result<crate::Explanation, crate::Error> {
+            let statement = self.session().prepare(sql).await?;
+            Ok(crate::Explanation::of(&statement))
+        }
+    };
+}
+
+pub(crate) use query_methods;
