@@ -1,1 +1,3 @@
-fn main() { println!("quickstart: not yet"); }
+fn main() {
+    println!("quickstart: not yet");
+}

@@ -1,1 +1,3 @@
-fn main() { println!("aepg {}", env!("CARGO_PKG_VERSION")); }
+fn main() {
+    println!("aepg {}", env!("CARGO_PKG_VERSION"));
+}
