@@ -102,7 +102,7 @@ pub enum Error {
         name: String,
     },
     /// The database returned an error, or the connection failed.
-    #[error("database error: {0}")]
+    #[error("database error: {}", describe_database_error(.0))]
     Database(#[from] tokio_postgres::Error),
     /// The database has no aepg catalog.
     #[error("the aepg catalog is not installed in this database (run install first)")]
@@ -222,4 +222,14 @@ pub enum Error {
         /// Why (never the value).
         reason: String,
     },
+}
+
+/// tokio-postgres displays server errors as a bare "db error"; say what the
+/// server said (its message and SQLSTATE), which never holds a plaintext of
+/// an encrypted column: the server never had one.
+fn describe_database_error(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => error.to_string(),
+    }
 }

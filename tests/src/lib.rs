@@ -50,6 +50,7 @@ mod dedicated;
 mod docker_api;
 pub mod env_vars;
 mod error;
+pub mod fixture;
 mod local_cluster;
 mod pg_config;
 mod reaper;

@@ -1,0 +1,166 @@
+//! An encrypted database ready for aepg's end-to-end suites: the catalog
+//! installed in a fresh database, a column master key in a memory key store,
+//! a column key, and helpers to add settings, tables and clients.
+
+use std::sync::{Arc, OnceLock};
+
+use aepg::analysis::ColumnName;
+use aepg::catalog::{install, CatalogAdmin, NewEncryptionSetting};
+use aepg::cell::{EncryptionMode, PaddingPolicy, PlaintextType};
+use aepg::{Client, Encryption, EncryptionConfig};
+use aepg_keystore::{KeyStoreRegistry, MasterKeyLocation, MemoryKeyStore, TrustedKeyPaths};
+use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+
+use crate::TestDatabase;
+
+/// Name of the fixture's column master key in the catalog and its key path.
+pub const MASTER_KEY: &str = "cmk1";
+
+/// A 2048-bit RSA key generated once per test process: key generation is
+/// the slowest part of setting up a fixture, and one key serves every test.
+fn master_key_pem() -> &'static str {
+    static PEM: OnceLock<String> = OnceLock::new();
+    PEM.get_or_init(|| {
+        let key = rsa::PrivateKey::new(&mut rand::rngs::SysRng, 2048)
+            .unwrap_or_else(|error| panic!("generating the fixture's master key: {error}"));
+        key.to_pkcs8_pem(LineEnding::LF)
+            .unwrap_or_else(|error| panic!("encoding the fixture's master key: {error}"))
+            .to_string()
+    })
+}
+
+/// A database with the aepg catalog, one master key and one column key.
+pub struct EncryptedDatabase {
+    /// The database.
+    pub database: TestDatabase,
+    /// A plain tokio-postgres connection: what the server sees.
+    pub plain: tokio_postgres::Client,
+    /// The memory key store holding the master key (counts its operations).
+    pub store: Arc<MemoryKeyStore>,
+    /// The registry trusting the master key.
+    pub registry: KeyStoreRegistry,
+    /// Catalog administration with that registry.
+    pub admin: CatalogAdmin,
+    /// The column key created at start.
+    pub key_id: u32,
+}
+
+impl EncryptedDatabase {
+    /// A fresh database, catalog installed, master key [`MASTER_KEY`]
+    /// registered, one column key created.
+    ///
+    /// # Panics
+    /// When any step fails: this is a test fixture.
+    pub async fn new(label: &str) -> Self {
+        let database = TestDatabase::new(label).await;
+        let mut plain = database.connect().await;
+        install(&mut plain)
+            .await
+            .unwrap_or_else(|error| panic!("install: {error}"));
+        let store = Arc::new(MemoryKeyStore::new());
+        store
+            .import_pem(MASTER_KEY, master_key_pem())
+            .unwrap_or_else(|error| panic!("import master key: {error}"));
+        let mut registry = KeyStoreRegistry::new();
+        registry
+            .register(store.clone(), TrustedKeyPaths::only([MASTER_KEY]))
+            .unwrap_or_else(|error| panic!("register store: {error}"));
+        let admin = CatalogAdmin::new(registry.clone());
+        admin
+            .register_master_key(
+                &plain,
+                MASTER_KEY,
+                &MasterKeyLocation::new("memory", MASTER_KEY),
+            )
+            .await
+            .unwrap_or_else(|error| panic!("register master key: {error}"));
+        let key_id = admin
+            .create_column_key(&plain, MASTER_KEY)
+            .await
+            .unwrap_or_else(|error| panic!("create column key: {error}"));
+        Self {
+            database,
+            plain,
+            store,
+            registry,
+            admin,
+            key_id,
+        }
+    }
+
+    /// Creates setting `name` for values of `sql_type` in `mode` under the fixture's column key.
+    ///
+    /// # Panics
+    /// When it cannot be created.
+    pub async fn setting(&self, name: &str, sql_type: &str, mode: EncryptionMode) -> u32 {
+        self.setting_with_padding(name, sql_type, mode, None).await
+    }
+
+    /// [`setting`](Self::setting) with an explicit padding policy.
+    ///
+    /// # Panics
+    /// When it cannot be created.
+    pub async fn setting_with_padding(
+        &self,
+        name: &str,
+        sql_type: &str,
+        mode: EncryptionMode,
+        padding: Option<PaddingPolicy>,
+    ) -> u32 {
+        let plaintext_type = PlaintextType::parse(sql_type)
+            .unwrap_or_else(|error| panic!("type {sql_type}: {error}"));
+        let new = NewEncryptionSetting {
+            name: name.to_owned(),
+            plaintext_type,
+            mode,
+            padding,
+            key_id: self.key_id,
+        };
+        self.admin
+            .create_setting(&self.plain, &new)
+            .await
+            .unwrap_or_else(|error| panic!("create setting {name}: {error}"))
+    }
+
+    /// Runs `ddl` on the plain connection, then assigns each
+    /// `(table, column, setting)` in schema `public`.
+    ///
+    /// # Panics
+    /// When a step fails.
+    pub async fn table(&self, ddl: &str, assignments: &[(&str, &str, &str)]) {
+        self.plain
+            .batch_execute(ddl)
+            .await
+            .unwrap_or_else(|error| panic!("DDL failed: {error}"));
+        for (table, column, setting) in assignments {
+            let column = ColumnName {
+                schema: "public".to_owned(),
+                table: (*table).to_owned(),
+                column: (*column).to_owned(),
+            };
+            self.admin
+                .assign_column(&self.plain, &column, setting)
+                .await
+                .unwrap_or_else(|error| panic!("assign {column}: {error}"));
+        }
+    }
+
+    /// Shared encryption state trusting the fixture's master key, with `configure` applied.
+    pub fn encryption_with(
+        &self,
+        configure: impl FnOnce(EncryptionConfig) -> EncryptionConfig,
+    ) -> Arc<Encryption> {
+        Encryption::new(configure(EncryptionConfig::new(self.registry.clone())))
+    }
+
+    /// A new aepg client with its own encryption state.
+    pub async fn client(&self) -> Client {
+        self.client_with(self.encryption_with(|config| config))
+            .await
+    }
+
+    /// A new aepg client sharing `encryption`.
+    pub async fn client_with(&self, encryption: Arc<Encryption>) -> Client {
+        Client::new(self.database.connect().await, encryption)
+    }
+}
