@@ -1,3 +1,159 @@
-fn main() {
-    println!("quickstart: not yet");
+//! aepg in one page: encrypt two columns, write and read through aepg, and
+//! look at what the server actually stores.
+//!
+//! `cargo run --example quickstart` uses `DATABASE_URL` if set; otherwise it
+//! starts a throwaway PostgreSQL the way the test suite does (a container,
+//! or a local `initdb` cluster when no container can be started).
+
+use std::sync::Arc;
+
+use aepg::analysis::ColumnName;
+use aepg::catalog::{install, CatalogAdmin, NewEncryptionSetting};
+use aepg::cell::{EncryptionMode, PlaintextType};
+use aepg::{Client, Encryption, EncryptionConfig};
+use aepg_keystore::{KeyStoreRegistry, LocalKeyStore, MasterKeyLocation, TrustedKeyPaths};
+
+type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+#[tokio::main]
+async fn main() -> Result<(), Failure> {
+    // 1. A database. `_throwaway` keeps a throwaway server alive until the end.
+    let (config, _throwaway) = database().await?;
+    let (mut plain, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+
+    // 2. A column master key: an RSA key in a local key store (a directory of PEM files).
+    let key_dir = tempfile::tempdir()?;
+    let key_store = LocalKeyStore::open(key_dir.path())?;
+    key_store.generate_key("quickstart-cmk.pem", 2048).await?;
+    let mut registry = KeyStoreRegistry::new();
+    registry.register(Arc::new(key_store), TrustedKeyPaths::only(["quickstart-cmk.pem"]))?;
+
+    // 3. The catalog: install it, register the master key, create a column key and two settings.
+    install(&mut plain).await?;
+    let suffix = std::process::id();
+    let admin = CatalogAdmin::new(registry.clone());
+    let master_key = format!("quickstart-cmk-{suffix}");
+    admin
+        .register_master_key(&plain, &master_key, &MasterKeyLocation::new("local", "quickstart-cmk.pem"))
+        .await?;
+    let key_id = admin.create_column_key(&plain, &master_key).await?;
+    let ssn_setting = format!("ssn-{suffix}");
+    let diagnosis_setting = format!("diagnosis-{suffix}");
+    for (name, mode) in [
+        (&ssn_setting, EncryptionMode::Deterministic),
+        (&diagnosis_setting, EncryptionMode::Randomized),
+    ] {
+        let setting = NewEncryptionSetting {
+            name: name.clone(),
+            plaintext_type: PlaintextType::parse("text")?,
+            mode,
+            padding: None,
+            key_id,
+        };
+        admin.create_setting(&plain, &setting).await?;
+    }
+
+    // 4. A table whose ssn (deterministic) and diagnosis (randomized) are encrypted.
+    let table = format!("patients_{suffix}");
+    plain
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (id int PRIMARY KEY, name text, ssn aepg.ciphertext, diagnosis aepg.ciphertext)"
+        ))
+        .await?;
+    for (column, setting) in [("ssn", &ssn_setting), ("diagnosis", &diagnosis_setting)] {
+        let column = ColumnName {
+            schema: "public".into(),
+            table: table.clone(),
+            column: column.into(),
+        };
+        admin.assign_column(&plain, &column, setting).await?;
+    }
+
+    // 5. The application: an aepg client, used like tokio-postgres.
+    let encryption = Encryption::new(EncryptionConfig::new(registry));
+    let (client, connection) = aepg::connect(&config, tokio_postgres::NoTls, encryption).await?;
+    tokio::spawn(connection);
+    let people = [
+        (1, "Ada", "078-05-1120", "asthma"),
+        (2, "Grace", "219-09-9999", "influenza"),
+        (3, "Alan", "457-55-5462", "asthma"),
+    ];
+    for (id, name, ssn, diagnosis) in people {
+        client
+            .execute(
+                &format!("INSERT INTO {table} (id, name, ssn, diagnosis) VALUES ($1, $2, $3, $4)"),
+                &[&id, &name, &ssn, &diagnosis],
+            )
+            .await?;
+    }
+    let found = client
+        .query_one(&format!("SELECT name, diagnosis FROM {table} WHERE ssn = $1"), &[&"219-09-9999"])
+        .await?;
+    println!(
+        "aepg found ssn 219-09-9999 by equality on ciphertext: {} ({})\n",
+        found.get::<&str>(0),
+        found.get::<&str>(1)
+    );
+
+    // 6. Side by side: what the server stores, and what the application reads.
+    show_side_by_side(&plain, &client, &table).await?;
+
+    // 7. What aepg refuses, and how it says so.
+    let refused = client
+        .query(&format!("SELECT id FROM {table} WHERE ssn LIKE $1"), &[&"219%"])
+        .await;
+    if let Err(error) = refused {
+        println!("\nrefused: {error}");
+    }
+    println!("\n{}", client.explain(&format!("SELECT name, ssn FROM {table} WHERE ssn = $1")).await?);
+    Ok(())
+}
+
+async fn show_side_by_side(plain: &tokio_postgres::Client, client: &Client, table: &str) -> Result<(), Failure> {
+    let stored = plain
+        .query(&format!("SELECT id, ssn::bytea, diagnosis::bytea FROM {table} ORDER BY id"), &[])
+        .await?;
+    let read = client
+        .query(&format!("SELECT id, ssn, diagnosis FROM {table} ORDER BY id"), &[])
+        .await?;
+    println!("{:<3} {:<40} {:<24} | {:<12} {}", "id", "server stores ssn (hex)", "diagnosis (hex)", "app reads ssn", "diagnosis");
+    for (server_row, app_row) in stored.iter().zip(&read) {
+        let ssn: Vec<u8> = server_row.get(1);
+        let diagnosis: Vec<u8> = server_row.get(2);
+        println!(
+            "{:<3} {:<40} {:<24} | {:<12} {}",
+            server_row.get::<_, i32>(0),
+            abbreviated_hex(&ssn, 36),
+            abbreviated_hex(&diagnosis, 20),
+            app_row.get::<&str>(1),
+            app_row.get::<&str>(2),
+        );
+    }
+    println!("(equal ssns would have equal cells: deterministic; the two 'asthma' cells differ: randomized)");
+    Ok(())
+}
+
+fn abbreviated_hex(bytes: &[u8], width: usize) -> String {
+    let hex = hex::encode(bytes);
+    if hex.len() <= width {
+        hex
+    } else {
+        format!("{}…({} B)", &hex[..width - 8], bytes.len())
+    }
+}
+
+/// A throwaway server and its database; dropping it removes both.
+type Throwaway = (aepg_tests::TestDatabase, aepg_tests::DedicatedServer);
+
+/// `DATABASE_URL`, or a throwaway server started like the test harness does.
+async fn database() -> Result<(String, Option<Throwaway>), Failure> {
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        println!("using DATABASE_URL");
+        return Ok((url, None));
+    }
+    let server = aepg_tests::DedicatedServer::start(&[]).await?;
+    println!("using a throwaway PostgreSQL ({})", server.info().description);
+    let database = server.create_database("quickstart").await?;
+    Ok((database.connection_string(), Some((database, server))))
 }

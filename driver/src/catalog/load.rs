@@ -222,6 +222,9 @@ async fn load_tables(client: &impl GenericClient, catalog: &mut Catalog) -> Resu
         };
         let is_ciphertext: bool = row.try_get(5)?;
         let encryption = catalog.column_encryption(&name);
+        if is_ciphertext {
+            catalog.ciphertext_origins.insert((table_oid, attnum));
+        }
         if let Some(column) = catalog.columns.get_mut(&name) {
             column.origin = Some((table_oid, attnum));
             catalog.by_origin.insert((table_oid, attnum), name.clone());

@@ -1,6 +1,6 @@
 //! The verified, in-memory catalog.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use aepg_keystore::MasterKeyLocation;
 
@@ -62,6 +62,8 @@ pub struct Catalog {
     pub(crate) settings: BTreeMap<u32, EncryptionSetting>,
     pub(crate) columns: HashMap<ColumnName, EncryptedColumn>,
     pub(crate) by_origin: HashMap<(u32, i16), ColumnName>,
+    /// Every column of type `aepg.ciphertext` (tables and views), by origin.
+    pub(crate) ciphertext_origins: HashSet<(u32, i16)>,
     pub(crate) tables: HashMap<(String, String), TableInfo>,
     pub(crate) ciphertext_type_oid: u32,
     pub(crate) skipped: Vec<SkippedRecord>,
@@ -113,6 +115,14 @@ impl Catalog {
         self.by_origin
             .get(&(table_oid, attnum))
             .and_then(|name| self.columns.get(name))
+    }
+
+    /// Whether the column at `table_oid`/`attnum` (of a table or a view) is
+    /// of type `aepg.ciphertext`. The server describes result columns with
+    /// the domain's base type, `bytea`, so this is how a view's encrypted
+    /// column is recognized.
+    pub fn is_ciphertext_column(&self, table_oid: u32, attnum: i16) -> bool {
+        self.ciphertext_origins.contains(&(table_oid, attnum))
     }
 
     /// The oid of the `aepg.ciphertext` domain in this database.

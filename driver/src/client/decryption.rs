@@ -47,11 +47,10 @@ pub(crate) fn plan_columns(
     columns
         .iter()
         .map(|column| {
-            let origin = column
-                .table_oid()
-                .zip(column.column_id())
-                .and_then(|(table, attnum)| catalog.column_at(table, attnum));
-            match origin {
+            let origin = column.table_oid().zip(column.column_id());
+            let assigned = origin.and_then(|(table, attnum)| catalog.column_at(table, attnum));
+            let ciphertext_origin = origin.is_some_and(|(table, attnum)| catalog.is_ciphertext_column(table, attnum));
+            match assigned {
                 Some(encrypted) => ResultColumnPlan {
                     label: encrypted.name.to_string(),
                     decryption: Decryption::FromColumn {
@@ -59,7 +58,7 @@ pub(crate) fn plan_columns(
                         setting_id: encrypted.setting_id,
                     },
                 },
-                None if is_ciphertext(column.type_(), catalog) => ResultColumnPlan {
+                None if ciphertext_origin || is_ciphertext(column.type_(), catalog) => ResultColumnPlan {
                     label: column.name().to_owned(),
                     decryption: Decryption::FromHeader,
                 },

@@ -1,0 +1,68 @@
+//! A warm statement through aepg costs the server what a reused prepared
+//! statement costs in plain tokio-postgres: counted in the server's log.
+#![allow(clippy::unwrap_used)] // a test fails by panicking
+
+use aepg::cell::EncryptionMode;
+use aepg_tests::fixture::EncryptedDatabase;
+use aepg_tests::DedicatedServer;
+
+const REPEATS: usize = 20;
+
+/// Protocol steps (parse, bind, execute) and simple statements the server
+/// logged between two markers.
+fn steps_between(log: &str, start: &str, end: &str) -> Vec<String> {
+    let mut inside = false;
+    let mut steps = Vec::new();
+    for line in log.lines() {
+        if line.contains(start) {
+            inside = true;
+            continue;
+        }
+        if line.contains(end) {
+            break;
+        }
+        if inside && line.contains("duration:") {
+            steps.push(line.to_owned());
+        }
+    }
+    steps
+}
+
+#[tokio::test]
+async fn a_warm_statement_costs_what_a_prepared_tokio_postgres_statement_costs() {
+    let server = DedicatedServer::start(&[("log_min_duration_statement", "0")]).await.unwrap();
+    let db = EncryptedDatabase::on(server.create_database("round_trips").await.unwrap()).await;
+    db.setting("ssn", "text", EncryptionMode::Deterministic).await;
+    db.table("CREATE TABLE people (id int, ssn aepg.ciphertext)", &[("people", "ssn", "ssn")]).await;
+    let client = db.client().await;
+    let sql = "SELECT id, ssn FROM people WHERE ssn = $1";
+    client.execute("INSERT INTO people VALUES ($1, $2)", &[&1, &"123-45-6789"]).await.unwrap();
+    client.query(sql, &[&"123-45-6789"]).await.unwrap(); // warm: analysis, prepare, keys
+
+    db.plain.batch_execute("SELECT 'aepg-start'").await.unwrap();
+    for _ in 0..REPEATS {
+        let rows = client.query(sql, &[&"123-45-6789"]).await.unwrap();
+        assert_eq!(rows[0].get::<String>(1), "123-45-6789");
+    }
+    db.plain.batch_execute("SELECT 'aepg-end'").await.unwrap();
+
+    let plain = db.database.connect().await;
+    let statement = plain.prepare("SELECT id, ssn FROM people WHERE id = $1").await.unwrap();
+    db.plain.batch_execute("SELECT 'plain-start'").await.unwrap();
+    for _ in 0..REPEATS {
+        plain.query(&statement, &[&1]).await.unwrap();
+    }
+    db.plain.batch_execute("SELECT 'plain-end'").await.unwrap();
+
+    let log = server.server_log().await.unwrap();
+    let aepg_steps = steps_between(&log, "aepg-start", "aepg-end");
+    let plain_steps = steps_between(&log, "plain-start", "plain-end");
+    eprintln!(
+        "server-side steps for {REPEATS} warm executions: aepg {}, tokio-postgres {}",
+        aepg_steps.len(),
+        plain_steps.len()
+    );
+    assert!(!plain_steps.is_empty(), "the log must show the plain executions");
+    assert_eq!(aepg_steps.len(), plain_steps.len(), "aepg steps:\n{}", aepg_steps.join("\n"));
+    assert!(aepg_steps.iter().all(|line| !line.contains("parse")), "no re-prepare when warm");
+}
