@@ -27,7 +27,10 @@ async fn main() -> Result<(), Failure> {
     let key_store = LocalKeyStore::open(key_dir.path())?;
     key_store.generate_key("quickstart-cmk.pem", 2048).await?;
     let mut registry = KeyStoreRegistry::new();
-    registry.register(Arc::new(key_store), TrustedKeyPaths::only(["quickstart-cmk.pem"]))?;
+    registry.register(
+        Arc::new(key_store),
+        TrustedKeyPaths::only(["quickstart-cmk.pem"]),
+    )?;
 
     // 3. The catalog: install it, register the master key, create a column key and two settings.
     install(&mut plain).await?;
@@ -35,7 +38,11 @@ async fn main() -> Result<(), Failure> {
     let admin = CatalogAdmin::new(registry.clone());
     let master_key = format!("quickstart-cmk-{suffix}");
     admin
-        .register_master_key(&plain, &master_key, &MasterKeyLocation::new("local", "quickstart-cmk.pem"))
+        .register_master_key(
+            &plain,
+            &master_key,
+            &MasterKeyLocation::new("local", "quickstart-cmk.pem"),
+        )
         .await?;
     let key_id = admin.create_column_key(&plain, &master_key).await?;
     let ssn_setting = format!("ssn-{suffix}");
@@ -88,7 +95,10 @@ async fn main() -> Result<(), Failure> {
             .await?;
     }
     let found = client
-        .query_one(&format!("SELECT name, diagnosis FROM {table} WHERE ssn = $1"), &[&"219-09-9999"])
+        .query_one(
+            &format!("SELECT name, diagnosis FROM {table} WHERE ssn = $1"),
+            &[&"219-09-9999"],
+        )
         .await?;
     println!(
         "aepg found ssn 219-09-9999 by equality on ciphertext: {} ({})\n",
@@ -101,23 +111,44 @@ async fn main() -> Result<(), Failure> {
 
     // 7. What aepg refuses, and how it says so.
     let refused = client
-        .query(&format!("SELECT id FROM {table} WHERE ssn LIKE $1"), &[&"219%"])
+        .query(
+            &format!("SELECT id FROM {table} WHERE ssn LIKE $1"),
+            &[&"219%"],
+        )
         .await;
     if let Err(error) = refused {
         println!("\nrefused: {error}");
     }
-    println!("\n{}", client.explain(&format!("SELECT name, ssn FROM {table} WHERE ssn = $1")).await?);
+    println!(
+        "\n{}",
+        client
+            .explain(&format!("SELECT name, ssn FROM {table} WHERE ssn = $1"))
+            .await?
+    );
     Ok(())
 }
 
-async fn show_side_by_side(plain: &tokio_postgres::Client, client: &Client, table: &str) -> Result<(), Failure> {
+async fn show_side_by_side(
+    plain: &tokio_postgres::Client,
+    client: &Client,
+    table: &str,
+) -> Result<(), Failure> {
     let stored = plain
-        .query(&format!("SELECT id, ssn::bytea, diagnosis::bytea FROM {table} ORDER BY id"), &[])
+        .query(
+            &format!("SELECT id, ssn::bytea, diagnosis::bytea FROM {table} ORDER BY id"),
+            &[],
+        )
         .await?;
     let read = client
-        .query(&format!("SELECT id, ssn, diagnosis FROM {table} ORDER BY id"), &[])
+        .query(
+            &format!("SELECT id, ssn, diagnosis FROM {table} ORDER BY id"),
+            &[],
+        )
         .await?;
-    println!("{:<3} {:<40} {:<24} | {:<12} {}", "id", "server stores ssn (hex)", "diagnosis (hex)", "app reads ssn", "diagnosis");
+    println!(
+        "{:<3} {:<40} {:<24} | {:<12} diagnosis",
+        "id", "server stores ssn (hex)", "diagnosis (hex)", "app reads ssn"
+    );
     for (server_row, app_row) in stored.iter().zip(&read) {
         let ssn: Vec<u8> = server_row.get(1);
         let diagnosis: Vec<u8> = server_row.get(2);
@@ -153,7 +184,10 @@ async fn database() -> Result<(String, Option<Throwaway>), Failure> {
         return Ok((url, None));
     }
     let server = aepg_tests::DedicatedServer::start(&[]).await?;
-    println!("using a throwaway PostgreSQL ({})", server.info().description);
+    println!(
+        "using a throwaway PostgreSQL ({})",
+        server.info().description
+    );
     let database = server.create_database("quickstart").await?;
     Ok((database.connection_string(), Some((database, server))))
 }

@@ -52,7 +52,15 @@ impl EncryptedDatabase {
     /// # Panics
     /// When any step fails: this is a test fixture.
     pub async fn new(label: &str) -> Self {
-        let database = TestDatabase::new(label).await;
+        Self::on(TestDatabase::new(label).await).await
+    }
+
+    /// Like [`new`](Self::new), in a database the caller made (on a
+    /// [`DedicatedServer`](crate::DedicatedServer), say).
+    ///
+    /// # Panics
+    /// When any step fails: this is a test fixture.
+    pub async fn on(database: TestDatabase) -> Self {
         let mut plain = database.connect().await;
         install(&mut plain)
             .await

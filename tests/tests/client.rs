@@ -66,7 +66,10 @@ async fn ids(client: &Client, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Vec<
 async fn the_server_holds_only_ciphertext_and_the_application_reads_plaintext() {
     let (db, client) = clinic("roundtrip").await;
     let row = client
-        .query_one("SELECT name, ssn, diagnosis FROM patients WHERE id = $1", &[&1])
+        .query_one(
+            "SELECT name, ssn, diagnosis FROM patients WHERE id = $1",
+            &[&1],
+        )
         .await
         .unwrap();
     assert_eq!(row.get::<String>(0), "Ada");
@@ -75,7 +78,10 @@ async fn the_server_holds_only_ciphertext_and_the_application_reads_plaintext() 
 
     let stored = db
         .plain
-        .query_one("SELECT ssn::bytea, diagnosis::bytea FROM patients WHERE id = 1", &[])
+        .query_one(
+            "SELECT ssn::bytea, diagnosis::bytea FROM patients WHERE id = 1",
+            &[],
+        )
         .await
         .unwrap();
     for index in 0..2 {
@@ -89,19 +95,61 @@ async fn the_server_holds_only_ciphertext_and_the_application_reads_plaintext() 
 #[tokio::test]
 async fn equality_in_any_and_joins_on_deterministic_columns_return_exactly_the_right_rows() {
     let (_db, client) = clinic("equality").await;
-    assert_eq!(ids(&client, "SELECT id FROM patients WHERE ssn = $1", &[&"222-22-2222"]).await, [2]);
-    assert_eq!(ids(&client, "SELECT id FROM patients WHERE ssn <> $1", &[&"222-22-2222"]).await, [1, 3]);
     assert_eq!(
-        ids(&client, "SELECT id FROM patients WHERE ssn IN ($1, $2)", &[&"111-11-1111", &"333-33-3333"]).await,
+        ids(
+            &client,
+            "SELECT id FROM patients WHERE ssn = $1",
+            &[&"222-22-2222"]
+        )
+        .await,
+        [2]
+    );
+    assert_eq!(
+        ids(
+            &client,
+            "SELECT id FROM patients WHERE ssn <> $1",
+            &[&"222-22-2222"]
+        )
+        .await,
+        [1, 3]
+    );
+    assert_eq!(
+        ids(
+            &client,
+            "SELECT id FROM patients WHERE ssn IN ($1, $2)",
+            &[&"111-11-1111", &"333-33-3333"]
+        )
+        .await,
         [1, 3]
     );
     let wanted = vec!["333-33-3333".to_owned(), "999-99-9999".to_owned()];
-    assert_eq!(ids(&client, "SELECT id FROM patients WHERE ssn = ANY($1)", &[&wanted]).await, [3]);
     assert_eq!(
-        ids(&client, "SELECT p.id FROM patients p JOIN visits v ON v.patient_ssn = p.ssn", &[]).await,
+        ids(
+            &client,
+            "SELECT id FROM patients WHERE ssn = ANY($1)",
+            &[&wanted]
+        )
+        .await,
+        [3]
+    );
+    assert_eq!(
+        ids(
+            &client,
+            "SELECT p.id FROM patients p JOIN visits v ON v.patient_ssn = p.ssn",
+            &[]
+        )
+        .await,
         [1, 3]
     );
-    assert_eq!(ids(&client, "SELECT id FROM patients WHERE ssn = $1", &[&"nobody"]).await, Vec::<i32>::new());
+    assert_eq!(
+        ids(
+            &client,
+            "SELECT id FROM patients WHERE ssn = $1",
+            &[&"nobody"]
+        )
+        .await,
+        Vec::<i32>::new()
+    );
     let counts = client
         .query("SELECT ssn, count(*) FROM visits v JOIN patients p ON p.ssn = v.patient_ssn GROUP BY ssn", &[])
         .await;
@@ -114,7 +162,10 @@ async fn equality_in_any_and_joins_on_deterministic_columns_return_exactly_the_r
 async fn unique_on_a_deterministic_column_is_enforced_by_the_server() {
     let (_db, client) = clinic("unique").await;
     let err = client
-        .execute("INSERT INTO patients (id, ssn) VALUES ($1, $2)", &[&9, &"111-11-1111"])
+        .execute(
+            "INSERT INTO patients (id, ssn) VALUES ($1, $2)",
+            &[&9, &"111-11-1111"],
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("duplicate key"), "{err}");
@@ -124,7 +175,10 @@ async fn unique_on_a_deterministic_column_is_enforced_by_the_server() {
 async fn update_delete_returning_and_on_conflict() {
     let (_db, client) = clinic("writes").await;
     let row = client
-        .query_one("UPDATE patients SET diagnosis = $1 WHERE ssn = $2 RETURNING diagnosis, ssn", &[&"cured", &"222-22-2222"])
+        .query_one(
+            "UPDATE patients SET diagnosis = $1 WHERE ssn = $2 RETURNING diagnosis, ssn",
+            &[&"cured", &"222-22-2222"],
+        )
         .await
         .unwrap();
     assert_eq!(row.get::<String>(0), "cured");
@@ -137,9 +191,24 @@ async fn update_delete_returning_and_on_conflict() {
         )
         .await
         .unwrap();
-    let row = client.query_one("SELECT id, diagnosis FROM patients WHERE ssn = $1", &[&"333-33-3333"]).await.unwrap();
-    assert_eq!((row.get::<i32>(0), row.get::<String>(1)), (3, "measles".to_owned()));
-    assert_eq!(client.execute("DELETE FROM patients WHERE ssn = $1", &[&"111-11-1111"]).await.unwrap(), 1);
+    let row = client
+        .query_one(
+            "SELECT id, diagnosis FROM patients WHERE ssn = $1",
+            &[&"333-33-3333"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<i32>(0), row.get::<String>(1)),
+        (3, "measles".to_owned())
+    );
+    assert_eq!(
+        client
+            .execute("DELETE FROM patients WHERE ssn = $1", &[&"111-11-1111"])
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(ids(&client, "SELECT id FROM patients", &[]).await, [2, 3]);
 }
 
@@ -148,16 +217,53 @@ async fn update_delete_returning_and_on_conflict() {
 #[tokio::test]
 async fn refusals_name_the_column_and_write_nothing() {
     let (db, client) = clinic("refusals").await;
-    let before: i64 = db.plain.query_one("SELECT count(*) FROM patients", &[]).await.unwrap().get(0);
+    let before: i64 = db
+        .plain
+        .query_one("SELECT count(*) FROM patients", &[])
+        .await
+        .unwrap()
+        .get(0);
     let refused: [(&str, &[&(dyn ToSql + Sync)], &str); 8] = [
-        ("INSERT INTO patients (id, ssn) VALUES (50, '555-55-5555')", &[], "public.patients.ssn"),
-        ("UPDATE patients SET diagnosis = 'x' WHERE id = $1", &[&1], "public.patients.diagnosis"),
-        ("SELECT id FROM patients WHERE ssn LIKE $1", &[&"1%"], "public.patients.ssn"),
-        ("SELECT id FROM patients WHERE ssn > $1", &[&"1"], "public.patients.ssn"),
-        ("SELECT id FROM patients WHERE lower(ssn) = $1", &[&"1"], "public.patients.ssn"),
-        ("SELECT id FROM patients ORDER BY ssn", &[], "public.patients.ssn"),
-        ("SELECT id FROM patients WHERE diagnosis = $1", &[&"flu"], "public.patients.diagnosis"),
-        ("SELECT p.id FROM patients p JOIN badges b ON b.code = p.ssn", &[], "ssn"),
+        (
+            "INSERT INTO patients (id, ssn) VALUES (50, '555-55-5555')",
+            &[],
+            "public.patients.ssn",
+        ),
+        (
+            "UPDATE patients SET diagnosis = 'x' WHERE id = $1",
+            &[&1],
+            "public.patients.diagnosis",
+        ),
+        (
+            "SELECT id FROM patients WHERE ssn LIKE $1",
+            &[&"1%"],
+            "public.patients.ssn",
+        ),
+        (
+            "SELECT id FROM patients WHERE ssn > $1",
+            &[&"1"],
+            "public.patients.ssn",
+        ),
+        (
+            "SELECT id FROM patients WHERE lower(ssn) = $1",
+            &[&"1"],
+            "public.patients.ssn",
+        ),
+        (
+            "SELECT id FROM patients ORDER BY ssn",
+            &[],
+            "public.patients.ssn",
+        ),
+        (
+            "SELECT id FROM patients WHERE diagnosis = $1",
+            &[&"flu"],
+            "public.patients.diagnosis",
+        ),
+        (
+            "SELECT p.id FROM patients p JOIN badges b ON b.code = p.ssn",
+            &[],
+            "ssn",
+        ),
     ];
     for (sql, params, column) in refused {
         let err = client.query(sql, params).await.unwrap_err();
@@ -170,22 +276,41 @@ async fn refusals_name_the_column_and_write_nothing() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Refused(_)), "{err}");
-    let after: i64 = db.plain.query_one("SELECT count(*) FROM patients", &[]).await.unwrap().get(0);
+    let after: i64 = db
+        .plain
+        .query_one("SELECT count(*) FROM patients", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(before, after);
     // A statement on plaintext columns only is not affected.
-    client.batch_execute("UPDATE patients SET name = upper(name)").await.unwrap();
+    client
+        .batch_execute("UPDATE patients SET name = upper(name)")
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn a_value_of_the_wrong_rust_type_is_refused_before_sending() {
     let (db, client) = clinic("wrong_type").await;
     let err = client
-        .execute("INSERT INTO patients (id, ssn) VALUES ($1, $2)", &[&60, &60i64])
+        .execute(
+            "INSERT INTO patients (id, ssn) VALUES ($1, $2)",
+            &[&60, &60i64],
+        )
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::ParameterType { number: 2, .. }), "{err}");
+    assert!(
+        matches!(err, Error::ParameterType { number: 2, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("public.patients.ssn"), "{err}");
-    let count: i64 = db.plain.query_one("SELECT count(*) FROM patients WHERE id = 60", &[]).await.unwrap().get(0);
+    let count: i64 = db
+        .plain
+        .query_one("SELECT count(*) FROM patients WHERE id = 60", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(count, 0);
 }
 
@@ -196,11 +321,17 @@ async fn a_tampered_cell_fails_to_read_naming_its_column() {
         .batch_execute("UPDATE patients SET diagnosis = set_byte(diagnosis::bytea, 30, get_byte(diagnosis::bytea, 30) # 1)::aepg.ciphertext WHERE id = 2")
         .await
         .unwrap();
-    let row = client.query_one("SELECT name, diagnosis FROM patients WHERE id = 2", &[]).await.unwrap();
+    let row = client
+        .query_one("SELECT name, diagnosis FROM patients WHERE id = 2", &[])
+        .await
+        .unwrap();
     assert_eq!(row.get::<String>(0), "Grace", "other columns stay readable");
     let err = row.try_get::<String>(1).unwrap_err();
     assert!(matches!(err, Error::Decrypt { .. }), "{err}");
-    assert!(err.to_string().contains("public.patients.diagnosis"), "{err}");
+    assert!(
+        err.to_string().contains("public.patients.diagnosis"),
+        "{err}"
+    );
     assert!(err.to_string().contains("altered"), "{err}");
 }
 
@@ -212,15 +343,24 @@ async fn a_cell_copied_into_another_column_fails_to_read() {
         .batch_execute("INSERT INTO badges (id, code) SELECT id, ssn FROM patients WHERE id = 1")
         .await
         .unwrap();
-    let row = client.query_one("SELECT code FROM badges WHERE id = 1", &[]).await.unwrap();
+    let row = client
+        .query_one("SELECT code FROM badges WHERE id = 1", &[])
+        .await
+        .unwrap();
     let err = row.try_get::<String>(0).unwrap_err();
-    assert!(err.to_string().contains("ciphertext from another column"), "{err}");
+    assert!(
+        err.to_string().contains("ciphertext from another column"),
+        "{err}"
+    );
     // Copied into a column of the same setting, it is the same value: allowed by design.
     db.plain
         .batch_execute("INSERT INTO visits (patient_ssn, note) SELECT ssn, 'copied' FROM patients WHERE id = 2")
         .await
         .unwrap();
-    let row = client.query_one("SELECT patient_ssn FROM visits WHERE note = 'copied'", &[]).await.unwrap();
+    let row = client
+        .query_one("SELECT patient_ssn FROM visits WHERE note = 'copied'", &[])
+        .await
+        .unwrap();
     assert_eq!(row.get::<String>(0), "222-22-2222");
 }
 
@@ -228,11 +368,16 @@ async fn a_cell_copied_into_another_column_fails_to_read() {
 async fn values_of_unknown_origin_decrypt_by_header() {
     let (db, client) = clinic("by_header").await;
     db.plain
-        .batch_execute("CREATE VIEW patient_ssns AS SELECT id, coalesce(ssn, ssn) AS ssn FROM patients")
+        .batch_execute(
+            "CREATE VIEW patient_ssns AS SELECT id, coalesce(ssn, ssn) AS ssn FROM patients",
+        )
         .await
         .unwrap();
     client.refresh_catalog().await.unwrap();
-    let row = client.query_one("SELECT ssn FROM patient_ssns WHERE id = $1", &[&3]).await.unwrap();
+    let row = client
+        .query_one("SELECT ssn FROM patient_ssns WHERE id = $1", &[&3])
+        .await
+        .unwrap();
     assert_eq!(row.get::<String>(0), "333-33-3333");
     let rows = client
         .query("SELECT ssn FROM patients WHERE id = 1 UNION ALL SELECT patient_ssn FROM visits WHERE note = 'follow-up'", &[])
@@ -247,21 +392,38 @@ async fn values_of_unknown_origin_decrypt_by_header() {
 async fn nulls_stay_null() {
     let (db, client) = clinic("nulls").await;
     client
-        .execute("INSERT INTO patients (id, ssn, diagnosis) VALUES ($1, $2, $3)", &[&70, &None::<&str>, &None::<String>])
+        .execute(
+            "INSERT INTO patients (id, ssn, diagnosis) VALUES ($1, $2, $3)",
+            &[&70, &None::<&str>, &None::<String>],
+        )
         .await
         .unwrap();
-    let row = client.query_one("SELECT ssn, diagnosis FROM patients WHERE id = 70", &[]).await.unwrap();
+    let row = client
+        .query_one("SELECT ssn, diagnosis FROM patients WHERE id = 70", &[])
+        .await
+        .unwrap();
     assert_eq!(row.get::<Option<String>>(0), None);
     assert_eq!(row.get::<Option<String>>(1), None);
     assert!(row.try_get::<String>(0).is_err());
     let nulls: i64 = db
         .plain
-        .query_one("SELECT count(*) FROM patients WHERE id = 70 AND ssn IS NULL AND diagnosis IS NULL", &[])
+        .query_one(
+            "SELECT count(*) FROM patients WHERE id = 70 AND ssn IS NULL AND diagnosis IS NULL",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     assert_eq!(nulls, 1);
-    assert_eq!(ids(&client, "SELECT id FROM patients WHERE diagnosis IS NULL", &[]).await, [70]);
+    assert_eq!(
+        ids(
+            &client,
+            "SELECT id FROM patients WHERE diagnosis IS NULL",
+            &[]
+        )
+        .await,
+        [70]
+    );
 }
 
 #[tokio::test]
@@ -270,27 +432,47 @@ async fn transactions_roll_back_and_nest() {
     {
         let transaction = client.transaction().await.unwrap();
         transaction
-            .execute("INSERT INTO patients (id, ssn) VALUES ($1, $2)", &[&80, &"800-00-0000"])
+            .execute(
+                "INSERT INTO patients (id, ssn) VALUES ($1, $2)",
+                &[&80, &"800-00-0000"],
+            )
             .await
             .unwrap();
         assert_eq!(ids_in(&transaction, "800-00-0000").await, [80]);
         transaction.rollback().await.unwrap();
     }
-    assert_eq!(ids(&client, "SELECT id FROM patients WHERE ssn = $1", &[&"800-00-0000"]).await, Vec::<i32>::new());
+    assert_eq!(
+        ids(
+            &client,
+            "SELECT id FROM patients WHERE ssn = $1",
+            &[&"800-00-0000"]
+        )
+        .await,
+        Vec::<i32>::new()
+    );
 
     let mut transaction = client.transaction().await.unwrap();
     transaction
-        .execute("INSERT INTO patients (id, ssn) VALUES ($1, $2)", &[&81, &"810-00-0000"])
+        .execute(
+            "INSERT INTO patients (id, ssn) VALUES ($1, $2)",
+            &[&81, &"810-00-0000"],
+        )
         .await
         .unwrap();
     let nested = transaction.transaction().await.unwrap();
     nested
-        .execute("INSERT INTO patients (id, ssn) VALUES ($1, $2)", &[&82, &"820-00-0000"])
+        .execute(
+            "INSERT INTO patients (id, ssn) VALUES ($1, $2)",
+            &[&82, &"820-00-0000"],
+        )
         .await
         .unwrap();
     nested.rollback().await.unwrap();
     transaction.commit().await.unwrap();
-    assert_eq!(ids(&client, "SELECT id FROM patients WHERE id > 80", &[]).await, [81]);
+    assert_eq!(
+        ids(&client, "SELECT id FROM patients WHERE id > 80", &[]).await,
+        [81]
+    );
 }
 
 async fn ids_in(transaction: &aepg::Transaction<'_>, ssn: &str) -> Vec<i32> {
@@ -311,15 +493,27 @@ async fn sixty_four_concurrent_queries_pipeline_on_one_client() {
         let client = &client;
         let ssn = ssns[i % 4];
         async move {
-            let rows = client.query("SELECT id, ssn FROM patients WHERE ssn = $1", &[&ssn]).await.unwrap();
-            (i, rows.iter().map(|row| row.get::<String>(1)).collect::<Vec<_>>())
+            let rows = client
+                .query("SELECT id, ssn FROM patients WHERE ssn = $1", &[&ssn])
+                .await
+                .unwrap();
+            (
+                i,
+                rows.iter()
+                    .map(|row| row.get::<String>(1))
+                    .collect::<Vec<_>>(),
+            )
         }
     });
     let results = futures_util::future::join_all(queries).await;
     assert_eq!(results.len(), 64);
     for (i, found) in results {
         let ssn = ssns[i % 4];
-        let expected: Vec<String> = if ssn == "none" { vec![] } else { vec![ssn.to_owned()] };
+        let expected: Vec<String> = if ssn == "none" {
+            vec![]
+        } else {
+            vec![ssn.to_owned()]
+        };
         assert_eq!(found, expected, "query {i}");
     }
 }
@@ -327,12 +521,18 @@ async fn sixty_four_concurrent_queries_pipeline_on_one_client() {
 #[tokio::test]
 async fn prepared_statements_and_streams() {
     let (_db, client) = clinic("prepared").await;
-    let statement = client.prepare("SELECT id, diagnosis FROM patients WHERE ssn = $1").await.unwrap();
+    let statement = client
+        .prepare("SELECT id, diagnosis FROM patients WHERE ssn = $1")
+        .await
+        .unwrap();
     for (ssn, id) in [("111-11-1111", 1), ("333-33-3333", 3)] {
         let row = client.query_one(&statement, &[&ssn]).await.unwrap();
         assert_eq!(row.get::<i32>(0), id);
     }
-    let stream = client.query_raw("SELECT diagnosis FROM patients ORDER BY id", &[]).await.unwrap();
+    let stream = client
+        .query_raw("SELECT diagnosis FROM patients ORDER BY id", &[])
+        .await
+        .unwrap();
     let rows: Vec<aepg::Row> = stream.try_collect().await.unwrap();
     let diagnoses: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
     assert_eq!(diagnoses, ["asthma", "flu", "asthma"]);
@@ -349,12 +549,24 @@ async fn explain_names_targets_and_decryptions() {
     assert_eq!(first.column.to_string(), "public.patients.ssn");
     assert_eq!((first.setting.as_str(), first.mode), ("ssn", Deterministic));
     assert!(explanation.parameters[1].encryption.is_none());
-    assert_eq!(explanation.columns[0].decryption, aepg::ColumnDecryption::Plaintext);
-    assert!(matches!(explanation.columns[1].decryption, aepg::ColumnDecryption::FromColumn { .. }));
+    assert_eq!(
+        explanation.columns[0].decryption,
+        aepg::ColumnDecryption::Plaintext
+    );
+    assert!(matches!(
+        explanation.columns[1].decryption,
+        aepg::ColumnDecryption::FromColumn { .. }
+    ));
     let text = explanation.to_string();
-    assert!(text.contains("$1") && text.contains("public.patients.ssn"), "{text}");
+    assert!(
+        text.contains("$1") && text.contains("public.patients.ssn"),
+        "{text}"
+    );
 
-    let err = client.explain("SELECT id FROM patients ORDER BY diagnosis").await.unwrap_err();
+    let err = client
+        .explain("SELECT id FROM patients ORDER BY diagnosis")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("ORDER BY"), "{err}");
 }
 
@@ -368,9 +580,16 @@ async fn one_catalog_load_serves_every_client_of_an_encryption_state() {
     let unwraps = db.store.operation_counts().unwrap;
     for _ in 0..3 {
         let other = db.client_with(encryption.clone()).await;
-        other.query("SELECT ssn FROM patients WHERE ssn = $1", &[&"111-11-1111"]).await.unwrap();
+        other
+            .query("SELECT ssn FROM patients WHERE ssn = $1", &[&"111-11-1111"])
+            .await
+            .unwrap();
     }
-    assert_eq!(db.store.operation_counts().verify, verifications, "no catalog reload");
+    assert_eq!(
+        db.store.operation_counts().verify,
+        verifications,
+        "no catalog reload"
+    );
     assert_eq!(db.store.operation_counts().unwrap, unwraps, "no key unwrap");
 }
 
@@ -386,7 +605,10 @@ async fn a_zero_key_ttl_asks_the_key_store_every_time_and_a_revoked_key_cuts_rea
     assert!(db.store.operation_counts().unwrap > unwraps);
 
     assert!(db.store.remove_key(aepg_tests::fixture::MASTER_KEY));
-    let rows = client.query("SELECT ssn FROM patients WHERE id = 1", &[]).await.unwrap();
+    let rows = client
+        .query("SELECT ssn FROM patients WHERE id = 1", &[])
+        .await
+        .unwrap();
     let err = rows[0].try_get::<String>(0).unwrap_err();
     assert!(err.to_string().contains("public.patients.ssn"), "{err}");
 }

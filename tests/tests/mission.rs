@@ -20,7 +20,12 @@ struct Secret {
     needles: Vec<Vec<u8>>,
 }
 
-fn secret(sql_type: &'static str, value: impl ToSql + Sync + Send + 'static, text: &str, binary: &[u8]) -> Secret {
+fn secret(
+    sql_type: &'static str,
+    value: impl ToSql + Sync + Send + 'static,
+    text: &str,
+    binary: &[u8],
+) -> Secret {
     let mut needles = vec![text.as_bytes().to_vec(), hex::encode(text).into_bytes()];
     if binary.len() >= 8 {
         needles.push(binary.to_vec());
@@ -38,15 +43,45 @@ fn secrets() -> Vec<Secret> {
     let json = serde_json::json!({"diagnosis": "MISSION-JSON-arrhythmia"});
     let jsonb = serde_json::json!({"diagnosis": "MISSION-JSONB-nephritis"});
     vec![
-        secret("text", "MISSION-TEXT-Lovelace".to_owned(), "MISSION-TEXT-Lovelace", b""),
-        secret("varchar(40)", "MISSION-VARCHAR-Babbage".to_owned(), "MISSION-VARCHAR-Babbage", b""),
-        secret("bytea", b"MISSION-BYTEA-Menabrea".to_vec(), "MISSION-BYTEA-Menabrea", b""),
+        secret(
+            "text",
+            "MISSION-TEXT-Lovelace".to_owned(),
+            "MISSION-TEXT-Lovelace",
+            b"",
+        ),
+        secret(
+            "varchar(40)",
+            "MISSION-VARCHAR-Babbage".to_owned(),
+            "MISSION-VARCHAR-Babbage",
+            b"",
+        ),
+        secret(
+            "bytea",
+            b"MISSION-BYTEA-Menabrea".to_vec(),
+            "MISSION-BYTEA-Menabrea",
+            b"",
+        ),
         secret("json", json.clone(), "MISSION-JSON-arrhythmia", b""),
         secret("jsonb", jsonb, "MISSION-JSONB-nephritis", b""),
-        secret("int8", 7_310_592_846_113_579i64, "7310592846113579", &7_310_592_846_113_579i64.to_be_bytes()),
+        secret(
+            "int8",
+            7_310_592_846_113_579i64,
+            "7310592846113579",
+            &7_310_592_846_113_579i64.to_be_bytes(),
+        ),
         secret("int4", 1_987_654_321i32, "1987654321", b""),
-        secret("float8", 31_415.926_535_897_93f64, "31415.92653589793", &31_415.926_535_897_93f64.to_be_bytes()),
-        secret("numeric(20,4)", rust_decimal::Decimal::new(98_765_432_109_876, 4), "9876543210.9876", b""),
+        secret(
+            "float8",
+            31_415.926_535_897_93f64,
+            "31415.92653589793",
+            &31_415.926_535_897_93f64.to_be_bytes(),
+        ),
+        secret(
+            "numeric(20,4)",
+            rust_decimal::Decimal::new(98_765_432_109_876, 4),
+            "9876543210.9876",
+            b"",
+        ),
         secret("uuid", uuid, &uuid.to_string(), uuid.as_bytes()),
         secret(
             "timestamptz",
@@ -87,8 +122,11 @@ async fn no_plaintext_reaches_the_server_log_data_directory_or_wal() {
         for mode in [EncryptionMode::Deterministic, EncryptionMode::Randomized] {
             let name = format!("secret_{index}_{mode}");
             db.setting(&name, secret.sql_type, mode).await;
-            db.table(&format!("CREATE TABLE {name} (id int, control text, v aepg.ciphertext)"), &[(&name, "v", &name)])
-                .await;
+            db.table(
+                &format!("CREATE TABLE {name} (id int, control text, v aepg.ciphertext)"),
+                &[(&name, "v", &name)],
+            )
+            .await;
             tables.push((name, index, mode));
         }
     }
@@ -96,40 +134,68 @@ async fn no_plaintext_reaches_the_server_log_data_directory_or_wal() {
     for (name, index, mode) in &tables {
         let value = secrets[*index].value.as_ref();
         client
-            .execute(&format!("INSERT INTO {name} (id, control, v) VALUES ($1, $2, $3)"), &[&1, &control, value])
+            .execute(
+                &format!("INSERT INTO {name} (id, control, v) VALUES ($1, $2, $3)"),
+                &[&1, &control, value],
+            )
             .await
             .unwrap();
         client
-            .execute(&format!("UPDATE {name} SET v = $1 WHERE id = $2"), &[value, &1])
+            .execute(
+                &format!("UPDATE {name} SET v = $1 WHERE id = $2"),
+                &[value, &1],
+            )
             .await
             .unwrap();
         if *mode == EncryptionMode::Deterministic {
-            let rows = client.query(&format!("SELECT v FROM {name} WHERE v = $1"), &[value]).await.unwrap();
+            let rows = client
+                .query(&format!("SELECT v FROM {name} WHERE v = $1"), &[value])
+                .await
+                .unwrap();
             assert_eq!(rows.len(), 1, "{name}");
         }
-        let rows = client.query(&format!("SELECT id, v FROM {name}"), &[]).await.unwrap();
+        let rows = client
+            .query(&format!("SELECT id, v FROM {name}"), &[])
+            .await
+            .unwrap();
         assert_eq!(rows.len(), 1, "{name}");
     }
     db.plain.batch_execute("CHECKPOINT").await.unwrap();
     let log = server.server_log().await.unwrap();
     server.stop().await.unwrap();
     let copy = tempfile::tempdir().unwrap();
-    let data = server.copy_data_dir(copy.path().join("data")).await.unwrap();
+    let data = server
+        .copy_data_dir(copy.path().join("data"))
+        .await
+        .unwrap();
     assert!(data.join("pg_wal").is_dir(), "the copy holds the WAL");
 
     // The search works: the control value, sent as a plaintext parameter, is everywhere.
     assert!(log.contains(control), "control value missing from the log");
     let mut hits = Vec::new();
     find_in_files(&data, control.as_bytes(), &mut hits);
-    assert!(!hits.is_empty(), "control value missing from the data directory");
-    assert!(hits.iter().any(|path| path.contains("pg_wal")), "control value missing from the WAL: {hits:?}");
+    assert!(
+        !hits.is_empty(),
+        "control value missing from the data directory"
+    );
+    assert!(
+        hits.iter().any(|path| path.contains("pg_wal")),
+        "control value missing from the WAL: {hits:?}"
+    );
 
     let mut leaks = Vec::new();
     for secret in &secrets {
         for needle in &secret.needles {
             let shown = String::from_utf8_lossy(needle).into_owned();
-            if log.as_bytes().windows(needle.len()).any(|window| window == needle.as_slice()) {
-                leaks.push(format!("{} value {shown:?} in the server log", secret.sql_type));
+            if log
+                .as_bytes()
+                .windows(needle.len())
+                .any(|window| window == needle.as_slice())
+            {
+                leaks.push(format!(
+                    "{} value {shown:?} in the server log",
+                    secret.sql_type
+                ));
             }
             let mut hits = Vec::new();
             find_in_files(&data, needle, &mut hits);
@@ -138,5 +204,9 @@ async fn no_plaintext_reaches_the_server_log_data_directory_or_wal() {
             }
         }
     }
-    assert!(leaks.is_empty(), "plaintext reached the server:\n{}", leaks.join("\n"));
+    assert!(
+        leaks.is_empty(),
+        "plaintext reached the server:\n{}",
+        leaks.join("\n")
+    );
 }

@@ -30,13 +30,23 @@ fn steps_between(log: &str, start: &str, end: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_warm_statement_costs_what_a_prepared_tokio_postgres_statement_costs() {
-    let server = DedicatedServer::start(&[("log_min_duration_statement", "0")]).await.unwrap();
+    let server = DedicatedServer::start(&[("log_min_duration_statement", "0")])
+        .await
+        .unwrap();
     let db = EncryptedDatabase::on(server.create_database("round_trips").await.unwrap()).await;
-    db.setting("ssn", "text", EncryptionMode::Deterministic).await;
-    db.table("CREATE TABLE people (id int, ssn aepg.ciphertext)", &[("people", "ssn", "ssn")]).await;
+    db.setting("ssn", "text", EncryptionMode::Deterministic)
+        .await;
+    db.table(
+        "CREATE TABLE people (id int, ssn aepg.ciphertext)",
+        &[("people", "ssn", "ssn")],
+    )
+    .await;
     let client = db.client().await;
     let sql = "SELECT id, ssn FROM people WHERE ssn = $1";
-    client.execute("INSERT INTO people VALUES ($1, $2)", &[&1, &"123-45-6789"]).await.unwrap();
+    client
+        .execute("INSERT INTO people VALUES ($1, $2)", &[&1, &"123-45-6789"])
+        .await
+        .unwrap();
     client.query(sql, &[&"123-45-6789"]).await.unwrap(); // warm: analysis, prepare, keys
 
     db.plain.batch_execute("SELECT 'aepg-start'").await.unwrap();
@@ -47,8 +57,14 @@ async fn a_warm_statement_costs_what_a_prepared_tokio_postgres_statement_costs()
     db.plain.batch_execute("SELECT 'aepg-end'").await.unwrap();
 
     let plain = db.database.connect().await;
-    let statement = plain.prepare("SELECT id, ssn FROM people WHERE id = $1").await.unwrap();
-    db.plain.batch_execute("SELECT 'plain-start'").await.unwrap();
+    let statement = plain
+        .prepare("SELECT id, ssn FROM people WHERE id = $1")
+        .await
+        .unwrap();
+    db.plain
+        .batch_execute("SELECT 'plain-start'")
+        .await
+        .unwrap();
     for _ in 0..REPEATS {
         plain.query(&statement, &[&1]).await.unwrap();
     }
@@ -62,7 +78,18 @@ async fn a_warm_statement_costs_what_a_prepared_tokio_postgres_statement_costs()
         aepg_steps.len(),
         plain_steps.len()
     );
-    assert!(!plain_steps.is_empty(), "the log must show the plain executions");
-    assert_eq!(aepg_steps.len(), plain_steps.len(), "aepg steps:\n{}", aepg_steps.join("\n"));
-    assert!(aepg_steps.iter().all(|line| !line.contains("parse")), "no re-prepare when warm");
+    assert!(
+        !plain_steps.is_empty(),
+        "the log must show the plain executions"
+    );
+    assert_eq!(
+        aepg_steps.len(),
+        plain_steps.len(),
+        "aepg steps:\n{}",
+        aepg_steps.join("\n")
+    );
+    assert!(
+        aepg_steps.iter().all(|line| !line.contains("parse")),
+        "no re-prepare when warm"
+    );
 }

@@ -8,7 +8,7 @@ use postgres_types::{FromSql, Type};
 use zeroize::Zeroizing;
 
 use super::encryption::Encryption;
-use crate::analysis::ColumnName;
+use crate::analysis::{ColumnName, ResultColumnSource};
 use crate::catalog::{Catalog, EncryptionSetting};
 use crate::cell::CellHeader;
 use crate::Error;
@@ -26,9 +26,13 @@ pub(crate) enum Decryption {
         /// Its setting.
         setting_id: u32,
     },
-    /// An `aepg.ciphertext` value of unknown origin (a view, a `UNION`,
-    /// `COALESCE`): the cell header names the setting.
-    FromHeader,
+    /// Cells of unknown origin (a view column, a `UNION` branch): the cell
+    /// header names the setting, which must be `expected` when the analysis
+    /// knows it.
+    FromHeader {
+        /// The setting every cell of the column must carry, if known.
+        expected: Option<u32>,
+    },
 }
 
 /// A result column and how it is read.
@@ -39,17 +43,32 @@ pub(crate) struct ResultColumnPlan {
     pub(crate) decryption: Decryption,
 }
 
-/// Plans the decryption of `columns` against `catalog`.
+/// Plans the decryption of `columns` against `catalog`: by the origin the
+/// server reports, else by what the analysis says fills the column.
 pub(crate) fn plan_columns(
     columns: &[tokio_postgres::Column],
+    sources: &[ResultColumnSource],
     catalog: &Catalog,
 ) -> Vec<ResultColumnPlan> {
+    // The analysis expands `*` from its own view of the tables; if its count
+    // disagrees with the server's, only the server's origins are used.
+    let sources = if sources.len() == columns.len() {
+        sources
+    } else {
+        &[]
+    };
     columns
         .iter()
-        .map(|column| {
+        .enumerate()
+        .map(|(index, column)| {
+            let source = sources
+                .get(index)
+                .copied()
+                .unwrap_or(ResultColumnSource::Plaintext);
             let origin = column.table_oid().zip(column.column_id());
             let assigned = origin.and_then(|(table, attnum)| catalog.column_at(table, attnum));
-            let ciphertext_origin = origin.is_some_and(|(table, attnum)| catalog.is_ciphertext_column(table, attnum));
+            let ciphertext_origin =
+                origin.is_some_and(|(table, attnum)| catalog.is_ciphertext_column(table, attnum));
             match assigned {
                 Some(encrypted) => ResultColumnPlan {
                     label: encrypted.name.to_string(),
@@ -58,13 +77,29 @@ pub(crate) fn plan_columns(
                         setting_id: encrypted.setting_id,
                     },
                 },
-                None if ciphertext_origin || is_ciphertext(column.type_(), catalog) => ResultColumnPlan {
-                    label: column.name().to_owned(),
-                    decryption: Decryption::FromHeader,
-                },
-                None => ResultColumnPlan {
-                    label: column.name().to_owned(),
-                    decryption: Decryption::None,
+                None => match source {
+                    ResultColumnSource::Encrypted { setting_id } => ResultColumnPlan {
+                        label: column.name().to_owned(),
+                        decryption: Decryption::FromHeader {
+                            expected: Some(setting_id),
+                        },
+                    },
+                    ResultColumnSource::Ciphertext => ResultColumnPlan {
+                        label: column.name().to_owned(),
+                        decryption: Decryption::FromHeader { expected: None },
+                    },
+                    ResultColumnSource::Plaintext
+                        if ciphertext_origin || is_ciphertext(column.type_(), catalog) =>
+                    {
+                        ResultColumnPlan {
+                            label: column.name().to_owned(),
+                            decryption: Decryption::FromHeader { expected: None },
+                        }
+                    }
+                    ResultColumnSource::Plaintext => ResultColumnPlan {
+                        label: column.name().to_owned(),
+                        decryption: Decryption::None,
+                    },
                 },
             }
         })

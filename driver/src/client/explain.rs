@@ -115,7 +115,7 @@ impl Explanation {
                 name: column.name().to_owned(),
                 decryption: match &plan.decryption {
                     Decryption::None => ColumnDecryption::Plaintext,
-                    Decryption::FromHeader => ColumnDecryption::FromCellHeader,
+                    Decryption::FromHeader { .. } => ColumnDecryption::FromCellHeader,
                     Decryption::FromColumn { column, setting_id } => match settings.get(setting_id)
                     {
                         Some(setting) => ColumnDecryption::FromColumn {

@@ -1,6 +1,7 @@
 //! The transparent client (DESIGN.md §6): analyze, check, cross-check,
 //! encrypt parameters, decrypt results.
 
+#[allow(clippy::module_inception)] // client/client.rs holds `Client`, as in tokio-postgres
 mod client;
 mod column_index;
 mod decryption;

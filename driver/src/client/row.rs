@@ -48,7 +48,7 @@ impl Row {
                     continue;
                 }
                 Decryption::FromColumn { setting_id, .. } => Some(*setting_id),
-                Decryption::FromHeader => None,
+                Decryption::FromHeader { expected } => *expected,
             };
             let raw: Option<RawValue<'_>> = inner.try_get(index)?;
             let cell = match raw {

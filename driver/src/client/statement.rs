@@ -37,7 +37,7 @@ impl Statement {
     ) -> Result<Self, Error> {
         let analysis = analyze(sql, &catalog.schema_view(search_path))?;
         cross_check(&analysis, inner.params(), &catalog)?;
-        let columns = plan_columns(inner.columns(), &catalog).into();
+        let columns = plan_columns(inner.columns(), &analysis.result_columns, &catalog).into();
         Ok(Self(Arc::new(PreparedStatement {
             sql: sql.to_owned(),
             inner,

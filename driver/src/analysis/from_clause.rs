@@ -1,0 +1,310 @@
+//! Walking `FROM` (and `UPDATE … FROM`, `DELETE … USING`): tables, CTEs,
+//! subqueries and joins become relations of a [`Scope`]; join conditions are
+//! checked as comparisons.
+
+use sqlparser::ast::{
+    JoinConstraint, JoinOperator, ObjectName, TableAlias, TableFactor, TableWithJoins,
+};
+
+use super::analyzer::Analyzer;
+use super::names::{alias_columns, alias_name, display_parts, object_name_parts};
+use super::operand::Operand;
+use super::scope::{Relation, Scope};
+use super::{rules, BoxedRefusal};
+
+impl Analyzer<'_> {
+    /// Adds one `FROM` item (a relation and the joins hanging off it) to `level`.
+    pub(super) fn add_from_item(
+        &mut self,
+        item: &TableWithJoins,
+        level: &mut Scope<'_>,
+    ) -> Result<(), BoxedRefusal> {
+        // Parenthesized joins nest.
+        if !self.descend() {
+            return Ok(());
+        }
+        let added = self.add_from_item_at_depth(item, level);
+        self.ascend();
+        added
+    }
+
+    fn add_from_item_at_depth(
+        &mut self,
+        item: &TableWithJoins,
+        level: &mut Scope<'_>,
+    ) -> Result<(), BoxedRefusal> {
+        let left_start = level.relation_count();
+        self.table_factor(&item.relation, level)?;
+        for join in &item.joins {
+            let right_start = level.relation_count();
+            self.table_factor(&join.relation, level)?;
+            if join.global {
+                self.doubt_unsupported("GLOBAL JOIN");
+            }
+            let constraint = match &join.join_operator {
+                JoinOperator::Join(constraint)
+                | JoinOperator::Inner(constraint)
+                | JoinOperator::Left(constraint)
+                | JoinOperator::LeftOuter(constraint)
+                | JoinOperator::Right(constraint)
+                | JoinOperator::RightOuter(constraint)
+                | JoinOperator::FullOuter(constraint)
+                | JoinOperator::CrossJoin(constraint) => constraint,
+                _ => {
+                    self.doubt_unsupported("a join kind PostgreSQL does not have");
+                    continue;
+                }
+            };
+            self.join_constraint(constraint, level, left_start, right_start)?;
+        }
+        Ok(())
+    }
+
+    /// `ON`, `USING` or `NATURAL` between the relations from `left_start`
+    /// and those from `right_start`.
+    fn join_constraint(
+        &mut self,
+        constraint: &JoinConstraint,
+        level: &mut Scope<'_>,
+        left_start: usize,
+        right_start: usize,
+    ) -> Result<(), BoxedRefusal> {
+        match constraint {
+            JoinConstraint::None => Ok(()),
+            JoinConstraint::On(condition) => self.condition(condition, level),
+            JoinConstraint::Using(names) => {
+                for name in names {
+                    match object_name_parts(name).as_deref() {
+                        Some([column]) => {
+                            self.join_column(column, level, left_start, right_start)?
+                        }
+                        _ => self.doubt_unresolved(format!("join column {name}")),
+                    }
+                }
+                Ok(())
+            }
+            JoinConstraint::Natural => {
+                let left = level.column_names_in(left_start..right_start);
+                let right = level.column_names_in(right_start..level.relation_count());
+                let (Some(left), Some(right)) = (left, right) else {
+                    self.doubt_unsupported(
+                        "NATURAL JOIN with a relation whose columns are unknown",
+                    );
+                    return Ok(());
+                };
+                for column in right.iter().filter(|column| left.contains(column)) {
+                    self.join_column(column, level, left_start, right_start)?;
+                }
+                Ok(())
+            }
+            JoinConstraint::UsingAlias(..) => {
+                self.doubt_unsupported("JOIN … USING (…) AS");
+                Ok(())
+            }
+        }
+    }
+
+    /// `USING (column)`: the left and right columns are compared for equality.
+    fn join_column(
+        &mut self,
+        column: &str,
+        level: &mut Scope<'_>,
+        left_start: usize,
+        right_start: usize,
+    ) -> Result<(), BoxedRefusal> {
+        let left = level.columns_in(left_start..right_start, column);
+        let right = level.columns_in(right_start..level.relation_count(), column);
+        // An earlier USING merged same-named columns of the left side into one.
+        let left_is_one = left.len() == 1 || (!left.is_empty() && level.is_merged(column));
+        match (left.first(), right.as_slice()) {
+            (Some(left), [right]) if left_is_one => {
+                rules::compare_for_equality(
+                    &mut self.bindings,
+                    &Operand::Column(left.clone()),
+                    &Operand::Column(right.clone()),
+                    "JOIN … USING",
+                )?;
+                level.merge_column(column.to_owned());
+            }
+            _ => self.doubt_unresolved(format!("join column {column}")),
+        }
+        Ok(())
+    }
+
+    /// Adds one relation (or, for a parenthesized join, several) to `level`.
+    fn table_factor(
+        &mut self,
+        factor: &TableFactor,
+        level: &mut Scope<'_>,
+    ) -> Result<(), BoxedRefusal> {
+        match factor {
+            TableFactor::Table {
+                name,
+                alias,
+                args,
+                with_hints,
+                version,
+                with_ordinality,
+                partitions,
+                json_path,
+                sample,
+                index_directives,
+                inheritance: _,
+            } => {
+                if args.is_some() {
+                    self.doubt_unsupported(format!("function {name} in FROM"));
+                    let fallback = object_name_parts(name).and_then(|parts| parts.last().cloned());
+                    level.add_relation(Relation::opaque(alias_name(alias.as_ref()).or(fallback)));
+                    return Ok(());
+                }
+                if !with_hints.is_empty()
+                    || version.is_some()
+                    || *with_ordinality
+                    || !partitions.is_empty()
+                    || json_path.is_some()
+                    || sample.is_some()
+                    || !index_directives.is_empty()
+                {
+                    // TABLESAMPLE and the clauses of other dialects hold
+                    // expressions this walk does not enter.
+                    self.doubt_unsupported("a table clause this analyzer does not support");
+                }
+                let relation = self.named_relation(name, alias.as_ref(), level);
+                level.add_relation(relation);
+            }
+            TableFactor::Derived {
+                lateral,
+                subquery,
+                alias,
+                sample,
+            } => {
+                if *lateral {
+                    // A LATERAL subquery sees the relations before it, which
+                    // this walk does not offer it.
+                    self.doubt_unsupported("LATERAL subquery");
+                }
+                if sample.is_some() {
+                    self.doubt_unsupported("TABLESAMPLE on a subquery");
+                }
+                let outputs = self.query(subquery, level.outer())?;
+                let name = alias_name(alias.as_ref());
+                let label = name.as_deref().unwrap_or("subquery");
+                let columns =
+                    self.derived_columns(outputs, label, &alias_columns(alias.as_ref()))?;
+                level.add_relation(Relation::derived(name, columns));
+            }
+            TableFactor::NestedJoin {
+                table_with_joins,
+                alias,
+            } => {
+                if alias.is_some() {
+                    self.doubt_unsupported("an alias on a parenthesized join");
+                }
+                self.add_from_item(table_with_joins, level)?;
+            }
+            TableFactor::Function { alias, .. }
+            | TableFactor::TableFunction { alias, .. }
+            | TableFactor::UNNEST { alias, .. }
+            | TableFactor::JsonTable { alias, .. }
+            | TableFactor::OpenJsonTable { alias, .. }
+            | TableFactor::XmlTable { alias, .. } => {
+                self.doubt_unsupported("a function call in FROM");
+                level.add_relation(Relation::opaque(alias_name(alias.as_ref())));
+            }
+            TableFactor::Pivot { alias, .. }
+            | TableFactor::Unpivot { alias, .. }
+            | TableFactor::MatchRecognize { alias, .. }
+            | TableFactor::SemanticView { alias, .. } => {
+                self.doubt_unsupported("a FROM item PostgreSQL does not have");
+                level.add_relation(Relation::opaque(alias_name(alias.as_ref())));
+            }
+            TableFactor::UnpivotExpr { .. } => {
+                self.doubt_unsupported("a FROM item PostgreSQL does not have");
+                level.add_relation(Relation::opaque(None));
+            }
+        }
+        Ok(())
+    }
+
+    /// A table or CTE named in `FROM`.
+    fn named_relation(
+        &mut self,
+        name: &ObjectName,
+        alias: Option<&TableAlias>,
+        level: &Scope<'_>,
+    ) -> Relation {
+        let Some(parts) = object_name_parts(name) else {
+            self.doubt_unsupported(format!("table name {name}"));
+            return Relation::opaque(alias_name(alias));
+        };
+        let alias_name = alias_name(alias);
+        let renamed = alias_columns(alias);
+        if let [single] = parts.as_slice() {
+            if let Some(common_table) = level.common_table(single) {
+                let mut relation = Relation::derived(
+                    Some(alias_name.unwrap_or_else(|| single.clone())),
+                    common_table.columns.clone(),
+                );
+                relation.rename_columns(&renamed);
+                return relation;
+            }
+        }
+        match self.resolve_table(&parts) {
+            Some(table) => {
+                let mut relation = Relation::from_table(&table, alias_name);
+                relation.rename_columns(&renamed);
+                relation
+            }
+            None => {
+                self.doubt_unresolved(format!("table {}", display_parts(&parts)));
+                Relation::opaque(alias_name.or_else(|| parts.last().cloned()))
+            }
+        }
+    }
+
+    /// The relation an `INSERT`, `UPDATE` or `DELETE` writes to.
+    pub(super) fn target_relation(&mut self, factor: &TableFactor) -> Relation {
+        let TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            with_hints,
+            version: None,
+            with_ordinality: false,
+            partitions,
+            json_path: None,
+            sample: None,
+            index_directives,
+            inheritance: _,
+        } = factor
+        else {
+            self.doubt_unsupported("a target that is not a plain table");
+            return Relation::opaque(None);
+        };
+        if !with_hints.is_empty()
+            || !partitions.is_empty()
+            || !index_directives.is_empty()
+            || alias
+                .as_ref()
+                .is_some_and(|alias| !alias.columns.is_empty())
+        {
+            self.doubt_unsupported("a target that is not a plain table");
+        }
+        self.target_table(name, alias_name(alias.as_ref()))
+    }
+
+    /// The table `name` as a target (never a CTE), known as `alias` if given.
+    pub(super) fn target_table(&mut self, name: &ObjectName, alias: Option<String>) -> Relation {
+        let Some(parts) = object_name_parts(name) else {
+            self.doubt_unsupported(format!("table name {name}"));
+            return Relation::opaque(alias);
+        };
+        match self.resolve_table(&parts) {
+            Some(table) => Relation::from_table(&table, alias),
+            None => {
+                self.doubt_unresolved(format!("table {}", display_parts(&parts)));
+                Relation::opaque(alias.or_else(|| parts.last().cloned()))
+            }
+        }
+    }
+}

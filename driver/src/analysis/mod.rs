@@ -1,0 +1,410 @@
+//! SQL analysis: which parameter of a statement goes to which encrypted
+//! column, and whether the statement does anything to an encrypted column
+//! that the column's mode does not allow (DESIGN.md §6, steps 1 and 2).
+//!
+//! Pure: the analyzer reads statement text and a [`SchemaView`] of the
+//! tables; it does no I/O. It fails closed: a statement it does not
+//! understand that touches a table with encrypted columns is refused.
+//!
+//! # Supported
+//!
+//! Names: tables and views through [`SchemaView::resolve_table`] (the search
+//! path is the view's business), `schema.table`, quoted and unquoted
+//! identifiers (unquoted fold to lower case, all truncate to 63 bytes),
+//! aliases (`FROM patients p`, `AS s(a, b)`), unqualified columns against
+//! every relation in scope, correlated subqueries (outer levels visible),
+//! CTE names shadowing tables.
+//!
+//! Statements, several per text (parameters must agree across them):
+//! - `SELECT` with joins (`JOIN … ON`, `USING`, `NATURAL`, comma, `LEFT`/
+//!   `RIGHT`/`FULL`/`CROSS`), subqueries in `FROM`, `IN (SELECT …)`,
+//!   `= ANY (SELECT …)`, `EXISTS`, scalar subqueries, `WITH` (data-modifying
+//!   CTEs included), `UNION`/`INTERSECT`/`EXCEPT`, `VALUES`, `GROUP BY`
+//!   (also `ROLLUP`/`CUBE`/`GROUPING SETS`), `HAVING`, `DISTINCT [ON]`,
+//!   `ORDER BY`, `LIMIT`/`OFFSET`/`FETCH`, `FOR UPDATE`, `WINDOW`.
+//! - `INSERT` with or without a column list (then in table order), multi-row
+//!   `VALUES`, `DEFAULT`, `INSERT … SELECT` (result columns stored
+//!   positionally), `ON CONFLICT (…) [WHERE …] DO NOTHING | DO UPDATE SET …
+//!   [WHERE …]` with `EXCLUDED`, `RETURNING`.
+//! - `UPDATE … SET col = …, (a, b) = (…) FROM … WHERE … RETURNING`.
+//! - `DELETE FROM … USING … WHERE … RETURNING`.
+//! - `EXPLAIN` of any of these; `TRUNCATE` and `DROP TABLE/VIEW` (they only
+//!   name tables); transaction control, `SET`, `SHOW`, `DISCARD`.
+//!
+//! Each `$n` becomes [`ParameterTarget::Encrypted`] where it is stored into
+//! an encrypted column (`VALUES`, `SET`, the select list of `INSERT …
+//! SELECT`: [`ParameterUse::Store`]), compared with one by `=`, `<>`,
+//! `IN (…)`, `= ANY(ARRAY[…])`, `IS [NOT] DISTINCT FROM`, simple `CASE x
+//! WHEN` ([`ParameterUse::Compare`]), or is the array of `= ANY($n)` /
+//! `<> ALL($n)` ([`ParameterUse::CompareAny`]). `$n IS [NOT] NULL` binds it
+//! neither way (NULL stays NULL), so `ssn = $1 OR $1 IS NULL` works.
+//! Everywhere else it is plaintext — also in the select list of a subquery
+//! or CTE, so `ssn = (SELECT $1)` is refused rather than guessed.
+//!
+//! # Allowed on encrypted columns
+//!
+//! Deterministic ([`DETERMINISTIC_ALLOWED`]): storing a parameter, `NULL`,
+//! `DEFAULT` or a column of the same setting; reading (select list,
+//! `RETURNING`, `*`); equality with a parameter, `NULL` or a column of the
+//! same setting (joins, `IN (SELECT …)`, `= (SELECT same-setting column)`);
+//! `GROUP BY`, `DISTINCT`, `PARTITION BY`, `COUNT(col)`, `COUNT(DISTINCT
+//! col)`, `IS [NOT] NULL`, deduplicating set operations over same-setting
+//! columns. Randomized ([`RANDOMIZED_ALLOWED`]): storing, reading, `IS [NOT]
+//! NULL`, `COUNT(col)`, `UNION ALL`. A ciphertext column without a setting
+//! (a view column): reading, `IS [NOT] NULL`, `COUNT(col)`.
+//!
+//! # Refused
+//!
+//! - [`Refusal::NotAllowed`] / [`Refusal::UnassignedCiphertext`]: a literal
+//!   stored into or compared with an encrypted column; any function,
+//!   operator other than equality, `LIKE`, `BETWEEN`, cast, `CASE` result,
+//!   aggregate other than `COUNT` applied to one; `ORDER BY` one (also by
+//!   position or result name); comparing or storing anything but a
+//!   parameter, `NULL`, `DEFAULT` or a same-setting column (`ssn = $1 ||
+//!   'x'`, `ssn = (SELECT lower(…))`, a plaintext column); equality,
+//!   grouping or `DISTINCT` on a randomized column; copying ciphertext into a
+//!   plaintext column; a parameter stored into or compared with a ciphertext
+//!   column that has no setting.
+//! - [`Refusal::SettingMismatch`]: comparing, joining, copying or combining
+//!   (`UNION`) columns of different settings.
+//! - [`Refusal::ParameterConflict`]: one `$n` needed under two settings, as
+//!   scalar and array, or encrypted in one place and plaintext in another.
+//! - [`Refusal::UnsupportedShape`]: anything not listed above in a statement
+//!   that touches a table with encrypted columns — other statement kinds
+//!   (`COPY`, `MERGE`, `CREATE TABLE AS`, `CREATE INDEX`, `SELECT INTO`,
+//!   `PREPARE`, `CREATE FUNCTION`, …), functions in `FROM`, `LATERAL`,
+//!   `WITH RECURSIVE`, whole-row references (`SELECT p FROM patients p`),
+//!   window functions over encrypted columns, syntax of other dialects,
+//!   expressions nested too deeply to walk (about 100 levels; `AND`/`OR`
+//!   and operator chains like `a + b + …` do not count).
+//! - [`Refusal::Unresolved`]: a table or column that does not resolve, or is
+//!   ambiguous, in a statement that touches a table with encrypted columns.
+//! - [`Refusal::Unparsable`]: text the parser rejects, or with a run of more
+//!   than 8000 tokens between `,`/`(`/`)`/`;` (too deep to parse safely), in
+//!   which some word names a table with encrypted columns.
+//!
+//! "Touches" means: resolves, in the parts the analyzer walks, a table or
+//! view with encrypted or ciphertext columns; for statements or parts it
+//! does not walk, any word of their text (inside string literals too, which
+//! may be SQL run later) naming one. A statement that touches none is never
+//! refused for its shape or names (the server judges it), and all its
+//! parameters are plaintext.
+
+mod analyzer;
+mod delete;
+mod expression;
+mod from_clause;
+mod functions;
+mod insert;
+mod lexical;
+mod names;
+mod operand;
+mod parameters;
+mod query;
+mod rules;
+mod schema;
+mod scope;
+mod select;
+mod statements;
+mod subquery;
+mod update;
+
+#[cfg(test)]
+mod tests;
+
+pub use schema::{ColumnEncryption, ColumnInfo, SchemaView, TableInfo};
+
+use std::fmt;
+
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::Token;
+
+use self::analyzer::Analyzer;
+use self::lexical::Lexicon;
+use self::parameters::ParameterBindings;
+use crate::cell::EncryptionMode;
+
+/// A column, fully qualified.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ColumnName {
+    /// Schema name.
+    pub schema: String,
+    /// Table name.
+    pub table: String,
+    /// Column name.
+    pub column: String,
+}
+
+impl fmt::Display for ColumnName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.schema, self.table, self.column)
+    }
+}
+
+/// How a parameter meets its encrypted column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParameterUse {
+    /// Stored into the column (`INSERT` value, `UPDATE … SET`).
+    Store,
+    /// Compared for equality with the column (`=`, `<>`, `IN`, `IS DISTINCT FROM`).
+    Compare,
+    /// An array whose elements are compared with the column (`= ANY($n)`).
+    CompareAny,
+}
+
+/// Where one `$n` goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParameterTarget {
+    /// Not bound for an encrypted column: sent as the application gave it.
+    Plaintext,
+    /// Bound for an encrypted column: encrypted under its setting.
+    Encrypted {
+        /// The column.
+        column: ColumnName,
+        /// Its column encryption setting.
+        setting_id: u32,
+        /// Its mode.
+        mode: EncryptionMode,
+        /// How the parameter meets the column.
+        usage: ParameterUse,
+    },
+}
+
+/// The result of analyzing one statement text.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct StatementAnalysis {
+    /// Target of `$1`, `$2`, … in order; as long as the highest parameter
+    /// number used in the text.
+    pub parameters: Vec<ParameterTarget>,
+    /// Whether the statement reads or writes any table that has encrypted
+    /// columns.
+    pub touches_encrypted_table: bool,
+    /// Where each result column of the (last) statement comes from, as far as
+    /// encryption goes. The server names a result column's table only when
+    /// it is a bare table column; for a `UNION` branch or a subquery column
+    /// this is how the client knows the values are cells.
+    pub result_columns: Vec<ResultColumnSource>,
+}
+
+/// What fills one result column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResultColumnSource {
+    /// Plaintext values (or NULL).
+    Plaintext,
+    /// Cells of one column encryption setting (every branch of a `UNION`
+    /// agrees).
+    Encrypted {
+        /// The setting.
+        setting_id: u32,
+    },
+    /// Cells whose setting the analysis cannot name (a ciphertext column
+    /// without an assignment): the cell header says.
+    Ciphertext,
+}
+
+/// Why a statement is refused. The message names the table, the column,
+/// its mode, what was attempted and what is allowed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The text is not SQL the analyzer can parse, and it names a table with
+    /// encrypted columns (or cannot be checked for that).
+    #[error(
+        "cannot analyze statement ({reason}); refusing it because it may touch encrypted columns"
+    )]
+    Unparsable {
+        /// The parser's complaint (no statement text is quoted).
+        reason: String,
+    },
+    /// A statement shape the analyzer does not understand touches a table
+    /// with encrypted columns.
+    #[error("unsupported statement shape ({shape}) on table {table}, which has encrypted columns")]
+    UnsupportedShape {
+        /// What was not understood.
+        shape: String,
+        /// The table with encrypted columns.
+        table: String,
+    },
+    /// Something that is not allowed on an encrypted column.
+    #[error(
+        "{attempted} on encrypted column {column} ({mode}) is not allowed; allowed: {allowed}"
+    )]
+    NotAllowed {
+        /// The column.
+        column: ColumnName,
+        /// Its mode.
+        mode: EncryptionMode,
+        /// What the statement tried (`a literal compared with it`, `ORDER BY`, `LIKE`, …).
+        attempted: String,
+        /// What the mode allows.
+        allowed: &'static str,
+    },
+    /// Two encrypted columns of different settings compared, joined, copied
+    /// into one another or combined by a set operation.
+    #[error("comparing encrypted columns {left} and {right} is not allowed: only columns that share one encryption setting can be compared")]
+    SettingMismatch {
+        /// One column. Boxed, as `right`, so that a `Refusal` (and every
+        /// `Result` carrying the crate's `Error`) stays small.
+        left: Box<ColumnName>,
+        /// The other.
+        right: Box<ColumnName>,
+    },
+    /// A name could not be resolved in a statement that touches encrypted tables.
+    #[error("cannot resolve {what} in a statement on table {table}, which has encrypted columns")]
+    Unresolved {
+        /// The name.
+        what: String,
+        /// The table with encrypted columns.
+        table: String,
+    },
+    /// Something other than reading, `IS [NOT] NULL` or `COUNT` on a
+    /// ciphertext column whose setting is unknown (a view column, a column
+    /// whose assignment is missing): no parameter can be encrypted for it.
+    #[error("{attempted} on ciphertext column {column}, whose encryption setting is unknown, is not allowed; allowed: {allowed}")]
+    UnassignedCiphertext {
+        /// The column.
+        column: ColumnName,
+        /// What the statement tried.
+        attempted: String,
+        /// What such a column allows.
+        allowed: &'static str,
+    },
+    /// One parameter is used where it would have to be encrypted under two
+    /// settings, as a scalar and as an array, or encrypted in one place and
+    /// sent as plaintext in another.
+    #[error("parameter ${parameter} is used both as {first} and as {second}; give each use its own parameter")]
+    ParameterConflict {
+        /// The parameter number (1-based).
+        parameter: usize,
+        /// Its first use.
+        first: String,
+        /// The use that disagrees.
+        second: String,
+    },
+}
+
+/// A refusal on the analyzer's internal paths, boxed so that the results
+/// passed up the walk stay small: the walk recurses once per nesting level.
+type BoxedRefusal = Box<Refusal>;
+
+/// What a deterministic column allows, for messages.
+pub const DETERMINISTIC_ALLOWED: &str =
+    "storing and reading parameters, =, <>, IN, = ANY, IS [NOT] DISTINCT FROM, \
+     IS [NOT] NULL, joins to columns of the same setting, GROUP BY, DISTINCT, COUNT";
+/// What a randomized column allows, for messages.
+pub const RANDOMIZED_ALLOWED: &str = "storing and reading parameters, IS [NOT] NULL, COUNT";
+/// What a ciphertext column without a known setting allows, for messages.
+pub const UNASSIGNED_CIPHERTEXT_ALLOWED: &str = "reading, IS [NOT] NULL, COUNT";
+
+/// Analyzes one statement text (which may hold several statements, as
+/// `batch_execute` sends) against `schema`.
+///
+/// Never panics, whatever the text: text it cannot parse is refused if it
+/// names a table with encrypted columns, and passed with plaintext
+/// parameters otherwise.
+///
+/// # Errors
+/// A [`Refusal`] naming the column and what is allowed.
+pub fn analyze(sql: &str, schema: &dyn SchemaView) -> Result<StatementAnalysis, Refusal> {
+    analyze_text(sql, schema).map_err(|refusal| *refusal)
+}
+
+fn analyze_text(sql: &str, schema: &dyn SchemaView) -> Result<StatementAnalysis, BoxedRefusal> {
+    let tokens = match lexical::tokenize(sql) {
+        Ok(tokens) => tokens,
+        Err(error) => {
+            let reason = format!(
+                "cannot read the text at line {}, column {}",
+                error.location.line, error.location.column
+            );
+            return unparsed(Lexicon::of_raw_text(sql), schema, reason);
+        }
+    };
+    let lexicon = Lexicon::of_tokens(&tokens);
+    if lexicon.longest_run > lexical::MAX_TOKEN_RUN {
+        return unparsed(
+            lexicon,
+            schema,
+            "an expression too long to analyze".to_owned(),
+        );
+    }
+    let dialect = PostgreSqlDialect {};
+    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
+    let statements = match parser.parse_statements() {
+        // The parser stops early at a stray `END`; the server would not.
+        Ok(_) if parser.peek_token().token != Token::EOF => {
+            return unparsed(
+                lexicon,
+                schema,
+                "text after the end of a statement".to_owned(),
+            );
+        }
+        Ok(statements) => statements,
+        Err(error) => return unparsed(lexicon, schema, parse_failure(&error)),
+    };
+    let mut bindings = ParameterBindings::default();
+    let mut touches_encrypted_table = false;
+    let mut result_columns = Vec::new();
+    for statement in &statements {
+        let mut analyzer = Analyzer::new(schema);
+        analyzer.statement(statement)?;
+        // Parts the walk did not enter are judged by the names they contain.
+        let outcome =
+            analyzer.finish(|| lexical::scan(&statement.to_string()).encrypted_table(schema))?;
+        bindings.merge(outcome.bindings)?;
+        touches_encrypted_table |= outcome.touches_encrypted_table;
+        result_columns = outcome.result_columns;
+    }
+    let count = lexicon.highest_parameter.max(bindings.highest());
+    Ok(StatementAnalysis {
+        parameters: bindings.into_targets(count),
+        touches_encrypted_table,
+        result_columns,
+    })
+}
+
+/// Text that could not be parsed: refused if it may name a table with
+/// encrypted columns, else passed with every parameter plaintext.
+fn unparsed(
+    lexicon: Lexicon,
+    schema: &dyn SchemaView,
+    reason: String,
+) -> Result<StatementAnalysis, BoxedRefusal> {
+    if lexicon.encrypted_table(schema).is_some() {
+        return Err(Box::new(Refusal::Unparsable { reason }));
+    }
+    Ok(StatementAnalysis {
+        parameters: vec![ParameterTarget::Plaintext; lexicon.highest_parameter],
+        touches_encrypted_table: false,
+        result_columns: Vec::new(),
+    })
+}
+
+/// Where the parser gave up, without its message: that quotes the token it
+/// found, which may be a value from the text.
+fn parse_failure(error: &ParserError) -> String {
+    match error {
+        ParserError::RecursionLimitExceeded => "the statement is nested too deeply".to_owned(),
+        ParserError::TokenizerError(message) | ParserError::ParserError(message) => {
+            match message
+                .rfind(" at Line: ")
+                .and_then(|start| message.get(start..))
+            {
+                Some(location) if is_location(location) => format!("syntax error{location}"),
+                _ => "syntax error".to_owned(),
+            }
+        }
+    }
+}
+
+/// Whether `text` is exactly ` at Line: <digits>, Column: <digits>`.
+fn is_location(text: &str) -> bool {
+    let digits = |part: Option<&str>| {
+        part.is_some_and(|part| !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_digit()))
+    };
+    let Some(rest) = text.strip_prefix(" at Line: ") else {
+        return false;
+    };
+    let mut parts = rest.splitn(2, ", Column: ");
+    digits(parts.next()) && digits(parts.next())
+}

@@ -1,0 +1,179 @@
+//! Where each `$n` goes, collected over every place it appears.
+
+use std::collections::BTreeMap;
+
+use super::{BoxedRefusal, ParameterTarget, ParameterUse, Refusal};
+
+/// The targets found so far, by parameter number.
+///
+/// A parameter is sent once per execution, so every appearance must agree on
+/// how it is encrypted: one setting, scalar or array, or not at all.
+#[derive(Debug, Default)]
+pub(super) struct ParameterBindings {
+    targets: BTreeMap<usize, ParameterTarget>,
+}
+
+impl ParameterBindings {
+    /// Records one appearance of `$number`.
+    ///
+    /// # Errors
+    /// [`Refusal::ParameterConflict`] if an earlier appearance needs it
+    /// encrypted differently.
+    pub(super) fn bind(
+        &mut self,
+        number: usize,
+        target: ParameterTarget,
+    ) -> Result<(), BoxedRefusal> {
+        match self.targets.get(&number) {
+            None => {
+                self.targets.insert(number, target);
+                Ok(())
+            }
+            // The first appearance names the column; a later one of the same
+            // setting and shape is encrypted identically, so it adds nothing.
+            Some(existing) if encrypt_alike(existing, &target) => Ok(()),
+            Some(existing) => Err(Box::new(Refusal::ParameterConflict {
+                parameter: number,
+                first: describe(existing),
+                second: describe(&target),
+            })),
+        }
+    }
+
+    /// Records a plaintext appearance of `$number`.
+    ///
+    /// # Errors
+    /// As [`bind`](Self::bind).
+    pub(super) fn bind_plaintext(&mut self, number: usize) -> Result<(), BoxedRefusal> {
+        self.bind(number, ParameterTarget::Plaintext)
+    }
+
+    /// Adds the appearances of another statement of the same text.
+    ///
+    /// # Errors
+    /// As [`bind`](Self::bind).
+    pub(super) fn merge(&mut self, other: ParameterBindings) -> Result<(), BoxedRefusal> {
+        for (number, target) in other.targets {
+            self.bind(number, target)?;
+        }
+        Ok(())
+    }
+
+    /// The highest parameter number bound.
+    pub(super) fn highest(&self) -> usize {
+        self.targets.keys().next_back().copied().unwrap_or(0)
+    }
+
+    /// `$1..=$count` in order; numbers never bound are plaintext.
+    pub(super) fn into_targets(mut self, count: usize) -> Vec<ParameterTarget> {
+        (1..=count)
+            .map(|number| {
+                self.targets
+                    .remove(&number)
+                    .unwrap_or(ParameterTarget::Plaintext)
+            })
+            .collect()
+    }
+}
+
+/// Whether one value, encrypted once, serves both appearances.
+fn encrypt_alike(first: &ParameterTarget, second: &ParameterTarget) -> bool {
+    match (first, second) {
+        (ParameterTarget::Plaintext, ParameterTarget::Plaintext) => true,
+        (
+            ParameterTarget::Encrypted {
+                setting_id: first_setting,
+                usage: first_usage,
+                ..
+            },
+            ParameterTarget::Encrypted {
+                setting_id: second_setting,
+                usage: second_usage,
+                ..
+            },
+        ) => {
+            // Cells are bound to the setting, not to the column, so two
+            // columns of one setting take the same ciphertext; but an array
+            // (`= ANY($n)`) and a scalar are different values.
+            first_setting == second_setting
+                && (*first_usage == ParameterUse::CompareAny)
+                    == (*second_usage == ParameterUse::CompareAny)
+        }
+        _ => false,
+    }
+}
+
+fn describe(target: &ParameterTarget) -> String {
+    match target {
+        ParameterTarget::Plaintext => "a plaintext value".to_owned(),
+        ParameterTarget::Encrypted {
+            column,
+            setting_id,
+            usage,
+            ..
+        } => {
+            let shape = if *usage == ParameterUse::CompareAny {
+                "an array"
+            } else {
+                "a value"
+            };
+            format!("{shape} for encrypted column {column} (setting {setting_id})")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::ColumnName;
+    use crate::cell::EncryptionMode;
+
+    fn encrypted(column: &str, setting_id: u32, usage: ParameterUse) -> ParameterTarget {
+        ParameterTarget::Encrypted {
+            column: ColumnName {
+                schema: "public".into(),
+                table: "patients".into(),
+                column: column.into(),
+            },
+            setting_id,
+            mode: EncryptionMode::Deterministic,
+            usage,
+        }
+    }
+
+    #[test]
+    fn same_setting_and_shape_agree_and_keep_the_first_column() {
+        let mut bindings = ParameterBindings::default();
+        bindings
+            .bind(1, encrypted("ssn", 1, ParameterUse::Store))
+            .unwrap();
+        bindings
+            .bind(1, encrypted("other", 1, ParameterUse::Compare))
+            .unwrap();
+        assert_eq!(
+            bindings.into_targets(2),
+            vec![
+                encrypted("ssn", 1, ParameterUse::Store),
+                ParameterTarget::Plaintext
+            ]
+        );
+    }
+
+    #[test]
+    fn different_settings_shapes_or_plaintext_conflict() {
+        let mut bindings = ParameterBindings::default();
+        bindings
+            .bind(1, encrypted("ssn", 1, ParameterUse::Compare))
+            .unwrap();
+        for other in [
+            encrypted("email", 3, ParameterUse::Compare),
+            encrypted("ssn", 1, ParameterUse::CompareAny),
+            ParameterTarget::Plaintext,
+        ] {
+            assert!(matches!(
+                bindings.bind(1, other).map_err(|refusal| *refusal),
+                Err(Refusal::ParameterConflict { parameter: 1, .. })
+            ));
+        }
+    }
+}

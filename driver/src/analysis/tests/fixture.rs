@@ -1,0 +1,142 @@
+//! The schema the tests analyze against, as an in-memory [`SchemaView`].
+
+use crate::analysis::{
+    ColumnEncryption, ColumnInfo, ColumnName, ParameterTarget, ParameterUse, SchemaView, TableInfo,
+};
+use crate::cell::EncryptionMode;
+
+/// `public.patients`, `public.visits`, `billing."Accounts"`, `public.plain`
+/// and the view `public.patient_view`; search path `public`.
+pub(super) struct TestSchema {
+    tables: Vec<TableInfo>,
+}
+
+const DETERMINISTIC: EncryptionMode = EncryptionMode::Deterministic;
+const RANDOMIZED: EncryptionMode = EncryptionMode::Randomized;
+
+fn plaintext(name: &str) -> ColumnInfo {
+    ColumnInfo {
+        name: name.into(),
+        encryption: None,
+        is_ciphertext: false,
+    }
+}
+
+fn encrypted(name: &str, setting_id: u32, mode: EncryptionMode) -> ColumnInfo {
+    ColumnInfo {
+        name: name.into(),
+        encryption: Some(ColumnEncryption { setting_id, mode }),
+        is_ciphertext: true,
+    }
+}
+
+fn table(schema: &str, name: &str, columns: Vec<ColumnInfo>) -> TableInfo {
+    TableInfo {
+        schema: schema.into(),
+        name: name.into(),
+        columns,
+    }
+}
+
+impl TestSchema {
+    pub(super) fn new() -> Self {
+        Self {
+            tables: vec![
+                table(
+                    "public",
+                    "patients",
+                    vec![
+                        plaintext("id"),
+                        plaintext("name"),
+                        encrypted("ssn", 1, DETERMINISTIC),
+                        encrypted("diagnosis", 2, RANDOMIZED),
+                        encrypted("email", 3, DETERMINISTIC),
+                    ],
+                ),
+                table(
+                    "public",
+                    "visits",
+                    vec![
+                        plaintext("id"),
+                        plaintext("patient_id"),
+                        encrypted("ssn", 1, DETERMINISTIC),
+                        encrypted("note", 2, RANDOMIZED),
+                    ],
+                ),
+                table(
+                    "billing",
+                    "Accounts",
+                    vec![
+                        plaintext("Id"),
+                        encrypted("owner_ssn", 1, DETERMINISTIC),
+                        encrypted("card", 4, RANDOMIZED),
+                    ],
+                ),
+                table("public", "plain", vec![plaintext("a"), plaintext("b")]),
+                table(
+                    "public",
+                    "patient_view",
+                    vec![
+                        plaintext("name"),
+                        ColumnInfo {
+                            name: "ssn".into(),
+                            encryption: None,
+                            is_ciphertext: true,
+                        },
+                    ],
+                ),
+            ],
+        }
+    }
+
+    /// The column `schema.table.column` of the fixture.
+    pub(super) fn column(&self, schema: &str, table: &str, column: &str) -> Option<&ColumnInfo> {
+        self.tables
+            .iter()
+            .find(|info| info.schema == schema && info.name == table)?
+            .columns
+            .iter()
+            .find(|info| info.name == column)
+    }
+
+    /// The target a parameter gets when it meets `column` (`"patients.ssn"`,
+    /// `"billing.Accounts.owner_ssn"`; schema `public` when omitted).
+    pub(super) fn target(&self, column: &str, usage: ParameterUse) -> ParameterTarget {
+        let name = column_name(column);
+        let encryption = self
+            .column(&name.schema, &name.table, &name.column)
+            .and_then(|info| info.encryption)
+            .unwrap_or_else(|| panic!("{column} is not an encrypted fixture column"));
+        ParameterTarget::Encrypted {
+            column: name,
+            setting_id: encryption.setting_id,
+            mode: encryption.mode,
+            usage,
+        }
+    }
+}
+
+/// `"patients.ssn"` → `public.patients.ssn`; `"billing.Accounts.card"` as written.
+pub(super) fn column_name(column: &str) -> ColumnName {
+    let parts: Vec<&str> = column.split('.').collect();
+    let (schema, table, column) = match parts.as_slice() {
+        [table, column] => ("public", *table, *column),
+        [schema, table, column] => (*schema, *table, *column),
+        _ => panic!("bad column {column}"),
+    };
+    ColumnName {
+        schema: schema.into(),
+        table: table.into(),
+        column: column.into(),
+    }
+}
+
+impl SchemaView for TestSchema {
+    fn resolve_table(&self, schema: Option<&str>, name: &str) -> Option<TableInfo> {
+        let schema = schema.unwrap_or("public");
+        self.tables
+            .iter()
+            .find(|table| table.schema == schema && table.name == name)
+            .cloned()
+    }
+}

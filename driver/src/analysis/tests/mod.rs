@@ -1,0 +1,7 @@
+//! Tests of the whole analyzer: a table-driven corpus of statements with
+//! their expected analysis or refusal, and properties over arbitrary text.
+
+mod corpus;
+mod fixture;
+mod properties;
+mod result_columns;

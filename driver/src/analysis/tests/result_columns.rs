@@ -1,0 +1,51 @@
+//! What fills each result column, for decrypting values whose origin the
+//! server does not report.
+
+use super::fixture::TestSchema;
+use crate::analysis::{analyze, ResultColumnSource};
+
+use ResultColumnSource::{Ciphertext, Encrypted, Plaintext};
+
+#[test]
+fn result_columns_name_the_setting_that_fills_them() {
+    let schema = TestSchema::new();
+    let cases: [(&str, &[ResultColumnSource]); 8] = [
+        (
+            "SELECT id, ssn, diagnosis FROM patients",
+            &[
+                Plaintext,
+                Encrypted { setting_id: 1 },
+                Encrypted { setting_id: 2 },
+            ],
+        ),
+        (
+            "SELECT ssn FROM patients UNION ALL SELECT ssn FROM visits",
+            &[Encrypted { setting_id: 1 }],
+        ),
+        (
+            "SELECT s FROM (SELECT ssn AS s FROM patients) sub",
+            &[Encrypted { setting_id: 1 }],
+        ),
+        (
+            "SELECT ssn FROM patients UNION ALL SELECT NULL",
+            &[Encrypted { setting_id: 1 }],
+        ),
+        (
+            "SELECT count(ssn), name FROM patients GROUP BY name",
+            &[Plaintext, Plaintext],
+        ),
+        ("SELECT ssn FROM patient_view", &[Ciphertext]),
+        (
+            "UPDATE patients SET name = $1 RETURNING diagnosis",
+            &[Encrypted { setting_id: 2 }],
+        ),
+        (
+            "BEGIN; SELECT ssn FROM visits",
+            &[Encrypted { setting_id: 1 }],
+        ),
+    ];
+    for (sql, expected) in cases {
+        let analysis = analyze(sql, &schema).unwrap_or_else(|refusal| panic!("{sql}: {refusal}"));
+        assert_eq!(analysis.result_columns, expected, "{sql}");
+    }
+}
