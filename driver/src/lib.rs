@@ -1,13 +1,39 @@
 //! aepg: client-side "Always Encrypted" column encryption for PostgreSQL.
 //!
 //! Values bound for encrypted columns are encrypted inside the application,
-//! so the server, its logs, replicas and backups only ever hold ciphertext.
-//! This crate holds the pure cryptographic core; the client comes next.
+//! so the server, its logs, replicas and backups only ever hold ciphertext;
+//! encrypted results are decrypted inside the application again.
 //!
-//! - [`cell`]: the cell cipher (`AEAD_AES_256_GCM_SIV`, deterministic or
-//!   randomized) and the cell format v1.
-//! - [`record`]: canonical, signed encodings of catalog records, among them
-//!   the wrapped column key.
+//! # A tour
+//!
+//! - [`Client`] wraps `tokio_postgres::Client` with the same methods. Each
+//!   statement text is analyzed once ([`analysis`]): every `$n` bound for an
+//!   encrypted column is found, and anything a column's mode does not allow
+//!   is refused before the text reaches the server. Parameters are encrypted
+//!   with the column's setting; result cells are decrypted into [`Row`]s.
+//! - [`Encryption`] is the state every client of a pool shares: key stores,
+//!   the verified catalog, unwrapped column keys (each cached with a TTL).
+//! - [`catalog`] installs the `aepg` schema and administers it: column master
+//!   keys, column keys, settings, column assignments; every record is signed
+//!   by a master key and verified when loaded.
+//! - [`cell`] is the pure cell cipher (`AEAD_AES_256_GCM_SIV`, deterministic
+//!   or randomized; `docs/FORMAT.md`), [`record`] the canonical signed
+//!   encodings of catalog records. Neither does I/O.
+//! - [`keystore`] (the `aepg-keystore` crate) holds the master keys.
+//!
+//! # Behaviour
+//!
+//! - **Round trips.** A statement text costs an analysis and a `prepare` on
+//!   first use per connection; afterwards a `query` costs what a reused
+//!   prepared statement costs in tokio-postgres: one round trip.
+//! - **Pipelining.** Concurrent queries on one client are pipelined.
+//! - **Fail closed.** A statement aepg cannot prove safe, that touches a
+//!   table with encrypted columns, is refused with an error naming the table
+//!   and column; a parameter the server says goes into an encrypted column
+//!   but the analysis did not map is refused too.
+//! - **Errors** never carry key material or plaintext values.
+//!
+//! # The cell cipher on its own
 //!
 //! ```
 //! use aepg::cell::{CellCipher, CellSetting, EncryptionMode, PaddingPolicy, PlaintextType};
@@ -26,6 +52,9 @@
 //! assert_eq!(&cipher.decrypt(&setting, &cell)?[..], b"Ada Lovelace");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! The quickstart (`cargo run --example quickstart`) shows the whole path
+//! against a real server.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
