@@ -146,32 +146,30 @@ async fn show_side_by_side(
         )
         .await?;
     println!(
-        "{:<3} {:<40} {:<24} | {:<12} diagnosis",
-        "id", "server stores ssn (hex)", "diagnosis (hex)", "app reads ssn"
+        "{:<3} {:<42} {:<42} | {:<12} diagnosis",
+        "id", "server stores ssn", "server stores diagnosis", "app reads ssn"
     );
     for (server_row, app_row) in stored.iter().zip(&read) {
         let ssn: Vec<u8> = server_row.get(1);
         let diagnosis: Vec<u8> = server_row.get(2);
         println!(
-            "{:<3} {:<40} {:<24} | {:<12} {}",
+            "{:<3} {:<42} {:<42} | {:<12} {}",
             server_row.get::<_, i32>(0),
-            abbreviated_hex(&ssn, 36),
-            abbreviated_hex(&diagnosis, 20),
+            describe_cell(&ssn),
+            describe_cell(&diagnosis),
             app_row.get::<&str>(1),
             app_row.get::<&str>(2),
         );
     }
-    println!("(equal ssns would have equal cells: deterministic; the two 'asthma' cells differ: randomized)");
+    println!("(a cell: 22-byte header with mode, key, setting and nonce; then ciphertext and tag.");
+    println!(" Equal ssns would give equal cells (deterministic); the two 'asthma' cells differ (randomized).)");
     Ok(())
 }
 
-fn abbreviated_hex(bytes: &[u8], width: usize) -> String {
-    let hex = hex::encode(bytes);
-    if hex.len() <= width {
-        hex
-    } else {
-        format!("{}…({} B)", &hex[..width - 8], bytes.len())
-    }
+/// A cell as the server holds it: its length and the start of its ciphertext.
+fn describe_cell(cell: &[u8]) -> String {
+    let ciphertext = cell.get(22..34).unwrap_or_default();
+    format!("{} B, ciphertext {}…", cell.len(), hex::encode(ciphertext))
 }
 
 /// A throwaway server and its database; dropping it removes both.
