@@ -612,3 +612,34 @@ async fn a_zero_key_ttl_asks_the_key_store_every_time_and_a_revoked_key_cuts_rea
     let err = rows[0].try_get::<String>(0).unwrap_err();
     assert!(err.to_string().contains("public.patients.ssn"), "{err}");
 }
+
+/// A parameter the analysis cannot trace (it disappears into a function)
+/// but that the server types as `aepg.ciphertext` is refused, not sent as
+/// plaintext: the cross-check of DESIGN.md §6 step 3.
+#[tokio::test]
+async fn the_cross_check_refuses_a_parameter_the_analysis_could_not_trace() {
+    let (db, client) = clinic("cross_check").await;
+    db.plain
+        .batch_execute(
+            "CREATE FUNCTION put_ssn(v aepg.ciphertext) RETURNS void
+             LANGUAGE sql AS 'INSERT INTO patients (id, ssn) VALUES (99, v)'",
+        )
+        .await
+        .unwrap();
+    let err = client
+        .query("SELECT put_ssn($1)", &[&"999-99-9999"])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::ParameterCrossCheck { number: 1, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("aepg.ciphertext"), "{err}");
+    let count: i64 = db
+        .plain
+        .query_one("SELECT count(*) FROM patients WHERE id = 99", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 0);
+}

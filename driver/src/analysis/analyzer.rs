@@ -79,6 +79,23 @@ impl<'s> Analyzer<'s> {
         self.doubts.push(Doubt::Unresolved(what.into()));
     }
 
+    /// When the walk refused the statement, a name that did not resolve
+    /// explains the refusal better than the rule it tripped (`ssn = nosuch`
+    /// is a missing column, not an expression compared with `ssn`).
+    pub(super) fn explain_refusal(&self, refusal: BoxedRefusal) -> BoxedRefusal {
+        let unresolved = self.doubts.iter().find_map(|doubt| match doubt {
+            Doubt::Unresolved(what) => Some(what.clone()),
+            Doubt::Unsupported(_) => None,
+        });
+        match (unresolved, self.encrypted_tables.first()) {
+            (Some(what), Some(table)) => Box::new(Refusal::Unresolved {
+                what,
+                table: table.clone(),
+            }),
+            _ => refusal,
+        }
+    }
+
     /// Records a shape the analyzer does not understand.
     pub(super) fn doubt_unsupported(&mut self, shape: impl Into<String>) {
         self.doubts.push(Doubt::Unsupported(shape.into()));

@@ -34,9 +34,11 @@
 //! Each `$n` becomes [`ParameterTarget::Encrypted`] where it is stored into
 //! an encrypted column (`VALUES`, `SET`, the select list of `INSERT …
 //! SELECT`: [`ParameterUse::Store`]), compared with one by `=`, `<>`,
-//! `IN (…)`, `= ANY(ARRAY[…])`, `IS [NOT] DISTINCT FROM`, simple `CASE x
-//! WHEN` ([`ParameterUse::Compare`]), or is the array of `= ANY($n)` /
-//! `<> ALL($n)` ([`ParameterUse::CompareAny`]). `$n IS [NOT] NULL` binds it
+//! `IN (…)`, `IS [NOT] DISTINCT FROM`, simple `CASE x WHEN`
+//! ([`ParameterUse::Compare`]), or is the array of `= ANY($n)` /
+//! `<> ALL($n)` ([`ParameterUse::CompareAny`]). (`= ANY(ARRAY[$1, $2])` is
+//! analyzed too, but the server types such an array `text[]` and refuses to
+//! compare it with a ciphertext column: write `IN ($1, $2)`.) `$n IS [NOT] NULL` binds it
 //! neither way (NULL stays NULL), so `ssn = $1 OR $1 IS NULL` works.
 //! Everywhere else it is plaintext — also in the select list of a subquery
 //! or CTE, so `ssn = (SELECT $1)` is refused rather than guessed.
@@ -347,7 +349,9 @@ fn analyze_text(sql: &str, schema: &dyn SchemaView) -> Result<StatementAnalysis,
     let mut result_columns = Vec::new();
     for statement in &statements {
         let mut analyzer = Analyzer::new(schema);
-        analyzer.statement(statement)?;
+        if let Err(refusal) = analyzer.statement(statement) {
+            return Err(analyzer.explain_refusal(refusal));
+        }
         // Parts the walk did not enter are judged by the names they contain.
         let outcome =
             analyzer.finish(|| lexical::scan(&statement.to_string()).encrypted_table(schema))?;

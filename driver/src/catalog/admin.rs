@@ -30,6 +30,31 @@ pub struct NewEncryptionSetting {
 ///
 /// Every record it writes is signed by a column master key through the key
 /// store registry, so it needs the master keys' private halves.
+///
+/// ```no_run
+/// # async fn demo(mut plain: tokio_postgres::Client, registry: aepg::keystore::KeyStoreRegistry) -> Result<(), aepg::Error> {
+/// use aepg::analysis::ColumnName;
+/// use aepg::catalog::{install, CatalogAdmin, NewEncryptionSetting};
+/// use aepg::cell::{EncryptionMode, PlaintextType};
+/// use aepg::keystore::MasterKeyLocation;
+///
+/// install(&mut plain).await?;
+/// let admin = CatalogAdmin::new(registry);
+/// admin.register_master_key(&plain, "cmk1", &MasterKeyLocation::new("local", "cmk1.pem")).await?;
+/// let key_id = admin.create_column_key(&plain, "cmk1").await?;
+/// let setting = NewEncryptionSetting {
+///     name: "ssn".into(),
+///     plaintext_type: PlaintextType::parse("text")?,
+///     mode: EncryptionMode::Deterministic,
+///     padding: None,
+///     key_id,
+/// };
+/// admin.create_setting(&plain, &setting).await?;
+/// plain.batch_execute("CREATE TABLE patients (id int, ssn aepg.ciphertext)").await?;
+/// let column = ColumnName { schema: "public".into(), table: "patients".into(), column: "ssn".into() };
+/// admin.assign_column(&plain, &column, "ssn").await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct CatalogAdmin {
     registry: KeyStoreRegistry,

@@ -17,6 +17,24 @@ use crate::Error;
 /// `tokio_postgres::Client`, so switching is a change of import.
 ///
 /// Concurrent queries on one client are pipelined, as in tokio-postgres.
+///
+/// ```no_run
+/// # async fn demo(registry: aepg::keystore::KeyStoreRegistry) -> Result<(), aepg::Error> {
+/// use aepg::{Client, Encryption, EncryptionConfig};
+///
+/// let encryption = Encryption::new(EncryptionConfig::new(registry));
+/// let (inner, connection) = tokio_postgres::connect("host=db user=app", tokio_postgres::NoTls).await?;
+/// tokio::spawn(connection);
+/// let client = Client::new(inner, encryption);
+/// client
+///     .execute("INSERT INTO patients (id, ssn) VALUES ($1, $2)", &[&1, &"078-05-1120"])
+///     .await?;
+/// let row = client
+///     .query_one("SELECT ssn FROM patients WHERE ssn = $1", &[&"078-05-1120"])
+///     .await?;
+/// assert_eq!(row.get::<&str>("ssn"), "078-05-1120");
+/// # Ok(()) }
+/// ```
 pub struct Client {
     inner: tokio_postgres::Client,
     state: ClientState,
