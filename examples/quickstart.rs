@@ -37,14 +37,13 @@ async fn main() -> Result<(), Failure> {
     let suffix = std::process::id();
     let admin = CatalogAdmin::new(registry.clone());
     let master_key = format!("quickstart-cmk-{suffix}");
+    let location = MasterKeyLocation::new("local", "quickstart-cmk.pem");
     admin
-        .register_master_key(
-            &plain,
-            &master_key,
-            &MasterKeyLocation::new("local", "quickstart-cmk.pem"),
-        )
+        .register_master_key(&plain, &master_key, &location)
         .await?;
-    let key_id = admin.create_column_key(&plain, &master_key).await?;
+    let key_id = admin
+        .create_column_key(&plain, &master_key, &location)
+        .await?;
     let ssn_setting = format!("ssn-{suffix}");
     let diagnosis_setting = format!("diagnosis-{suffix}");
     for (name, mode) in [

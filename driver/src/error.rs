@@ -204,6 +204,17 @@ pub enum Error {
         /// How many rows came.
         got: usize,
     },
+    /// The analysis and the server disagree on a statement's result columns.
+    #[error(
+        "statement refused: the analysis sees {expected} result columns, the server {found}; \
+         the catalog's view of a table is out of date (refresh the catalog)"
+    )]
+    ResultShapeMismatch {
+        /// Columns the analysis sees.
+        expected: usize,
+        /// Columns the server returns.
+        found: usize,
+    },
     /// A result column does not exist.
     #[error("no result column {column}")]
     NoSuchColumn {

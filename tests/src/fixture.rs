@@ -83,7 +83,11 @@ impl EncryptedDatabase {
             .await
             .unwrap_or_else(|error| panic!("register master key: {error}"));
         let key_id = admin
-            .create_column_key(&plain, MASTER_KEY)
+            .create_column_key(
+                &plain,
+                MASTER_KEY,
+                &MasterKeyLocation::new("memory", MASTER_KEY),
+            )
             .await
             .unwrap_or_else(|error| panic!("create column key: {error}"));
         Self {

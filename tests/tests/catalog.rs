@@ -160,9 +160,14 @@ async fn a_weakened_setting_fails_the_load() {
         .await;
     db.admin.load(&db.plain).await.unwrap();
     // The adversary rewrites the signed record: randomized (2) becomes deterministic (1).
-    // Byte 22 of a setting record is its mode (docs/FORMAT.md §3).
+    // The mode byte follows the 6-byte prefix, the id, the name "secret"
+    // (2 + 6 bytes), the key id, type oid and typmod (docs/FORMAT.md §3).
+    let mode_at = 6 + 4 + 8 + 12;
     db.plain
-        .batch_execute("UPDATE aepg.encryption_settings SET record = set_byte(record, 22, 1)")
+        .execute(
+            "UPDATE aepg.encryption_settings SET record = set_byte(record, $1, 1)",
+            &[&mode_at],
+        )
         .await
         .unwrap();
     let err = db.admin.load(&db.plain).await.unwrap_err();
@@ -310,4 +315,35 @@ async fn a_key_record_wrapped_by_an_attacker_is_refused() {
         "{err}"
     );
     assert_eq!(db.store.operation_counts().unwrap, unwraps);
+}
+
+#[tokio::test]
+async fn setting_names_are_signed() {
+    let db = EncryptedDatabase::new("setting_names").await;
+    db.setting("careful", "text", EncryptionMode::Randomized)
+        .await;
+    db.setting("revealing", "text", EncryptionMode::Deterministic)
+        .await;
+    db.admin.load(&db.plain).await.unwrap();
+    // Swapping the names would make an administrator assign, and sign, the
+    // deterministic setting when asking for the randomized one.
+    db.plain
+        .batch_execute(
+            "UPDATE aepg.encryption_settings SET name = CASE name WHEN 'careful' THEN 'tmp' ELSE 'careful' END;
+             UPDATE aepg.encryption_settings SET name = 'revealing' WHERE name = 'tmp'",
+        )
+        .await
+        .unwrap();
+    let err = db.admin.load(&db.plain).await.unwrap_err();
+    assert!(matches!(err, Error::MalformedCatalogRow { .. }), "{err}");
+    db.plain
+        .batch_execute("CREATE TABLE t (x aepg.ciphertext)")
+        .await
+        .unwrap();
+    let err = db
+        .admin
+        .assign_column(&db.plain, &column("t", "x"), "careful")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::MalformedCatalogRow { .. }), "{err}");
 }

@@ -643,3 +643,108 @@ async fn the_cross_check_refuses_a_parameter_the_analysis_could_not_trace() {
         .get(0);
     assert_eq!(count, 0);
 }
+
+/// A table of the same name earlier on the search path must not receive
+/// what is meant for the encrypted one: the name is refused as ambiguous.
+#[tokio::test]
+async fn a_shadowing_table_on_the_search_path_is_refused() {
+    let (db, _client) = clinic("shadow").await;
+    let database = db.database.name().to_owned();
+    db.plain
+        .batch_execute(&format!(
+            "CREATE SCHEMA shadow; CREATE TABLE shadow.patients (id int, ssn text);
+             ALTER DATABASE \"{database}\" SET search_path = shadow, public"
+        ))
+        .await
+        .unwrap();
+    let client = db.client().await; // a new connection: it gets the new search path
+    let err = client
+        .execute(
+            "INSERT INTO patients (id, ssn) VALUES ($1, $2)",
+            &[&7, &"777-77-7777"],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Refused(_)), "{err}");
+    assert!(err.to_string().contains("public.patients"), "{err}");
+    let leaked: i64 = db
+        .plain
+        .query_one("SELECT count(*) FROM shadow.patients", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(leaked, 0);
+    // Qualified names still work.
+    client
+        .execute(
+            "INSERT INTO public.patients (id, ssn) VALUES ($1, $2)",
+            &[&7, &"777-77-7777"],
+        )
+        .await
+        .unwrap();
+}
+
+/// `SET search_path` through the client makes it read the path again.
+#[tokio::test]
+async fn changing_the_search_path_is_noticed() {
+    let (db, client) = clinic("set_path").await;
+    db.plain
+        .batch_execute("CREATE SCHEMA other; CREATE TABLE other.notes (id int, body text)")
+        .await
+        .unwrap();
+    client.refresh_catalog().await.unwrap();
+    assert_eq!(
+        ids(
+            &client,
+            "SELECT id FROM patients WHERE ssn = $1",
+            &[&"111-11-1111"]
+        )
+        .await,
+        [1]
+    );
+    client
+        .batch_execute("SET search_path = other")
+        .await
+        .unwrap();
+    // `patients` is no longer on the path: the client knows, and refuses
+    // rather than treating ssn as a plaintext column.
+    let err = client
+        .query("SELECT id FROM patients WHERE ssn = $1", &[&"111-11-1111"])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Refused(_)), "{err}");
+    client
+        .execute("INSERT INTO notes VALUES ($1, $2)", &[&1, &"plain"])
+        .await
+        .unwrap();
+}
+
+/// A ciphertext column whose assignment was deleted does not hand out the
+/// cells that were copied into it.
+#[tokio::test]
+async fn cells_of_a_column_without_an_assignment_are_refused() {
+    let (db, client) = clinic("unassigned").await;
+    db.plain
+        .batch_execute(
+            "ALTER TABLE patients ADD COLUMN notes aepg.ciphertext;
+             UPDATE patients SET notes = ssn WHERE id = 1",
+        )
+        .await
+        .unwrap();
+    client.refresh_catalog().await.unwrap();
+    let row = client
+        .query_one("SELECT notes FROM patients WHERE id = 1", &[])
+        .await
+        .unwrap();
+    let err = row.try_get::<String>(0).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no verified encryption assignment"),
+        "{err}"
+    );
+    let row = client
+        .query_one("SELECT notes FROM patients WHERE id = 2", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<Option<String>>(0), None);
+}

@@ -643,6 +643,7 @@ fn describe(explanation: &Explanation, key_id: u32) -> (Vec<String>, Vec<String>
         .map(|result| match &result.decryption {
             ColumnDecryption::Plaintext => PLAIN.to_owned(),
             ColumnDecryption::FromCellHeader => HEADER.to_owned(),
+            ColumnDecryption::Refused => "refused".to_owned(),
             ColumnDecryption::FromColumn {
                 column,
                 setting,

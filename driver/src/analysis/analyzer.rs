@@ -128,7 +128,11 @@ impl<'s> Analyzer<'s> {
                 return None;
             }
         };
-        let table = self.schema.resolve_table(schema, name)?;
+        let resolved = self.schema.resolve_table(schema, name);
+        if schema.is_none() {
+            self.check_not_shadowed(name, resolved.as_ref());
+        }
+        let table = resolved?;
         if table.has_encrypted_columns() {
             let qualified = format!("{}.{}", table.schema, table.name);
             if !self.encrypted_tables.contains(&qualified) {
@@ -136,6 +140,30 @@ impl<'s> Analyzer<'s> {
             }
         }
         Some(table)
+    }
+
+    /// An unqualified `name` must resolve to the one table of that name with
+    /// encrypted columns, if there is one: anything else is refused.
+    fn check_not_shadowed(&mut self, name: &str, resolved: Option<&TableInfo>) {
+        let resolved_name = resolved.map(|table| format!("{}.{}", table.schema, table.name));
+        let others: Vec<String> = self
+            .schema
+            .encrypted_tables_named(name)
+            .into_iter()
+            .filter(|qualified| Some(qualified) != resolved_name.as_ref())
+            .collect();
+        let Some(first) = others.first() else {
+            return;
+        };
+        let target = resolved_name.unwrap_or_else(|| "no table".to_owned());
+        self.doubt_unresolved(format!(
+            "table name {name:?}: the search path resolves it to {target}, but {} has encrypted columns \
+             (qualify the name)",
+            others.join(", ")
+        ));
+        if !self.encrypted_tables.contains(first) {
+            self.encrypted_tables.push(first.clone());
+        }
     }
 
     /// Reads out a query's result columns (a top-level `SELECT`, `RETURNING`,

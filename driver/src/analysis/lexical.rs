@@ -165,6 +165,16 @@ impl Lexicon {
             .iter()
             .filter(|candidate| checked.insert(*candidate))
             .find_map(|candidate| {
+                if candidate.schema.is_none() {
+                    // Wherever the search path leads, a same-named encrypted table counts.
+                    if let Some(encrypted) = schema
+                        .encrypted_tables_named(&candidate.name)
+                        .into_iter()
+                        .next()
+                    {
+                        return Some(encrypted);
+                    }
+                }
                 let table = schema.resolve_table(candidate.schema.as_deref(), &candidate.name)?;
                 table
                     .has_encrypted_columns()

@@ -51,4 +51,14 @@ pub trait SchemaView {
     /// when `schema` is `None`. Names are already case-folded as PostgreSQL
     /// does (unquoted identifiers lower-cased, quoted ones kept).
     fn resolve_table(&self, schema: Option<&str>, name: &str) -> Option<TableInfo>;
+
+    /// Every table named `name`, in any schema, that has encrypted columns,
+    /// qualified (`public.patients`). An unqualified name that resolves to
+    /// anything but such a table is refused: otherwise a table of the same
+    /// name earlier on the search path (or a search path changed behind the
+    /// client's back) would receive plaintext meant for the encrypted one.
+    fn encrypted_tables_named(&self, name: &str) -> Vec<String> {
+        let _ = name;
+        Vec::new()
+    }
 }

@@ -1,6 +1,7 @@
 //! Key and setting administration: the writes that build the catalog.
 
 use aepg_keystore::{ColumnKey, KeyStoreRegistry, MasterKeyLocation, MIN_MASTER_KEY_BITS};
+use postgres_protocol::escape::escape_identifier;
 use tokio_postgres::GenericClient;
 
 use super::install::require_installed;
@@ -41,7 +42,8 @@ pub struct NewEncryptionSetting {
 /// install(&mut plain).await?;
 /// let admin = CatalogAdmin::new(registry);
 /// admin.register_master_key(&plain, "cmk1", &MasterKeyLocation::new("local", "cmk1.pem")).await?;
-/// let key_id = admin.create_column_key(&plain, "cmk1").await?;
+/// let cmk = MasterKeyLocation::new("local", "cmk1.pem");
+/// let key_id = admin.create_column_key(&plain, "cmk1", &cmk).await?;
 /// let setting = NewEncryptionSetting {
 ///     name: "ssn".into(),
 ///     plaintext_type: PlaintextType::parse("text")?,
@@ -112,17 +114,32 @@ impl CatalogAdmin {
     }
 
     /// Creates a column encryption key: 32 random bytes, wrapped and signed
-    /// by the master key `master_key_name`. Returns its id.
+    /// by the master key `master_key_name`, which must be registered at
+    /// `location`. Returns its id.
+    ///
+    /// The location is the caller's, not the catalog's: the catalog is not
+    /// trusted, and a repointed `aepg.master_keys` row must not make the
+    /// administrator wrap a new key under a master key someone else chose.
     ///
     /// # Errors
-    /// An unknown master key, the key store's refusal, database errors.
+    /// An unknown master key or one registered elsewhere, the key store's
+    /// refusal, database errors.
     pub async fn create_column_key(
         &self,
         client: &impl GenericClient,
         master_key_name: &str,
+        location: &MasterKeyLocation,
     ) -> Result<u32, Error> {
         require_installed(client).await?;
-        let location = self.master_key(client, master_key_name).await?;
+        if &self.master_key(client, master_key_name).await? != location {
+            return Err(Error::MalformedCatalogRow {
+                row: format!("aepg.master_keys({master_key_name:?})"),
+                reason: format!(
+                    "it does not name {location}, where the caller expects this master key"
+                ),
+            });
+        }
+        let location = location.clone();
         let key_id: i32 = client
             .query_one("SELECT nextval('aepg.column_key_ids')::integer", &[])
             .await?
@@ -189,6 +206,7 @@ impl CatalogAdmin {
             .await?
             .try_get(0)?;
         let record = EncryptionSettingRecord {
+            name: new.name.clone(),
             setting: CellSetting {
                 setting_id: u32::try_from(id).map_err(|_| Error::MalformedCatalogRow {
                     row: "aepg.encryption_setting_ids".to_owned(),
@@ -326,8 +344,7 @@ async fn check_column_assignable(
     };
     let row = client
         .query_opt(
-            "SELECT format_type(a.atttypid, a.atttypmod), a.atttypid = 'aepg.ciphertext'::regtype,
-                    format('SELECT EXISTS (SELECT 1 FROM %I.%I WHERE %I IS NOT NULL)', n.nspname, c.relname, a.attname)
+            "SELECT format_type(a.atttypid, a.atttypmod), a.atttypid = 'aepg.ciphertext'::regtype
              FROM pg_catalog.pg_attribute a
              JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -343,7 +360,13 @@ async fn check_column_assignable(
             "its type is {type_name}; an encrypted column must be declared as aepg.ciphertext"
         )));
     }
-    let has_values_query: String = row.try_get(2)?;
+    // Identifiers are quoted here, not by the (untrusted) server.
+    let has_values_query = format!(
+        "SELECT EXISTS (SELECT 1 FROM {}.{} WHERE {} IS NOT NULL)",
+        escape_identifier(&column.schema),
+        escape_identifier(&column.table),
+        escape_identifier(&column.column)
+    );
     if client
         .query_one(&has_values_query, &[])
         .await?

@@ -116,7 +116,7 @@ async fn load_settings(
         let signed =
             SignedRecord::<EncryptionSettingRecord>::decode(row.try_get(3)?, row.try_get(4)?)?;
         let record = signed.unverified();
-        if record.setting.setting_id != id || record.key_id != key_id {
+        if record.setting.setting_id != id || record.key_id != key_id || record.name != name {
             return Err(malformed(&row_name, "row does not match its signed record"));
         }
         if !record.setting.plaintext_type.is_supported() {
@@ -197,7 +197,8 @@ async fn load_assignments(
 async fn load_tables(client: &impl GenericClient, catalog: &mut Catalog) -> Result<(), Error> {
     let rows = client
         .query(
-            "SELECT n.nspname, c.relname, c.oid, a.attnum, a.attname, a.atttypid = $1::oid
+            "SELECT n.nspname, c.relname, c.oid, a.attnum, a.attname, a.atttypid = $1::oid,
+                    c.relkind IN ('r', 'p')
              FROM pg_catalog.pg_class c
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
              JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
@@ -222,8 +223,13 @@ async fn load_tables(client: &impl GenericClient, catalog: &mut Catalog) -> Resu
         };
         let is_ciphertext: bool = row.try_get(5)?;
         let encryption = catalog.column_encryption(&name);
+        let is_table: bool = row.try_get(6)?;
         if is_ciphertext {
-            catalog.ciphertext_origins.insert((table_oid, attnum));
+            if is_table && !catalog.columns.contains_key(&name) {
+                catalog.unassigned_table_columns.insert((table_oid, attnum));
+            } else {
+                catalog.ciphertext_origins.insert((table_oid, attnum));
+            }
         }
         if let Some(column) = catalog.columns.get_mut(&name) {
             column.origin = Some((table_oid, attnum));

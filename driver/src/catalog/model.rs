@@ -62,8 +62,13 @@ pub struct Catalog {
     pub(crate) settings: BTreeMap<u32, EncryptionSetting>,
     pub(crate) columns: HashMap<ColumnName, EncryptedColumn>,
     pub(crate) by_origin: HashMap<(u32, i16), ColumnName>,
-    /// Every column of type `aepg.ciphertext` (tables and views), by origin.
+    /// Columns of type `aepg.ciphertext` of views (and assigned table
+    /// columns), by origin: decrypted by their cell header.
     pub(crate) ciphertext_origins: HashSet<(u32, i16)>,
+    /// Table columns of type `aepg.ciphertext` without a verified
+    /// assignment: their cells are never trusted (a deleted assignment must
+    /// not let cells move between columns unnoticed).
+    pub(crate) unassigned_table_columns: HashSet<(u32, i16)>,
     pub(crate) tables: HashMap<(String, String), TableInfo>,
     pub(crate) ciphertext_type_oid: u32,
     pub(crate) skipped: Vec<SkippedRecord>,
@@ -117,7 +122,14 @@ impl Catalog {
             .and_then(|name| self.columns.get(name))
     }
 
-    /// Whether the column at `table_oid`/`attnum` (of a table or a view) is
+    /// Whether the table column at `table_oid`/`attnum` is of type
+    /// `aepg.ciphertext` but has no verified assignment (deleted, or under a
+    /// master key this application does not trust).
+    pub fn is_unassigned_ciphertext_column(&self, table_oid: u32, attnum: i16) -> bool {
+        self.unassigned_table_columns.contains(&(table_oid, attnum))
+    }
+
+    /// Whether the column at `table_oid`/`attnum` (of a view) is
     /// of type `aepg.ciphertext`. The server describes result columns with
     /// the domain's base type, `bytea`, so this is how a view's encrypted
     /// column is recognized.
@@ -175,5 +187,17 @@ impl SchemaView for CatalogSchemaView<'_> {
             Some(schema) => lookup(schema),
             None => self.search_path.iter().find_map(|schema| lookup(schema)),
         }
+    }
+
+    fn encrypted_tables_named(&self, name: &str) -> Vec<String> {
+        let mut tables: Vec<String> = self
+            .catalog
+            .tables
+            .values()
+            .filter(|table| table.name == name && table.has_encrypted_columns())
+            .map(|table| format!("{}.{}", table.schema, table.name))
+            .collect();
+        tables.sort();
+        tables
     }
 }

@@ -26,6 +26,9 @@ pub(crate) enum Decryption {
         /// Its setting.
         setting_id: u32,
     },
+    /// A table column of type `aepg.ciphertext` with no verified assignment:
+    /// its cells are refused.
+    Unassigned,
     /// Cells of unknown origin (a view column, a `UNION` branch): the cell
     /// header names the setting, which must be `expected` when the analysis
     /// knows it.
@@ -69,6 +72,15 @@ pub(crate) fn plan_columns(
             let assigned = origin.and_then(|(table, attnum)| catalog.column_at(table, attnum));
             let ciphertext_origin =
                 origin.is_some_and(|(table, attnum)| catalog.is_ciphertext_column(table, attnum));
+            let unassigned = origin.is_some_and(|(table, attnum)| {
+                catalog.is_unassigned_ciphertext_column(table, attnum)
+            });
+            if unassigned {
+                return ResultColumnPlan {
+                    label: column.name().to_owned(),
+                    decryption: Decryption::Unassigned,
+                };
+            }
             match assigned {
                 Some(encrypted) => ResultColumnPlan {
                     label: encrypted.name.to_string(),
@@ -154,7 +166,7 @@ impl DecryptionContext<'_> {
         };
         if !known(&self.catalog) && !self.refreshed {
             self.refreshed = true;
-            self.catalog = self.encryption.refresh_catalog(self.client).await?;
+            self.catalog = self.encryption.reload_for_unknown_id(self.client).await?;
         }
         let setting = self
             .catalog

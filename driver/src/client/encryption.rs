@@ -13,6 +13,8 @@ use crate::Error;
 
 /// Default time a loaded catalog is trusted before it is read again.
 pub const DEFAULT_CATALOG_TTL: Duration = Duration::from_secs(5 * 60);
+/// Shortest time between two reloads caused by unknown ids in cells.
+pub const MIN_ON_DEMAND_RELOAD: Duration = Duration::from_secs(1);
 /// Default time an unwrapped column key is kept before the key store is asked again.
 pub const DEFAULT_KEY_TTL: Duration = Duration::from_secs(2 * 60 * 60);
 
@@ -119,6 +121,29 @@ impl Encryption {
     ) -> Result<Arc<Catalog>, Error> {
         let _loading = self.loading.lock().await;
         self.load(client).await
+    }
+
+    /// Reloads the catalog because a cell names a setting or key it lacks,
+    /// unless it was loaded less than [`MIN_ON_DEMAND_RELOAD`] ago: cells
+    /// written by an adversary must not turn every query into a reload.
+    pub(crate) async fn reload_for_unknown_id(
+        &self,
+        client: &tokio_postgres::Client,
+    ) -> Result<Arc<Catalog>, Error> {
+        let _loading = self.loading.lock().await;
+        let recent = {
+            let slot = self
+                .catalog
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            slot.as_ref()
+                .filter(|loaded| loaded.loaded_at.elapsed() < MIN_ON_DEMAND_RELOAD)
+                .map(|loaded| loaded.catalog.clone())
+        };
+        match recent {
+            Some(catalog) => Ok(catalog),
+            None => self.load(client).await,
+        }
     }
 
     async fn load(&self, client: &tokio_postgres::Client) -> Result<Arc<Catalog>, Error> {

@@ -55,6 +55,9 @@ pub enum ColumnDecryption {
     /// An `aepg.ciphertext` value of unknown origin: decrypted under the
     /// setting its cell header names.
     FromCellHeader,
+    /// A table column of type `aepg.ciphertext` without a verified
+    /// assignment: its values are refused.
+    Refused,
 }
 
 /// One result column.
@@ -116,6 +119,7 @@ impl Explanation {
                 decryption: match &plan.decryption {
                     Decryption::None => ColumnDecryption::Plaintext,
                     Decryption::FromHeader { .. } => ColumnDecryption::FromCellHeader,
+                    Decryption::Unassigned => ColumnDecryption::Refused,
                     Decryption::FromColumn { column, setting_id } => match settings.get(setting_id)
                     {
                         Some(setting) => ColumnDecryption::FromColumn {
@@ -156,6 +160,10 @@ impl fmt::Display for Explanation {
                 ColumnDecryption::FromCellHeader => {
                     writeln!(f, "decrypted by cell header (origin unknown)")?
                 }
+                ColumnDecryption::Refused => writeln!(
+                    f,
+                    "refused: ciphertext column without a verified assignment"
+                )?,
                 ColumnDecryption::FromColumn {
                     column,
                     setting,

@@ -49,6 +49,16 @@ impl Row {
                 }
                 Decryption::FromColumn { setting_id, .. } => Some(*setting_id),
                 Decryption::FromHeader { expected } => *expected,
+                Decryption::Unassigned => {
+                    let raw: Option<RawValue<'_>> = inner.try_get(index)?;
+                    cells.push(Some(match raw {
+                        None => Cell::Null,
+                        Some(_) => Cell::Failed(
+                            "the column is aepg.ciphertext but has no verified encryption assignment".to_owned(),
+                        ),
+                    }));
+                    continue;
+                }
             };
             let raw: Option<RawValue<'_>> = inner.try_get(index)?;
             let cell = match raw {

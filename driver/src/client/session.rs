@@ -23,15 +23,45 @@ use crate::Error;
 pub(crate) struct ClientState {
     pub(crate) encryption: Arc<Encryption>,
     statements: Mutex<HashMap<String, Statement>>,
-    search_path: tokio::sync::OnceCell<Vec<String>>,
+    /// The connection's search path, read on first use and forgotten when a
+    /// statement may have changed it.
+    search_path: Mutex<Option<Arc<[String]>>>,
+    /// Set when a statement that may change the session ran: the end of the
+    /// transaction it ran in (which reverts `SET LOCAL`) forgets again.
+    session_changed: std::sync::atomic::AtomicBool,
 }
 
 impl ClientState {
+    /// At the end of a transaction: forgets session state if a statement
+    /// that may have changed it ran since the last time.
+    pub(crate) fn transaction_ended(&self) {
+        if self
+            .session_changed
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            self.forget_session_state();
+        }
+    }
+
+    /// See [`Session::forget_session_state`].
+    pub(crate) fn forget_session_state(&self) {
+        // One assignment per critical section: a poisoned value is consistent.
+        *self
+            .search_path
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+        self.statements
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+    }
+
     pub(crate) fn new(encryption: Arc<Encryption>) -> Self {
         Self {
             encryption,
             statements: Mutex::new(HashMap::new()),
-            search_path: tokio::sync::OnceCell::new(),
+            search_path: Mutex::new(None),
+            session_changed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -81,19 +111,56 @@ pub(crate) struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    async fn search_path(&self) -> Result<&'a [String], Error> {
-        let client = self.client;
-        let path = self
-            .state
-            .search_path
-            .get_or_try_init(|| async move {
-                let row = client
-                    .query_one("SELECT current_schemas(false)", &[])
-                    .await?;
-                Ok::<_, Error>(row.try_get::<_, Vec<String>>(0)?)
-            })
+    async fn search_path(&self) -> Result<Arc<[String]>, Error> {
+        if let Some(path) = self.lock_search_path().clone() {
+            return Ok(path);
+        }
+        let row = self
+            .client
+            .query_one("SELECT current_schemas(false)", &[])
             .await?;
+        let path: Arc<[String]> = row.try_get::<_, Vec<String>>(0)?.into();
+        *self.lock_search_path() = Some(path.clone());
         Ok(path)
+    }
+
+    fn lock_search_path(&self) -> std::sync::MutexGuard<'_, Option<Arc<[String]>>> {
+        // One assignment per critical section: a poisoned value is consistent.
+        self.state
+            .search_path
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Forgets the search path and every analysis made with it, after a
+    /// statement that may have changed the session (`SET search_path`,
+    /// `RESET`, `DISCARD`, `set_config`, the end of a transaction that ran
+    /// `SET LOCAL`). The next statement reads the path again.
+    pub(crate) fn forget_session_state(&self) {
+        self.state
+            .session_changed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.state.forget_session_state();
+    }
+
+    /// Forgets session state after running a statement that may change it.
+    fn after_execution(&self, statement: &Statement) {
+        if statement.0.changes_session {
+            self.forget_session_state();
+        }
+    }
+
+    /// Runs `work`, then forgets session state if `sql` may have changed it.
+    async fn watching_session<T>(
+        &self,
+        sql: Option<&str>,
+        work: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let result = work.await;
+        if sql.is_some_and(may_change_session) {
+            self.forget_session_state();
+        }
+        result
     }
 
     async fn catalog(&self) -> Result<Arc<Catalog>, Error> {
@@ -101,27 +168,22 @@ impl<'a> Session<'a> {
     }
 
     /// Prepares `sql`, or returns it from the cache: the first use of a text
-    /// costs an analysis and a `prepare`; later uses cost nothing here.
+    /// costs an analysis and a `prepare`; later uses cost nothing here. After
+    /// the catalog changed, the text is analyzed and prepared again, so the
+    /// server's parameter types are checked against the new catalog.
     pub(crate) async fn prepare(&self, sql: &str) -> Result<Statement, Error> {
         let catalog = self.catalog().await?;
-        let cached = self.cached(sql);
-        if let Some(statement) = &cached {
+        if let Some(statement) = self.cached(sql) {
             if Arc::ptr_eq(&statement.0.catalog, &catalog) {
-                return Ok(statement.clone());
+                return Ok(statement);
             }
         }
         let search_path = self.search_path().await?;
-        let inner = match cached {
-            // The catalog changed: analyze again, the server's statement stays valid.
-            Some(statement) => statement.0.inner.clone(),
-            None => {
-                // Analyze before the text reaches the server, so a refused
-                // statement is never even prepared.
-                analyze(sql, &catalog.schema_view(search_path))?;
-                self.client.prepare(sql).await?
-            }
-        };
-        let statement = Statement::build(sql, inner, catalog, search_path)?;
+        // Analyze before the text reaches the server, so a refused statement
+        // is never even prepared.
+        analyze(sql, &catalog.schema_view(&search_path))?;
+        let inner = self.client.prepare(sql).await?;
+        let statement = Statement::build(sql, inner, catalog, &search_path)?;
         self.lock_statements()
             .insert(sql.to_owned(), statement.clone());
         Ok(statement)
@@ -135,13 +197,7 @@ impl<'a> Session<'a> {
                 if Arc::ptr_eq(&statement.0.catalog, &catalog) {
                     Ok(statement.clone())
                 } else {
-                    let search_path = self.search_path().await?;
-                    Statement::build(
-                        &statement.0.sql,
-                        statement.0.inner.clone(),
-                        catalog,
-                        search_path,
-                    )
+                    self.prepare(&statement.0.sql).await
                 }
             }
         }
@@ -229,8 +285,10 @@ impl<'a> Session<'a> {
         let rows = self
             .client
             .query(&statement.0.inner, &as_params(&bound))
-            .await?;
+            .await;
         drop(bound);
+        self.after_execution(&statement);
+        let rows = rows?;
         let mut context = self.decryption_context(&statement);
         let mut decrypted = Vec::with_capacity(rows.len());
         for row in rows {
@@ -282,8 +340,10 @@ impl<'a> Session<'a> {
         let rows = self
             .client
             .query_raw(&statement.0.inner, as_params(&bound))
-            .await?;
+            .await;
         drop(bound);
+        self.after_execution(&statement);
+        let rows = rows?;
         let context = self.decryption_context(&statement);
         let plans = statement.0.columns.clone();
         let stream = futures_util::stream::try_unfold(
@@ -313,10 +373,12 @@ impl<'a> Session<'a> {
     ) -> Result<u64, Error> {
         let statement = self.resolve(statement).await?;
         let bound = self.bind(&statement, params).await?;
-        Ok(self
+        let affected = self
             .client
             .execute(&statement.0.inner, &as_params(&bound))
-            .await?)
+            .await;
+        self.after_execution(&statement);
+        Ok(affected?)
     }
 
     /// Simple-query text gets the same analysis; it cannot carry parameters,
@@ -325,7 +387,7 @@ impl<'a> Session<'a> {
     pub(crate) async fn batch_execute(&self, sql: &str) -> Result<(), Error> {
         let catalog = self.catalog().await?;
         let search_path = self.search_path().await?;
-        let analysis = analyze(sql, &catalog.schema_view(search_path))?;
+        let analysis = analyze(sql, &catalog.schema_view(&search_path))?;
         if let Some(number) = analysis
             .parameters
             .iter()
@@ -338,7 +400,10 @@ impl<'a> Session<'a> {
                         .to_owned(),
             });
         }
-        Ok(self.client.batch_execute(sql).await?)
+        self.watching_session(Some(sql), async {
+            Ok(self.client.batch_execute(sql).await?)
+        })
+        .await
     }
 }
 
@@ -366,4 +431,24 @@ impl std::fmt::Debug for RowStream<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RowStream").finish_non_exhaustive()
     }
+}
+
+/// Whether `sql` may change what later statements resolve to: a `SET`,
+/// `RESET` or `DISCARD`, a `set_config` call, or the end of a transaction
+/// (which reverts `SET LOCAL`). Errs on the side of yes: the cost of a false
+/// yes is one extra analysis and `prepare`.
+pub(crate) fn may_change_session(sql: &str) -> bool {
+    let lowered = sql.to_ascii_lowercase();
+    lowered.contains("set_config")
+        || lowered.split(';').any(|statement| {
+            let first = statement
+                .trim_start()
+                .split(|character: char| !character.is_ascii_alphabetic())
+                .next()
+                .unwrap_or_default();
+            matches!(
+                first,
+                "set" | "reset" | "discard" | "commit" | "rollback" | "end" | "abort"
+            )
+        })
 }

@@ -24,6 +24,8 @@ pub(crate) struct PreparedStatement {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) analysis: StatementAnalysis,
     pub(crate) columns: Arc<[ResultColumnPlan]>,
+    /// Whether running it may change the search path or session settings.
+    pub(crate) changes_session: bool,
 }
 
 impl Statement {
@@ -37,8 +39,21 @@ impl Statement {
     ) -> Result<Self, Error> {
         let analysis = analyze(sql, &catalog.schema_view(search_path))?;
         cross_check(&analysis, inner.params(), &catalog)?;
+        let found = inner.columns().len();
+        if analysis.touches_encrypted_table
+            && !analysis.result_columns.is_empty()
+            && analysis.result_columns.len() != found
+        {
+            // The catalog's view of a table is stale (a column added since it
+            // was loaded): which result columns hold cells cannot be told.
+            return Err(Error::ResultShapeMismatch {
+                expected: analysis.result_columns.len(),
+                found,
+            });
+        }
         let columns = plan_columns(inner.columns(), &analysis.result_columns, &catalog).into();
         Ok(Self(Arc::new(PreparedStatement {
+            changes_session: super::session::may_change_session(sql),
             sql: sql.to_owned(),
             inner,
             catalog,

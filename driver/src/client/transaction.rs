@@ -30,7 +30,11 @@ impl<'a> Transaction<'a> {
     /// # Errors
     /// Database errors.
     pub async fn commit(self) -> Result<(), Error> {
-        Ok(self.inner.commit().await?)
+        let state = self.state;
+        let result = self.inner.commit().await;
+        // The end of a transaction reverts its `SET LOCAL`s.
+        state.transaction_ended();
+        Ok(result?)
     }
 
     /// Rolls the transaction back (or to the savepoint).
@@ -38,7 +42,10 @@ impl<'a> Transaction<'a> {
     /// # Errors
     /// Database errors.
     pub async fn rollback(self) -> Result<(), Error> {
-        Ok(self.inner.rollback().await?)
+        let state = self.state;
+        let result = self.inner.rollback().await;
+        state.transaction_ended();
+        Ok(result?)
     }
 
     /// Starts a nested transaction, through a savepoint.

@@ -13,6 +13,9 @@ pub const CELL_ALGORITHM: &str = "AEAD_AES_256_GCM_SIV";
 /// nobody who lacks it can weaken a setting from randomized to deterministic.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EncryptionSettingRecord {
+    /// The setting's unique name: signed, because administrators and pins
+    /// choose settings by name.
+    pub name: String,
     /// Mode, plaintext type, padding and the setting's id.
     pub setting: CellSetting,
     /// The column encryption key that new cells are made with.
@@ -26,6 +29,7 @@ impl CatalogRecord for EncryptionSettingRecord {
         let setting = &self.setting;
         Ok(RecordWriter::new(Self::KIND)
             .u32(setting.setting_id)
+            .text(&self.name)?
             .u32(self.key_id)
             .u32(setting.plaintext_type.oid)
             .i32(setting.plaintext_type.typmod)
@@ -38,6 +42,7 @@ impl CatalogRecord for EncryptionSettingRecord {
     fn from_canonical_bytes(bytes: &[u8]) -> Result<Self, Error> {
         let mut reader = RecordReader::new(bytes, Self::KIND)?;
         let setting_id = reader.u32()?;
+        let name = reader.text()?;
         let key_id = reader.u32()?;
         let plaintext_type = PlaintextType {
             oid: reader.u32()?,
@@ -59,6 +64,7 @@ impl CatalogRecord for EncryptionSettingRecord {
         }
         reader.finish()?;
         Ok(Self {
+            name,
             setting: CellSetting {
                 setting_id,
                 mode,

@@ -12,6 +12,7 @@ use crate::Error;
 
 fn setting_record() -> EncryptionSettingRecord {
     EncryptionSettingRecord {
+        name: "diagnosis".into(),
         setting: CellSetting {
             setting_id: 3,
             mode: EncryptionMode::Randomized,
@@ -86,8 +87,9 @@ fn a_record_of_one_kind_is_not_read_as_another() {
 #[test]
 fn unknown_enumerations_and_bad_text_are_refused() {
     let bytes = setting_record().canonical_bytes().unwrap();
-    // Layout: 6-byte prefix, 4 u32/i32 fields, then mode and padding bytes.
-    let (mode_at, padding_at) = (6 + 16, 6 + 17);
+    // Layout: 6-byte prefix, id, name ("diagnosis": 2 + 9 bytes), 3 u32/i32
+    // fields, then mode and padding bytes.
+    let (mode_at, padding_at) = (6 + 4 + 11 + 12, 6 + 4 + 11 + 13);
     let mut edited = bytes.clone();
     edited[mode_at] = 9;
     assert!(EncryptionSettingRecord::from_canonical_bytes(&edited).is_err());
