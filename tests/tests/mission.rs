@@ -26,7 +26,11 @@ fn secret(
     text: &str,
     binary: &[u8],
 ) -> Secret {
-    let mut needles = vec![text.as_bytes().to_vec(), hex::encode(text).into_bytes()];
+    let mut needles = Vec::new();
+    if !text.is_empty() {
+        needles.push(text.as_bytes().to_vec());
+        needles.push(hex::encode(text).into_bytes());
+    }
     if binary.len() >= 8 {
         needles.push(binary.to_vec());
         needles.push(hex::encode(binary).into_bytes());
@@ -83,6 +87,25 @@ fn secrets() -> Vec<Secret> {
             b"",
         ),
         secret("uuid", uuid, &uuid.to_string(), uuid.as_bytes()),
+        secret("float4", 2.718_281_7f32, "2.7182817", b""),
+        secret(
+            "date",
+            chrono::NaiveDate::from_ymd_opt(1815, 12, 10).unwrap(),
+            "1815-12-10",
+            b"",
+        ),
+        secret(
+            "timestamp",
+            chrono::NaiveDate::from_ymd_opt(1843, 7, 1)
+                .unwrap()
+                .and_hms_opt(12, 30, 5)
+                .unwrap(),
+            "1843-07-01 12:30:05",
+            b"",
+        ),
+        // Too short to search for without false hits, but part of the workload.
+        secret("bool", true, "", b""),
+        secret("int2", 31_337i16, "", b""),
         secret(
             "timestamptz",
             chrono::DateTime::from_timestamp(1_234_567_891, 0).unwrap(),
