@@ -115,6 +115,14 @@ pub enum Error {
         /// The newest version this library knows.
         supported: i32,
     },
+    /// The database's catalog is not the one the application expects.
+    #[error("the aepg catalog in this database is {found}, not the expected {expected}")]
+    CatalogMismatch {
+        /// The identity the application expects.
+        expected: String,
+        /// The identity found.
+        found: String,
+    },
     /// A catalog row disagrees with its signed record, or cannot be read.
     #[error("catalog row {row} is malformed: {reason}")]
     MalformedCatalogRow {

@@ -10,7 +10,7 @@ use aepg_keystore::{
 use zeroize::Zeroizing;
 
 use crate::cell::{CellCipher, CellSetting, EncryptionMode, PaddingPolicy, PlaintextType};
-use crate::record::{CatalogRecord, SignedRecord, WrappedColumnKey};
+use crate::record::{CatalogId, CatalogRecord, SignedRecord, WrappedColumnKey};
 
 const FORMAT_MD: &str = include_str!("../../docs/FORMAT.md");
 const KAT_MASTER_KEY_PEM: &str = include_str!("../../docs/vectors/kat-master-key.pem");
@@ -146,7 +146,8 @@ async fn wrapped_key_vectors() {
             "encoding is canonical"
         );
 
-        let opened = record.open(&registry).await.unwrap();
+        let catalog = CatalogId::from_slice(&hex_field(&vector, "catalog_id")).unwrap();
+        let opened = record.open(&registry, &catalog).await.unwrap();
         assert_eq!(opened.expose_secret()[..], hex_field(&vector, "cek")[..]);
     }
 }
@@ -243,12 +244,14 @@ async fn print_vectors() {
         .register(Arc::new(store), TrustedKeyPaths::Any)
         .unwrap();
     let location = MasterKeyLocation::new("memory", "kat-master-key");
-    let record = SignedRecord::<WrappedColumnKey>::seal(&registry, "kat-cmk", &location, 1, &key)
-        .await
-        .unwrap();
+    let catalog = CatalogId(core::array::from_fn(|i| 0xC0 + i as u8));
+    let record =
+        SignedRecord::<WrappedColumnKey>::seal(&registry, &catalog, "kat-cmk", &location, 1, &key)
+            .await
+            .unwrap();
     println!("kind wrapped-key\nname wrapped-key-0\ncmk_name kat-cmk\nprovider memory\nkey_path kat-master-key\ncek_id 1\ncek {}", hex::encode(&cek_bytes));
     println!(
-        "record {}\nsignature {}",
+        "catalog_id {catalog}\nrecord {}\nsignature {}",
         hex::encode(record.canonical_bytes()),
         hex::encode(record.signature())
     );

@@ -284,8 +284,11 @@ async fn a_key_record_wrapped_by_an_attacker_is_refused() {
     attacker_registry
         .register(std::sync::Arc::new(attacker), TrustedKeyPaths::Any)
         .unwrap();
+    // The catalog's identity is no secret: the attacker signs for it.
+    let catalog = aepg::catalog::catalog_id(&db.plain).await.unwrap();
     let forged = aepg::record::SignedRecord::seal(
         &attacker_registry,
+        &catalog,
         "cmk1",
         &aepg_keystore::MasterKeyLocation::new("memory", "cmk1"),
         db.key_id,
@@ -346,4 +349,57 @@ async fn setting_names_are_signed() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::MalformedCatalogRow { .. }), "{err}");
+}
+
+/// Two databases whose catalogs share a master key: a record copied from
+/// one into the other does not verify, because each signature covers its
+/// catalog's identity.
+#[tokio::test]
+async fn records_cannot_be_replayed_from_another_database() {
+    let staging = EncryptedDatabase::new("replay_staging").await;
+    let production = EncryptedDatabase::new("replay_production").await;
+    staging
+        .setting("ssn", "text", EncryptionMode::Deterministic)
+        .await;
+    production
+        .setting("ssn", "text", EncryptionMode::Randomized)
+        .await;
+    production.admin.load(&production.plain).await.unwrap();
+    // Copy staging's deterministic setting over production's randomized one.
+    let row = staging
+        .plain
+        .query_one(
+            "SELECT record, signature FROM aepg.encryption_settings WHERE name = 'ssn'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (record, signature): (Vec<u8>, Vec<u8>) = (row.get(0), row.get(1));
+    production
+        .plain
+        .execute(
+            "UPDATE aepg.encryption_settings SET record = $1, signature = $2 WHERE name = 'ssn'",
+            &[&record, &signature],
+        )
+        .await
+        .unwrap();
+    let err = production.admin.load(&production.plain).await.unwrap_err();
+    assert!(matches!(err, Error::RecordSignatureInvalid { .. }), "{err}");
+}
+
+/// An application that pins its catalog's identity refuses another catalog.
+#[tokio::test]
+async fn a_pinned_catalog_identity_is_enforced() {
+    let db = EncryptedDatabase::new("pinned_catalog").await;
+    let other = EncryptedDatabase::new("other_catalog").await;
+    let id = aepg::catalog::catalog_id(&db.plain).await.unwrap();
+    let right = db
+        .client_with(db.encryption_with(|config| config.expect_catalog(id)))
+        .await;
+    right.catalog().await.unwrap();
+    let wrong = other
+        .client_with(other.encryption_with(|config| config.expect_catalog(id)))
+        .await;
+    let err = wrong.catalog().await.unwrap_err();
+    assert!(matches!(err, Error::CatalogMismatch { .. }), "{err}");
 }

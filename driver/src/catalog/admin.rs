@@ -4,7 +4,7 @@ use aepg_keystore::{ColumnKey, KeyStoreRegistry, MasterKeyLocation, MIN_MASTER_K
 use postgres_protocol::escape::escape_identifier;
 use tokio_postgres::GenericClient;
 
-use super::install::require_installed;
+use super::install::{catalog_id, require_installed};
 use super::load::load_catalog;
 use super::model::Catalog;
 use crate::analysis::ColumnName;
@@ -149,8 +149,10 @@ impl CatalogAdmin {
             reason: "negative id".to_owned(),
         })?;
         let column_key = ColumnKey::generate()?;
+        let catalog = catalog_id(client).await?;
         let sealed = SignedRecord::<WrappedColumnKey>::seal(
             &self.registry,
+            &catalog,
             master_key_name,
             &location,
             key_id_u32,
@@ -222,7 +224,7 @@ impl CatalogAdmin {
         };
         let key_id = record.key_id as i32;
         let setting_id = record.setting.setting_id;
-        let signed = SignedRecord::sign(record, &self.registry, &signer).await?;
+        let signed = SignedRecord::sign(record, &catalog.id(), &self.registry, &signer).await?;
         client
             .execute(
                 "INSERT INTO aepg.encryption_settings (id, name, key_id, record, signature) VALUES ($1, $2, $3, $4, $5)",
@@ -272,7 +274,7 @@ impl CatalogAdmin {
             column: column.column.clone(),
             setting_id,
         };
-        let signed = SignedRecord::sign(record, &self.registry, &signer).await?;
+        let signed = SignedRecord::sign(record, &catalog.id(), &self.registry, &signer).await?;
         client
             .execute(
                 "INSERT INTO aepg.column_assignments (schema_name, table_name, column_name, setting_id, record, signature)

@@ -1,7 +1,9 @@
 //! The idempotent, versioned install of the `aepg` schema.
 
+use rand::TryRng;
 use tokio_postgres::GenericClient;
 
+use crate::record::CatalogId;
 use crate::Error;
 
 /// The catalog version this library installs and reads.
@@ -43,6 +45,16 @@ pub async fn install(client: &mut tokio_postgres::Client) -> Result<InstallOutco
         Some(_) => InstallOutcome::AlreadyInstalled,
         None => {
             transaction.batch_execute(INSTALL_V1).await?;
+            let mut instance_id = [0u8; 16];
+            rand::rngs::SysRng
+                .try_fill_bytes(&mut instance_id)
+                .map_err(|_| aepg_keystore::KeyStoreError::RandomnessUnavailable)?;
+            transaction
+                .execute(
+                    "INSERT INTO aepg.catalog_version (version, instance_id) VALUES ($1, $2)",
+                    &[&CATALOG_VERSION, &instance_id.as_slice()],
+                )
+                .await?;
             InstallOutcome::Installed
         }
     };
@@ -69,6 +81,18 @@ pub async fn installed_version(client: &impl GenericClient) -> Result<Option<i32
         .query_opt("SELECT version FROM aepg.catalog_version", &[])
         .await?;
     Ok(row.map(|row| row.try_get(0)).transpose()?)
+}
+
+/// The identity of the installed catalog, which every signature covers.
+///
+/// # Errors
+/// A missing catalog, a malformed identity, database errors.
+pub async fn catalog_id(client: &impl GenericClient) -> Result<CatalogId, Error> {
+    let row = client
+        .query_opt("SELECT instance_id FROM aepg.catalog_version", &[])
+        .await?
+        .ok_or(Error::CatalogNotInstalled)?;
+    CatalogId::from_slice(row.try_get(0)?)
 }
 
 /// Checks that the catalog is installed at a version this library reads.

@@ -11,9 +11,12 @@ CREATE SCHEMA aepg;
 
 COMMENT ON SCHEMA aepg IS 'aepg client-side column encryption: keys (wrapped), settings and column assignments';
 
+-- instance_id: 16 random bytes drawn by the installing client. Every
+-- signature covers it, so records cannot be replayed from another database.
 CREATE TABLE aepg.catalog_version (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     version integer NOT NULL,
+    instance_id bytea NOT NULL CHECK (octet_length(instance_id) = 16),
     installed_at timestamptz NOT NULL DEFAULT now()
 );
 
@@ -68,4 +71,4 @@ CREATE TABLE aepg.column_assignments (
     PRIMARY KEY (schema_name, table_name, column_name)
 );
 
-INSERT INTO aepg.catalog_version (version) VALUES (1);
+-- The version row is inserted by the installing client, with instance_id.

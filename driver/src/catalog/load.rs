@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use aepg_keystore::{KeyStoreError, KeyStoreRegistry, MasterKeyLocation};
 use tokio_postgres::GenericClient;
 
-use super::install::require_installed;
+use super::install::{catalog_id, require_installed};
 use super::model::{Catalog, EncryptedColumn, EncryptionSetting, SkippedRecord};
 use super::pin::{check_pins, PinnedColumn};
 use crate::analysis::{ColumnInfo, ColumnName, TableInfo};
@@ -30,6 +30,7 @@ pub async fn load_catalog(
 ) -> Result<Catalog, Error> {
     let mut catalog = Catalog {
         version: require_installed(client).await?,
+        id: catalog_id(client).await?,
         ..Catalog::default()
     };
     catalog.ciphertext_type_oid = client
@@ -85,7 +86,7 @@ async fn load_column_keys(
             ));
         }
         let location = record.master_key.clone();
-        match value.verify(registry, &location).await {
+        match value.verify(registry, &location, &catalog.id).await {
             Ok(_) => catalog.column_keys.entry(key_id).or_default().push(value),
             Err(error) => skip_or_fail(
                 catalog,
@@ -270,7 +271,7 @@ async fn verify_under_key<'a, T: crate::record::CatalogRecord>(
     let mut last_error = None;
     for value in values {
         match signed
-            .verify(registry, &value.unverified().master_key)
+            .verify(registry, &value.unverified().master_key, &catalog.id)
             .await
         {
             Ok(record) => return Ok(record),

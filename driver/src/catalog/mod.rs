@@ -13,7 +13,7 @@ mod model;
 mod pin;
 
 pub use admin::{CatalogAdmin, NewEncryptionSetting};
-pub use install::{install, installed_version, InstallOutcome, CATALOG_VERSION};
+pub use install::{catalog_id, install, installed_version, InstallOutcome, CATALOG_VERSION};
 pub use load::load_catalog;
 pub use model::{Catalog, CatalogSchemaView, EncryptedColumn, EncryptionSetting, SkippedRecord};
 pub use pin::PinnedColumn;

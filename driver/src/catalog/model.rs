@@ -6,7 +6,7 @@ use aepg_keystore::MasterKeyLocation;
 
 use crate::analysis::{ColumnEncryption, ColumnName, SchemaView, TableInfo};
 use crate::cell::{CellSetting, PlaintextType};
-use crate::record::{SignedRecord, WrappedColumnKey};
+use crate::record::{CatalogId, SignedRecord, WrappedColumnKey};
 
 /// A column encryption setting whose signed record verified.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,6 +57,7 @@ pub struct SkippedRecord {
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
     pub(crate) version: i32,
+    pub(crate) id: CatalogId,
     pub(crate) master_keys: BTreeMap<String, MasterKeyLocation>,
     pub(crate) column_keys: BTreeMap<u32, Vec<SignedRecord<WrappedColumnKey>>>,
     pub(crate) settings: BTreeMap<u32, EncryptionSetting>,
@@ -75,6 +76,12 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// The catalog's identity: what every signature in it covers. An
+    /// application can pin it ([`EncryptionConfig::expect_catalog`](crate::EncryptionConfig::expect_catalog)).
+    pub fn id(&self) -> CatalogId {
+        self.id
+    }
+
     /// The installed catalog version.
     pub fn version(&self) -> i32 {
         self.version

@@ -9,6 +9,7 @@ use aepg_keystore::KeyStoreRegistry;
 
 use crate::catalog::{load_catalog, Catalog, PinnedColumn};
 use crate::cell::CellCipher;
+use crate::record::CatalogId;
 use crate::Error;
 
 /// Default time a loaded catalog is trusted before it is read again.
@@ -23,6 +24,7 @@ pub const DEFAULT_KEY_TTL: Duration = Duration::from_secs(2 * 60 * 60);
 pub struct EncryptionConfig {
     registry: KeyStoreRegistry,
     pins: Vec<PinnedColumn>,
+    expected_catalog: Option<CatalogId>,
     catalog_ttl: Duration,
     key_ttl: Duration,
 }
@@ -33,6 +35,7 @@ impl EncryptionConfig {
         Self {
             registry,
             pins: Vec::new(),
+            expected_catalog: None,
             catalog_ttl: DEFAULT_CATALOG_TTL,
             key_ttl: DEFAULT_KEY_TTL,
         }
@@ -41,6 +44,14 @@ impl EncryptionConfig {
     /// Requires `pin` to be encrypted as pinned whenever the catalog is loaded.
     pub fn pin(mut self, pin: PinnedColumn) -> Self {
         self.pins.push(pin);
+        self
+    }
+
+    /// Requires the database's catalog to be the one with identity `id`
+    /// ([`Catalog::id`]): a catalog replaced wholesale by another database's
+    /// (whose records would verify under a shared master key) is then refused.
+    pub fn expect_catalog(mut self, id: CatalogId) -> Self {
+        self.expected_catalog = Some(id);
         self
     }
 
@@ -147,8 +158,16 @@ impl Encryption {
     }
 
     async fn load(&self, client: &tokio_postgres::Client) -> Result<Arc<Catalog>, Error> {
-        let catalog =
-            Arc::new(load_catalog(client, &self.config.registry, &self.config.pins).await?);
+        let catalog = load_catalog(client, &self.config.registry, &self.config.pins).await?;
+        if let Some(expected) = self.config.expected_catalog {
+            if catalog.id() != expected {
+                return Err(Error::CatalogMismatch {
+                    expected: expected.to_string(),
+                    found: catalog.id().to_string(),
+                });
+            }
+        }
+        let catalog = Arc::new(catalog);
         let mut slot = self
             .catalog
             .write()
@@ -192,7 +211,7 @@ impl Encryption {
             })?;
         let mut last_error = None;
         for value in values {
-            match value.open(&self.config.registry).await {
+            match value.open(&self.config.registry, &catalog.id()).await {
                 Ok(key) => {
                     let cipher = Arc::new(CellCipher::new(key_id, &key));
                     if !self.config.key_ttl.is_zero() {

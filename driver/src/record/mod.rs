@@ -13,7 +13,7 @@ mod wrapped_key;
 pub use column_assignment::ColumnAssignment;
 pub use encoding::{RecordKind, RECORD_FORMAT_VERSION};
 pub use encryption_setting::{EncryptionSettingRecord, CELL_ALGORITHM};
-pub use signed::SignedRecord;
+pub use signed::{CatalogId, SignedRecord};
 pub use wrapped_key::{WrappedColumnKey, KEY_WRAP_ALGORITHM};
 
 use crate::Error;

@@ -1,16 +1,64 @@
 //! Records signed by a column master key, and the sealing and opening of
 //! column keys.
 
+use std::fmt;
+
 use aepg_keystore::{ColumnKey, KeyStoreError, KeyStoreRegistry, MasterKeyLocation};
 
 use super::{CatalogRecord, WrappedColumnKey};
 use crate::Error;
 
+/// The random identity of one installed catalog (16 bytes, drawn at
+/// install). Every signature covers it, so a record signed for one
+/// database's catalog does not verify in another's, even under a shared
+/// master key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct CatalogId(pub [u8; 16]);
+
+impl CatalogId {
+    /// Parses the 16 bytes as stored in `aepg.catalog_version`.
+    ///
+    /// # Errors
+    /// [`Error::MalformedRecord`] for any other length.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, Error> {
+        bytes
+            .try_into()
+            .map(Self)
+            .map_err(|_| Error::MalformedRecord {
+                kind: "catalog identity",
+                reason: "it is not 16 bytes",
+            })
+    }
+}
+
+impl fmt::Display for CatalogId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+    }
+}
+
+impl fmt::Debug for CatalogId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CatalogId({self})")
+    }
+}
+
+/// What a master key signs: the catalog's identity, then the record's
+/// canonical bytes.
+fn signed_message(catalog: &CatalogId, canonical: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(catalog.0.len() + canonical.len());
+    message.extend_from_slice(&catalog.0);
+    message.extend_from_slice(canonical);
+    message
+}
+
 /// A catalog record with its RSA-PSS-SHA-256 signature by a column master key.
 ///
-/// The record is reachable only through [`verify`](Self::verify) (or,
-/// explicitly marked, [`unverified`](Self::unverified)), so code cannot use
-/// an unchecked record by accident.
+/// The signature covers the catalog's identity ([`CatalogId`]) and the
+/// record's canonical bytes. The record is reachable only through
+/// [`verify`](Self::verify) (or, explicitly marked,
+/// [`unverified`](Self::unverified)), so code cannot use an unchecked record
+/// by accident.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedRecord<T> {
     record: T,
@@ -19,17 +67,20 @@ pub struct SignedRecord<T> {
 }
 
 impl<T: CatalogRecord> SignedRecord<T> {
-    /// Signs `record` with the master key at `master_key`.
+    /// Signs `record`, for the catalog `catalog`, with the master key at `master_key`.
     ///
     /// # Errors
     /// An unencodable record, or the key store's refusal.
     pub async fn sign(
         record: T,
+        catalog: &CatalogId,
         registry: &KeyStoreRegistry,
         master_key: &MasterKeyLocation,
     ) -> Result<Self, Error> {
         let canonical = record.canonical_bytes()?;
-        let signature = registry.sign(master_key, &canonical).await?;
+        let signature = registry
+            .sign(master_key, &signed_message(catalog, &canonical))
+            .await?;
         Ok(Self {
             record,
             canonical,
@@ -50,21 +101,21 @@ impl<T: CatalogRecord> SignedRecord<T> {
         })
     }
 
-    /// Checks the signature with the master key at `master_key` and returns
-    /// the record.
+    /// Checks that the master key at `master_key` signed this record for
+    /// the catalog `catalog`, and returns the record.
     ///
     /// # Errors
-    /// [`Error::RecordSignatureInvalid`] if it does not verify; the key
-    /// store's refusal (an untrusted key path, a store that is down).
+    /// [`Error::RecordSignatureInvalid`] if it does not verify (a forged or
+    /// altered record, or one copied from another catalog); the key store's
+    /// refusal (an untrusted key path, a store that is down).
     pub async fn verify(
         &self,
         registry: &KeyStoreRegistry,
         master_key: &MasterKeyLocation,
+        catalog: &CatalogId,
     ) -> Result<&T, Error> {
-        match registry
-            .verify(master_key, &self.canonical, &self.signature)
-            .await
-        {
+        let message = signed_message(catalog, &self.canonical);
+        match registry.verify(master_key, &message, &self.signature).await {
             Ok(()) => Ok(&self.record),
             Err(KeyStoreError::InvalidSignature { .. }) => Err(Error::RecordSignatureInvalid {
                 kind: T::KIND.name(),
@@ -80,7 +131,7 @@ impl<T: CatalogRecord> SignedRecord<T> {
         &self.record
     }
 
-    /// The canonical bytes the signature covers, as stored in the catalog.
+    /// The canonical bytes, as stored in the catalog.
     pub fn canonical_bytes(&self) -> &[u8] {
         &self.canonical
     }
@@ -93,12 +144,13 @@ impl<T: CatalogRecord> SignedRecord<T> {
 
 impl SignedRecord<WrappedColumnKey> {
     /// Wraps `column_key` under the master key at `master_key` and signs the
-    /// resulting record with the same master key.
+    /// resulting record, for the catalog `catalog`, with the same master key.
     ///
     /// # Errors
     /// The key store's refusal.
     pub async fn seal(
         registry: &KeyStoreRegistry,
+        catalog: &CatalogId,
         master_key_name: &str,
         master_key: &MasterKeyLocation,
         key_id: u32,
@@ -111,19 +163,24 @@ impl SignedRecord<WrappedColumnKey> {
             key_id,
             ciphertext,
         };
-        Self::sign(record, registry, master_key).await
+        Self::sign(record, catalog, registry, master_key).await
     }
 
-    /// Verifies the record's signature with the master key it names, and only
-    /// then unwraps the column key: the private key never runs on a record
-    /// that its owner did not sign.
+    /// Verifies the record's signature with the master key it names, for the
+    /// catalog `catalog`, and only then unwraps the column key: the private
+    /// key never runs on a record that its owner did not sign.
     ///
     /// # Errors
-    /// [`Error::RecordSignatureInvalid`] for a forged or altered record; the
-    /// key store's refusal (untrusted key path, unwrap failure, store down).
-    pub async fn open(&self, registry: &KeyStoreRegistry) -> Result<ColumnKey, Error> {
+    /// [`Error::RecordSignatureInvalid`] for a forged, altered or replayed
+    /// record; the key store's refusal (untrusted key path, unwrap failure,
+    /// store down).
+    pub async fn open(
+        &self,
+        registry: &KeyStoreRegistry,
+        catalog: &CatalogId,
+    ) -> Result<ColumnKey, Error> {
         let master_key = &self.record.master_key;
-        let record = self.verify(registry, master_key).await?;
+        let record = self.verify(registry, master_key, catalog).await?;
         Ok(registry
             .unwrap_column_key(master_key, &record.ciphertext)
             .await?)

@@ -126,14 +126,17 @@ async fn registry() -> (
     (registry, store, first, second)
 }
 
+/// The catalog identity the tests sign for.
+const CATALOG: CatalogId = CatalogId([0xCA; 16]);
+
 #[tokio::test]
 async fn signatures_bind_every_field() {
     let (registry, _, cmk, other_cmk) = registry().await;
-    let signed = SignedRecord::sign(setting_record(), &registry, &cmk)
+    let signed = SignedRecord::sign(setting_record(), &CATALOG, &registry, &cmk)
         .await
         .unwrap();
     assert_eq!(
-        signed.verify(&registry, &cmk).await.unwrap(),
+        signed.verify(&registry, &cmk, &CATALOG).await.unwrap(),
         &setting_record()
     );
 
@@ -145,7 +148,7 @@ async fn signatures_bind_every_field() {
         signed.signature().to_vec(),
     )
     .unwrap();
-    let err = forged.verify(&registry, &cmk).await.unwrap_err();
+    let err = forged.verify(&registry, &cmk, &CATALOG).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -158,7 +161,17 @@ async fn signatures_bind_every_field() {
     );
 
     // A genuine signature by another master key does not count.
-    let err = signed.verify(&registry, &other_cmk).await.unwrap_err();
+    let err = signed
+        .verify(&registry, &other_cmk, &CATALOG)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::RecordSignatureInvalid { .. }), "{err}");
+
+    // Nor does a genuine signature made for another database's catalog.
+    let err = signed
+        .verify(&registry, &cmk, &CatalogId([0xDB; 16]))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::RecordSignatureInvalid { .. }), "{err}");
 }
 
@@ -166,7 +179,7 @@ async fn signatures_bind_every_field() {
 async fn sealed_column_key_opens_to_the_same_key() {
     let (registry, _, cmk, _) = registry().await;
     let key = ColumnKey::generate().unwrap();
-    let sealed = SignedRecord::seal(&registry, "cmk", &cmk, 5, &key)
+    let sealed = SignedRecord::seal(&registry, &CATALOG, "cmk", &cmk, 5, &key)
         .await
         .unwrap();
     let stored = SignedRecord::<WrappedColumnKey>::decode(
@@ -175,7 +188,11 @@ async fn sealed_column_key_opens_to_the_same_key() {
     )
     .unwrap();
     assert_eq!(
-        stored.open(&registry).await.unwrap().expose_secret(),
+        stored
+            .open(&registry, &CATALOG)
+            .await
+            .unwrap()
+            .expose_secret(),
         key.expose_secret()
     );
 }
@@ -202,7 +219,7 @@ async fn forged_wrapped_key_is_refused_before_the_private_key_runs() {
         let forged =
             SignedRecord::<WrappedColumnKey>::decode(&record.canonical_bytes().unwrap(), signature)
                 .unwrap();
-        let err = forged.open(&registry).await.unwrap_err();
+        let err = forged.open(&registry, &CATALOG).await.unwrap_err();
         assert!(
             matches!(
                 err,
@@ -224,9 +241,16 @@ async fn forged_wrapped_key_is_refused_before_the_private_key_runs() {
 #[tokio::test]
 async fn record_naming_an_untrusted_master_key_is_refused_without_a_key_store_call() {
     let (registry, store, cmk, _) = registry().await;
-    let sealed = SignedRecord::seal(&registry, "cmk", &cmk, 5, &ColumnKey::generate().unwrap())
-        .await
-        .unwrap();
+    let sealed = SignedRecord::seal(
+        &registry,
+        &CATALOG,
+        "cmk",
+        &cmk,
+        5,
+        &ColumnKey::generate().unwrap(),
+    )
+    .await
+    .unwrap();
     let mut retargeted = sealed.unverified().clone();
     retargeted.master_key = MasterKeyLocation::new("memory", "attacker");
     let forged = SignedRecord::<WrappedColumnKey>::decode(
@@ -235,7 +259,7 @@ async fn record_naming_an_untrusted_master_key_is_refused_without_a_key_store_ca
     )
     .unwrap();
     let calls_before = store.operation_counts().total();
-    let err = forged.open(&registry).await.unwrap_err();
+    let err = forged.open(&registry, &CATALOG).await.unwrap_err();
     assert!(
         matches!(
             err,
