@@ -65,6 +65,16 @@ impl SqlServerCell {
         }
     }
 
+    /// The HMAC over version ‖ IV ‖ ciphertext ‖ version length, unfinished.
+    fn tag_mac(&self, iv: &[u8], ciphertext: &[u8]) -> Hmac<Sha256> {
+        let mut mac = self.mac.clone();
+        mac.update(&[Self::VERSION]);
+        mac.update(iv);
+        mac.update(ciphertext);
+        mac.update(&[1]);
+        mac
+    }
+
     pub fn encrypt(&self, plaintext: &[u8], deterministic: bool) -> Vec<u8> {
         let iv = if deterministic {
             let mut mac = self.iv_mac.clone();
@@ -75,12 +85,7 @@ impl SqlServerCell {
         };
         let ciphertext = CbcEncryptor::inner_iv_init(self.aes.clone(), &iv.into())
             .encrypt_padded_vec::<Pkcs7>(plaintext);
-        let mut mac = self.mac.clone();
-        mac.update(&[Self::VERSION]);
-        mac.update(&iv);
-        mac.update(&ciphertext);
-        mac.update(&[1]);
-        let tag = mac.finalize().into_bytes();
+        let tag = self.tag_mac(&iv, &ciphertext).finalize().into_bytes();
         let mut cell = Vec::with_capacity(1 + 32 + 16 + ciphertext.len());
         cell.push(Self::VERSION);
         cell.extend_from_slice(&tag);
@@ -95,12 +100,9 @@ impl SqlServerCell {
         }
         let (tag, rest) = cell[1..].split_at(32);
         let (iv, ciphertext) = rest.split_at(16);
-        let mut mac = self.mac.clone();
-        mac.update(&[Self::VERSION]);
-        mac.update(iv);
-        mac.update(ciphertext);
-        mac.update(&[1]);
-        mac.verify_slice(tag).map_err(|_| Invalid)?;
+        self.tag_mac(iv, ciphertext)
+            .verify_slice(tag)
+            .map_err(|_| Invalid)?;
         CbcDecryptor::inner_iv_init(self.aes.clone(), &truncated_iv(iv).into())
             .decrypt_padded_vec::<Pkcs7>(ciphertext)
             .map_err(|_| Invalid)
@@ -129,15 +131,14 @@ impl MongoCell {
         }
     }
 
-    fn tag(&self, iv: &[u8], ciphertext: &[u8]) -> [u8; 32] {
+    /// The HMAC over AAD ‖ IV ‖ ciphertext ‖ AAD bit length, unfinished.
+    fn tag_mac(&self, iv: &[u8], ciphertext: &[u8]) -> Hmac<Sha512> {
         let mut mac = self.mac.clone();
         mac.update(&self.aad);
         mac.update(iv);
         mac.update(ciphertext);
         mac.update(&((self.aad.len() as u64) * 8).to_be_bytes());
-        let mut tag = [0u8; 32];
-        tag.copy_from_slice(&mac.finalize().into_bytes()[..32]);
-        tag
+        mac
     }
 
     pub fn encrypt(&self, plaintext: &[u8], deterministic: bool) -> Vec<u8> {
@@ -151,12 +152,12 @@ impl MongoCell {
         };
         let ciphertext = CbcEncryptor::inner_iv_init(self.aes.clone(), &iv.into())
             .encrypt_padded_vec::<Pkcs7>(plaintext);
-        let tag = self.tag(&iv, &ciphertext);
+        let tag = self.tag_mac(&iv, &ciphertext).finalize().into_bytes();
         let mut cell = Vec::with_capacity(self.aad.len() + 16 + ciphertext.len() + 32);
         cell.extend_from_slice(&self.aad);
         cell.extend_from_slice(&iv);
         cell.extend_from_slice(&ciphertext);
-        cell.extend_from_slice(&tag);
+        cell.extend_from_slice(&tag[..32]);
         cell
     }
 
@@ -168,12 +169,9 @@ impl MongoCell {
         let (iv, rest) = body.split_at(16);
         let (ciphertext, tag) = rest.split_at(rest.len() - 32);
         // Constant-time comparison, as a real implementation must do.
-        let mut mac = self.mac.clone();
-        mac.update(&self.aad);
-        mac.update(iv);
-        mac.update(ciphertext);
-        mac.update(&((self.aad.len() as u64) * 8).to_be_bytes());
-        mac.verify_truncated_left(tag).map_err(|_| Invalid)?;
+        self.tag_mac(iv, ciphertext)
+            .verify_truncated_left(tag)
+            .map_err(|_| Invalid)?;
         CbcDecryptor::inner_iv_init(self.aes.clone(), &truncated_iv(iv).into())
             .decrypt_padded_vec::<Pkcs7>(ciphertext)
             .map_err(|_| Invalid)

@@ -181,9 +181,9 @@ impl<'a> Session<'a> {
         let search_path = self.search_path().await?;
         // Analyze before the text reaches the server, so a refused statement
         // is never even prepared.
-        analyze(sql, &catalog.schema_view(&search_path))?;
+        let analysis = analyze(sql, &catalog.schema_view(&search_path))?;
         let inner = self.client.prepare(sql).await?;
-        let statement = Statement::build(sql, inner, catalog, &search_path)?;
+        let statement = Statement::build(sql, inner, catalog, analysis)?;
         self.lock_statements()
             .insert(sql.to_owned(), statement.clone());
         Ok(statement)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use postgres_types::{Kind, Type};
 
 use super::decryption::{is_ciphertext, plan_columns, ResultColumnPlan};
-use crate::analysis::{analyze, ParameterTarget, ParameterUse, StatementAnalysis};
+use crate::analysis::{ParameterTarget, ParameterUse, StatementAnalysis};
 use crate::catalog::Catalog;
 use crate::Error;
 
@@ -29,15 +29,15 @@ pub(crate) struct PreparedStatement {
 }
 
 impl Statement {
-    /// Analyzes `sql`, checks the analysis against the types the server
-    /// inferred for `inner`'s parameters, and plans result decryption.
+    /// Checks `analysis` (of `sql`, against `catalog`) against the types
+    /// the server inferred for `inner`'s parameters, and plans result
+    /// decryption.
     pub(crate) fn build(
         sql: &str,
         inner: tokio_postgres::Statement,
         catalog: Arc<Catalog>,
-        search_path: &[String],
+        analysis: StatementAnalysis,
     ) -> Result<Self, Error> {
-        let analysis = analyze(sql, &catalog.schema_view(search_path))?;
         cross_check(&analysis, inner.params(), &catalog)?;
         let found = inner.columns().len();
         if analysis.touches_encrypted_table
