@@ -1,192 +1,82 @@
-//! The error type of the `aepg` crate.
+//! The error type of the `aepg` crate, which wraps the error of each layer.
+//!
+//! The pure layers have their own errors: [`CellError`] (cells),
+//! [`RecordError`] (signed catalog records), [`UnsupportedType`] (plaintext
+//! types), [`Refusal`] (SQL analysis). The catalog's content problems are
+//! [`CatalogError`]; what the client adds (parameters, results, decryption)
+//! lives here. Messages name the setting, key, record or column involved;
+//! they never carry key material or the plaintext of an encrypted value.
+
+use std::fmt;
+use std::sync::Arc;
 
 use aepg_keystore::KeyStoreError;
 
 use crate::analysis::Refusal;
-use crate::cell::EncryptionMode;
+use crate::catalog::CatalogError;
+use crate::cell::{CellError, UnsupportedType};
+use crate::record::RecordError;
 
 /// Everything that can go wrong in aepg.
 ///
 /// Messages name the setting, key, record or column involved; they never
-/// carry key material or the plaintext of an encrypted value.
+/// carry key material or the plaintext of an encrypted value. Causes are
+/// kept as typed sources ([`std::error::Error::source`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A cell is shorter than the smallest valid cell.
-    #[error("encrypted cell is {len} bytes, shorter than the 38 bytes of any valid cell")]
-    CellTooShort {
-        /// Its length.
-        len: usize,
-    },
-    /// A cell has a format version this library does not know.
-    #[error("encrypted cell has format version {version:#04x}; this library reads version 0x01")]
-    UnsupportedCellVersion {
-        /// The version byte found.
-        version: u8,
-    },
-    /// A cell's flags byte has bits this library does not know.
-    #[error("encrypted cell has unknown flags {flags:#04x}")]
-    UnknownCellFlags {
-        /// The flags byte found.
-        flags: u8,
-    },
-    /// The cell was made under another column encryption setting.
-    #[error("ciphertext from another column: cell belongs to encryption setting {found}, expected {expected}")]
-    CellFromAnotherSetting {
-        /// The setting the cell was read under.
-        expected: u32,
-        /// The setting its header names.
-        found: u32,
-    },
-    /// The cell's mode flag disagrees with its setting.
-    #[error(
-        "encrypted cell's mode does not match encryption setting {setting_id}, which is {expected}"
-    )]
-    CellModeMismatch {
-        /// The setting.
-        setting_id: u32,
-        /// The setting's mode.
-        expected: EncryptionMode,
-    },
-    /// The cell names another column encryption key than the one offered.
-    #[error("encrypted cell was made with column key {found}, not with column key {expected}")]
-    CellKeyMismatch {
-        /// The key offered.
-        expected: u32,
-        /// The key the header names.
-        found: u32,
-    },
-    /// Authentication failed: the cell was altered, truncated or extended.
-    #[error("encrypted cell of setting {setting_id} failed authentication under column key {key_id}: it was altered or damaged")]
-    CellAuthenticationFailed {
-        /// The setting.
-        setting_id: u32,
-        /// The key.
-        key_id: u32,
-    },
-    /// The decrypted value does not end in valid padding.
-    #[error("encrypted cell of setting {setting_id} has invalid padding")]
-    CellPaddingInvalid {
-        /// The setting.
-        setting_id: u32,
-    },
-    /// The plaintext is too long to be encrypted.
-    #[error("a value of {len} bytes is too long to encrypt")]
-    PlaintextTooLong {
-        /// Its length.
-        len: usize,
-    },
-    /// A catalog record's bytes are not a valid canonical encoding.
-    #[error("malformed {kind} record: {reason}")]
-    MalformedRecord {
-        /// The kind of record expected.
-        kind: &'static str,
-        /// What is wrong.
-        reason: &'static str,
-    },
-    /// A catalog record's signature does not verify under its master key.
-    #[error("{kind} record is not signed by column master key {master_key}: refusing to use it")]
-    RecordSignatureInvalid {
-        /// The kind of record.
-        kind: &'static str,
-        /// The master key location that should have signed it.
-        master_key: String,
-    },
+    /// A cell could not be made or read.
+    #[error(transparent)]
+    Cell(#[from] CellError),
+    /// A catalog record could not be decoded, verified or opened.
+    #[error(transparent)]
+    Record(#[from] RecordError),
     /// A key store refused or failed.
     #[error(transparent)]
     KeyStore(#[from] KeyStoreError),
     /// A plaintext type aepg cannot encrypt.
-    #[error("type {name:?} cannot be encrypted; supported: bool, int2, int4, int8, float4, float8, numeric, text, varchar(n), bytea, uuid, date, timestamp, timestamptz, json, jsonb")]
-    UnsupportedType {
-        /// The type as given.
-        name: String,
-    },
+    #[error(transparent)]
+    UnsupportedType(#[from] UnsupportedType),
+    /// The catalog is missing, damaged, rolled back or not what the
+    /// application expects.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
     /// The database returned an error, or the connection failed.
-    #[error("database error: {}", describe_database_error(.0))]
-    Database(#[from] tokio_postgres::Error),
-    /// The database has no aepg catalog.
-    #[error("the aepg catalog is not installed in this database (run install first)")]
-    CatalogNotInstalled,
-    /// The database's catalog is newer than this library.
-    #[error("the aepg catalog in this database has version {found}; this library knows versions up to {supported}: upgrade aepg")]
-    CatalogTooNew {
-        /// The installed version.
-        found: i32,
-        /// The newest version this library knows.
-        supported: i32,
-    },
-    /// The database's catalog is not the one the application expects.
-    #[error("the aepg catalog in this database is {found}, not the expected {expected}")]
-    CatalogMismatch {
-        /// The identity the application expects.
-        expected: String,
-        /// The identity found.
-        found: String,
-    },
-    /// A catalog row disagrees with its signed record, or cannot be read.
-    #[error("catalog row {row} is malformed: {reason}")]
-    MalformedCatalogRow {
-        /// Which row (table and key).
-        row: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A named catalog object does not exist.
-    #[error("{kind} {name} does not exist in the aepg catalog")]
-    NotInCatalog {
-        /// What kind of object (`column master key`, `column encryption key`, …).
-        kind: &'static str,
-        /// Its name or id.
-        name: String,
-    },
-    /// A catalog object exists already.
-    #[error("{kind} {name} already exists in the aepg catalog")]
-    AlreadyInCatalog {
-        /// What kind of object.
-        kind: &'static str,
-        /// Its name.
-        name: String,
-    },
-    /// A column cannot be assigned to a setting.
-    #[error("column {column} cannot be encrypted: {reason}")]
-    ColumnNotAssignable {
-        /// The column (`schema.table.column`).
-        column: String,
-        /// Why.
-        reason: String,
-    },
-    /// A column the application pinned is not encrypted as pinned.
-    #[error("pinned column {column} is not encrypted as expected: {reason}")]
-    PinnedColumnMismatch {
-        /// The column (`schema.table.column`).
-        column: String,
-        /// What differs.
-        reason: String,
-    },
+    #[error(transparent)]
+    Database(#[from] DatabaseError),
     /// The statement was refused by SQL analysis.
     #[error("statement refused: {0}")]
     Refused(#[from] Refusal),
     /// The server's view of a parameter disagrees with the analysis.
-    #[error("statement refused: parameter ${number} {reason}")]
+    #[error("statement refused: parameter ${number} {problem}")]
     ParameterCrossCheck {
         /// The parameter number (1-based).
         number: usize,
         /// What disagrees.
-        reason: String,
+        problem: CrossCheckProblem,
     },
-    /// A parameter's Rust type does not fit the encrypted column's type.
+    /// `batch_execute` text that would send a value to an encrypted column:
+    /// the simple query protocol has no parameters to encrypt.
+    #[error("statement refused: batch_execute cannot send parameters, and ${number} is bound for encrypted column {column}")]
+    ParameterInBatch {
+        /// The parameter number (1-based).
+        number: usize,
+        /// The encrypted column.
+        column: Box<crate::ColumnName>,
+    },
+    /// A parameter's Rust value does not fit the encrypted column's type.
     #[error(
-        "parameter ${number} for encrypted column {column} ({sql_type}) does not fit: {reason}"
+        "parameter ${number} for encrypted column {column} ({sql_type}) does not fit: {problem}"
     )]
     ParameterType {
         /// The parameter number (1-based).
         number: usize,
         /// The column.
-        column: String,
+        column: Box<crate::ColumnName>,
         /// The column's plaintext type.
         sql_type: String,
         /// Why it does not fit (never the value).
-        reason: String,
+        problem: ParameterProblem,
     },
     /// Wrong number of parameters.
     #[error("statement expects {expected} parameters, {given} given")]
@@ -196,32 +86,38 @@ pub enum Error {
         /// Parameters given.
         given: usize,
     },
+    /// A parameter bound for an encrypted column could not be encrypted:
+    /// its column key is unavailable.
+    #[error("cannot encrypt for column {column}: {source}")]
+    Encrypt {
+        /// The encrypted column.
+        column: Box<crate::ColumnName>,
+        /// Why (the key store's refusal, an unknown key).
+        source: DecryptError,
+    },
     /// A result value of an encrypted column could not be decrypted.
-    #[error("cannot decrypt column {column}: {reason}")]
+    #[error("cannot decrypt column {column}: {source}")]
     Decrypt {
-        /// The result column (`schema.table.column` when its origin is known, else its name).
+        /// The result column (`schema.table.column` when its origin is
+        /// known, else its name in the result).
         column: String,
-        /// Why (a cell error: tampered, from another column, key unavailable).
-        reason: String,
+        /// Why: a cell that was tampered with or comes from another column,
+        /// a key that is unavailable, a setting the catalog lacks.
+        source: Arc<DecryptError>,
     },
     /// `query_one`/`query_opt` got a number of rows it does not allow.
     #[error("query returned {got} rows, expected {expected}")]
     RowCount {
-        /// What was expected (`exactly one`, `at most one`).
-        expected: &'static str,
-        /// How many rows came.
+        /// What was expected.
+        expected: RowCountExpectation,
+        /// How many rows came (at least this many, once past what was allowed).
         got: usize,
     },
     /// The analysis and the server disagree on a statement's result columns.
-    #[error(
-        "statement refused: the analysis sees {expected} result columns, the server {found}; \
-         the catalog's view of a table is out of date (refresh the catalog)"
-    )]
-    ResultShapeMismatch {
-        /// Columns the analysis sees.
-        expected: usize,
-        /// Columns the server returns.
-        found: usize,
+    #[error("statement refused: {problem}")]
+    ResultMismatch {
+        /// What disagrees.
+        problem: ResultProblem,
     },
     /// A result column does not exist.
     #[error("no result column {column}")]
@@ -229,8 +125,8 @@ pub enum Error {
         /// The index or name asked for.
         column: String,
     },
-    /// A decrypted value cannot be converted to the requested Rust type.
-    #[error("column {column} holds {sql_type}, which cannot be read as {rust_type}: {reason}")]
+    /// A result value cannot be converted to the requested Rust type.
+    #[error("column {column} holds {sql_type}, which cannot be read as {rust_type}: {problem}")]
     ResultType {
         /// The column.
         column: String,
@@ -239,16 +135,339 @@ pub enum Error {
         /// The Rust type asked for.
         rust_type: &'static str,
         /// Why (never the value).
+        problem: ResultTypeProblem,
+    },
+}
+
+impl Error {
+    /// The server's error, if the server sent one: its SQLSTATE, message,
+    /// and fields. The fields (`detail`, `where`, `hint`) may quote values
+    /// of the statement; aepg's `Display` and `Debug` never show them.
+    pub fn as_db_error(&self) -> Option<&tokio_postgres::error::DbError> {
+        match self {
+            Self::Database(error) => error.as_db_error(),
+            _ => None,
+        }
+    }
+
+    /// The SQLSTATE of a server error.
+    pub fn code(&self) -> Option<&tokio_postgres::error::SqlState> {
+        self.as_db_error().map(tokio_postgres::error::DbError::code)
+    }
+
+    /// Why a value could not be decrypted, for an [`Error::Decrypt`].
+    pub fn decrypt_error(&self) -> Option<&DecryptError> {
+        match self {
+            Self::Decrypt { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Self::Database(DatabaseError(error))
+    }
+}
+
+/// An error from the database or the connection, shown without the fields
+/// a server fills from a statement's values.
+///
+/// A server error's `detail`, `where` and `hint` can quote parameter values
+/// (`unnamed portal parameter $1 = '…'`), so they are never part of this
+/// error's `Display`, `Debug` or source chain. [`as_db_error`](Self::as_db_error)
+/// hands them out for a caller that asks on purpose.
+pub struct DatabaseError(tokio_postgres::Error);
+
+impl DatabaseError {
+    /// The server's error, with every field.
+    pub fn as_db_error(&self) -> Option<&tokio_postgres::error::DbError> {
+        self.0.as_db_error()
+    }
+
+    /// Whether the connection is closed.
+    pub fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+
+    /// The tokio-postgres error, with every field.
+    pub fn into_inner(self) -> tokio_postgres::Error {
+        self.0
+    }
+}
+
+impl fmt::Display for DatabaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.as_db_error() {
+            Some(db) => write!(
+                f,
+                "database error: {} (SQLSTATE {})",
+                db.message(),
+                db.code().code()
+            ),
+            None => {
+                write!(f, "database error: {}", self.0)?;
+                // tokio-postgres says "error connecting to server" and keeps
+                // the I/O cause as its source: say it.
+                if let Some(cause) = std::error::Error::source(&self.0) {
+                    write!(f, ": {cause}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.as_db_error() {
+            Some(db) => f
+                .debug_struct("DatabaseError")
+                .field("severity", &db.severity())
+                .field("code", &db.code().code())
+                .field("message", &db.message())
+                .field("schema", &db.schema())
+                .field("table", &db.table())
+                .field("column", &db.column())
+                .field("constraint", &db.constraint())
+                .finish_non_exhaustive(),
+            None => f.debug_tuple("DatabaseError").field(&self.0).finish(),
+        }
+    }
+}
+
+impl std::error::Error for DatabaseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self.0.as_db_error() {
+            // The server's error prints its detail: kept out of the chain.
+            Some(_) => None,
+            None => std::error::Error::source(&self.0),
+        }
+    }
+}
+
+/// How the server's view of a parameter disagrees with the analysis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CrossCheckProblem {
+    /// The server types it `aepg.ciphertext` (or an array of it) but the
+    /// analysis found no encrypted column for it.
+    UnmappedCiphertext,
+    /// The analysis maps it to an encrypted column, but the server types it
+    /// as something that cannot hold cells.
+    NotCiphertext {
+        /// The encrypted column.
+        column: crate::ColumnName,
+        /// The type the server inferred.
+        server_type: String,
+    },
+    /// It appears in the text, but the server does not see it.
+    UnknownToServer,
+}
+
+impl fmt::Display for CrossCheckProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnmappedCiphertext => f.write_str(
+                "goes into an encrypted column (the server types it aepg.ciphertext) but the \
+                 analysis could not tell which: refusing to send it as plaintext",
+            ),
+            Self::NotCiphertext {
+                column,
+                server_type,
+            } => write!(
+                f,
+                "is bound for encrypted column {column}, but the server types it {server_type}: \
+                 the column's type or the name's resolution changed on the server"
+            ),
+            Self::UnknownToServer => {
+                f.write_str("appears in the text but the server does not see it")
+            }
+        }
+    }
+}
+
+/// Why a parameter's value does not fit its encrypted column.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ParameterProblem {
+    /// The Rust type cannot be encoded as the column's type.
+    WrongType {
+        /// The Rust type.
+        rust_type: String,
+        /// The column's plaintext type.
+        sql_type: String,
+    },
+    /// The value failed to encode (the encoder's own message is not kept:
+    /// it may quote the value).
+    NotEncodable,
+    /// Longer than `varchar(n)` allows.
+    TooLong {
+        /// The longest value allowed, in characters.
+        max_characters: usize,
+    },
+    /// `= ANY($n)` needs an array, and NULL was given.
+    NullArray,
+    /// The encoded array could not be read back.
+    MalformedArray,
+    /// The column's type has no array type.
+    NoArrayType,
+    /// The value is too long to encrypt.
+    TooLongToEncrypt,
+}
+
+impl fmt::Display for ParameterProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::WrongType {
+                rust_type,
+                sql_type,
+            } => write!(
+                f,
+                "cannot convert between the Rust type `{rust_type}` and the Postgres type `{sql_type}`"
+            ),
+            Self::NotEncodable => f.write_str("the value cannot be encoded as this type"),
+            Self::TooLong { max_characters } => {
+                write!(f, "longer than {max_characters} characters")
+            }
+            Self::NullArray => f.write_str("= ANY needs an array, not NULL"),
+            Self::MalformedArray => f.write_str("the encoded array cannot be read"),
+            Self::NoArrayType => f.write_str("this type has no array type"),
+            Self::TooLongToEncrypt => f.write_str("the value is too long to encrypt"),
+        }
+    }
+}
+
+/// Why a cell of a result could not be decrypted, or a column key could
+/// not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecryptError {
+    /// The cell is malformed, was altered, or failed authentication.
+    #[error(transparent)]
+    Cell(CellError),
+    /// The cell belongs to another setting than the column's: it was copied
+    /// from another column.
+    #[error(
+        "ciphertext from another column: the cell belongs to {found}, the column to {expected}"
+    )]
+    FromAnotherSetting {
+        /// The column's setting (`"patients_ssn" (deterministic)`).
+        expected: String,
+        /// The setting the cell's header names.
+        found: String,
+    },
+    /// The column key's wrapped values cannot be opened: the key store is
+    /// down, refuses, or the master key is not trusted.
+    #[error("column key {key_id} is unavailable: {source}")]
+    KeyUnavailable {
+        /// The column key.
+        key_id: u32,
+        /// The key store's or record's error.
+        source: RecordError,
+    },
+    /// The catalog has no verified setting or key for the cell.
+    #[error("the cell names {what}, which the verified catalog does not have")]
+    Unknown {
+        /// What (`encryption setting 7`, `column key 3`).
+        what: String,
+    },
+    /// The column is encrypted, but this client cannot use its records.
+    #[error("{reason}")]
+    Unusable {
+        /// Why (a record missing, forged or under an untrusted master key).
         reason: String,
     },
 }
 
-/// tokio-postgres displays server errors as a bare "db error"; say what the
-/// server said (its message and SQLSTATE), which never holds a plaintext of
-/// an encrypted column: the server never had one.
-fn describe_database_error(error: &tokio_postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
-        None => error.to_string(),
+/// What `query_one` and `query_opt` allow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RowCountExpectation {
+    /// `query_one`.
+    ExactlyOne,
+    /// `query_opt`.
+    AtMostOne,
+}
+
+impl fmt::Display for RowCountExpectation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ExactlyOne => "exactly one",
+            Self::AtMostOne => "at most one",
+        })
+    }
+}
+
+/// How the server's result columns disagree with the analysis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResultProblem {
+    /// A different number of result columns.
+    ColumnCount {
+        /// Columns the analysis sees.
+        expected: usize,
+        /// Columns the server returns.
+        found: usize,
+    },
+    /// A result column comes from another table column than the one the
+    /// analysis resolved: a name now means another relation on the server.
+    Redirected {
+        /// The result column.
+        column: String,
+        /// What the analysis resolved.
+        expected: String,
+    },
+}
+
+impl fmt::Display for ResultProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ColumnCount { expected, found } => write!(
+                f,
+                "the analysis sees {expected} result columns, the server {found}; \
+                 the catalog's view of a table is out of date (refresh the catalog)"
+            ),
+            Self::Redirected { column, expected } => write!(
+                f,
+                "result column {column} does not come from {expected}, where the analysis \
+                 resolved it: the name resolves to another relation on the server"
+            ),
+        }
+    }
+}
+
+/// Why a result value cannot be read as the requested Rust type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResultTypeProblem {
+    /// The value is NULL and the Rust type is not an `Option`.
+    Null,
+    /// The Rust type does not accept the column's type.
+    NotAccepted,
+    /// The value does not convert.
+    NotConvertible,
+}
+
+impl fmt::Display for ResultTypeProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Null => "the value is NULL; read it as an Option",
+            Self::NotAccepted => "the Rust type does not accept it",
+            Self::NotConvertible => "the value does not convert",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `Result` in aepg carries an `Error`: it stays within clippy's
+    /// large-error threshold, so results stay cheap to move.
+    #[test]
+    fn errors_stay_small() {
+        assert!(std::mem::size_of::<Error>() <= 128);
+        assert!(std::mem::size_of::<Refusal>() <= 120);
     }
 }

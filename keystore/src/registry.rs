@@ -107,6 +107,17 @@ impl KeyStoreRegistry {
         Ok(())
     }
 
+    /// Whether the application trusts any master key at all: a provider
+    /// with at least one trusted path, or with every path trusted.
+    pub fn trusts_any_key(&self) -> bool {
+        self.providers
+            .values()
+            .any(|registered| match &registered.trusted {
+                TrustedKeyPaths::Only(paths) => !paths.is_empty(),
+                TrustedKeyPaths::Any => true,
+            })
+    }
+
     /// The names of the registered providers, sorted.
     pub fn provider_names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self.providers.keys().map(String::as_str).collect();

@@ -83,6 +83,9 @@ async fn unknown_provider_and_duplicate_registration_are_errors() {
 #[tokio::test]
 async fn trusting_any_path_is_explicit() {
     let (registry, _) = registry_trusting(&[]);
+    assert!(!registry.trusts_any_key());
+    assert!(!KeyStoreRegistry::new().trusts_any_key());
+    assert!(registry_trusting(&["trusted"]).0.trusts_any_key());
     let err = registry
         .describe(&MasterKeyLocation::new("memory", "trusted"))
         .await
@@ -98,6 +101,7 @@ async fn trusting_any_path_is_explicit() {
     registry
         .register(Arc::new(store), TrustedKeyPaths::Any)
         .unwrap();
+    assert!(registry.trusts_any_key());
     registry
         .describe(&MasterKeyLocation::new("memory", "k"))
         .await

@@ -10,12 +10,12 @@ use rand::Rng;
 use sha2::Sha256;
 use zeroize::{Zeroize, Zeroizing};
 
+use super::error::CellError;
 use super::header::{
     associated_data, CellHeader, AAD_LEN, BOUND_HEADER_LEN, HEADER_LEN, NONCE_LEN, TAG_LEN,
 };
 use super::padding;
 use super::setting::{CellSetting, EncryptionMode};
-use crate::Error;
 
 /// Label of the subkey that encrypts cells. Versioned, so a future format
 /// derives unrelated keys from the same column key.
@@ -59,8 +59,8 @@ impl CellCipher {
     /// Encrypts `plaintext` (a value in PostgreSQL binary format) as a cell of `setting`.
     ///
     /// # Errors
-    /// [`Error::PlaintextTooLong`] if the padded value would not fit in memory.
-    pub fn encrypt(&self, setting: &CellSetting, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+    /// [`CellError::PlaintextTooLong`] if the padded value would not fit in memory.
+    pub fn encrypt(&self, setting: &CellSetting, plaintext: &[u8]) -> Result<Vec<u8>, CellError> {
         self.encrypt_with(setting, plaintext, random_nonce)
     }
 
@@ -71,10 +71,10 @@ impl CellCipher {
         setting: &CellSetting,
         plaintext: &[u8],
         nonce_source: impl FnOnce() -> [u8; NONCE_LEN],
-    ) -> Result<Vec<u8>, Error> {
+    ) -> Result<Vec<u8>, CellError> {
         let padded_len = padding::padded_len(setting.padding, plaintext.len())
             .filter(|len| len.checked_add(HEADER_LEN + TAG_LEN).is_some())
-            .ok_or(Error::PlaintextTooLong {
+            .ok_or(CellError::PlaintextTooLong {
                 len: plaintext.len(),
             })?;
         let bound = CellHeader::bound_bytes(setting.mode, self.key_id, setting.setting_id);
@@ -102,7 +102,7 @@ impl CellCipher {
             }
             Err(_) => {
                 cell.zeroize();
-                Err(Error::PlaintextTooLong {
+                Err(CellError::PlaintextTooLong {
                     len: plaintext.len(),
                 })
             }
@@ -116,27 +116,31 @@ impl CellCipher {
     /// A malformed header ([`CellHeader::parse`]), a cell of another setting,
     /// mode or key, a cell that fails authentication (tampered, truncated,
     /// extended) or carries invalid padding.
-    pub fn decrypt(&self, setting: &CellSetting, cell: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+    pub fn decrypt(
+        &self,
+        setting: &CellSetting,
+        cell: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CellError> {
         let header = CellHeader::parse(cell)?;
         if header.setting_id != setting.setting_id {
-            return Err(Error::CellFromAnotherSetting {
+            return Err(CellError::FromAnotherSetting {
                 expected: setting.setting_id,
                 found: header.setting_id,
             });
         }
         if header.mode != setting.mode {
-            return Err(Error::CellModeMismatch {
+            return Err(CellError::ModeMismatch {
                 setting_id: setting.setting_id,
                 expected: setting.mode,
             });
         }
         if header.key_id != self.key_id {
-            return Err(Error::CellKeyMismatch {
+            return Err(CellError::KeyMismatch {
                 expected: self.key_id,
                 found: header.key_id,
             });
         }
-        let failed = || Error::CellAuthenticationFailed {
+        let failed = || CellError::AuthenticationFailed {
             setting_id: setting.setting_id,
             key_id: self.key_id,
         };
@@ -153,7 +157,7 @@ impl CellCipher {
             )
             .map_err(|_| failed())?;
         let len = padding::unpadded_len(setting.padding, &plaintext).ok_or(
-            Error::CellPaddingInvalid {
+            CellError::PaddingInvalid {
                 setting_id: setting.setting_id,
             },
         )?;

@@ -1,7 +1,8 @@
 //! The 22-byte header of a cell (format v1), and the associated data it binds.
 
-use super::setting::{EncryptionMode, PlaintextType};
-use crate::Error;
+use super::error::CellError;
+use super::plaintext_type::PlaintextType;
+use super::setting::EncryptionMode;
 
 /// The only cell format version this library writes and reads.
 pub const CELL_FORMAT_VERSION: u8 = 0x01;
@@ -39,20 +40,20 @@ impl CellHeader {
     /// Parses the header of `cell`, checking version, flags and minimum length.
     ///
     /// # Errors
-    /// [`Error::CellTooShort`], [`Error::UnsupportedCellVersion`] or [`Error::UnknownCellFlags`].
-    pub fn parse(cell: &[u8]) -> Result<Self, Error> {
+    /// [`CellError::TooShort`], [`CellError::UnsupportedVersion`] or [`CellError::UnknownFlags`].
+    pub fn parse(cell: &[u8]) -> Result<Self, CellError> {
         if cell.len() < CELL_OVERHEAD {
-            return Err(Error::CellTooShort { len: cell.len() });
+            return Err(CellError::TooShort { len: cell.len() });
         }
         let version = cell[0];
         if version != CELL_FORMAT_VERSION {
-            return Err(Error::UnsupportedCellVersion { version });
+            return Err(CellError::UnsupportedVersion { version });
         }
         let flags = cell[1];
         let mode = match flags {
             0 => EncryptionMode::Randomized,
             FLAG_DETERMINISTIC => EncryptionMode::Deterministic,
-            _ => return Err(Error::UnknownCellFlags { flags }),
+            _ => return Err(CellError::UnknownFlags { flags }),
         };
         Ok(Self {
             mode,

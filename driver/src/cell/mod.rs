@@ -4,15 +4,19 @@
 //! The byte layout is documented, with known-answer vectors, in `docs/FORMAT.md`.
 
 mod cipher;
+mod error;
 mod header;
 mod padding;
+mod plaintext_type;
 mod setting;
 
 #[cfg(test)]
 pub(crate) use cipher::derive_subkey_for_tests;
 pub use cipher::CellCipher;
+pub use error::CellError;
 pub use header::{CellHeader, CELL_FORMAT_VERSION, CELL_OVERHEAD, HEADER_LEN};
-pub use setting::{CellSetting, EncryptionMode, PaddingPolicy, PlaintextType};
+pub use plaintext_type::{PlaintextType, UnsupportedType};
+pub use setting::{CellSetting, EncryptionMode, PaddingPolicy};
 
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use super::plaintext_type::PlaintextType;
+
 /// How equal plaintexts relate to their ciphertexts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EncryptionMode {
@@ -61,16 +63,6 @@ impl fmt::Display for PaddingPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// The PostgreSQL type of the plaintext: its built-in type oid and typmod
-/// (`-1` when the type has none, `varchar(20)` has 24).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct PlaintextType {
-    /// The type's oid (`pg_type.oid`), the same in every database for built-in types.
-    pub oid: u32,
-    /// The type modifier (`atttypmod`).
-    pub typmod: i32,
 }
 
 /// What the cell cipher needs to know of a column encryption setting (CES).

@@ -4,8 +4,8 @@ use aepg_keystore::ColumnKey;
 use proptest::prelude::*;
 use zeroize::Zeroizing;
 
+use super::CellError as Error;
 use super::*;
-use crate::Error;
 
 fn key(byte: u8) -> ColumnKey {
     ColumnKey::from_unwrapped(Zeroizing::new(vec![byte; 32])).unwrap()
@@ -127,10 +127,10 @@ proptest! {
         }
         // Same key id, other key bytes: authentication fails.
         let wrong_key = CellCipher::new(1, &key(2)).decrypt(&base, &cell);
-        prop_assert!(matches!(wrong_key, Err(Error::CellAuthenticationFailed { .. })), "wrong key: {:?}", wrong_key);
+        prop_assert!(matches!(wrong_key, Err(Error::AuthenticationFailed { .. })), "wrong key: {:?}", wrong_key);
         // Another key id: refused before decryption.
         let wrong_id = CellCipher::new(2, &key(1)).decrypt(&base, &cell);
-        prop_assert!(matches!(wrong_id, Err(Error::CellKeyMismatch { expected: 2, found: 1 })), "wrong id: {:?}", wrong_id);
+        prop_assert!(matches!(wrong_id, Err(Error::KeyMismatch { expected: 2, found: 1 })), "wrong id: {:?}", wrong_id);
     }
 }
 
@@ -181,32 +181,32 @@ fn specific_errors_for_specific_damage() {
 
     assert!(matches!(
         cipher.decrypt(&det, &cell[..37]),
-        Err(Error::CellTooShort { len: 37 })
+        Err(Error::TooShort { len: 37 })
     ));
     let mut edited = cell.clone();
     edited[0] = 2;
     assert!(matches!(
         cipher.decrypt(&det, &edited),
-        Err(Error::UnsupportedCellVersion { version: 2 })
+        Err(Error::UnsupportedVersion { version: 2 })
     ));
     edited = cell.clone();
     edited[1] = 0x03;
     assert!(matches!(
         cipher.decrypt(&det, &edited),
-        Err(Error::UnknownCellFlags { flags: 3 })
+        Err(Error::UnknownFlags { flags: 3 })
     ));
     edited = cell.clone();
     edited[1] = 0;
     assert!(matches!(
         cipher.decrypt(&det, &edited),
-        Err(Error::CellModeMismatch { setting_id: 7, .. })
+        Err(Error::ModeMismatch { setting_id: 7, .. })
     ));
     edited = cell.clone();
     edited[9] = 9;
     let err = cipher.decrypt(&det, &edited).unwrap_err();
     assert!(matches!(
         err,
-        Error::CellFromAnotherSetting {
+        Error::FromAnotherSetting {
             expected: 7,
             found: 9
         }
@@ -216,7 +216,7 @@ fn specific_errors_for_specific_damage() {
     edited[30] ^= 1;
     assert!(matches!(
         cipher.decrypt(&det, &edited),
-        Err(Error::CellAuthenticationFailed { .. })
+        Err(Error::AuthenticationFailed { .. })
     ));
 }
 

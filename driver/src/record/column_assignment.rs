@@ -2,7 +2,7 @@
 
 use super::encoding::{RecordKind, RecordReader, RecordWriter};
 use super::CatalogRecord;
-use crate::Error;
+use super::RecordError;
 
 /// `schema.table.column` is encrypted under setting `setting_id`. Signed, so
 /// the catalog cannot silently retarget a column or turn it into plaintext.
@@ -21,7 +21,7 @@ pub struct ColumnAssignment {
 impl CatalogRecord for ColumnAssignment {
     const KIND: RecordKind = RecordKind::ColumnAssignment;
 
-    fn canonical_bytes(&self) -> Result<Vec<u8>, Error> {
+    fn canonical_bytes(&self) -> Result<Vec<u8>, RecordError> {
         Ok(RecordWriter::new(Self::KIND)
             .text(&self.schema)?
             .text(&self.table)?
@@ -30,7 +30,7 @@ impl CatalogRecord for ColumnAssignment {
             .finish())
     }
 
-    fn from_canonical_bytes(bytes: &[u8]) -> Result<Self, Error> {
+    fn from_canonical_bytes(bytes: &[u8]) -> Result<Self, RecordError> {
         let mut reader = RecordReader::new(bytes, Self::KIND)?;
         let record = Self {
             schema: reader.text()?,

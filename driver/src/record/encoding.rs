@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! magic "AEPG" ‖ format version 0x01 ‖ record kind (1 byte) ‖ fields
-//! u8, u32, i32 fields: fixed width, big-endian
+//! u8, u32, i32, u64 fields: fixed width, big-endian
+//! lists:               u32 BE count ‖ items
 //! text fields:         u16 BE length ‖ UTF-8 bytes
 //! byte-string fields:  u32 BE length ‖ bytes
 //! ```
@@ -10,7 +11,7 @@
 //! Every value has exactly one encoding and decoding consumes every byte, so
 //! a signature over the encoding is a signature over the record's meaning.
 
-use crate::Error;
+use super::RecordError;
 
 const MAGIC: &[u8; 4] = b"AEPG";
 /// Version of the canonical record encoding.
@@ -18,7 +19,8 @@ pub const RECORD_FORMAT_VERSION: u8 = 0x01;
 
 /// The kinds of signed catalog record, each with its own tag byte so a
 /// signature over one kind can never be replayed as another.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum RecordKind {
     /// A column encryption key wrapped by a column master key.
     WrappedColumnKey,
@@ -26,6 +28,14 @@ pub enum RecordKind {
     EncryptionSetting,
     /// The assignment of a column to a setting.
     ColumnAssignment,
+    /// The signed set of every encrypted column at one catalog generation.
+    ColumnManifest,
+}
+
+impl std::fmt::Display for RecordKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl RecordKind {
@@ -34,6 +44,7 @@ impl RecordKind {
             Self::WrappedColumnKey => 0x01,
             Self::EncryptionSetting => 0x02,
             Self::ColumnAssignment => 0x03,
+            Self::ColumnManifest => 0x04,
         }
     }
 
@@ -43,6 +54,7 @@ impl RecordKind {
             Self::WrappedColumnKey => "wrapped column key",
             Self::EncryptionSetting => "column encryption setting",
             Self::ColumnAssignment => "column assignment",
+            Self::ColumnManifest => "column manifest",
         }
     }
 }
@@ -77,9 +89,23 @@ impl RecordWriter {
         self
     }
 
+    pub(crate) fn u64(&mut self, value: u64) -> &mut Self {
+        self.bytes.extend_from_slice(&value.to_be_bytes());
+        self
+    }
+
+    /// The number of items that follow, as a `u32`.
+    ///
     /// # Errors
-    /// [`Error::MalformedRecord`] for text longer than 65 535 bytes.
-    pub(crate) fn text(&mut self, value: &str) -> Result<&mut Self, Error> {
+    /// [`RecordError::Malformed`] for 2³² items or more.
+    pub(crate) fn count(&mut self, count: usize) -> Result<&mut Self, RecordError> {
+        let count = u32::try_from(count).map_err(|_| self.malformed("too many items"))?;
+        Ok(self.u32(count))
+    }
+
+    /// # Errors
+    /// [`RecordError::Malformed`] for text longer than 65 535 bytes.
+    pub(crate) fn text(&mut self, value: &str) -> Result<&mut Self, RecordError> {
         let len = u16::try_from(value.len())
             .map_err(|_| self.malformed("text field longer than 65535 bytes"))?;
         self.bytes.extend_from_slice(&len.to_be_bytes());
@@ -88,8 +114,8 @@ impl RecordWriter {
     }
 
     /// # Errors
-    /// [`Error::MalformedRecord`] for byte strings of 4 GiB or more.
-    pub(crate) fn bytes(&mut self, value: &[u8]) -> Result<&mut Self, Error> {
+    /// [`RecordError::Malformed`] for byte strings of 4 GiB or more.
+    pub(crate) fn bytes(&mut self, value: &[u8]) -> Result<&mut Self, RecordError> {
         let len = u32::try_from(value.len())
             .map_err(|_| self.malformed("byte field of 4 GiB or more"))?;
         self.bytes.extend_from_slice(&len.to_be_bytes());
@@ -101,9 +127,9 @@ impl RecordWriter {
         std::mem::take(&mut self.bytes)
     }
 
-    fn malformed(&self, reason: &'static str) -> Error {
-        Error::MalformedRecord {
-            kind: self.kind.name(),
+    fn malformed(&self, reason: &'static str) -> RecordError {
+        RecordError::Malformed {
+            kind: self.kind,
             reason,
         }
     }
@@ -117,7 +143,7 @@ pub(crate) struct RecordReader<'a> {
 
 impl<'a> RecordReader<'a> {
     /// Checks magic, version and kind.
-    pub(crate) fn new(bytes: &'a [u8], kind: RecordKind) -> Result<Self, Error> {
+    pub(crate) fn new(bytes: &'a [u8], kind: RecordKind) -> Result<Self, RecordError> {
         let mut reader = Self { rest: bytes, kind };
         if reader.take(MAGIC.len())? != MAGIC {
             return Err(reader.malformed("not an aepg record"));
@@ -131,19 +157,23 @@ impl<'a> RecordReader<'a> {
         Ok(reader)
     }
 
-    pub(crate) fn u8(&mut self) -> Result<u8, Error> {
+    pub(crate) fn u8(&mut self) -> Result<u8, RecordError> {
         Ok(self.take(1)?[0])
     }
 
-    pub(crate) fn u32(&mut self) -> Result<u32, Error> {
+    pub(crate) fn u32(&mut self) -> Result<u32, RecordError> {
         Ok(u32::from_be_bytes(self.array()?))
     }
 
-    pub(crate) fn i32(&mut self) -> Result<i32, Error> {
+    pub(crate) fn i32(&mut self) -> Result<i32, RecordError> {
         Ok(i32::from_be_bytes(self.array()?))
     }
 
-    pub(crate) fn text(&mut self) -> Result<String, Error> {
+    pub(crate) fn u64(&mut self) -> Result<u64, RecordError> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+
+    pub(crate) fn text(&mut self) -> Result<String, RecordError> {
         let len = u16::from_be_bytes(self.array()?);
         let bytes = self.take(usize::from(len))?;
         let text =
@@ -151,14 +181,14 @@ impl<'a> RecordReader<'a> {
         Ok(text.to_owned())
     }
 
-    pub(crate) fn bytes(&mut self) -> Result<Vec<u8>, Error> {
+    pub(crate) fn bytes(&mut self) -> Result<Vec<u8>, RecordError> {
         let len = u32::from_be_bytes(self.array()?);
         let len = usize::try_from(len).map_err(|_| self.malformed("byte field too long"))?;
         Ok(self.take(len)?.to_vec())
     }
 
     /// Ends reading; trailing bytes are an error.
-    pub(crate) fn finish(self) -> Result<(), Error> {
+    pub(crate) fn finish(self) -> Result<(), RecordError> {
         if self.rest.is_empty() {
             Ok(())
         } else {
@@ -166,20 +196,20 @@ impl<'a> RecordReader<'a> {
         }
     }
 
-    pub(crate) fn malformed(&self, reason: &'static str) -> Error {
-        Error::MalformedRecord {
-            kind: self.kind.name(),
+    pub(crate) fn malformed(&self, reason: &'static str) -> RecordError {
+        RecordError::Malformed {
+            kind: self.kind,
             reason,
         }
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], Error> {
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
         let mut array = [0u8; N];
         array.copy_from_slice(self.take(N)?);
         Ok(array)
     }
 
-    fn take(&mut self, len: usize) -> Result<&'a [u8], Error> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], RecordError> {
         if self.rest.len() < len {
             return Err(self.malformed("record ends in the middle of a field"));
         }

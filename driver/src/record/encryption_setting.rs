@@ -2,8 +2,8 @@
 
 use super::encoding::{RecordKind, RecordReader, RecordWriter};
 use super::CatalogRecord;
+use super::RecordError;
 use crate::cell::{CellSetting, EncryptionMode, PaddingPolicy, PlaintextType};
-use crate::Error;
 
 /// The cell algorithm, the only one format v1 knows.
 pub const CELL_ALGORITHM: &str = "AEAD_AES_256_GCM_SIV";
@@ -25,7 +25,7 @@ pub struct EncryptionSettingRecord {
 impl CatalogRecord for EncryptionSettingRecord {
     const KIND: RecordKind = RecordKind::EncryptionSetting;
 
-    fn canonical_bytes(&self) -> Result<Vec<u8>, Error> {
+    fn canonical_bytes(&self) -> Result<Vec<u8>, RecordError> {
         let setting = &self.setting;
         Ok(RecordWriter::new(Self::KIND)
             .u32(setting.setting_id)
@@ -39,7 +39,7 @@ impl CatalogRecord for EncryptionSettingRecord {
             .finish())
     }
 
-    fn from_canonical_bytes(bytes: &[u8]) -> Result<Self, Error> {
+    fn from_canonical_bytes(bytes: &[u8]) -> Result<Self, RecordError> {
         let mut reader = RecordReader::new(bytes, Self::KIND)?;
         let setting_id = reader.u32()?;
         let name = reader.text()?;

@@ -5,29 +5,44 @@ use std::fmt;
 
 use aepg_keystore::{ColumnKey, KeyStoreError, KeyStoreRegistry, MasterKeyLocation};
 
-use super::{CatalogRecord, WrappedColumnKey};
-use crate::Error;
+use super::{CatalogRecord, RecordError, WrappedColumnKey};
 
 /// The random identity of one installed catalog (16 bytes, drawn at
 /// install). Every signature covers it, so a record signed for one
 /// database's catalog does not verify in another's, even under a shared
 /// master key.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CatalogId(pub [u8; 16]);
 
 impl CatalogId {
     /// Parses the 16 bytes as stored in `aepg.catalog_version`.
     ///
     /// # Errors
-    /// [`Error::MalformedRecord`] for any other length.
-    pub fn from_slice(bytes: &[u8]) -> Result<Self, Error> {
+    /// [`RecordError::InvalidCatalogId`] for any other length.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, RecordError> {
         bytes
             .try_into()
             .map(Self)
-            .map_err(|_| Error::MalformedRecord {
-                kind: "catalog identity",
-                reason: "it is not 16 bytes",
-            })
+            .map_err(|_| RecordError::InvalidCatalogId { len: bytes.len() })
+    }
+
+    /// Parses the 32 hexadecimal digits [`Display`](fmt::Display) writes.
+    ///
+    /// # Errors
+    /// [`RecordError::InvalidCatalogId`] for anything else.
+    pub fn from_hex(text: &str) -> Result<Self, RecordError> {
+        let invalid = || RecordError::InvalidCatalogId {
+            len: text.len() / 2,
+        };
+        if text.len() != 32 || !text.is_ascii() {
+            return Err(invalid());
+        }
+        let mut id = [0u8; 16];
+        for (byte, pair) in id.iter_mut().zip(text.as_bytes().chunks(2)) {
+            let pair = std::str::from_utf8(pair).map_err(|_| invalid())?;
+            *byte = u8::from_str_radix(pair, 16).map_err(|_| invalid())?;
+        }
+        Ok(Self(id))
     }
 }
 
@@ -76,7 +91,7 @@ impl<T: CatalogRecord> SignedRecord<T> {
         catalog: &CatalogId,
         registry: &KeyStoreRegistry,
         master_key: &MasterKeyLocation,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, RecordError> {
         let canonical = record.canonical_bytes()?;
         let signature = registry
             .sign(master_key, &signed_message(catalog, &canonical))
@@ -92,8 +107,8 @@ impl<T: CatalogRecord> SignedRecord<T> {
     /// strict but proves nothing: call [`verify`](Self::verify) before use.
     ///
     /// # Errors
-    /// [`Error::MalformedRecord`].
-    pub fn decode(canonical: &[u8], signature: Vec<u8>) -> Result<Self, Error> {
+    /// [`RecordError::Malformed`].
+    pub fn decode(canonical: &[u8], signature: Vec<u8>) -> Result<Self, RecordError> {
         Ok(Self {
             record: T::from_canonical_bytes(canonical)?,
             canonical: canonical.to_vec(),
@@ -105,7 +120,7 @@ impl<T: CatalogRecord> SignedRecord<T> {
     /// the catalog `catalog`, and returns the record.
     ///
     /// # Errors
-    /// [`Error::RecordSignatureInvalid`] if it does not verify (a forged or
+    /// [`RecordError::SignatureInvalid`] if it does not verify (a forged or
     /// altered record, or one copied from another catalog); the key store's
     /// refusal (an untrusted key path, a store that is down).
     pub async fn verify(
@@ -113,13 +128,13 @@ impl<T: CatalogRecord> SignedRecord<T> {
         registry: &KeyStoreRegistry,
         master_key: &MasterKeyLocation,
         catalog: &CatalogId,
-    ) -> Result<&T, Error> {
+    ) -> Result<&T, RecordError> {
         let message = signed_message(catalog, &self.canonical);
         match registry.verify(master_key, &message, &self.signature).await {
             Ok(()) => Ok(&self.record),
-            Err(KeyStoreError::InvalidSignature { .. }) => Err(Error::RecordSignatureInvalid {
-                kind: T::KIND.name(),
-                master_key: master_key.to_string(),
+            Err(KeyStoreError::InvalidSignature { .. }) => Err(RecordError::SignatureInvalid {
+                kind: T::KIND,
+                master_key: master_key.clone(),
             }),
             Err(other) => Err(other.into()),
         }
@@ -155,7 +170,7 @@ impl SignedRecord<WrappedColumnKey> {
         master_key: &MasterKeyLocation,
         key_id: u32,
         column_key: &ColumnKey,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, RecordError> {
         let ciphertext = registry.wrap_column_key(master_key, column_key).await?;
         let record = WrappedColumnKey {
             master_key_name: master_key_name.to_owned(),
@@ -171,14 +186,14 @@ impl SignedRecord<WrappedColumnKey> {
     /// key never runs on a record that its owner did not sign.
     ///
     /// # Errors
-    /// [`Error::RecordSignatureInvalid`] for a forged, altered or replayed
+    /// [`RecordError::SignatureInvalid`] for a forged, altered or replayed
     /// record; the key store's refusal (untrusted key path, unwrap failure,
     /// store down).
     pub async fn open(
         &self,
         registry: &KeyStoreRegistry,
         catalog: &CatalogId,
-    ) -> Result<ColumnKey, Error> {
+    ) -> Result<ColumnKey, RecordError> {
         let master_key = &self.record.master_key;
         let record = self.verify(registry, master_key, catalog).await?;
         Ok(registry

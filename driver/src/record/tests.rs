@@ -6,9 +6,9 @@ use aepg_keystore::{
     ColumnKey, KeyStoreRegistry, MasterKeyLocation, MemoryKeyStore, TrustedKeyPaths,
 };
 
+use super::RecordError as Error;
 use super::*;
 use crate::cell::{CellSetting, EncryptionMode, PaddingPolicy, PlaintextType};
-use crate::Error;
 
 fn setting_record() -> EncryptionSettingRecord {
     EncryptionSettingRecord {
@@ -58,7 +58,7 @@ fn assert_strict<T: CatalogRecord + std::fmt::Debug + PartialEq>(record: &T) {
     extended.push(0);
     assert!(matches!(
         T::from_canonical_bytes(&extended),
-        Err(Error::MalformedRecord {
+        Err(Error::Malformed {
             reason: "trailing bytes after the last field",
             ..
         })
@@ -77,7 +77,7 @@ fn a_record_of_one_kind_is_not_read_as_another() {
     let bytes = assignment().canonical_bytes().unwrap();
     assert!(matches!(
         EncryptionSettingRecord::from_canonical_bytes(&bytes),
-        Err(Error::MalformedRecord {
+        Err(Error::Malformed {
             reason: "record is of another kind",
             ..
         })
@@ -101,7 +101,7 @@ fn unknown_enumerations_and_bad_text_are_refused() {
     bytes[8] = 0xFF; // first byte of the schema name
     assert!(matches!(
         ColumnAssignment::from_canonical_bytes(&bytes),
-        Err(Error::MalformedRecord {
+        Err(Error::Malformed {
             reason: "text field is not UTF-8",
             ..
         })
@@ -152,8 +152,8 @@ async fn signatures_bind_every_field() {
     assert!(
         matches!(
             err,
-            Error::RecordSignatureInvalid {
-                kind: "column encryption setting",
+            Error::SignatureInvalid {
+                kind: crate::record::RecordKind::EncryptionSetting,
                 ..
             }
         ),
@@ -165,14 +165,14 @@ async fn signatures_bind_every_field() {
         .verify(&registry, &other_cmk, &CATALOG)
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::RecordSignatureInvalid { .. }), "{err}");
+    assert!(matches!(err, Error::SignatureInvalid { .. }), "{err}");
 
     // Nor does a genuine signature made for another database's catalog.
     let err = signed
         .verify(&registry, &cmk, &CatalogId([0xDB; 16]))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::RecordSignatureInvalid { .. }), "{err}");
+    assert!(matches!(err, Error::SignatureInvalid { .. }), "{err}");
 }
 
 #[tokio::test]
@@ -223,8 +223,8 @@ async fn forged_wrapped_key_is_refused_before_the_private_key_runs() {
         assert!(
             matches!(
                 err,
-                Error::RecordSignatureInvalid {
-                    kind: "wrapped column key",
+                Error::SignatureInvalid {
+                    kind: crate::record::RecordKind::WrappedColumnKey,
                     ..
                 }
             ),

@@ -4,7 +4,7 @@ use aepg_keystore::MasterKeyLocation;
 
 use super::encoding::{RecordKind, RecordReader, RecordWriter};
 use super::CatalogRecord;
-use crate::Error;
+use super::RecordError;
 
 /// The key-wrapping algorithm: RSA-OAEP with SHA-256 and MGF1-SHA-256.
 pub const KEY_WRAP_ALGORITHM: &str = "RSA-OAEP-SHA256";
@@ -28,7 +28,7 @@ pub struct WrappedColumnKey {
 impl CatalogRecord for WrappedColumnKey {
     const KIND: RecordKind = RecordKind::WrappedColumnKey;
 
-    fn canonical_bytes(&self) -> Result<Vec<u8>, Error> {
+    fn canonical_bytes(&self) -> Result<Vec<u8>, RecordError> {
         Ok(RecordWriter::new(Self::KIND)
             .text(&self.master_key_name)?
             .text(&self.master_key.provider)?
@@ -39,7 +39,7 @@ impl CatalogRecord for WrappedColumnKey {
             .finish())
     }
 
-    fn from_canonical_bytes(bytes: &[u8]) -> Result<Self, Error> {
+    fn from_canonical_bytes(bytes: &[u8]) -> Result<Self, RecordError> {
         let mut reader = RecordReader::new(bytes, Self::KIND)?;
         let master_key_name = reader.text()?;
         let provider = reader.text()?;
