@@ -1,19 +1,34 @@
 //! Key and setting administration: the writes that build the catalog.
+//!
+//! Every change runs in one transaction that locks the catalog's version
+//! row, raises the catalog generation, signs a new manifest for every
+//! master key this administrator holds, and announces the new generation
+//! on [`CATALOG_CHANNEL`]: clients that listen drop what they analyzed
+//! against the older catalog before their next statement.
 
-use aepg_keystore::{ColumnKey, KeyStoreRegistry, MasterKeyLocation, MIN_MASTER_KEY_BITS};
+use std::collections::BTreeMap;
+
+use aepg_keystore::{
+    ColumnKey, KeyStoreError, KeyStoreRegistry, MasterKeyLocation, MIN_MASTER_KEY_BITS,
+};
 use postgres_protocol::escape::escape_identifier;
 use tokio_postgres::GenericClient;
 
-use super::install::{catalog_id, require_installed};
-use super::load::load_catalog;
+use super::error::{CatalogError, CatalogObject};
+use super::install::{require_installed, CATALOG_CHANNEL};
+use super::load::load_verified;
 use super::model::Catalog;
-use crate::analysis::ColumnName;
 use crate::cell::{CellSetting, EncryptionMode, PaddingPolicy, PlaintextType};
-use crate::record::{ColumnAssignment, EncryptionSettingRecord, SignedRecord, WrappedColumnKey};
+use crate::names::ColumnName;
+use crate::record::{
+    ColumnAssignment, ColumnManifest, EncryptionSettingRecord, SignedRecord, WrappedColumnKey,
+};
+use crate::support::{generation_from_sql, generation_to_sql, id_from_sql, id_to_sql};
 use crate::Error;
 
 /// A new column encryption setting.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NewEncryptionSetting {
     /// Unique name (`"patients_ssn"`).
     pub name: String,
@@ -27,34 +42,58 @@ pub struct NewEncryptionSetting {
     pub key_id: u32,
 }
 
-/// Writes the catalog: master keys, column keys, settings, assignments.
+impl NewEncryptionSetting {
+    /// A setting named `name` for values of `plaintext_type` in `mode`,
+    /// under column key `key_id`, with the type's default padding.
+    pub fn new(
+        name: impl Into<String>,
+        plaintext_type: PlaintextType,
+        mode: EncryptionMode,
+        key_id: u32,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            plaintext_type,
+            mode,
+            padding: None,
+            key_id,
+        }
+    }
+
+    /// Pads values with `padding` instead of the type's default.
+    pub fn with_padding(mut self, padding: PaddingPolicy) -> Self {
+        self.padding = Some(padding);
+        self
+    }
+}
+
+/// Writes the catalog: master keys, column keys, settings, assignments, and
+/// the signed manifests of every encrypted column.
 ///
 /// Every record it writes is signed by a column master key through the key
 /// store registry, so it needs the master keys' private halves.
 ///
 /// ```no_run
 /// # async fn demo(mut plain: tokio_postgres::Client, registry: aepg::keystore::KeyStoreRegistry) -> Result<(), aepg::Error> {
-/// use aepg::analysis::ColumnName;
 /// use aepg::catalog::{install, CatalogAdmin, NewEncryptionSetting};
 /// use aepg::cell::{EncryptionMode, PlaintextType};
 /// use aepg::keystore::MasterKeyLocation;
+/// use aepg::ColumnName;
 ///
 /// install(&mut plain).await?;
 /// let admin = CatalogAdmin::new(registry);
-/// admin.register_master_key(&plain, "cmk1", &MasterKeyLocation::new("local", "cmk1.pem")).await?;
 /// let cmk = MasterKeyLocation::new("local", "cmk1.pem");
-/// let key_id = admin.create_column_key(&plain, "cmk1", &cmk).await?;
-/// let setting = NewEncryptionSetting {
-///     name: "ssn".into(),
-///     plaintext_type: PlaintextType::parse("text")?,
-///     mode: EncryptionMode::Deterministic,
-///     padding: None,
+/// admin.register_master_key(&mut plain, "cmk1", &cmk).await?;
+/// let key_id = admin.create_column_key(&mut plain, "cmk1", &cmk).await?;
+/// let setting = NewEncryptionSetting::new(
+///     "ssn",
+///     PlaintextType::parse("text")?,
+///     EncryptionMode::Deterministic,
 ///     key_id,
-/// };
-/// admin.create_setting(&plain, &setting).await?;
+/// );
+/// admin.create_setting(&mut plain, &setting).await?;
 /// plain.batch_execute("CREATE TABLE patients (id int, ssn aepg.ciphertext)").await?;
-/// let column = ColumnName { schema: "public".into(), table: "patients".into(), column: "ssn".into() };
-/// admin.assign_column(&plain, &column, "ssn").await?;
+/// admin.assign_column(&mut plain, &ColumnName::new("public", "patients", "ssn"), "ssn").await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]
@@ -69,48 +108,51 @@ impl CatalogAdmin {
     }
 
     /// Registers a column master key under `name`, after checking that the
-    /// key store has it and that it is large enough. Re-registering the same
-    /// location under the same name is a no-op.
+    /// key store has it and that it is large enough, and signs its first
+    /// manifest. Re-registering the same location under the same name
+    /// changes nothing.
     ///
     /// # Errors
-    /// The key store's refusal; [`Error::AlreadyInCatalog`] if `name` names
-    /// another location.
+    /// The key store's refusal; [`CatalogError::AlreadyExists`] if `name`
+    /// names another location.
     pub async fn register_master_key(
         &self,
-        client: &impl GenericClient,
+        client: &mut impl GenericClient,
         name: &str,
         location: &MasterKeyLocation,
     ) -> Result<(), Error> {
-        require_installed(client).await?;
         let info = self.registry.describe(location).await?;
         if info.bits < MIN_MASTER_KEY_BITS {
-            return Err(aepg_keystore::KeyStoreError::KeyTooSmall {
+            return Err(KeyStoreError::KeyTooSmall {
                 key_path: location.key_path.clone(),
                 bits: info.bits,
                 minimum: MIN_MASTER_KEY_BITS,
             }
             .into());
         }
-        let existing = client
-            .query_opt(
-                "INSERT INTO aepg.master_keys (name, provider, key_path) VALUES ($1, $2, $3)
-                 ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
-                 RETURNING provider, key_path",
+        let change = Change::begin(client, &self.registry).await?;
+        match change.catalog.master_keys.get(name) {
+            Some(existing) if existing == location => return Ok(()),
+            Some(_) => {
+                return Err(CatalogError::AlreadyExists {
+                    object: CatalogObject::MasterKey,
+                    name: name.to_owned(),
+                }
+                .into())
+            }
+            None => {}
+        }
+        change
+            .transaction
+            .execute(
+                "INSERT INTO aepg.master_keys (name, provider, key_path) VALUES ($1, $2, $3)",
                 &[&name, &location.provider, &location.key_path],
             )
             .await?;
-        match existing {
-            Some(row)
-                if row.try_get::<_, &str>(0)? == location.provider
-                    && row.try_get::<_, &str>(1)? == location.key_path =>
-            {
-                Ok(())
-            }
-            _ => Err(Error::AlreadyInCatalog {
-                kind: "column master key",
-                name: name.to_owned(),
-            }),
-        }
+        let mut signers = change.signers();
+        signers.insert(name.to_owned(), location.clone());
+        change.commit(&self.registry, signers).await?;
+        Ok(())
     }
 
     /// Creates a column encryption key: 32 random bytes, wrapped and signed
@@ -126,54 +168,62 @@ impl CatalogAdmin {
     /// refusal, database errors.
     pub async fn create_column_key(
         &self,
-        client: &impl GenericClient,
+        client: &mut impl GenericClient,
         master_key_name: &str,
         location: &MasterKeyLocation,
     ) -> Result<u32, Error> {
-        require_installed(client).await?;
-        if &self.master_key(client, master_key_name).await? != location {
-            return Err(Error::MalformedCatalogRow {
-                row: format!("aepg.master_keys({master_key_name:?})"),
-                reason: format!(
-                    "it does not name {location}, where the caller expects this master key"
-                ),
-            });
+        let change = Change::begin(client, &self.registry).await?;
+        match change.catalog.master_keys.get(master_key_name) {
+            None => {
+                return Err(CatalogError::NotFound {
+                    object: CatalogObject::MasterKey,
+                    name: master_key_name.to_owned(),
+                }
+                .into())
+            }
+            Some(registered) if registered != location => {
+                return Err(CatalogError::MasterKeyElsewhere {
+                    name: master_key_name.to_owned(),
+                    registered: registered.clone(),
+                    expected: location.clone(),
+                }
+                .into())
+            }
+            Some(_) => {}
         }
-        let location = location.clone();
-        let key_id: i32 = client
+        let sql_id: i32 = change
+            .transaction
             .query_one("SELECT nextval('aepg.column_key_ids')::integer", &[])
             .await?
             .try_get(0)?;
-        let key_id_u32 = u32::try_from(key_id).map_err(|_| Error::MalformedCatalogRow {
-            row: "aepg.column_key_ids".to_owned(),
-            reason: "negative id".to_owned(),
-        })?;
+        let key_id = id_from_sql(sql_id, "column key id")?;
         let column_key = ColumnKey::generate()?;
-        let catalog = catalog_id(client).await?;
         let sealed = SignedRecord::<WrappedColumnKey>::seal(
             &self.registry,
-            &catalog,
+            &change.catalog.id(),
             master_key_name,
-            &location,
-            key_id_u32,
+            location,
+            key_id,
             &column_key,
         )
         .await?;
-        // One statement, so a crash cannot leave a key without its value.
-        client
+        change
+            .transaction
             .execute(
                 "WITH new_key AS (INSERT INTO aepg.column_keys (id) VALUES ($1))
                  INSERT INTO aepg.column_key_values (key_id, master_key_name, record, signature)
                  VALUES ($1, $2, $3, $4)",
                 &[
-                    &key_id,
+                    &sql_id,
                     &master_key_name,
                     &sealed.canonical_bytes(),
                     &sealed.signature(),
                 ],
             )
             .await?;
-        Ok(key_id_u32)
+        let signers = change.signers();
+        change.commit(&self.registry, signers).await?;
+        Ok(key_id)
     }
 
     /// Creates a column encryption setting, signed by the master key of its
@@ -184,36 +234,37 @@ impl CatalogAdmin {
     /// use, the key store's refusal, database errors.
     pub async fn create_setting(
         &self,
-        client: &impl GenericClient,
+        client: &mut impl GenericClient,
         new: &NewEncryptionSetting,
     ) -> Result<u32, Error> {
         if !new.plaintext_type.is_supported() {
-            return Err(Error::UnsupportedType {
-                name: format!("type oid {}", new.plaintext_type.oid),
-            });
+            return Err(crate::cell::UnsupportedType {
+                name: new.plaintext_type.display_name(),
+            }
+            .into());
         }
-        let catalog = self.load(client).await?;
-        if catalog.setting_by_name(&new.name).is_some() {
-            return Err(Error::AlreadyInCatalog {
-                kind: "column encryption setting",
+        let change = Change::begin(client, &self.registry).await?;
+        if change.catalog.setting_by_name(&new.name).is_some() {
+            return Err(CatalogError::AlreadyExists {
+                object: CatalogObject::EncryptionSetting,
                 name: new.name.clone(),
-            });
+            }
+            .into());
         }
-        let signer = signer_of_key(&catalog, new.key_id)?;
-        let id: i32 = client
+        let signer = signer_of_key(&change.catalog, new.key_id)?;
+        let sql_id: i32 = change
+            .transaction
             .query_one(
                 "SELECT nextval('aepg.encryption_setting_ids')::integer",
                 &[],
             )
             .await?
             .try_get(0)?;
+        let setting_id = id_from_sql(sql_id, "setting id")?;
         let record = EncryptionSettingRecord {
             name: new.name.clone(),
             setting: CellSetting {
-                setting_id: u32::try_from(id).map_err(|_| Error::MalformedCatalogRow {
-                    row: "aepg.encryption_setting_ids".to_owned(),
-                    reason: "negative id".to_owned(),
-                })?,
+                setting_id,
                 mode: new.mode,
                 plaintext_type: new.plaintext_type,
                 padding: new
@@ -222,60 +273,75 @@ impl CatalogAdmin {
             },
             key_id: new.key_id,
         };
-        let key_id = record.key_id as i32;
-        let setting_id = record.setting.setting_id;
-        let signed = SignedRecord::sign(record, &catalog.id(), &self.registry, &signer).await?;
-        client
+        let signed =
+            SignedRecord::sign(record, &change.catalog.id(), &self.registry, &signer).await?;
+        change
+            .transaction
             .execute(
                 "INSERT INTO aepg.encryption_settings (id, name, key_id, record, signature) VALUES ($1, $2, $3, $4, $5)",
-                &[&id, &new.name, &key_id, &signed.canonical_bytes(), &signed.signature()],
+                &[
+                    &sql_id,
+                    &new.name,
+                    &id_to_sql(new.key_id, "column key id")?,
+                    &signed.canonical_bytes(),
+                    &signed.signature(),
+                ],
             )
             .await?;
+        let signers = change.signers();
+        change.commit(&self.registry, signers).await?;
         Ok(setting_id)
     }
 
-    /// Assigns a column to a setting. The column must be of type
-    /// `aepg.ciphertext` and hold no values yet (encrypting existing data is
-    /// a migration, not an assignment). Re-assigning a column to the setting
-    /// it has is a no-op.
+    /// Assigns a column of a table, or of a view, to a setting, and adds it
+    /// to the manifests. The column must be of type `aepg.ciphertext`; a
+    /// table column must hold no values yet (encrypting existing data is a
+    /// migration, not an assignment). A view column is decrypted only under
+    /// the setting assigned here: without an assignment, its cells are
+    /// refused. Re-assigning a column to the setting it has changes nothing.
     ///
     /// # Errors
     /// A missing, non-ciphertext or non-empty column; an unknown setting; a
     /// column assigned to another setting; the key store's refusal.
     pub async fn assign_column(
         &self,
-        client: &impl GenericClient,
+        client: &mut impl GenericClient,
         column: &ColumnName,
         setting_name: &str,
     ) -> Result<(), Error> {
-        let catalog = self.load(client).await?;
-        let setting = catalog
+        let change = Change::begin(client, &self.registry).await?;
+        let setting = change
+            .catalog
             .setting_by_name(setting_name)
-            .ok_or_else(|| Error::NotInCatalog {
-                kind: "column encryption setting",
+            .ok_or_else(|| CatalogError::NotFound {
+                object: CatalogObject::EncryptionSetting,
                 name: setting_name.to_owned(),
-            })?;
+            })?
+            .clone();
         let setting_id = setting.cell.setting_id;
-        if let Some(existing) = catalog.columns.get(column) {
-            return if existing.setting_id == setting_id {
+        if let Some(existing) = change.catalog.assignments.get(column) {
+            return if *existing == setting_id {
                 Ok(())
             } else {
-                Err(Error::AlreadyInCatalog {
-                    kind: "column assignment for",
+                Err(CatalogError::AlreadyExists {
+                    object: CatalogObject::ColumnAssignment,
                     name: column.to_string(),
-                })
+                }
+                .into())
             };
         }
-        check_column_assignable(client, column).await?;
-        let signer = signer_of_key(&catalog, setting.key_id)?;
+        check_column_assignable(&change.transaction, column).await?;
+        let signer = signer_of_key(&change.catalog, setting.key_id)?;
         let record = ColumnAssignment {
             schema: column.schema.clone(),
             table: column.table.clone(),
             column: column.column.clone(),
             setting_id,
         };
-        let signed = SignedRecord::sign(record, &catalog.id(), &self.registry, &signer).await?;
-        client
+        let signed =
+            SignedRecord::sign(record, &change.catalog.id(), &self.registry, &signer).await?;
+        change
+            .transaction
             .execute(
                 "INSERT INTO aepg.column_assignments (schema_name, table_name, column_name, setting_id, record, signature)
                  VALUES ($1, $2, $3, $4, $5, $6)",
@@ -283,42 +349,153 @@ impl CatalogAdmin {
                     &column.schema,
                     &column.table,
                     &column.column,
-                    &(setting_id as i32),
+                    &id_to_sql(setting_id, "setting id")?,
                     &signed.canonical_bytes(),
                     &signed.signature(),
                 ],
             )
             .await?;
+        let signers = change.signers();
+        let mut change = change;
+        change.added.insert(column.clone(), setting_id);
+        change.commit(&self.registry, signers).await?;
         Ok(())
     }
 
-    /// Loads and verifies the catalog: everything there is to list.
+    /// Signs a new manifest, at a new generation, for every registered
+    /// master key this administrator holds: after an upgrade from a catalog
+    /// without manifests, or to refresh them. Returns the new generation.
     ///
     /// # Errors
-    /// As [`load_catalog`].
-    pub async fn load(&self, client: &impl GenericClient) -> Result<Catalog, Error> {
-        load_catalog(client, &self.registry, &[]).await
+    /// The key store's refusal, database errors.
+    pub async fn sign_manifests(&self, client: &mut impl GenericClient) -> Result<u64, Error> {
+        let change = Change::begin(client, &self.registry).await?;
+        let signers = change.signers();
+        change.commit(&self.registry, signers).await
     }
 
-    async fn master_key(
-        &self,
-        client: &impl GenericClient,
-        name: &str,
-    ) -> Result<MasterKeyLocation, Error> {
-        let row = client
-            .query_opt(
-                "SELECT provider, key_path FROM aepg.master_keys WHERE name = $1",
-                &[&name],
+    /// Loads and verifies the catalog: everything there is to list. Unlike
+    /// a client, an administrator also loads a catalog without manifests.
+    ///
+    /// # Errors
+    /// As [`load_catalog`](super::load_catalog).
+    pub async fn load(&self, client: &impl GenericClient) -> Result<Catalog, Error> {
+        load_verified(client, &self.registry, false).await
+    }
+}
+
+/// One administrative change in progress: a transaction holding the lock on
+/// the catalog's version row, and the catalog as it was when it began.
+struct Change<'t> {
+    transaction: tokio_postgres::Transaction<'t>,
+    catalog: Catalog,
+    /// Columns assigned by this change, which the loaded catalog lacks.
+    added: BTreeMap<ColumnName, u32>,
+}
+
+impl<'t> Change<'t> {
+    async fn begin(
+        client: &'t mut impl GenericClient,
+        registry: &KeyStoreRegistry,
+    ) -> Result<Self, Error> {
+        let transaction = client.transaction().await?;
+        require_installed(&transaction).await?;
+        // Serializes administrators: the second waits for the first to
+        // commit, then loads what it wrote.
+        transaction
+            .execute(
+                "SELECT generation FROM aepg.catalog_version FOR UPDATE",
+                &[],
             )
-            .await?
-            .ok_or_else(|| Error::NotInCatalog {
-                kind: "column master key",
-                name: name.to_owned(),
-            })?;
-        Ok(MasterKeyLocation::new(
-            row.try_get::<_, String>(0)?,
-            row.try_get::<_, String>(1)?,
-        ))
+            .await?;
+        let catalog = load_verified(&transaction, registry, false).await?;
+        Ok(Self {
+            transaction,
+            catalog,
+            added: BTreeMap::new(),
+        })
+    }
+
+    /// The registered master keys, by name: those this administrator holds
+    /// sign the new manifests.
+    fn signers(&self) -> BTreeMap<String, MasterKeyLocation> {
+        self.catalog.master_keys.clone()
+    }
+
+    /// Raises the generation, signs a manifest under each of `signers` that
+    /// this administrator holds, announces the generation and commits.
+    async fn commit(
+        self,
+        registry: &KeyStoreRegistry,
+        signers: BTreeMap<String, MasterKeyLocation>,
+    ) -> Result<u64, Error> {
+        let generation = generation_from_sql(
+            self.transaction
+                .query_one(
+                    "UPDATE aepg.catalog_version SET generation = generation + 1 RETURNING generation",
+                    &[],
+                )
+                .await?
+                .try_get(0)?,
+        )?;
+        let columns = self.manifest_columns();
+        for (name, location) in signers {
+            let manifest = ColumnManifest {
+                master_key_name: name.clone(),
+                master_key: location.clone(),
+                generation,
+                columns: columns.clone(),
+            };
+            let signed =
+                match SignedRecord::sign(manifest, &self.catalog.id(), registry, &location).await {
+                    Ok(signed) => signed,
+                    // A master key this administrator does not hold keeps
+                    // its older manifest: older, never rolled back.
+                    Err(crate::record::RecordError::KeyStore(
+                        KeyStoreError::UnknownProvider { .. }
+                        | KeyStoreError::UntrustedKeyPath { .. }
+                        | KeyStoreError::KeyNotFound { .. }
+                        | KeyStoreError::ProviderUnavailable { .. },
+                    )) => continue,
+                    Err(other) => return Err(other.into()),
+                };
+            self.transaction
+                .execute(
+                    "INSERT INTO aepg.manifests (master_key_name, generation, record, signature)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (master_key_name) DO UPDATE
+                     SET generation = EXCLUDED.generation, record = EXCLUDED.record,
+                         signature = EXCLUDED.signature, signed_at = now()",
+                    &[
+                        &name,
+                        &generation_to_sql(generation)?,
+                        &signed.canonical_bytes(),
+                        &signed.signature(),
+                    ],
+                )
+                .await?;
+        }
+        self.transaction
+            .execute(
+                "SELECT pg_notify($1, $2)",
+                &[&CATALOG_CHANNEL, &generation.to_string()],
+            )
+            .await?;
+        self.transaction.commit().await?;
+        Ok(generation)
+    }
+
+    /// Every encrypted column: listed by a verified manifest (a column never
+    /// leaves the manifests by accident, even when its records were
+    /// damaged), assigned by a verified record, or assigned now.
+    fn manifest_columns(&self) -> BTreeMap<ColumnName, u32> {
+        let mut columns = BTreeMap::new();
+        for manifest in self.catalog.manifests() {
+            columns.extend(manifest.columns.clone());
+        }
+        columns.extend(self.catalog.assignments.clone());
+        columns.extend(self.added.clone());
+        columns
     }
 }
 
@@ -330,9 +507,12 @@ fn signer_of_key(catalog: &Catalog, key_id: u32) -> Result<MasterKeyLocation, Er
         .get(&key_id)
         .and_then(|values| values.first())
         .map(|value| value.unverified().master_key.clone())
-        .ok_or_else(|| Error::NotInCatalog {
-            kind: "column encryption key",
-            name: key_id.to_string(),
+        .ok_or_else(|| {
+            CatalogError::NotFound {
+                object: CatalogObject::ColumnKey,
+                name: key_id.to_string(),
+            }
+            .into()
         })
 }
 
@@ -340,27 +520,33 @@ async fn check_column_assignable(
     client: &impl GenericClient,
     column: &ColumnName,
 ) -> Result<(), Error> {
-    let refuse = |reason: String| Error::ColumnNotAssignable {
-        column: column.to_string(),
+    let refuse = |reason: String| CatalogError::ColumnNotAssignable {
+        column: column.clone(),
         reason,
     };
     let row = client
         .query_opt(
-            "SELECT format_type(a.atttypid, a.atttypmod), a.atttypid = 'aepg.ciphertext'::regtype
+            "SELECT format_type(a.atttypid, a.atttypmod), a.atttypid = 'aepg.ciphertext'::regtype,
+                    c.relkind IN ('r', 'p')
              FROM pg_catalog.pg_attribute a
              JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
              WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3
-               AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p')",
+               AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm')",
             &[&column.schema, &column.table, &column.column],
         )
         .await?
-        .ok_or_else(|| refuse("no such column in a table".to_owned()))?;
+        .ok_or_else(|| refuse("no such column in a table or view".to_owned()))?;
     let type_name: String = row.try_get(0)?;
     if !row.try_get::<_, bool>(1)? {
         return Err(refuse(format!(
             "its type is {type_name}; an encrypted column must be declared as aepg.ciphertext"
-        )));
+        ))
+        .into());
+    }
+    if !row.try_get::<_, bool>(2)? {
+        // A view holds no values of its own.
+        return Ok(());
     }
     // Identifiers are quoted here, not by the (untrusted) server.
     let has_values_query = format!(
@@ -376,7 +562,8 @@ async fn check_column_assignable(
     {
         return Err(refuse(
             "it already holds values; encrypt existing data with a column migration".to_owned(),
-        ));
+        )
+        .into());
     }
     Ok(())
 }

@@ -72,3 +72,4 @@ CREATE TABLE aepg.column_assignments (
 );
 
 -- The version row is inserted by the installing client, with instance_id.
+-- Version 2 (upgrade_v2.sql) follows at once on a fresh install.

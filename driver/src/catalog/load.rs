@@ -1,320 +1,701 @@
-//! Loading the catalog: read every row, verify every signature, resolve
-//! columns to table oids, check pins.
+//! Loading the catalog: read every row, verify every signature, decide which
+//! columns are encrypted (what signed records say, never less), resolve them
+//! to the server's tables, check pins.
+//!
+//! A record that cannot be trusted — forged, altered, malformed, or under a
+//! master key this application does not trust — is left out and listed in
+//! [`Catalog::skipped`]; the columns that depend on it become unusable (fail
+//! closed), and only they. What fails the whole load: no manifest signed by
+//! a trusted master key, a manifest newer than the catalog's generation,
+//! pins that do not hold, database errors.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use aepg_keystore::{KeyStoreError, KeyStoreRegistry, MasterKeyLocation};
+use aepg_keystore::{KeyStoreRegistry, MasterKeyLocation};
 use tokio_postgres::GenericClient;
 
-use super::install::{catalog_id, require_installed};
-use super::model::{Catalog, EncryptedColumn, EncryptionSetting, SkippedRecord};
-use super::pin::{check_pins, PinnedColumn};
-use crate::analysis::{ColumnInfo, ColumnName, TableInfo};
-use crate::record::{ColumnAssignment, EncryptionSettingRecord, SignedRecord, WrappedColumnKey};
+use super::error::CatalogError;
+use super::install::{require_installed, CATALOG_STATE_QUERY};
+use super::model::{
+    is_temp_schema, Catalog, ColumnState, EncryptedColumn, EncryptionSetting, SkipReason,
+    SkippedRecord, VerifiedManifest,
+};
+use super::pin::Pins;
+use crate::analysis::{ColumnInfo, ColumnProtection, TableInfo};
+use crate::names::{ColumnName, TableName};
+use crate::record::{
+    CatalogId, CatalogRecord, ColumnAssignment, ColumnManifest, EncryptionSettingRecord,
+    RecordError, SignedRecord, WrappedColumnKey,
+};
+use crate::support::{first_ok, generation_from_sql, id_from_sql};
 use crate::Error;
 
-/// Loads and verifies the whole catalog.
-///
-/// A record whose signature does not verify is an attack on the catalog and
-/// fails the load. A record under a master key this application does not
-/// trust (or whose key store is unavailable) is skipped and listed in
-/// [`Catalog::skipped`]; pinned columns must not depend on such records.
+/// Loads and verifies the whole catalog, and checks `pins`.
 ///
 /// # Errors
-/// A missing or too new catalog, a forged or malformed record, a pinned
-/// column that is not encrypted as pinned, database errors.
+/// A missing, too old or too new catalog; no manifest signed by a trusted
+/// master key (when the registry trusts any); a manifest newer than the
+/// catalog's generation; pins that do not hold; database errors.
 pub async fn load_catalog(
     client: &impl GenericClient,
     registry: &KeyStoreRegistry,
-    pins: &[PinnedColumn],
+    pins: &Pins,
 ) -> Result<Catalog, Error> {
-    let mut catalog = Catalog {
-        version: require_installed(client).await?,
-        id: catalog_id(client).await?,
-        ..Catalog::default()
-    };
-    catalog.ciphertext_type_oid = client
-        .query_one("SELECT 'aepg.ciphertext'::regtype::oid", &[])
-        .await?
-        .try_get(0)?;
-    load_master_keys(client, &mut catalog).await?;
-    load_column_keys(client, registry, &mut catalog).await?;
-    load_settings(client, registry, &mut catalog).await?;
-    load_assignments(client, registry, &mut catalog).await?;
-    load_tables(client, &mut catalog).await?;
-    check_pins(&catalog, pins)?;
+    let catalog = load_verified(client, registry, true).await?;
+    pins.check(&catalog)?;
     Ok(catalog)
 }
 
-async fn load_master_keys(client: &impl GenericClient, catalog: &mut Catalog) -> Result<(), Error> {
-    for row in client
-        .query("SELECT name, provider, key_path FROM aepg.master_keys", &[])
-        .await?
-    {
-        let name: String = row.try_get(0)?;
-        let location =
-            MasterKeyLocation::new(row.try_get::<_, String>(1)?, row.try_get::<_, String>(2)?);
-        catalog.master_keys.insert(name, location);
-    }
-    Ok(())
-}
-
-async fn load_column_keys(
+/// [`load_catalog`] without pins; `require_manifest: false` lets an
+/// administrator load a catalog whose first manifest is still to be signed.
+pub(crate) async fn load_verified(
     client: &impl GenericClient,
     registry: &KeyStoreRegistry,
-    catalog: &mut Catalog,
-) -> Result<(), Error> {
-    let rows = client
-        .query(
-            "SELECT key_id, master_key_name, record, signature FROM aepg.column_key_values ORDER BY key_id, master_key_name",
-            &[],
-        )
-        .await?;
-    for row in rows {
-        let key_id = id_column(row.try_get(0)?, "aepg.column_key_values")?;
-        let master_key_name: String = row.try_get(1)?;
-        let row_name = format!("aepg.column_key_values({key_id}, {master_key_name:?})");
-        let value = SignedRecord::<WrappedColumnKey>::decode(row.try_get(2)?, row.try_get(3)?)?;
-        let record = value.unverified();
-        if record.key_id != key_id || record.master_key_name != master_key_name {
-            return Err(malformed(&row_name, "row does not match its signed record"));
+    require_manifest: bool,
+) -> Result<Catalog, Error> {
+    let version = require_installed(client).await?;
+    let state = client.query_one(CATALOG_STATE_QUERY, &[]).await?;
+    let id = CatalogId::from_slice(state.try_get(0)?)?;
+    let generation = generation_from_sql(state.try_get(1)?)?;
+    let ciphertext_type_oid = client
+        .query_one("SELECT 'aepg.ciphertext'::regtype::oid", &[])
+        .await?
+        .try_get(0)?;
+    let mut loader = Loader {
+        registry,
+        catalog: Catalog {
+            version,
+            id,
+            generation,
+            master_keys: BTreeMap::new(),
+            manifests: Vec::new(),
+            column_keys: BTreeMap::new(),
+            settings: BTreeMap::new(),
+            columns: BTreeMap::new(),
+            by_origin: HashMap::new(),
+            unassigned_origins: Default::default(),
+            attributes: HashMap::new(),
+            tables: HashMap::new(),
+            encrypted_table_names: HashMap::new(),
+            assignments: BTreeMap::new(),
+            ciphertext_type_oid,
+            skipped: Vec::new(),
+        },
+        assignments: BTreeMap::new(),
+        unusable: BTreeMap::new(),
+    };
+    loader.master_keys(client).await?;
+    loader.manifests(client, require_manifest).await?;
+    loader.column_keys(client).await?;
+    loader.settings(client).await?;
+    loader.assignments(client).await?;
+    let relations = server_relations(client, ciphertext_type_oid).await?;
+    Ok(loader.finish(relations))
+}
+
+/// The loader's state between steps.
+struct Loader<'r> {
+    registry: &'r KeyStoreRegistry,
+    catalog: Catalog,
+    /// Verified assignments: column → setting id.
+    assignments: BTreeMap<ColumnName, u32>,
+    /// Columns named by a record that was left out: why they cannot be used.
+    unusable: BTreeMap<ColumnName, String>,
+}
+
+impl Loader<'_> {
+    async fn master_keys(&mut self, client: &impl GenericClient) -> Result<(), Error> {
+        for row in client
+            .query("SELECT name, provider, key_path FROM aepg.master_keys", &[])
+            .await?
+        {
+            let name: String = row.try_get(0)?;
+            let location =
+                MasterKeyLocation::new(row.try_get::<_, String>(1)?, row.try_get::<_, String>(2)?);
+            self.catalog.master_keys.insert(name, location);
         }
-        if catalog.master_keys.get(&master_key_name) != Some(&record.master_key) {
-            return Err(malformed(
-                &row_name,
-                "master key location differs from aepg.master_keys",
+        Ok(())
+    }
+
+    async fn manifests(
+        &mut self,
+        client: &impl GenericClient,
+        require_manifest: bool,
+    ) -> Result<(), Error> {
+        let rows = client
+            .query(
+                "SELECT master_key_name, generation, record, signature FROM aepg.manifests ORDER BY master_key_name",
+                &[],
+            )
+            .await?;
+        let mut rejected = Vec::new();
+        for row in rows {
+            let name: String = row.try_get(0)?;
+            let what = format!("manifest of master key {name:?}");
+            match self.manifest(&row, &name).await {
+                Ok(manifest) => self.catalog.manifests.push(manifest),
+                Err(skip) => {
+                    rejected.push(format!("{what}: {}", skip.reason));
+                    self.skip(what, skip);
+                }
+            }
+        }
+        if require_manifest && self.catalog.manifests.is_empty() && self.registry.trusts_any_key() {
+            return Err(CatalogError::NoManifest { rejected }.into());
+        }
+        for manifest in &self.catalog.manifests {
+            if manifest.generation > self.catalog.generation {
+                // Only the generation counter itself can have moved back.
+                return Err(CatalogError::GenerationRollback {
+                    seen: manifest.generation,
+                    found: self.catalog.generation,
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    async fn manifest(
+        &self,
+        row: &tokio_postgres::Row,
+        name: &str,
+    ) -> Result<VerifiedManifest, Skip> {
+        let signed = decode::<ColumnManifest>(row, 2)?;
+        let record = signed.unverified();
+        let generation: i64 = row.try_get(1).map_err(Skip::unreadable)?;
+        if record.master_key_name != name
+            || generation_from_sql(generation).ok() != Some(record.generation)
+        {
+            return Err(Skip::tampered("its row does not match its signed record"));
+        }
+        if self.catalog.master_keys.get(name) != Some(&record.master_key) {
+            return Err(Skip::tampered(
+                "its master key's location differs from aepg.master_keys",
             ));
         }
-        let location = record.master_key.clone();
-        match value.verify(registry, &location, &catalog.id).await {
-            Ok(_) => catalog.column_keys.entry(key_id).or_default().push(value),
-            Err(error) => skip_or_fail(
-                catalog,
-                format!("column key {key_id} under master key {master_key_name:?}"),
-                error,
-            )?,
-        }
+        let record = signed
+            .verify(self.registry, &record.master_key, &self.catalog.id)
+            .await
+            .map_err(Skip::from_record)?;
+        Ok(VerifiedManifest {
+            master_key_name: record.master_key_name.clone(),
+            master_key: record.master_key.clone(),
+            generation: record.generation,
+            columns: record.columns.clone(),
+        })
     }
-    Ok(())
-}
 
-async fn load_settings(
-    client: &impl GenericClient,
-    registry: &KeyStoreRegistry,
-    catalog: &mut Catalog,
-) -> Result<(), Error> {
-    let rows = client
-        .query(
-            "SELECT id, name, key_id, record, signature FROM aepg.encryption_settings ORDER BY id",
-            &[],
-        )
-        .await?;
-    for row in rows {
-        let id = id_column(row.try_get(0)?, "aepg.encryption_settings")?;
-        let name: String = row.try_get(1)?;
-        let key_id = id_column(row.try_get(2)?, "aepg.encryption_settings")?;
-        let row_name = format!("aepg.encryption_settings({id}, {name:?})");
-        let signed =
-            SignedRecord::<EncryptionSettingRecord>::decode(row.try_get(3)?, row.try_get(4)?)?;
+    async fn column_keys(&mut self, client: &impl GenericClient) -> Result<(), Error> {
+        let rows = client
+            .query(
+                "SELECT key_id, master_key_name, record, signature FROM aepg.column_key_values ORDER BY key_id, master_key_name",
+                &[],
+            )
+            .await?;
+        for row in rows {
+            let key_id: i32 = row.try_get(0)?;
+            let master_key_name: String = row.try_get(1)?;
+            let what = format!("column key {key_id} under master key {master_key_name:?}");
+            match self.column_key(&row, key_id, &master_key_name).await {
+                Ok(value) => self
+                    .catalog
+                    .column_keys
+                    .entry(value.unverified().key_id)
+                    .or_default()
+                    .push(value),
+                Err(skip) => self.skip(what, skip),
+            }
+        }
+        Ok(())
+    }
+
+    async fn column_key(
+        &self,
+        row: &tokio_postgres::Row,
+        key_id: i32,
+        master_key_name: &str,
+    ) -> Result<SignedRecord<WrappedColumnKey>, Skip> {
+        let value = decode::<WrappedColumnKey>(row, 2)?;
+        let record = value.unverified();
+        if id_from_sql(key_id, "column key id").ok() != Some(record.key_id)
+            || record.master_key_name != master_key_name
+        {
+            return Err(Skip::tampered("its row does not match its signed record"));
+        }
+        if self.catalog.master_keys.get(master_key_name) != Some(&record.master_key) {
+            return Err(Skip::tampered(
+                "its master key's location differs from aepg.master_keys",
+            ));
+        }
+        value
+            .verify(self.registry, &record.master_key, &self.catalog.id)
+            .await
+            .map_err(Skip::from_record)?;
+        Ok(value)
+    }
+
+    async fn settings(&mut self, client: &impl GenericClient) -> Result<(), Error> {
+        let rows = client
+            .query(
+                "SELECT id, name, key_id, record, signature FROM aepg.encryption_settings ORDER BY id",
+                &[],
+            )
+            .await?;
+        for row in rows {
+            let id: i32 = row.try_get(0)?;
+            let name: String = row.try_get(1)?;
+            let what = format!("encryption setting {name:?}");
+            match self.setting(&row, id, &name).await {
+                Ok(setting) => {
+                    self.catalog
+                        .settings
+                        .insert(setting.cell.setting_id, Arc::new(setting));
+                }
+                Err(skip) => self.skip(what, skip),
+            }
+        }
+        Ok(())
+    }
+
+    async fn setting(
+        &self,
+        row: &tokio_postgres::Row,
+        id: i32,
+        name: &str,
+    ) -> Result<EncryptionSetting, Skip> {
+        let key_id: i32 = row.try_get(2).map_err(Skip::unreadable)?;
+        let signed = decode::<EncryptionSettingRecord>(row, 3)?;
         let record = signed.unverified();
-        if record.setting.setting_id != id || record.key_id != key_id || record.name != name {
-            return Err(malformed(&row_name, "row does not match its signed record"));
+        if id_from_sql(id, "setting id").ok() != Some(record.setting.setting_id)
+            || id_from_sql(key_id, "column key id").ok() != Some(record.key_id)
+            || record.name != name
+        {
+            return Err(Skip::tampered("its row does not match its signed record"));
         }
         if !record.setting.plaintext_type.is_supported() {
-            return Err(malformed(&row_name, "plaintext type is not supported"));
+            return Err(Skip::tampered("its plaintext type is not supported"));
         }
-        let what = format!("encryption setting {name:?}");
-        match verify_under_key(&signed, key_id, registry, catalog).await {
-            Ok(record) => {
-                let setting = EncryptionSetting {
-                    name,
-                    cell: record.setting,
-                    key_id,
-                };
-                catalog.settings.insert(id, setting);
-            }
-            Err(error) => skip_or_fail(catalog, what, error)?,
-        }
+        let record = self.verify_under_key(&signed, record.key_id).await?;
+        Ok(EncryptionSetting {
+            name: record.name.clone(),
+            cell: record.setting,
+            key_id: record.key_id,
+        })
     }
-    Ok(())
-}
 
-async fn load_assignments(
-    client: &impl GenericClient,
-    registry: &KeyStoreRegistry,
-    catalog: &mut Catalog,
-) -> Result<(), Error> {
-    let rows = client
-        .query(
-            "SELECT schema_name, table_name, column_name, setting_id, record, signature FROM aepg.column_assignments",
-            &[],
-        )
-        .await?;
-    for row in rows {
-        let name = ColumnName {
-            schema: row.try_get(0)?,
-            table: row.try_get(1)?,
-            column: row.try_get(2)?,
-        };
-        let setting_id = id_column(row.try_get(3)?, "aepg.column_assignments")?;
-        let row_name = format!("aepg.column_assignments({name})");
-        let signed = SignedRecord::<ColumnAssignment>::decode(row.try_get(4)?, row.try_get(5)?)?;
+    async fn assignments(&mut self, client: &impl GenericClient) -> Result<(), Error> {
+        let rows = client
+            .query(
+                "SELECT schema_name, table_name, column_name, setting_id, record, signature FROM aepg.column_assignments",
+                &[],
+            )
+            .await?;
+        for row in rows {
+            let name = ColumnName::new(
+                row.try_get::<_, String>(0)?,
+                row.try_get::<_, String>(1)?,
+                row.try_get::<_, String>(2)?,
+            );
+            let what = format!("assignment of {name}");
+            match self.assignment(&row, &name).await {
+                Ok(setting_id) => {
+                    self.assignments.insert(name, setting_id);
+                }
+                Err(skip) => {
+                    // Fail closed: a column a tampered record calls encrypted
+                    // is never treated as plaintext. A record this
+                    // application cannot check (another application's master
+                    // key) is only left out, unless a manifest lists it.
+                    if skip.kind == SkipReason::Tampered {
+                        self.unusable.insert(
+                            name,
+                            format!("its assignment record was tampered with ({})", skip.reason),
+                        );
+                    }
+                    self.skip(what, skip);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn assignment(&self, row: &tokio_postgres::Row, name: &ColumnName) -> Result<u32, Skip> {
+        let setting_id: i32 = row.try_get(3).map_err(Skip::unreadable)?;
+        let signed = decode::<ColumnAssignment>(row, 4)?;
         let record = signed.unverified();
         if record.schema != name.schema
             || record.table != name.table
             || record.column != name.column
-            || record.setting_id != setting_id
+            || id_from_sql(setting_id, "setting id").ok() != Some(record.setting_id)
         {
-            return Err(malformed(&row_name, "row does not match its signed record"));
+            return Err(Skip::tampered("its row does not match its signed record"));
         }
-        let Some(key_id) = catalog
+        let Some(key_id) = self
+            .catalog
             .settings
-            .get(&setting_id)
+            .get(&record.setting_id)
             .map(|setting| setting.key_id)
         else {
-            catalog.skipped.push(SkippedRecord {
-                what: format!("assignment of {name}"),
-                reason: format!("its encryption setting {setting_id} was not loaded"),
+            return Err(Skip {
+                kind: SkipReason::Dependency,
+                reason: format!(
+                    "its encryption setting {} was not loaded",
+                    record.setting_id
+                ),
             });
-            continue;
         };
-        match verify_under_key(&signed, key_id, registry, catalog).await {
-            Ok(_) => {
-                let column = EncryptedColumn {
-                    name: name.clone(),
-                    setting_id,
-                    origin: None,
-                };
-                catalog.columns.insert(name, column);
+        let record = self.verify_under_key(&signed, key_id).await?;
+        Ok(record.setting_id)
+    }
+
+    /// Verifies a record signed by a master key of column key `key_id`: any
+    /// of the key's verified wrapped values names a master key that may sign.
+    async fn verify_under_key<'a, T: CatalogRecord>(
+        &self,
+        signed: &'a SignedRecord<T>,
+        key_id: u32,
+    ) -> Result<&'a T, Skip> {
+        let values = self
+            .catalog
+            .column_keys
+            .get(&key_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        first_ok(
+            values,
+            || Skip {
+                kind: SkipReason::Dependency,
+                reason: format!("its column key {key_id} was not loaded"),
+            },
+            |value| async move {
+                signed
+                    .verify(
+                        self.registry,
+                        &value.unverified().master_key,
+                        &self.catalog.id,
+                    )
+                    .await
+                    .map_err(Skip::from_record)
+            },
+        )
+        .await
+    }
+
+    fn skip(&mut self, what: String, skip: Skip) {
+        tracing::warn!(record = %what, reason = %skip.reason, "aepg catalog record left out");
+        self.catalog.skipped.push(SkippedRecord {
+            what,
+            kind: skip.kind,
+            reason: skip.reason,
+        });
+    }
+
+    /// Decides which columns are encrypted and builds the analysis's view
+    /// of the tables.
+    fn finish(mut self, relations: Vec<ServerRelation>) -> Catalog {
+        let signed = self.signed_columns();
+        let mut tables = HashMap::new();
+        let mut present: HashMap<ColumnName, (u32, i16, bool)> = HashMap::new();
+        for relation in &relations {
+            for column in &relation.columns {
+                let name = relation.name.column(column.name.clone());
+                present.insert(
+                    name.clone(),
+                    (relation.oid, column.attnum, column.is_ciphertext),
+                );
+                self.catalog
+                    .attributes
+                    .insert(name, (relation.oid, column.attnum));
             }
-            Err(error) => skip_or_fail(catalog, format!("assignment of {name}"), error)?,
+        }
+        // Every signed column: usable, or why not.
+        for (name, listed_setting) in &signed {
+            let origin = present.get(name).copied();
+            let state = self.column_state(name, *listed_setting, origin);
+            if let Some((oid, attnum, _)) = origin {
+                self.catalog.by_origin.insert((oid, attnum), name.clone());
+            }
+            self.catalog.columns.insert(
+                name.clone(),
+                EncryptedColumn {
+                    name: name.clone(),
+                    state,
+                    origin: origin.map(|(oid, attnum, _)| (oid, attnum)),
+                },
+            );
+        }
+        for relation in relations {
+            let columns = relation
+                .columns
+                .iter()
+                .map(|column| {
+                    let name = relation.name.column(column.name.clone());
+                    let protection = match self.catalog.columns.get(&name) {
+                        Some(encrypted) => self.protection(encrypted),
+                        None if column.is_ciphertext => {
+                            self.catalog
+                                .unassigned_origins
+                                .insert((relation.oid, column.attnum));
+                            ColumnProtection::Unusable {
+                                reason:
+                                    "it is aepg.ciphertext, but no verified assignment names it"
+                                        .into(),
+                            }
+                        }
+                        None => ColumnProtection::Plaintext,
+                    };
+                    ColumnInfo {
+                        name: column.name.clone(),
+                        protection,
+                    }
+                })
+                .collect();
+            tables.insert(
+                relation.name.clone(),
+                TableInfo::new(relation.name, columns),
+            );
+        }
+        // A signed table or column the server lacks: the analysis could not
+        // map values to its columns, so no statement may use the table.
+        for name in signed.keys() {
+            if present.contains_key(name) {
+                continue;
+            }
+            let table = name.table_name();
+            let info = tables
+                .entry(table.clone())
+                .or_insert_with(|| TableInfo::new(table.clone(), Vec::new()));
+            if info.damage.is_none() {
+                info.damage = Some(if info.columns.is_empty() {
+                    "a signed record makes it encrypted, but it is missing from the database (renamed or dropped)"
+                        .into()
+                } else {
+                    format!(
+                        "a signed record makes its column {:?} encrypted, but the table has no such column",
+                        name.column
+                    )
+                    .into()
+                });
+            }
+        }
+        for info in tables.values() {
+            if info.has_encrypted_columns() {
+                self.catalog
+                    .encrypted_table_names
+                    .entry(info.name.name.clone())
+                    .or_default()
+                    .push(info.name.clone());
+            }
+        }
+        for names in self.catalog.encrypted_table_names.values_mut() {
+            names.sort();
+        }
+        self.catalog.tables = tables;
+        self.catalog.assignments = self.assignments;
+        self.catalog
+    }
+
+    /// Every column a signed record makes encrypted, with the setting the
+    /// manifests agree on (`None` when they disagree or only an
+    /// assignment names it), plus columns whose records were left out.
+    fn signed_columns(&self) -> BTreeMap<ColumnName, Option<u32>> {
+        let mut signed: BTreeMap<ColumnName, Option<u32>> = BTreeMap::new();
+        let mut disagreeing = Vec::new();
+        for manifest in &self.catalog.manifests {
+            for (column, setting_id) in &manifest.columns {
+                match signed.get(column) {
+                    Some(Some(listed)) if listed != setting_id => disagreeing.push(column.clone()),
+                    Some(_) => {}
+                    None => {
+                        signed.insert(column.clone(), Some(*setting_id));
+                    }
+                }
+            }
+        }
+        for column in disagreeing {
+            signed.insert(column, None);
+        }
+        for column in self.assignments.keys().chain(self.unusable.keys()) {
+            signed.entry(column.clone()).or_insert(None);
+        }
+        signed
+    }
+
+    fn column_state(
+        &self,
+        name: &ColumnName,
+        listed_setting: Option<u32>,
+        origin: Option<(u32, i16, bool)>,
+    ) -> ColumnState {
+        let unusable = |reason: String| ColumnState::Unusable {
+            reason: reason.into(),
+        };
+        let listed = self
+            .catalog
+            .manifests
+            .iter()
+            .any(|manifest| manifest.columns.contains_key(name));
+        let Some(&setting_id) = self.assignments.get(name) else {
+            return unusable(match (self.unusable.get(name), self.skipped_assignment(name)) {
+                (Some(reason), _) => reason.clone(),
+                (None, Some(reason)) => format!(
+                    "a signed manifest lists it as encrypted, but its assignment record cannot be used ({reason})"
+                ),
+                (None, None) => {
+                    "a signed manifest lists it as encrypted, but its assignment record is missing"
+                        .to_owned()
+                }
+            });
+        };
+        if listed && listed_setting != Some(setting_id) {
+            return unusable(format!(
+                "its assignment names setting {setting_id}, which the signed manifests do not agree with"
+            ));
+        }
+        let Some(setting) = self.catalog.settings.get(&setting_id) else {
+            return unusable(format!(
+                "its encryption setting {setting_id} was not loaded"
+            ));
+        };
+        if !self.catalog.column_keys.contains_key(&setting.key_id) {
+            return unusable(format!(
+                "the column key {} of its setting {:?} was not loaded",
+                setting.key_id, setting.name
+            ));
+        }
+        match origin {
+            None => unusable("the column is missing from the database".to_owned()),
+            Some((_, _, false)) => unusable(
+                "its type on the server is not aepg.ciphertext: the column was altered".to_owned(),
+            ),
+            Some((_, _, true)) => ColumnState::Usable { setting_id },
         }
     }
-    Ok(())
+
+    /// Why the assignment of `name` was left out, if it was.
+    fn skipped_assignment(&self, name: &ColumnName) -> Option<&str> {
+        let what = format!("assignment of {name}");
+        self.catalog
+            .skipped
+            .iter()
+            .find(|skipped| skipped.what == what)
+            .map(|skipped| skipped.reason.as_str())
+    }
+
+    fn protection(&self, column: &EncryptedColumn) -> ColumnProtection {
+        match &column.state {
+            ColumnState::Usable { setting_id } => match self.catalog.settings.get(setting_id) {
+                Some(setting) => ColumnProtection::Encrypted(setting.encryption()),
+                None => ColumnProtection::Unusable {
+                    reason: "its setting was not loaded".into(),
+                },
+            },
+            ColumnState::Unusable { reason } => ColumnProtection::Unusable {
+                reason: reason.clone(),
+            },
+        }
+    }
 }
 
-/// Reads every user table's columns, so the analyzer can resolve names and
-/// result columns can be traced to encrypted columns.
-async fn load_tables(client: &impl GenericClient, catalog: &mut Catalog) -> Result<(), Error> {
+/// Why a record was left out.
+struct Skip {
+    kind: SkipReason,
+    reason: String,
+}
+
+impl Skip {
+    fn tampered(reason: &str) -> Self {
+        Self {
+            kind: SkipReason::Tampered,
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn unreadable(error: tokio_postgres::Error) -> Self {
+        Self {
+            kind: SkipReason::Tampered,
+            reason: format!("its row cannot be read ({error})"),
+        }
+    }
+
+    fn from_record(error: RecordError) -> Self {
+        Self {
+            kind: if error.is_forgery() {
+                SkipReason::Tampered
+            } else {
+                SkipReason::Unverifiable
+            },
+            reason: error.to_string(),
+        }
+    }
+}
+
+/// Decodes the record and signature in columns `first` and `first + 1`.
+fn decode<T: CatalogRecord>(
+    row: &tokio_postgres::Row,
+    first: usize,
+) -> Result<SignedRecord<T>, Skip> {
+    let canonical: &[u8] = row.try_get(first).map_err(Skip::unreadable)?;
+    let signature: Vec<u8> = row.try_get(first + 1).map_err(Skip::unreadable)?;
+    SignedRecord::decode(canonical, signature).map_err(Skip::from_record)
+}
+
+/// A table, view or foreign table as the server describes it.
+struct ServerRelation {
+    name: TableName,
+    oid: u32,
+    columns: Vec<ServerColumn>,
+}
+
+struct ServerColumn {
+    name: String,
+    attnum: i16,
+    is_ciphertext: bool,
+}
+
+/// Reads every user relation's columns (temporary ones excepted: they
+/// belong to other sessions), so the analyzer can resolve names and result
+/// columns can be traced to encrypted columns.
+async fn server_relations(
+    client: &impl GenericClient,
+    ciphertext_type_oid: u32,
+) -> Result<Vec<ServerRelation>, Error> {
     let rows = client
         .query(
-            "SELECT n.nspname, c.relname, c.oid, a.attnum, a.attname, a.atttypid = $1::oid,
-                    c.relkind IN ('r', 'p')
+            "SELECT n.nspname, c.relname, c.oid, a.attnum, a.attname, a.atttypid = $1::oid
              FROM pg_catalog.pg_class c
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
              JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
              WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
                AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'aepg')
-               AND n.nspname NOT LIKE 'pg_toast%'
+               AND n.nspname NOT LIKE 'pg\\_toast%'
                AND a.attnum > 0 AND NOT a.attisdropped
              ORDER BY n.nspname, c.relname, a.attnum",
-            &[&catalog.ciphertext_type_oid],
+            &[&ciphertext_type_oid],
         )
         .await?;
-    let mut tables: BTreeMap<(String, String), TableInfo> = BTreeMap::new();
+    let mut relations: Vec<ServerRelation> = Vec::new();
     for row in rows {
         let schema: String = row.try_get(0)?;
-        let table: String = row.try_get(1)?;
-        let table_oid: u32 = row.try_get(2)?;
-        let attnum: i16 = row.try_get(3)?;
-        let name = ColumnName {
-            schema: schema.clone(),
-            table: table.clone(),
-            column: row.try_get(4)?,
+        if is_temp_schema(&schema) {
+            continue;
+        }
+        let name = TableName::new(schema, row.try_get::<_, String>(1)?);
+        let column = ServerColumn {
+            attnum: row.try_get(3)?,
+            name: row.try_get(4)?,
+            is_ciphertext: row.try_get(5)?,
         };
-        let is_ciphertext: bool = row.try_get(5)?;
-        let encryption = catalog.column_encryption(&name);
-        let is_table: bool = row.try_get(6)?;
-        if is_ciphertext {
-            if is_table && !catalog.columns.contains_key(&name) {
-                catalog.unassigned_table_columns.insert((table_oid, attnum));
-            } else {
-                catalog.ciphertext_origins.insert((table_oid, attnum));
-            }
-        }
-        if let Some(column) = catalog.columns.get_mut(&name) {
-            column.origin = Some((table_oid, attnum));
-            catalog.by_origin.insert((table_oid, attnum), name.clone());
-        }
-        tables
-            .entry((schema.clone(), table.clone()))
-            .or_insert_with(|| TableInfo {
-                schema,
-                name: table,
-                columns: Vec::new(),
-            })
-            .columns
-            .push(ColumnInfo {
-                name: name.column,
-                encryption,
-                is_ciphertext,
-            });
-    }
-    catalog.tables = tables.into_iter().collect();
-    Ok(())
-}
-
-/// Verifies a record signed by a master key of column key `key_id`: any of
-/// the key's verified wrapped values names a master key that may sign.
-async fn verify_under_key<'a, T: crate::record::CatalogRecord>(
-    signed: &'a SignedRecord<T>,
-    key_id: u32,
-    registry: &KeyStoreRegistry,
-    catalog: &Catalog,
-) -> Result<&'a T, Error> {
-    let Some(values) = catalog.column_keys.get(&key_id) else {
-        return Err(Error::NotInCatalog {
-            kind: "verified column encryption key",
-            name: key_id.to_string(),
-        });
-    };
-    let mut last_error = None;
-    for value in values {
-        match signed
-            .verify(registry, &value.unverified().master_key, &catalog.id)
-            .await
-        {
-            Ok(record) => return Ok(record),
-            Err(error) => last_error = Some(error),
+        match relations.last_mut() {
+            Some(last) if last.name == name => last.columns.push(column),
+            _ => relations.push(ServerRelation {
+                name,
+                oid: row.try_get(2)?,
+                columns: vec![column],
+            }),
         }
     }
-    Err(last_error.unwrap_or(Error::NotInCatalog {
-        kind: "verified column encryption key",
-        name: key_id.to_string(),
-    }))
-}
-
-/// A forged signature fails the load; a key this application cannot use
-/// only skips the record.
-fn skip_or_fail(catalog: &mut Catalog, what: String, error: Error) -> Result<(), Error> {
-    let skippable = matches!(
-        &error,
-        Error::NotInCatalog { .. }
-            | Error::KeyStore(
-                KeyStoreError::UntrustedKeyPath { .. }
-                    | KeyStoreError::UnknownProvider { .. }
-                    | KeyStoreError::KeyNotFound { .. }
-                    | KeyStoreError::ProviderUnavailable { .. }
-            )
-    );
-    if !skippable {
-        return Err(error);
-    }
-    tracing::warn!(record = %what, reason = %error, "aepg catalog record skipped");
-    catalog.skipped.push(SkippedRecord {
-        what,
-        reason: error.to_string(),
-    });
-    Ok(())
-}
-
-fn id_column(value: i32, table: &str) -> Result<u32, Error> {
-    u32::try_from(value).map_err(|_| malformed(table, "negative id"))
-}
-
-fn malformed(row: &str, reason: &str) -> Error {
-    Error::MalformedCatalogRow {
-        row: row.to_owned(),
-        reason: reason.to_owned(),
-    }
+    Ok(relations)
 }

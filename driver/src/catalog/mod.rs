@@ -1,19 +1,31 @@
 //! The `aepg` catalog in the database: column master keys, wrapped column
-//! keys, column encryption settings and column assignments, each signed by
-//! a column master key (DESIGN.md §5).
+//! keys, column encryption settings, column assignments and the manifests
+//! that list every encrypted column, each signed by a column master key
+//! (docs/DESIGN.md, "Catalog").
 //!
-//! - [`install`]: the idempotent, versioned install of the schema;
-//! - [`CatalogAdmin`]: creating keys and settings, assigning columns;
-//! - [`load_catalog`]: reading and verifying everything into a [`Catalog`].
+//! - [`install`]: the idempotent, versioned install (and upgrade) of the schema;
+//! - [`CatalogAdmin`]: creating keys and settings, assigning columns,
+//!   signing manifests;
+//! - [`load_catalog`]: reading and verifying everything into a [`Catalog`];
+//! - [`Pins`]: what the application itself knows of its catalog.
 
 mod admin;
+mod error;
 mod install;
 mod load;
 mod model;
 mod pin;
 
 pub use admin::{CatalogAdmin, NewEncryptionSetting};
-pub use install::{catalog_id, install, installed_version, InstallOutcome, CATALOG_VERSION};
+pub use error::{CatalogError, CatalogObject};
+pub use install::{
+    catalog_id, install, installed_version, InstallOutcome, CATALOG_CHANNEL, CATALOG_VERSION,
+};
 pub use load::load_catalog;
-pub use model::{Catalog, CatalogSchemaView, EncryptedColumn, EncryptionSetting, SkippedRecord};
-pub use pin::PinnedColumn;
+pub use model::{
+    Catalog, CatalogSchemaView, ColumnState, EncryptedColumn, EncryptionSetting, SkipReason,
+    SkippedRecord, VerifiedManifest,
+};
+pub use pin::{PinFileError, PinnedColumn, Pins, PIN_FILE_FORMAT};
+
+pub(crate) use install::CATALOG_STATE_QUERY;

@@ -1,11 +1,13 @@
 //! The verified, in-memory catalog.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use aepg_keystore::MasterKeyLocation;
 
-use crate::analysis::{ColumnEncryption, ColumnName, SchemaView, TableInfo};
-use crate::cell::{CellSetting, PlaintextType};
+use crate::analysis::{ColumnEncryption, SchemaView, TableInfo};
+use crate::cell::CellSetting;
+use crate::names::{ColumnName, TableName};
 use crate::record::{CatalogId, SignedRecord, WrappedColumnKey};
 
 /// A column encryption setting whose signed record verified.
@@ -22,55 +24,128 @@ pub struct EncryptionSetting {
 impl EncryptionSetting {
     /// The plaintext type as SQL writes it.
     pub fn type_name(&self) -> String {
-        type_name(self.cell.plaintext_type)
+        self.cell.plaintext_type.display_name()
+    }
+
+    /// What the analysis knows of it.
+    pub fn encryption(&self) -> ColumnEncryption {
+        ColumnEncryption {
+            setting_id: self.cell.setting_id,
+            setting_name: self.name.as_str().into(),
+            mode: self.cell.mode,
+        }
+    }
+
+    /// `"patients_ssn" (deterministic)`, for messages.
+    pub fn label(&self) -> String {
+        format!("setting {:?} ({})", self.name, self.cell.mode)
     }
 }
 
-pub(crate) fn type_name(plaintext_type: PlaintextType) -> String {
-    plaintext_type
-        .sql_name()
-        .unwrap_or_else(|| format!("type oid {}", plaintext_type.oid))
+/// Whether this client can encrypt and decrypt an encrypted column.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ColumnState {
+    /// Its assignment, setting and column key verified, and the server's
+    /// column is of type `aepg.ciphertext`.
+    Usable {
+        /// Its setting.
+        setting_id: u32,
+    },
+    /// A signed record makes it encrypted, but this client cannot use it:
+    /// nothing is stored into it or compared with it, and reading it fails.
+    Unusable {
+        /// Why.
+        reason: Arc<str>,
+    },
 }
 
-/// An encrypted column whose signed assignment verified.
+/// A column that signed records make encrypted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EncryptedColumn {
     /// The column.
     pub name: ColumnName,
-    /// Its setting.
-    pub setting_id: u32,
-    /// Its table's oid and its `attnum`, when the column exists.
+    /// Whether this client can use it.
+    pub state: ColumnState,
+    /// Its relation's oid and its `attnum`, when the server has the column.
     pub origin: Option<(u32, i16)>,
 }
 
-/// A record the loader left out, and why (untrusted or unavailable master key).
+impl EncryptedColumn {
+    /// Its setting, when usable.
+    pub fn setting_id(&self) -> Option<u32> {
+        match self.state {
+            ColumnState::Usable { setting_id } => Some(setting_id),
+            ColumnState::Unusable { .. } => None,
+        }
+    }
+}
+
+/// A manifest whose signature verified under a master key this application
+/// trusts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedManifest {
+    /// The signing master key's name in the catalog.
+    pub master_key_name: String,
+    /// Where the signing master key lives.
+    pub master_key: MasterKeyLocation,
+    /// The catalog generation it was signed at.
+    pub generation: u64,
+    /// Every encrypted column it lists, with its setting id.
+    pub columns: BTreeMap<ColumnName, u32>,
+}
+
+/// Why a record was left out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// Its master key is not trusted by this application, or its key store
+    /// is unavailable: the record cannot be checked here.
+    Unverifiable,
+    /// Its signature does not verify, it does not decode, or its row
+    /// disagrees with it: someone altered the catalog.
+    Tampered,
+    /// A record it depends on was left out.
+    Dependency,
+}
+
+/// A record the loader left out, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SkippedRecord {
     /// What was skipped (`column key 3 under master key "old"`).
     pub what: String,
-    /// Why.
+    /// The kind of reason.
+    pub kind: SkipReason,
+    /// Why, in words.
     pub reason: String,
 }
 
 /// The catalog as one client pool sees it: every record in it was verified
-/// against its column master key when loaded.
-#[derive(Clone, Debug, Default)]
+/// against its column master key when loaded, and the set of encrypted
+/// columns is what the signed manifests and assignments say, never less.
+#[derive(Clone, Debug)]
 pub struct Catalog {
     pub(crate) version: i32,
     pub(crate) id: CatalogId,
+    pub(crate) generation: u64,
     pub(crate) master_keys: BTreeMap<String, MasterKeyLocation>,
+    pub(crate) manifests: Vec<VerifiedManifest>,
     pub(crate) column_keys: BTreeMap<u32, Vec<SignedRecord<WrappedColumnKey>>>,
-    pub(crate) settings: BTreeMap<u32, EncryptionSetting>,
-    pub(crate) columns: HashMap<ColumnName, EncryptedColumn>,
+    pub(crate) settings: BTreeMap<u32, Arc<EncryptionSetting>>,
+    pub(crate) columns: BTreeMap<ColumnName, EncryptedColumn>,
     pub(crate) by_origin: HashMap<(u32, i16), ColumnName>,
-    /// Columns of type `aepg.ciphertext` of views (and assigned table
-    /// columns), by origin: decrypted by their cell header.
-    pub(crate) ciphertext_origins: HashSet<(u32, i16)>,
-    /// Table columns of type `aepg.ciphertext` without a verified
-    /// assignment: their cells are never trusted (a deleted assignment must
-    /// not let cells move between columns unnoticed).
-    pub(crate) unassigned_table_columns: HashSet<(u32, i16)>,
-    pub(crate) tables: HashMap<(String, String), TableInfo>,
+    /// Columns of type `aepg.ciphertext` (of tables and views) that no
+    /// signed record names: their cells are never decrypted.
+    pub(crate) unassigned_origins: HashSet<(u32, i16)>,
+    /// Every loaded column's relation oid and `attnum`, to check that a
+    /// result column comes from where the analysis resolved it.
+    pub(crate) attributes: HashMap<ColumnName, (u32, i16)>,
+    pub(crate) tables: HashMap<TableName, TableInfo>,
+    /// Names of tables with encrypted columns (signed or by type), for the
+    /// search-path shadowing check.
+    pub(crate) encrypted_table_names: HashMap<String, Vec<TableName>>,
+    /// Verified assignments: column → setting id.
+    pub(crate) assignments: BTreeMap<ColumnName, u32>,
     pub(crate) ciphertext_type_oid: u32,
     pub(crate) skipped: Vec<SkippedRecord>,
 }
@@ -87,9 +162,21 @@ impl Catalog {
         self.version
     }
 
-    /// Column master keys by name.
+    /// The catalog generation the server reported when this was loaded;
+    /// every administrative change raises it.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Column master keys by name, as the (unsigned) `aepg.master_keys`
+    /// table lists them.
     pub fn master_keys(&self) -> &BTreeMap<String, MasterKeyLocation> {
         &self.master_keys
+    }
+
+    /// The manifests that verified under a trusted master key.
+    pub fn manifests(&self) -> &[VerifiedManifest] {
+        &self.manifests
     }
 
     /// Ids of the column encryption keys with at least one verified wrapped
@@ -105,20 +192,23 @@ impl Catalog {
     }
 
     /// Verified column encryption settings by id.
-    pub fn settings(&self) -> &BTreeMap<u32, EncryptionSetting> {
+    pub fn settings(&self) -> &BTreeMap<u32, Arc<EncryptionSetting>> {
         &self.settings
     }
 
     /// The setting named `name`.
-    pub fn setting_by_name(&self, name: &str) -> Option<&EncryptionSetting> {
+    pub fn setting_by_name(&self, name: &str) -> Option<&Arc<EncryptionSetting>> {
         self.settings.values().find(|setting| setting.name == name)
     }
 
-    /// Verified encrypted columns, sorted by name.
-    pub fn columns(&self) -> Vec<&EncryptedColumn> {
-        let mut columns: Vec<&EncryptedColumn> = self.columns.values().collect();
-        columns.sort_by_key(|column| column.name.to_string());
-        columns
+    /// Every column signed records make encrypted, usable or not, sorted by name.
+    pub fn columns(&self) -> impl Iterator<Item = &EncryptedColumn> + '_ {
+        self.columns.values()
+    }
+
+    /// The encrypted column `name`.
+    pub fn column(&self, name: &ColumnName) -> Option<&EncryptedColumn> {
+        self.columns.get(name)
     }
 
     /// The encrypted column at `table_oid`/`attnum`, as a result column's
@@ -129,19 +219,15 @@ impl Catalog {
             .and_then(|name| self.columns.get(name))
     }
 
-    /// Whether the table column at `table_oid`/`attnum` is of type
-    /// `aepg.ciphertext` but has no verified assignment (deleted, or under a
-    /// master key this application does not trust).
+    /// Whether the column at `table_oid`/`attnum` is of type
+    /// `aepg.ciphertext` but no signed record names it.
     pub fn is_unassigned_ciphertext_column(&self, table_oid: u32, attnum: i16) -> bool {
-        self.unassigned_table_columns.contains(&(table_oid, attnum))
+        self.unassigned_origins.contains(&(table_oid, attnum))
     }
 
-    /// Whether the column at `table_oid`/`attnum` (of a view) is
-    /// of type `aepg.ciphertext`. The server describes result columns with
-    /// the domain's base type, `bytea`, so this is how a view's encrypted
-    /// column is recognized.
-    pub fn is_ciphertext_column(&self, table_oid: u32, attnum: i16) -> bool {
-        self.ciphertext_origins.contains(&(table_oid, attnum))
+    /// The oid and `attnum` of the column `name`, as loaded.
+    pub fn attribute(&self, name: &ColumnName) -> Option<(u32, i16)> {
+        self.attributes.get(name).copied()
     }
 
     /// The oid of the `aepg.ciphertext` domain in this database.
@@ -149,29 +235,35 @@ impl Catalog {
         self.ciphertext_type_oid
     }
 
-    /// Records left out because their master key is not trusted by this
-    /// application or its key store is unavailable. Columns under them are
-    /// treated as ciphertext of unknown setting: readable as bytes only, and
-    /// no parameter is ever sent to them.
+    /// Records left out: under a master key this application does not
+    /// trust, whose key store is unavailable, or tampered with. Columns that
+    /// depend on them are unusable (fail closed) when a signed record makes
+    /// them encrypted.
     pub fn skipped(&self) -> &[SkippedRecord] {
         &self.skipped
     }
 
-    /// A view of the tables that resolves unqualified names along `search_path`.
-    pub fn schema_view<'a>(&'a self, search_path: &'a [String]) -> CatalogSchemaView<'a> {
+    /// A view of the tables that resolves unqualified names along
+    /// `search_path` (as `current_schemas(true)` reports it), where the
+    /// session's temporary schema holds `temp_tables`.
+    pub fn schema_view<'a>(
+        &'a self,
+        search_path: &'a [String],
+        temp_tables: &'a [String],
+    ) -> CatalogSchemaView<'a> {
         CatalogSchemaView {
             catalog: self,
             search_path,
+            temp_tables,
         }
     }
 
-    pub(crate) fn column_encryption(&self, name: &ColumnName) -> Option<ColumnEncryption> {
-        let column = self.columns.get(name)?;
-        let setting = self.settings.get(&column.setting_id)?;
-        Some(ColumnEncryption {
-            setting_id: column.setting_id,
-            mode: setting.cell.mode,
-        })
+    /// The setting of a usable encrypted column.
+    pub(crate) fn usable_setting(&self, name: &ColumnName) -> Option<&Arc<EncryptionSetting>> {
+        self.columns
+            .get(name)
+            .and_then(EncryptedColumn::setting_id)
+            .and_then(|id| self.settings.get(&id))
     }
 }
 
@@ -180,6 +272,12 @@ impl Catalog {
 pub struct CatalogSchemaView<'a> {
     catalog: &'a Catalog,
     search_path: &'a [String],
+    temp_tables: &'a [String],
+}
+
+/// Whether `schema` is a session's temporary schema.
+pub(crate) fn is_temp_schema(schema: &str) -> bool {
+    schema.starts_with("pg_temp_") || schema.starts_with("pg_toast_temp_")
 }
 
 impl SchemaView for CatalogSchemaView<'_> {
@@ -187,24 +285,42 @@ impl SchemaView for CatalogSchemaView<'_> {
         let lookup = |schema: &str| {
             self.catalog
                 .tables
-                .get(&(schema.to_owned(), name.to_owned()))
+                .get(&TableName::new(schema, name))
                 .cloned()
         };
         match schema {
+            // `pg_temp.x` names the session's temporary table, whose columns
+            // this client does not know.
+            Some("pg_temp") => None,
             Some(schema) => lookup(schema),
-            None => self.search_path.iter().find_map(|schema| lookup(schema)),
+            None => {
+                for schema in self.search_path {
+                    if is_temp_schema(schema) {
+                        // A temporary table of the session hides every
+                        // table of its name; its columns are unknown here.
+                        if self.temp_tables.iter().any(|table| table == name) {
+                            return None;
+                        }
+                        continue;
+                    }
+                    if let Some(table) = lookup(schema) {
+                        return Some(table);
+                    }
+                }
+                None
+            }
         }
     }
 
-    fn encrypted_tables_named(&self, name: &str) -> Vec<String> {
-        let mut tables: Vec<String> = self
-            .catalog
-            .tables
-            .values()
-            .filter(|table| table.name == name && table.has_encrypted_columns())
-            .map(|table| format!("{}.{}", table.schema, table.name))
-            .collect();
-        tables.sort();
-        tables
+    fn encrypted_tables_named(&self, name: &str) -> Vec<TableName> {
+        self.catalog
+            .encrypted_table_names
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn has_encrypted_columns(&self) -> bool {
+        !self.catalog.encrypted_table_names.is_empty()
     }
 }

@@ -7,33 +7,45 @@
 mod column_assignment;
 mod encoding;
 mod encryption_setting;
+mod error;
+mod manifest;
 mod signed;
 mod wrapped_key;
 
 pub use column_assignment::ColumnAssignment;
 pub use encoding::{RecordKind, RECORD_FORMAT_VERSION};
 pub use encryption_setting::{EncryptionSettingRecord, CELL_ALGORITHM};
+pub use error::RecordError;
+pub use manifest::ColumnManifest;
 pub use signed::{CatalogId, SignedRecord};
 pub use wrapped_key::{WrappedColumnKey, KEY_WRAP_ALGORITHM};
 
-use crate::Error;
-
-/// A catalog record with a canonical byte encoding.
-pub trait CatalogRecord: Sized {
+/// A catalog record with a canonical byte encoding. Sealed: only the record
+/// kinds of this module have a tag byte, and a signature over one kind must
+/// never verify as another.
+pub trait CatalogRecord: private::Sealed + Sized {
     /// Which kind of record this is; part of the encoding.
     const KIND: RecordKind;
 
     /// The unique encoding that signatures cover.
     ///
     /// # Errors
-    /// [`Error::MalformedRecord`] for a field too long to encode.
-    fn canonical_bytes(&self) -> Result<Vec<u8>, Error>;
+    /// [`RecordError::Malformed`] for a field too long to encode.
+    fn canonical_bytes(&self) -> Result<Vec<u8>, RecordError>;
 
     /// Parses the canonical encoding strictly: anything else is an error.
     ///
     /// # Errors
-    /// [`Error::MalformedRecord`] saying what is wrong.
-    fn from_canonical_bytes(bytes: &[u8]) -> Result<Self, Error>;
+    /// [`RecordError::Malformed`] saying what is wrong.
+    fn from_canonical_bytes(bytes: &[u8]) -> Result<Self, RecordError>;
+}
+
+mod private {
+    pub trait Sealed {}
+    impl Sealed for super::WrappedColumnKey {}
+    impl Sealed for super::EncryptionSettingRecord {}
+    impl Sealed for super::ColumnAssignment {}
+    impl Sealed for super::ColumnManifest {}
 }
 
 #[cfg(test)]

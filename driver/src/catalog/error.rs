@@ -1,0 +1,169 @@
+//! What can be wrong with the catalog itself: missing, too new, not the
+//! expected one, damaged, rolled back.
+
+use std::fmt;
+
+use aepg_keystore::MasterKeyLocation;
+
+use crate::names::ColumnName;
+use crate::record::CatalogId;
+
+/// The kinds of object the catalog holds, for messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CatalogObject {
+    /// A column master key.
+    MasterKey,
+    /// A column encryption key.
+    ColumnKey,
+    /// A column encryption setting.
+    EncryptionSetting,
+    /// A column assignment.
+    ColumnAssignment,
+    /// A signed manifest of encrypted columns.
+    Manifest,
+}
+
+impl fmt::Display for CatalogObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::MasterKey => "column master key",
+            Self::ColumnKey => "column encryption key",
+            Self::EncryptionSetting => "column encryption setting",
+            Self::ColumnAssignment => "column assignment",
+            Self::Manifest => "column manifest",
+        })
+    }
+}
+
+/// What is wrong with the catalog.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatalogError {
+    /// The database has no aepg catalog.
+    #[error("the aepg catalog is not installed in this database (run install first)")]
+    NotInstalled,
+    /// The database's catalog is newer than this library.
+    #[error("the aepg catalog in this database has version {found}; this library knows versions up to {supported}: upgrade aepg")]
+    TooNew {
+        /// The installed version.
+        found: i32,
+        /// The newest version this library knows.
+        supported: i32,
+    },
+    /// The database's catalog is older than this library reads.
+    #[error("the aepg catalog in this database has version {found}; this library reads version {supported}: run install to upgrade it, then sign its manifests")]
+    TooOld {
+        /// The installed version.
+        found: i32,
+        /// The version this library reads.
+        supported: i32,
+    },
+    /// The database's catalog is not the one the application expects (by
+    /// its pin, or the one this client loaded before).
+    #[error("the aepg catalog in this database is {found}, not the expected {expected}: it was replaced")]
+    IdentityMismatch {
+        /// The identity the application expects.
+        expected: CatalogId,
+        /// The identity found.
+        found: CatalogId,
+    },
+    /// A catalog row cannot be read, or disagrees with its signed record.
+    #[error("catalog row {row} is malformed: {reason}")]
+    MalformedRow {
+        /// Which row (table and key).
+        row: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A named catalog object does not exist.
+    #[error("{object} {name} does not exist in the aepg catalog")]
+    NotFound {
+        /// What kind of object.
+        object: CatalogObject,
+        /// Its name or id.
+        name: String,
+    },
+    /// A catalog object exists already.
+    #[error("{object} {name} already exists in the aepg catalog")]
+    AlreadyExists {
+        /// What kind of object.
+        object: CatalogObject,
+        /// Its name.
+        name: String,
+    },
+    /// A master key is registered at another location than the caller expects.
+    #[error("column master key {name:?} is registered at {registered}, not at {expected}, where the caller expects it")]
+    MasterKeyElsewhere {
+        /// Its name.
+        name: String,
+        /// Where the catalog says it is.
+        registered: MasterKeyLocation,
+        /// Where the caller says it is.
+        expected: MasterKeyLocation,
+    },
+    /// A column cannot be assigned to a setting.
+    #[error("column {column} cannot be encrypted: {reason}")]
+    ColumnNotAssignable {
+        /// The column.
+        column: ColumnName,
+        /// Why.
+        reason: String,
+    },
+    /// A column the application pinned is not encrypted as pinned.
+    #[error("pinned column {column} is not encrypted as expected: {reason}")]
+    PinnedColumnMismatch {
+        /// The column.
+        column: ColumnName,
+        /// What differs.
+        reason: String,
+    },
+    /// No manifest verifies under a master key this application trusts:
+    /// the catalog was replaced, emptied, or its manifests were removed or
+    /// forged; or no trusted master key was registered in it yet.
+    #[error("the aepg catalog has no column manifest signed by a master key this application trusts{}: refusing it, as it cannot tell which columns are encrypted (register the application's master key, or sign the manifests after an upgrade)", describe_rejected(.rejected))]
+    NoManifest {
+        /// Manifests found but refused, and why.
+        rejected: Vec<String>,
+    },
+    /// A master key's manifest is older than one already seen or pinned,
+    /// or is missing: a rollback of the catalog.
+    #[error("the column manifest of master key {master_key:?} is {}, but generation {seen} was already seen or pinned: the catalog was rolled back or its manifest removed", match .found { Some(found) => format!("at generation {found}"), None => "missing".to_owned() })]
+    ManifestRollback {
+        /// The master key.
+        master_key: String,
+        /// The lowest generation acceptable.
+        seen: u64,
+        /// The generation found, if any.
+        found: Option<u64>,
+    },
+    /// The server's catalog generation is lower than one already seen, or
+    /// lower than a signed manifest's: a rollback of the catalog.
+    #[error("the catalog generation is {found}, but generation {seen} was already seen: the catalog was rolled back")]
+    GenerationRollback {
+        /// The generation already seen.
+        seen: u64,
+        /// The generation found.
+        found: u64,
+    },
+    /// The catalog or the session kept changing while a statement was
+    /// being prepared.
+    #[error("the aepg catalog or the session's search path kept changing while the statement was prepared; try again")]
+    Unsettled,
+    /// A number in the catalog is out of the range of its kind of id.
+    #[error("{what} {value} is out of range")]
+    IdOutOfRange {
+        /// What kind of number (`column key id`).
+        what: &'static str,
+        /// The value found.
+        value: i64,
+    },
+}
+
+fn describe_rejected(rejected: &[String]) -> String {
+    if rejected.is_empty() {
+        String::new()
+    } else {
+        format!(" (refused: {})", rejected.join("; "))
+    }
+}
