@@ -8,7 +8,8 @@
 use super::names::display_parts;
 use super::operand::{Operand, OutputColumn};
 use super::parameters::ParameterBindings;
-use super::{rules, BoxedRefusal, Refusal, ResultColumnSource, SchemaView, TableInfo};
+use super::{rules, BoxedRefusal, Refusal, ResultColumn, SchemaView, TableInfo};
+use crate::names::TableName;
 
 /// How deep the walk may recurse. The parser bounds nesting by brackets, but
 /// not chains like `x::int::text…`, which nest one level per operator (the
@@ -29,7 +30,7 @@ pub(super) enum Doubt {
 }
 
 impl Doubt {
-    fn into_refusal(self, table: String) -> Refusal {
+    fn into_refusal(self, table: TableName) -> Refusal {
         match self {
             Self::Unresolved(what) => Refusal::Unresolved { what, table },
             Self::Unsupported(shape) => Refusal::UnsupportedShape { shape, table },
@@ -44,8 +45,10 @@ pub(super) struct StatementOutcome {
     pub(super) bindings: ParameterBindings,
     /// Whether it reads or writes a table with encrypted columns.
     pub(super) touches_encrypted_table: bool,
-    /// What fills each of its result columns.
-    pub(super) result_columns: Vec<ResultColumnSource>,
+    /// What each of its result columns is.
+    pub(super) result_columns: Vec<ResultColumn>,
+    /// Whether it may change the session's search path or settings.
+    pub(super) changes_session: bool,
 }
 
 /// Walks one statement.
@@ -54,11 +57,15 @@ pub(super) struct Analyzer<'s> {
     /// Parameters bound so far.
     pub(super) bindings: ParameterBindings,
     doubts: Vec<Doubt>,
-    /// Tables with encrypted columns the statement names, qualified, in order.
-    encrypted_tables: Vec<String>,
+    /// Tables with encrypted columns the statement names, in order.
+    encrypted_tables: Vec<TableName>,
+    /// A damaged table the statement resolved: always a refusal.
+    damaged: Option<Refusal>,
     depth: usize,
-    /// What fills each result column of the top-level statement.
-    pub(super) result_columns: Vec<ResultColumnSource>,
+    /// What each result column of the top-level statement is.
+    pub(super) result_columns: Vec<ResultColumn>,
+    /// Whether the statement may change the session (`SET`, `set_config`, …).
+    pub(super) changes_session: bool,
 }
 
 impl<'s> Analyzer<'s> {
@@ -69,9 +76,16 @@ impl<'s> Analyzer<'s> {
             bindings: ParameterBindings::default(),
             doubts: Vec::new(),
             encrypted_tables: Vec::new(),
+            damaged: None,
             depth: 0,
             result_columns: Vec::new(),
+            changes_session: false,
         }
+    }
+
+    /// The schema the statement is analyzed against.
+    pub(super) fn schema(&self) -> &'s dyn SchemaView {
+        self.schema
     }
 
     /// Records a name that does not resolve.
@@ -83,6 +97,9 @@ impl<'s> Analyzer<'s> {
     /// explains the refusal better than the rule it tripped (`ssn = nosuch`
     /// is a missing column, not an expression compared with `ssn`).
     pub(super) fn explain_refusal(&self, refusal: BoxedRefusal) -> BoxedRefusal {
+        if let Some(damaged) = &self.damaged {
+            return Box::new(damaged.clone());
+        }
         let unresolved = self.doubts.iter().find_map(|doubt| match doubt {
             Doubt::Unresolved(what) => Some(what.clone()),
             Doubt::Unsupported(_) => None,
@@ -134,36 +151,44 @@ impl<'s> Analyzer<'s> {
         }
         let table = resolved?;
         if table.has_encrypted_columns() {
-            let qualified = format!("{}.{}", table.schema, table.name);
-            if !self.encrypted_tables.contains(&qualified) {
-                self.encrypted_tables.push(qualified);
-            }
+            self.note_encrypted_table(&table.name);
+        }
+        if let Some(reason) = &table.damage {
+            self.damaged.get_or_insert_with(|| Refusal::DamagedTable {
+                table: table.name.clone(),
+                reason: reason.clone(),
+            });
         }
         Some(table)
+    }
+
+    fn note_encrypted_table(&mut self, table: &TableName) {
+        if !self.encrypted_tables.contains(table) {
+            self.encrypted_tables.push(table.clone());
+        }
     }
 
     /// An unqualified `name` must resolve to the one table of that name with
     /// encrypted columns, if there is one: anything else is refused.
     fn check_not_shadowed(&mut self, name: &str, resolved: Option<&TableInfo>) {
-        let resolved_name = resolved.map(|table| format!("{}.{}", table.schema, table.name));
-        let others: Vec<String> = self
+        let resolved_name = resolved.map(|table| &table.name);
+        let others: Vec<TableName> = self
             .schema
             .encrypted_tables_named(name)
             .into_iter()
-            .filter(|qualified| Some(qualified) != resolved_name.as_ref())
+            .filter(|qualified| Some(qualified) != resolved_name)
             .collect();
-        let Some(first) = others.first() else {
+        let Some(first) = others.first().cloned() else {
             return;
         };
-        let target = resolved_name.unwrap_or_else(|| "no table".to_owned());
+        let target = resolved_name.map_or_else(|| "no table".to_owned(), ToString::to_string);
+        let others: Vec<String> = others.iter().map(ToString::to_string).collect();
         self.doubt_unresolved(format!(
             "table name {name:?}: the search path resolves it to {target}, but {} has encrypted columns \
              (qualify the name)",
             others.join(", ")
         ));
-        if !self.encrypted_tables.contains(first) {
-            self.encrypted_tables.push(first.clone());
-        }
+        self.note_encrypted_table(&first);
     }
 
     /// Reads out a query's result columns (a top-level `SELECT`, `RETURNING`,
@@ -189,8 +214,11 @@ impl<'s> Analyzer<'s> {
     /// `mentioned_encrypted_table`); otherwise they are the server's business.
     pub(super) fn finish(
         self,
-        mentioned_encrypted_table: impl FnOnce() -> Option<String>,
+        mentioned_encrypted_table: impl FnOnce() -> Option<TableName>,
     ) -> Result<StatementOutcome, BoxedRefusal> {
+        if let Some(damaged) = self.damaged {
+            return Err(Box::new(damaged));
+        }
         let touches_encrypted_table = !self.encrypted_tables.is_empty();
         if let Some(doubt) = self.doubts.into_iter().next() {
             let table = self
@@ -204,6 +232,7 @@ impl<'s> Analyzer<'s> {
                     bindings: self.bindings,
                     touches_encrypted_table: false,
                     result_columns: self.result_columns,
+                    changes_session: self.changes_session,
                 }),
             };
         }
@@ -211,6 +240,7 @@ impl<'s> Analyzer<'s> {
             bindings: self.bindings,
             touches_encrypted_table,
             result_columns: self.result_columns,
+            changes_session: self.changes_session,
         })
     }
 }

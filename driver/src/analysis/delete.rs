@@ -36,7 +36,7 @@ impl Analyzer<'_> {
         match items.as_slice() {
             [item] if item.joins.is_empty() => {
                 let target = self.target_relation(&item.relation);
-                level.add_relation(target);
+                level.add_target(target);
             }
             _ => {
                 self.doubt_unsupported("DELETE from several tables");

@@ -9,8 +9,12 @@ use sqlparser::ast::{
 use super::analyzer::Analyzer;
 use super::names::{alias_columns, alias_name, display_parts, object_name_parts};
 use super::operand::Operand;
-use super::scope::{Relation, Scope};
+use super::scope::{Relation, Scope, ScopeColumn};
 use super::{rules, BoxedRefusal};
+
+/// The columns `*` expands to over one `FROM` item, in order; `None` when
+/// some are unknown.
+type StarColumns = Option<Vec<ScopeColumn>>;
 
 impl Analyzer<'_> {
     /// Adds one `FROM` item (a relation and the joins hanging off it) to `level`.
@@ -19,69 +23,85 @@ impl Analyzer<'_> {
         item: &TableWithJoins,
         level: &mut Scope<'_>,
     ) -> Result<(), BoxedRefusal> {
+        let star = self.join_tree(item, level)?;
+        level.add_star_item(star);
+        Ok(())
+    }
+
+    /// Adds the relations of one `FROM` item to `level` and returns what `*`
+    /// expands to over it.
+    fn join_tree(
+        &mut self,
+        item: &TableWithJoins,
+        level: &mut Scope<'_>,
+    ) -> Result<StarColumns, BoxedRefusal> {
         // Parenthesized joins nest.
         if !self.descend() {
-            return Ok(());
+            return Ok(None);
         }
-        let added = self.add_from_item_at_depth(item, level);
+        let added = self.join_tree_at_depth(item, level);
         self.ascend();
         added
     }
 
-    fn add_from_item_at_depth(
+    fn join_tree_at_depth(
         &mut self,
         item: &TableWithJoins,
         level: &mut Scope<'_>,
-    ) -> Result<(), BoxedRefusal> {
+    ) -> Result<StarColumns, BoxedRefusal> {
         let left_start = level.relation_count();
-        self.table_factor(&item.relation, level)?;
+        let mut star = self.table_factor(&item.relation, level)?;
         for join in &item.joins {
             let right_start = level.relation_count();
-            self.table_factor(&join.relation, level)?;
+            let right = self.table_factor(&join.relation, level)?;
             if join.global {
                 self.doubt_unsupported("GLOBAL JOIN");
             }
-            let constraint = match &join.join_operator {
+            let (constraint, right_wins) = match &join.join_operator {
                 JoinOperator::Join(constraint)
                 | JoinOperator::Inner(constraint)
                 | JoinOperator::Left(constraint)
                 | JoinOperator::LeftOuter(constraint)
-                | JoinOperator::Right(constraint)
-                | JoinOperator::RightOuter(constraint)
                 | JoinOperator::FullOuter(constraint)
-                | JoinOperator::CrossJoin(constraint) => constraint,
+                | JoinOperator::CrossJoin(constraint) => (constraint, false),
+                JoinOperator::Right(constraint) | JoinOperator::RightOuter(constraint) => {
+                    (constraint, true)
+                }
                 _ => {
                     self.doubt_unsupported("a join kind PostgreSQL does not have");
+                    star = None;
                     continue;
                 }
             };
-            self.join_constraint(constraint, level, left_start, right_start)?;
+            let merged = self.join_constraint(constraint, level, left_start, right_start)?;
+            star = joined_star(star, right, &merged, right_wins);
         }
-        Ok(())
+        Ok(star)
     }
 
     /// `ON`, `USING` or `NATURAL` between the relations from `left_start`
-    /// and those from `right_start`.
+    /// and those from `right_start`; returns the column names merged.
     fn join_constraint(
         &mut self,
         constraint: &JoinConstraint,
         level: &mut Scope<'_>,
         left_start: usize,
         right_start: usize,
-    ) -> Result<(), BoxedRefusal> {
+    ) -> Result<Vec<String>, BoxedRefusal> {
+        let mut merged = Vec::new();
         match constraint {
-            JoinConstraint::None => Ok(()),
-            JoinConstraint::On(condition) => self.condition(condition, level),
+            JoinConstraint::None => {}
+            JoinConstraint::On(condition) => self.condition(condition, level)?,
             JoinConstraint::Using(names) => {
                 for name in names {
                     match object_name_parts(name).as_deref() {
                         Some([column]) => {
-                            self.join_column(column, level, left_start, right_start)?
+                            self.join_column(column, level, left_start, right_start)?;
+                            merged.push(column.clone());
                         }
                         _ => self.doubt_unresolved(format!("join column {name}")),
                     }
                 }
-                Ok(())
             }
             JoinConstraint::Natural => {
                 let left = level.column_names_in(left_start..right_start);
@@ -90,18 +110,21 @@ impl Analyzer<'_> {
                     self.doubt_unsupported(
                         "NATURAL JOIN with a relation whose columns are unknown",
                     );
-                    return Ok(());
+                    return Ok(merged);
                 };
-                for column in right.iter().filter(|column| left.contains(column)) {
-                    self.join_column(column, level, left_start, right_start)?;
+                // The server merges the common columns in the left side's order.
+                for column in left.iter().filter(|column| right.contains(column)) {
+                    if !merged.contains(column) {
+                        self.join_column(column, level, left_start, right_start)?;
+                        merged.push(column.clone());
+                    }
                 }
-                Ok(())
             }
             JoinConstraint::UsingAlias(..) => {
                 self.doubt_unsupported("JOIN … USING (…) AS");
-                Ok(())
             }
         }
+        Ok(merged)
     }
 
     /// `USING (column)`: the left and right columns are compared for equality.
@@ -131,13 +154,14 @@ impl Analyzer<'_> {
         Ok(())
     }
 
-    /// Adds one relation (or, for a parenthesized join, several) to `level`.
+    /// Adds one relation (or, for a parenthesized join, several) to `level`
+    /// and returns what `*` expands to over it.
     fn table_factor(
         &mut self,
         factor: &TableFactor,
         level: &mut Scope<'_>,
-    ) -> Result<(), BoxedRefusal> {
-        match factor {
+    ) -> Result<StarColumns, BoxedRefusal> {
+        let relation = match factor {
             TableFactor::Table {
                 name,
                 alias,
@@ -155,7 +179,7 @@ impl Analyzer<'_> {
                     self.doubt_unsupported(format!("function {name} in FROM"));
                     let fallback = object_name_parts(name).and_then(|parts| parts.last().cloned());
                     level.add_relation(Relation::opaque(alias_name(alias.as_ref()).or(fallback)));
-                    return Ok(());
+                    return Ok(None);
                 }
                 if !with_hints.is_empty()
                     || version.is_some()
@@ -169,8 +193,7 @@ impl Analyzer<'_> {
                     // expressions this walk does not enter.
                     self.doubt_unsupported("a table clause this analyzer does not support");
                 }
-                let relation = self.named_relation(name, alias.as_ref(), level);
-                level.add_relation(relation);
+                self.named_relation(name, alias.as_ref(), level)
             }
             TableFactor::Derived {
                 lateral,
@@ -191,7 +214,7 @@ impl Analyzer<'_> {
                 let label = name.as_deref().unwrap_or("subquery");
                 let columns =
                     self.derived_columns(outputs, label, &alias_columns(alias.as_ref()))?;
-                level.add_relation(Relation::derived(name, columns));
+                Relation::derived(name, columns)
             }
             TableFactor::NestedJoin {
                 table_with_joins,
@@ -200,7 +223,7 @@ impl Analyzer<'_> {
                 if alias.is_some() {
                     self.doubt_unsupported("an alias on a parenthesized join");
                 }
-                self.add_from_item(table_with_joins, level)?;
+                return self.join_tree(table_with_joins, level);
             }
             TableFactor::Function { alias, .. }
             | TableFactor::TableFunction { alias, .. }
@@ -209,25 +232,27 @@ impl Analyzer<'_> {
             | TableFactor::OpenJsonTable { alias, .. }
             | TableFactor::XmlTable { alias, .. } => {
                 self.doubt_unsupported("a function call in FROM");
-                level.add_relation(Relation::opaque(alias_name(alias.as_ref())));
+                Relation::opaque(alias_name(alias.as_ref()))
             }
             TableFactor::Pivot { alias, .. }
             | TableFactor::Unpivot { alias, .. }
             | TableFactor::MatchRecognize { alias, .. }
             | TableFactor::SemanticView { alias, .. } => {
                 self.doubt_unsupported("a FROM item PostgreSQL does not have");
-                level.add_relation(Relation::opaque(alias_name(alias.as_ref())));
+                Relation::opaque(alias_name(alias.as_ref()))
             }
             TableFactor::UnpivotExpr { .. } => {
                 self.doubt_unsupported("a FROM item PostgreSQL does not have");
-                level.add_relation(Relation::opaque(None));
+                Relation::opaque(None)
             }
-        }
-        Ok(())
+        };
+        let star = relation.columns.clone();
+        level.add_relation(relation);
+        Ok(star)
     }
 
     /// A table or CTE named in `FROM`.
-    fn named_relation(
+    pub(super) fn named_relation(
         &mut self,
         name: &ObjectName,
         alias: Option<&TableAlias>,
@@ -307,4 +332,36 @@ impl Analyzer<'_> {
             }
         }
     }
+}
+
+/// What `*` expands to over `left JOIN right`: the merged columns first
+/// (taken from the right side for a `RIGHT JOIN`, as the server does), then
+/// the other columns of each side.
+fn joined_star(
+    left: StarColumns,
+    right: StarColumns,
+    merged: &[String],
+    right_wins: bool,
+) -> StarColumns {
+    let (left, right) = (left?, right?);
+    let named =
+        |side: &[ScopeColumn], name: &str| side.iter().find(|column| column.name == name).cloned();
+    let mut columns: Vec<ScopeColumn> = merged
+        .iter()
+        .filter_map(|name| {
+            if right_wins {
+                named(&right, name)
+            } else {
+                named(&left, name)
+            }
+        })
+        .collect();
+    for side in [&left, &right] {
+        columns.extend(
+            side.iter()
+                .filter(|column| !merged.contains(&column.name))
+                .cloned(),
+        );
+    }
+    Some(columns)
 }

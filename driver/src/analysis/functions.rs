@@ -96,9 +96,13 @@ impl Analyzer<'_> {
                         "window function {display}() over encrypted column {}",
                         column.column
                     ),
-                    table: format!("{}.{}", column.column.schema, column.column.table),
+                    table: column.column.table_name(),
                 }));
             }
+        }
+        if builtin == Some("set_config") {
+            // May set search_path: later statements may resolve differently.
+            self.changes_session = true;
         }
         match builtin {
             Some("row") if !windowed => return Ok(Operand::Row(operands)),

@@ -50,7 +50,7 @@ impl Analyzer<'_> {
             None => {}
             Some(OnInsert::OnConflict(on_conflict)) => {
                 let mut level = Scope::inside(outer);
-                level.add_relation(target.clone());
+                level.add_target(target.clone());
                 if let Some(ConflictTarget::Columns { columns, predicate }) =
                     &on_conflict.conflict_target
                 {
@@ -73,7 +73,7 @@ impl Analyzer<'_> {
             Some(_) => self.doubt_unsupported("an ON clause PostgreSQL does not have"),
         }
         let mut level = Scope::inside(outer);
-        level.add_relation(target);
+        level.add_target(target);
         self.projection(insert.returning.as_deref().unwrap_or_default(), &level)
     }
 

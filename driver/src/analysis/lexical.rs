@@ -15,6 +15,7 @@ use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use super::names::{fold_word, parameter_number};
 use super::SchemaView;
+use crate::names::TableName;
 
 /// The longest run of tokens between `,` `(` `)` `;` that is parsed. Such a
 /// run is where operator chains (`a + b + …`, `x AND y AND …`) build syntax
@@ -38,6 +39,8 @@ pub(super) struct Lexicon {
     /// The longest run of tokens between separators.
     pub(super) longest_run: usize,
     candidates: Vec<NameCandidate>,
+    /// The first word of each statement (at the start, or after `;`).
+    leading_words: Vec<String>,
 }
 
 impl Lexicon {
@@ -49,9 +52,18 @@ impl Lexicon {
         // to pair `schema.name`.
         let mut previous_word: Option<String> = None;
         let mut after_period = false;
+        let mut statement_start = true;
         for token in tokens.iter().map(|token| &token.token) {
             match token {
                 Token::Whitespace(_) => continue,
+                Token::SemiColon => statement_start = true,
+                Token::Word(word) if statement_start => {
+                    lexicon.leading_words.push(word.value.to_ascii_lowercase());
+                    statement_start = false;
+                }
+                _ => statement_start = false,
+            }
+            match token {
                 Token::Comma | Token::LParen | Token::RParen | Token::SemiColon => run = 0,
                 _ => {
                     run += 1;
@@ -103,8 +115,12 @@ impl Lexicon {
         let mut lexicon = Self::default();
         let mut previous_word: Option<String> = None;
         let mut after_period = false;
+        let mut statement_start = true;
         let mut chars = text.char_indices().peekable();
         while let Some((start, first)) = chars.next() {
+            if first == ';' {
+                statement_start = true;
+            }
             if is_word_char(first) {
                 let mut end = start + first.len_utf8();
                 while let Some(&(index, next)) = chars.peek() {
@@ -115,6 +131,9 @@ impl Lexicon {
                     chars.next();
                 }
                 let word = text.get(start..end).unwrap_or_default();
+                if std::mem::take(&mut statement_start) {
+                    lexicon.leading_words.push(word.to_ascii_lowercase());
+                }
                 if let Some(placeholder) = word.strip_prefix('$').filter(|_| first == '$') {
                     lexicon.add_placeholder(&format!("${placeholder}"));
                     previous_word = None;
@@ -133,6 +152,15 @@ impl Lexicon {
             }
         }
         lexicon
+    }
+
+    /// The kind of the first statement that runs SQL the analysis cannot
+    /// see (`do`, `execute`), if the text has one.
+    pub(super) fn opaque_statement(&self) -> Option<&str> {
+        self.leading_words
+            .iter()
+            .map(String::as_str)
+            .find(|word| matches!(*word, "do" | "execute"))
     }
 
     fn add_word(&mut self, word: &str, schema: Option<String>) {
@@ -158,8 +186,8 @@ impl Lexicon {
         }
     }
 
-    /// The first table with encrypted columns the text may name, qualified.
-    pub(super) fn encrypted_table(&self, schema: &dyn SchemaView) -> Option<String> {
+    /// The first table with encrypted columns the text may name.
+    pub(super) fn encrypted_table(&self, schema: &dyn SchemaView) -> Option<TableName> {
         let mut checked = HashSet::new();
         self.candidates
             .iter()
@@ -176,9 +204,7 @@ impl Lexicon {
                     }
                 }
                 let table = schema.resolve_table(candidate.schema.as_deref(), &candidate.name)?;
-                table
-                    .has_encrypted_columns()
-                    .then(|| format!("{}.{}", table.schema, table.name))
+                table.has_encrypted_columns().then_some(table.name)
             })
     }
 }

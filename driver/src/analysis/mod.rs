@@ -114,11 +114,13 @@ mod update;
 #[cfg(test)]
 mod tests;
 
-pub use schema::{ColumnEncryption, ColumnInfo, SchemaView, TableInfo};
+pub use schema::{ColumnEncryption, ColumnInfo, ColumnProtection, SchemaView, TableInfo};
 
 use std::fmt;
+use std::sync::Arc;
 
 use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::Token;
 
@@ -126,26 +128,11 @@ use self::analyzer::Analyzer;
 use self::lexical::Lexicon;
 use self::parameters::ParameterBindings;
 use crate::cell::EncryptionMode;
-
-/// A column, fully qualified.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct ColumnName {
-    /// Schema name.
-    pub schema: String,
-    /// Table name.
-    pub table: String,
-    /// Column name.
-    pub column: String,
-}
-
-impl fmt::Display for ColumnName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.schema, self.table, self.column)
-    }
-}
+use crate::names::{ColumnName, TableName};
 
 /// How a parameter meets its encrypted column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ParameterUse {
     /// Stored into the column (`INSERT` value, `UPDATE … SET`).
     Store,
@@ -155,8 +142,19 @@ pub enum ParameterUse {
     CompareAny,
 }
 
+impl fmt::Display for ParameterUse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Store => "stored into",
+            Self::Compare => "compared with",
+            Self::CompareAny => "an array compared with",
+        })
+    }
+}
+
 /// Where one `$n` goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ParameterTarget {
     /// Not bound for an encrypted column: sent as the application gave it.
     Plaintext,
@@ -164,10 +162,8 @@ pub enum ParameterTarget {
     Encrypted {
         /// The column.
         column: ColumnName,
-        /// Its column encryption setting.
-        setting_id: u32,
-        /// Its mode.
-        mode: EncryptionMode,
+        /// Its setting.
+        encryption: ColumnEncryption,
         /// How the parameter meets the column.
         usage: ParameterUse,
     },
@@ -175,6 +171,7 @@ pub enum ParameterTarget {
 
 /// The result of analyzing one statement text.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct StatementAnalysis {
     /// Target of `$1`, `$2`, … in order; as long as the highest parameter
     /// number used in the text.
@@ -182,32 +179,45 @@ pub struct StatementAnalysis {
     /// Whether the statement reads or writes any table that has encrypted
     /// columns.
     pub touches_encrypted_table: bool,
-    /// Where each result column of the (last) statement comes from, as far as
-    /// encryption goes. The server names a result column's table only when
-    /// it is a bare table column; for a `UNION` branch or a subquery column
-    /// this is how the client knows the values are cells.
-    pub result_columns: Vec<ResultColumnSource>,
+    /// What each result column of the (last) statement is, as far as
+    /// encryption goes. Empty when the analysis cannot tell (a statement
+    /// that touches no encrypted table and was not walked, say).
+    pub result_columns: Vec<ResultColumn>,
+    /// Whether running the text may change what later statements resolve
+    /// to: `SET`, `RESET`, `DISCARD`, a `set_config` call, or the end of a
+    /// transaction (which reverts `SET LOCAL`).
+    pub changes_session: bool,
+}
+
+/// One result column as the analysis sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResultColumn {
+    /// The table or view column it is, when it is one bare column reference
+    /// (also through subqueries and CTEs); the server's reported origin must
+    /// then be this column.
+    pub origin: Option<ColumnName>,
+    /// What fills it.
+    pub source: ResultColumnSource,
 }
 
 /// What fills one result column.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ResultColumnSource {
     /// Plaintext values (or NULL).
     Plaintext,
     /// Cells of one column encryption setting (every branch of a `UNION`
     /// agrees).
-    Encrypted {
-        /// The setting.
-        setting_id: u32,
-    },
-    /// Cells whose setting the analysis cannot name (a ciphertext column
-    /// without an assignment): the cell header says.
-    Ciphertext,
+    Encrypted(ColumnEncryption),
+    /// Cells this client cannot read (a ciphertext column without a usable
+    /// setting, branches of different kinds): reading them fails.
+    Unusable,
 }
 
 /// Why a statement is refused. The message names the table, the column,
 /// its mode, what was attempted and what is allowed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Refusal {
     /// The text is not SQL the analyzer can parse, and it names a table with
     /// encrypted columns (or cannot be checked for that).
@@ -225,7 +235,14 @@ pub enum Refusal {
         /// What was not understood.
         shape: String,
         /// The table with encrypted columns.
-        table: String,
+        table: TableName,
+    },
+    /// A statement that runs SQL the analysis cannot see (`DO`, SQL-level
+    /// `EXECUTE`), in a database with encrypted columns.
+    #[error("{kind} runs SQL that cannot be analyzed, and this database has encrypted columns: refusing it (send the statements themselves, with parameters)")]
+    Opaque {
+        /// The statement kind (`DO`, `EXECUTE`).
+        kind: String,
     },
     /// Something that is not allowed on an encrypted column.
     #[error(
@@ -243,13 +260,15 @@ pub enum Refusal {
     },
     /// Two encrypted columns of different settings compared, joined, copied
     /// into one another or combined by a set operation.
-    #[error("comparing encrypted columns {left} and {right} is not allowed: only columns that share one encryption setting can be compared")]
+    #[error("{attempted} between encrypted columns {} ({}) and {} ({}) is not allowed: only columns that share one encryption setting can be compared, copied or combined", left.0, left.1, right.0, right.1)]
     SettingMismatch {
-        /// One column. Boxed, as `right`, so that a `Refusal` (and every
-        /// `Result` carrying the crate's `Error`) stays small.
-        left: Box<ColumnName>,
+        /// What was attempted (`comparison by =`, `copying a column into it`).
+        attempted: String,
+        /// One column and its setting. Boxed, as `right`, so that a
+        /// `Refusal` (and every `Result` carrying the crate's `Error`) stays small.
+        left: Box<(ColumnName, ColumnEncryption)>,
         /// The other.
-        right: Box<ColumnName>,
+        right: Box<(ColumnName, ColumnEncryption)>,
     },
     /// A name could not be resolved in a statement that touches encrypted tables.
     #[error("cannot resolve {what} in a statement on table {table}, which has encrypted columns")]
@@ -257,19 +276,28 @@ pub enum Refusal {
         /// The name.
         what: String,
         /// The table with encrypted columns.
-        table: String,
+        table: TableName,
     },
     /// Something other than reading, `IS [NOT] NULL` or `COUNT` on a
-    /// ciphertext column whose setting is unknown (a view column, a column
-    /// whose assignment is missing): no parameter can be encrypted for it.
-    #[error("{attempted} on ciphertext column {column}, whose encryption setting is unknown, is not allowed; allowed: {allowed}")]
-    UnassignedCiphertext {
+    /// ciphertext column this client cannot use: no parameter can be
+    /// encrypted for it.
+    #[error("{attempted} on ciphertext column {column} is not allowed: {reason}; allowed: {UNUSABLE_CIPHERTEXT_ALLOWED}")]
+    UnusableColumn {
         /// The column.
         column: ColumnName,
+        /// Why it cannot be used.
+        reason: Arc<str>,
         /// What the statement tried.
         attempted: String,
-        /// What such a column allows.
-        allowed: &'static str,
+    },
+    /// A table that signed records make encrypted, but whose server-side
+    /// table does not match them (missing, or lacking a signed column).
+    #[error("table {table} has encrypted columns but cannot be used safely: {reason}")]
+    DamagedTable {
+        /// The table.
+        table: TableName,
+        /// What is wrong.
+        reason: Arc<str>,
     },
     /// One parameter is used where it would have to be encrypted under two
     /// settings, as a scalar and as an array, or encrypted in one place and
@@ -283,6 +311,13 @@ pub enum Refusal {
         /// The use that disagrees.
         second: String,
     },
+    /// PostgreSQL's own parser, asked for a second opinion, disagrees with
+    /// the analysis about a statement on encrypted tables.
+    #[error("the analysis and PostgreSQL's parser disagree about this statement ({disagreement}); refusing it")]
+    SecondOpinion {
+        /// What they disagree about (names, never values).
+        disagreement: String,
+    },
 }
 
 /// A refusal on the analyzer's internal paths, boxed so that the results
@@ -295,8 +330,8 @@ pub const DETERMINISTIC_ALLOWED: &str =
      IS [NOT] NULL, joins to columns of the same setting, GROUP BY, DISTINCT, COUNT";
 /// What a randomized column allows, for messages.
 pub const RANDOMIZED_ALLOWED: &str = "storing and reading parameters, IS [NOT] NULL, COUNT";
-/// What a ciphertext column without a known setting allows, for messages.
-pub const UNASSIGNED_CIPHERTEXT_ALLOWED: &str = "reading, IS [NOT] NULL, COUNT";
+/// What a ciphertext column this client cannot use allows, for messages.
+pub const UNUSABLE_CIPHERTEXT_ALLOWED: &str = "reading, IS [NOT] NULL, COUNT";
 
 /// Analyzes one statement text (which may hold several statements, as
 /// `batch_execute` sends) against `schema`.
@@ -332,20 +367,13 @@ fn analyze_text(sql: &str, schema: &dyn SchemaView) -> Result<StatementAnalysis,
     }
     let dialect = PostgreSqlDialect {};
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
-    let statements = match parser.parse_statements() {
-        // The parser stops early at a stray `END`; the server would not.
-        Ok(_) if parser.peek_token().token != Token::EOF => {
-            return unparsed(
-                lexicon,
-                schema,
-                "text after the end of a statement".to_owned(),
-            );
-        }
+    let statements = match parse_statements(&mut parser) {
         Ok(statements) => statements,
         Err(error) => return unparsed(lexicon, schema, parse_failure(&error)),
     };
     let mut bindings = ParameterBindings::default();
     let mut touches_encrypted_table = false;
+    let mut changes_session = false;
     let mut result_columns = Vec::new();
     for statement in &statements {
         let mut analyzer = Analyzer::new(schema);
@@ -357,6 +385,7 @@ fn analyze_text(sql: &str, schema: &dyn SchemaView) -> Result<StatementAnalysis,
             analyzer.finish(|| lexical::scan(&statement.to_string()).encrypted_table(schema))?;
         bindings.merge(outcome.bindings)?;
         touches_encrypted_table |= outcome.touches_encrypted_table;
+        changes_session |= outcome.changes_session;
         result_columns = outcome.result_columns;
     }
     let count = lexicon.highest_parameter.max(bindings.highest());
@@ -364,16 +393,56 @@ fn analyze_text(sql: &str, schema: &dyn SchemaView) -> Result<StatementAnalysis,
         parameters: bindings.into_targets(count),
         touches_encrypted_table,
         result_columns,
+        changes_session,
     })
 }
 
+/// The statements of a text, separated by `;`, as the server reads them.
+///
+/// sqlparser's own loop stops at a stray `END` (which the server would run
+/// as `COMMIT`), and does not take `TABLE name` as a statement; here a text
+/// is read to its end, and `TABLE name` is the query it is.
+fn parse_statements(
+    parser: &mut Parser<'_>,
+) -> Result<Vec<sqlparser::ast::Statement>, ParserError> {
+    let mut statements = Vec::new();
+    let mut expecting_delimiter = false;
+    loop {
+        while parser.consume_token(&Token::SemiColon) {
+            expecting_delimiter = false;
+        }
+        if parser.peek_token().token == Token::EOF {
+            return Ok(statements);
+        }
+        if expecting_delimiter {
+            return parser.expected("end of statement", parser.peek_token());
+        }
+        let statement = if parser.peek_keyword(Keyword::TABLE) {
+            sqlparser::ast::Statement::Query(parser.parse_query()?)
+        } else {
+            parser.parse_statement()?
+        };
+        statements.push(statement);
+        expecting_delimiter = true;
+    }
+}
+
 /// Text that could not be parsed: refused if it may name a table with
-/// encrypted columns, else passed with every parameter plaintext.
+/// encrypted columns, or runs code the analysis cannot see (`DO`) in a
+/// database with encrypted columns; else passed with every parameter
+/// plaintext, and assumed to change the session (it may).
 fn unparsed(
     lexicon: Lexicon,
     schema: &dyn SchemaView,
     reason: String,
 ) -> Result<StatementAnalysis, BoxedRefusal> {
+    if schema.has_encrypted_columns() {
+        if let Some(kind) = lexicon.opaque_statement() {
+            return Err(Box::new(Refusal::Opaque {
+                kind: kind.to_ascii_uppercase(),
+            }));
+        }
+    }
     if lexicon.encrypted_table(schema).is_some() {
         return Err(Box::new(Refusal::Unparsable { reason }));
     }
@@ -381,6 +450,7 @@ fn unparsed(
         parameters: vec![ParameterTarget::Plaintext; lexicon.highest_parameter],
         touches_encrypted_table: false,
         result_columns: Vec::new(),
+        changes_session: true,
     })
 }
 

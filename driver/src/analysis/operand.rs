@@ -5,17 +5,37 @@
 //! argument…) is allowed: `ssn` and `$1` matter, `lower(name) || 'x'` is just
 //! a plaintext value.
 
-use super::{ColumnEncryption, ColumnName};
+use std::sync::Arc;
 
-/// A ciphertext column: one assigned to a column encryption setting, or an
-/// `aepg.ciphertext` column of unknown setting.
+use super::{ColumnEncryption, ColumnName, ColumnProtection, ResultColumn, ResultColumnSource};
+
+/// A ciphertext column: one assigned to a column encryption setting, or one
+/// this client cannot use.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct CiphertextColumn {
     /// The table column the cells come from.
     pub(super) column: ColumnName,
-    /// Its setting; `None` for a view column or a column whose assignment is
-    /// missing, whose cells may be read but nothing more.
-    pub(super) encryption: Option<ColumnEncryption>,
+    /// Its setting, or why it cannot be used (its cells may be read, fail
+    /// to decrypt, and nothing more).
+    pub(super) encryption: Result<ColumnEncryption, Arc<str>>,
+}
+
+impl CiphertextColumn {
+    /// The ciphertext column `column` protected by `protection`, or `None`
+    /// for a plaintext column.
+    pub(super) fn of(column: ColumnName, protection: &ColumnProtection) -> Option<Self> {
+        let encryption = match protection {
+            ColumnProtection::Plaintext => return None,
+            ColumnProtection::Encrypted(encryption) => Ok(encryption.clone()),
+            ColumnProtection::Unusable { reason } => Err(reason.clone()),
+        };
+        Some(Self { column, encryption })
+    }
+
+    /// Its setting, when usable.
+    pub(super) fn encryption(&self) -> Option<&ColumnEncryption> {
+        self.encryption.as_ref().ok()
+    }
 }
 
 /// A column value as it flows through a statement: from a table, or through a
@@ -26,6 +46,8 @@ pub(super) enum SourceColumn {
     Plaintext {
         /// How to name it in messages (`public.patients.name`, `s.total`).
         label: String,
+        /// The table or view column, when it is one.
+        origin: Option<ColumnName>,
     },
     /// A ciphertext column.
     Ciphertext(CiphertextColumn),
@@ -98,16 +120,27 @@ impl OutputColumn {
 }
 
 impl OutputColumn {
-    /// What fills this column, for the client's decryption of results.
-    pub(super) fn source(&self) -> super::ResultColumnSource {
-        use super::ResultColumnSource;
+    /// What this column is, for the client's decryption of results.
+    pub(super) fn result_column(&self) -> ResultColumn {
+        let origin = match self.values.as_slice() {
+            [Operand::Column(SourceColumn::Ciphertext(column))] => Some(column.column.clone()),
+            [Operand::Column(SourceColumn::Plaintext { origin, .. })] => origin.clone(),
+            _ => None,
+        };
+        ResultColumn {
+            origin,
+            source: self.source(),
+        }
+    }
+
+    fn source(&self) -> ResultColumnSource {
         let mut settings = Vec::new();
         let mut plaintext = false;
         for value in &self.values {
             match value {
                 Operand::Null => {}
                 Operand::Column(SourceColumn::Ciphertext(column)) => {
-                    settings.push(column.encryption.map(|encryption| encryption.setting_id));
+                    settings.push(column.encryption());
                 }
                 _ => plaintext = true,
             }
@@ -115,11 +148,14 @@ impl OutputColumn {
         match settings.split_first() {
             None => ResultColumnSource::Plaintext,
             Some((Some(first), rest))
-                if !plaintext && rest.iter().all(|other| *other == Some(*first)) =>
+                if !plaintext
+                    && rest.iter().all(|other| {
+                        other.is_some_and(|other| other.setting_id == first.setting_id)
+                    }) =>
             {
-                ResultColumnSource::Encrypted { setting_id: *first }
+                ResultColumnSource::Encrypted((*first).clone())
             }
-            Some(_) => ResultColumnSource::Ciphertext,
+            Some(_) => ResultColumnSource::Unusable,
         }
     }
 }

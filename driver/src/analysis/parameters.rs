@@ -82,12 +82,12 @@ fn encrypt_alike(first: &ParameterTarget, second: &ParameterTarget) -> bool {
         (ParameterTarget::Plaintext, ParameterTarget::Plaintext) => true,
         (
             ParameterTarget::Encrypted {
-                setting_id: first_setting,
+                encryption: first_encryption,
                 usage: first_usage,
                 ..
             },
             ParameterTarget::Encrypted {
-                setting_id: second_setting,
+                encryption: second_encryption,
                 usage: second_usage,
                 ..
             },
@@ -95,7 +95,7 @@ fn encrypt_alike(first: &ParameterTarget, second: &ParameterTarget) -> bool {
             // Cells are bound to the setting, not to the column, so two
             // columns of one setting take the same ciphertext; but an array
             // (`= ANY($n)`) and a scalar are different values.
-            first_setting == second_setting
+            first_encryption.setting_id == second_encryption.setting_id
                 && (*first_usage == ParameterUse::CompareAny)
                     == (*second_usage == ParameterUse::CompareAny)
         }
@@ -108,16 +108,15 @@ fn describe(target: &ParameterTarget) -> String {
         ParameterTarget::Plaintext => "a plaintext value".to_owned(),
         ParameterTarget::Encrypted {
             column,
-            setting_id,
+            encryption,
             usage,
-            ..
         } => {
             let shape = if *usage == ParameterUse::CompareAny {
                 "an array"
             } else {
                 "a value"
             };
-            format!("{shape} for encrypted column {column} (setting {setting_id})")
+            format!("{shape} for encrypted column {column} ({encryption})")
         }
     }
 }
@@ -125,18 +124,18 @@ fn describe(target: &ParameterTarget) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::ColumnName;
+    use crate::analysis::ColumnEncryption;
     use crate::cell::EncryptionMode;
+    use crate::names::ColumnName;
 
     fn encrypted(column: &str, setting_id: u32, usage: ParameterUse) -> ParameterTarget {
         ParameterTarget::Encrypted {
-            column: ColumnName {
-                schema: "public".into(),
-                table: "patients".into(),
-                column: column.into(),
+            column: ColumnName::new("public", "patients", column),
+            encryption: ColumnEncryption {
+                setting_id,
+                setting_name: format!("s{setting_id}").into(),
+                mode: EncryptionMode::Deterministic,
             },
-            setting_id,
-            mode: EncryptionMode::Deterministic,
             usage,
         }
     }

@@ -115,6 +115,7 @@ impl Analyzer<'_> {
                 Some(source) => source,
                 None => SourceColumn::Plaintext {
                     label: format!("{label}.{name}"),
+                    origin: None,
                 },
             };
             columns.push(ScopeColumn { name, source });
@@ -163,10 +164,7 @@ impl Analyzer<'_> {
                 self.doubt_unsupported("MERGE");
                 Vec::new()
             }
-            SetExpr::Table(_) => {
-                self.doubt_unsupported("TABLE");
-                Vec::new()
-            }
+            SetExpr::Table(table) => self.table_command(table, scope),
         };
         if let Some(order_by) = order_by {
             self.order_by(order_by, &outputs, None, scope)?;
@@ -249,5 +247,36 @@ impl Analyzer<'_> {
             });
         }
         Ok(outputs)
+    }
+
+    /// `TABLE name`: `SELECT * FROM name`.
+    fn table_command(
+        &mut self,
+        table: &sqlparser::ast::Table,
+        scope: &Scope<'_>,
+    ) -> Vec<OutputColumn> {
+        let Some(table_name) = &table.table_name else {
+            self.doubt_unsupported("TABLE without a name");
+            return Vec::new();
+        };
+        let parts: Vec<sqlparser::ast::Ident> = table
+            .schema_name
+            .iter()
+            .chain(std::iter::once(table_name))
+            .cloned()
+            .collect();
+        let name = sqlparser::ast::ObjectName::from(parts);
+        let level = Scope::inside(Some(scope));
+        let relation = self.named_relation(&name, None, &level);
+        match relation.columns {
+            Some(columns) => columns
+                .into_iter()
+                .map(|column| OutputColumn::single(column.name, Operand::Column(column.source)))
+                .collect(),
+            None => {
+                self.doubt_unresolved("TABLE over a relation whose columns are unknown");
+                Vec::new()
+            }
+        }
     }
 }

@@ -1,24 +1,23 @@
-//! What each encryption mode allows (DESIGN.md §6, step 2).
+//! What each encryption mode allows (docs/DESIGN.md, "The client pipeline", step 2).
 //!
 //! Every check takes operands that the walker has already reduced, so the
 //! policy lives here in one place: a deterministic column may be stored,
 //! read, compared for equality with a parameter or a column of its own
 //! setting, grouped and counted; a randomized one only stored, read, tested
-//! for NULL and counted; a ciphertext column of unknown setting only read,
-//! tested for NULL and counted. Parameters are bound as they are met.
+//! for NULL and counted; a ciphertext column this client cannot use only
+//! read, tested for NULL and counted. Parameters are bound as they are met.
 
 use super::operand::{CiphertextColumn, Operand, SourceColumn};
 use super::parameters::ParameterBindings;
 use super::{
-    BoxedRefusal, ParameterTarget, ParameterUse, Refusal, DETERMINISTIC_ALLOWED,
-    RANDOMIZED_ALLOWED, UNASSIGNED_CIPHERTEXT_ALLOWED,
+    BoxedRefusal, ParameterTarget, ParameterUse, Refusal, DETERMINISTIC_ALLOWED, RANDOMIZED_ALLOWED,
 };
 use crate::cell::EncryptionMode;
 
 /// The refusal for doing `attempted` to `column`, naming what it allows.
 pub(super) fn refuse(column: &CiphertextColumn, attempted: impl Into<String>) -> BoxedRefusal {
-    Box::new(match column.encryption {
-        Some(encryption) => Refusal::NotAllowed {
+    Box::new(match &column.encryption {
+        Ok(encryption) => Refusal::NotAllowed {
             column: column.column.clone(),
             mode: encryption.mode,
             attempted: attempted.into(),
@@ -27,10 +26,10 @@ pub(super) fn refuse(column: &CiphertextColumn, attempted: impl Into<String>) ->
                 EncryptionMode::Randomized => RANDOMIZED_ALLOWED,
             },
         },
-        None => Refusal::UnassignedCiphertext {
+        Err(reason) => Refusal::UnusableColumn {
             column: column.column.clone(),
+            reason: reason.clone(),
             attempted: attempted.into(),
-            allowed: UNASSIGNED_CIPHERTEXT_ALLOWED,
         },
     })
 }
@@ -77,7 +76,7 @@ pub(super) fn use_as_input(
 /// output column whose consumer binds it.
 pub(super) fn require_groupable(operand: &Operand, clause: &str) -> Result<(), BoxedRefusal> {
     match operand {
-        Operand::Column(SourceColumn::Ciphertext(column)) => match column.encryption {
+        Operand::Column(SourceColumn::Ciphertext(column)) => match column.encryption() {
             Some(encryption) if encryption.mode == EncryptionMode::Deterministic => Ok(()),
             _ => Err(refuse(column, clause)),
         },
@@ -117,7 +116,7 @@ pub(super) fn compare_for_equality(
             return use_as_input(bindings, right, &attempted);
         }
     };
-    let encryption = match column.encryption {
+    let encryption = match column.encryption() {
         Some(encryption) if encryption.mode == EncryptionMode::Deterministic => encryption,
         _ => return Err(refuse(column, format!("comparison by {operator}"))),
     };
@@ -126,8 +125,7 @@ pub(super) fn compare_for_equality(
             *number,
             ParameterTarget::Encrypted {
                 column: column.column.clone(),
-                setting_id: encryption.setting_id,
-                mode: encryption.mode,
+                encryption: encryption.clone(),
                 usage: ParameterUse::Compare,
             },
         ),
@@ -136,7 +134,7 @@ pub(super) fn compare_for_equality(
             column,
             format!("a literal compared with it by {operator}"),
         )),
-        Operand::Column(SourceColumn::Plaintext { label }) => Err(refuse(
+        Operand::Column(SourceColumn::Plaintext { label, .. }) => Err(refuse(
             column,
             format!("comparison by {operator} with plaintext column {label}"),
         )),
@@ -165,7 +163,7 @@ pub(super) fn compare_with_array(
         use_as_input(bindings, left, operator)?;
         return use_as_input(bindings, array, operator);
     };
-    let encryption = match column.encryption {
+    let encryption = match column.encryption() {
         Some(encryption) if encryption.mode == EncryptionMode::Deterministic => encryption,
         _ => return Err(refuse(column, operator)),
     };
@@ -174,8 +172,7 @@ pub(super) fn compare_with_array(
             *number,
             ParameterTarget::Encrypted {
                 column: column.column.clone(),
-                setting_id: encryption.setting_id,
-                mode: encryption.mode,
+                encryption: encryption.clone(),
                 usage: ParameterUse::CompareAny,
             },
         ),
@@ -194,7 +191,7 @@ pub(super) fn store(
     value: &Operand,
 ) -> Result<(), BoxedRefusal> {
     let target = match target {
-        SourceColumn::Plaintext { label } => {
+        SourceColumn::Plaintext { label, .. } => {
             // Ciphertext copied into a plaintext column could never be
             // decrypted again (nor checked against its column), so refuse it.
             let attempted = format!("copying it into plaintext column {label}");
@@ -205,7 +202,7 @@ pub(super) fn store(
     if matches!(value, Operand::Null | Operand::Default) {
         return Ok(());
     }
-    let Some(encryption) = target.encryption else {
+    let Some(encryption) = target.encryption() else {
         return Err(refuse(target, "storing a value other than NULL or DEFAULT"));
     };
     match value {
@@ -213,13 +210,12 @@ pub(super) fn store(
             *number,
             ParameterTarget::Encrypted {
                 column: target.column.clone(),
-                setting_id: encryption.setting_id,
-                mode: encryption.mode,
+                encryption: encryption.clone(),
                 usage: ParameterUse::Store,
             },
         ),
         Operand::Literal => Err(refuse(target, "a literal stored into it")),
-        Operand::Column(SourceColumn::Plaintext { label }) => Err(refuse(
+        Operand::Column(SourceColumn::Plaintext { label, .. }) => Err(refuse(
             target,
             format!("storing plaintext column {label} into it"),
         )),
@@ -255,10 +251,10 @@ pub(super) fn combine(
         match value {
             Operand::Null => {}
             Operand::Column(SourceColumn::Ciphertext(other)) => {
-                match (column.encryption, other.encryption) {
+                match (column.encryption(), other.encryption()) {
                     (Some(_), Some(_)) => same_setting(column, other, operation)?,
-                    // Two columns of unknown setting can be read side by side:
-                    // each cell names its own setting.
+                    // Two unusable columns can be read side by side (and
+                    // fail to decrypt) but never deduplicated.
                     (None, None) if !compares => {}
                     (None, _) => {
                         return Err(refuse(column, format!("combining it in {operation}")))
@@ -295,11 +291,12 @@ fn same_setting(
     other: &CiphertextColumn,
     attempted: &str,
 ) -> Result<(), BoxedRefusal> {
-    match (column.encryption, other.encryption) {
+    match (column.encryption(), other.encryption()) {
         (Some(mine), Some(theirs)) if mine.setting_id == theirs.setting_id => Ok(()),
-        (Some(_), Some(_)) => Err(Box::new(Refusal::SettingMismatch {
-            left: Box::new(column.column.clone()),
-            right: Box::new(other.column.clone()),
+        (Some(mine), Some(theirs)) => Err(Box::new(Refusal::SettingMismatch {
+            attempted: attempted.to_owned(),
+            left: Box::new((column.column.clone(), mine.clone())),
+            right: Box::new((other.column.clone(), theirs.clone())),
         })),
         (None, _) => Err(refuse(column, attempted)),
         (Some(_), None) => Err(refuse(other, attempted)),
@@ -317,12 +314,14 @@ mod tests {
 
     fn ciphertext(name: &str, setting: Option<(u32, EncryptionMode)>) -> SourceColumn {
         SourceColumn::Ciphertext(CiphertextColumn {
-            column: ColumnName {
-                schema: "public".into(),
-                table: "t".into(),
-                column: name.into(),
-            },
-            encryption: setting.map(|(setting_id, mode)| ColumnEncryption { setting_id, mode }),
+            column: ColumnName::new("public", "t", name),
+            encryption: setting
+                .map(|(setting_id, mode)| ColumnEncryption {
+                    setting_id,
+                    setting_name: format!("s{setting_id}").into(),
+                    mode,
+                })
+                .ok_or_else(|| "no verified assignment".into()),
         })
     }
 
@@ -345,9 +344,9 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(
-            bindings.into_targets(1)[0],
+            &bindings.into_targets(1)[0],
             ParameterTarget::Encrypted {
-                setting_id: 1,
+                encryption: ColumnEncryption { setting_id: 1, .. },
                 usage: ParameterUse::Compare,
                 ..
             }
@@ -381,7 +380,7 @@ mod tests {
                 &column("view_ssn", None),
                 "="
             )),
-            Err(Refusal::UnassignedCiphertext { .. })
+            Err(Refusal::UnusableColumn { .. })
         ));
     }
 

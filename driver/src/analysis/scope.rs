@@ -8,7 +8,7 @@
 use std::ops::Range;
 
 use super::operand::{CiphertextColumn, SourceColumn};
-use super::{ColumnName, TableInfo};
+use super::TableInfo;
 
 /// How a relation in `FROM` can be named in a column reference.
 #[derive(Clone, Debug)]
@@ -79,20 +79,13 @@ impl Relation {
             .columns
             .iter()
             .map(|column| {
-                let name = ColumnName {
-                    schema: table.schema.clone(),
-                    table: table.name.clone(),
-                    column: column.name.clone(),
-                };
-                let source = if column.encryption.is_some() || column.is_ciphertext {
-                    SourceColumn::Ciphertext(CiphertextColumn {
-                        column: name,
-                        encryption: column.encryption,
-                    })
-                } else {
-                    SourceColumn::Plaintext {
+                let name = table.name.column(column.name.clone());
+                let source = match CiphertextColumn::of(name.clone(), &column.protection) {
+                    Some(ciphertext) => SourceColumn::Ciphertext(ciphertext),
+                    None => SourceColumn::Plaintext {
                         label: name.to_string(),
-                    }
+                        origin: Some(name),
+                    },
                 };
                 ScopeColumn {
                     name: column.name.clone(),
@@ -103,8 +96,8 @@ impl Relation {
         let qualifier = match alias {
             Some(alias) => Qualifier::Alias(alias),
             None => Qualifier::Table {
-                schema: table.schema.clone(),
-                name: table.name.clone(),
+                schema: table.name.schema.clone(),
+                name: table.name.name.clone(),
             },
         };
         Self {
@@ -198,6 +191,9 @@ pub(super) enum ColumnLookup {
 pub(super) struct Scope<'outer> {
     outer: Option<&'outer Scope<'outer>>,
     relations: Vec<Relation>,
+    /// What `*` expands to over each `FROM` item (or target) of this level,
+    /// in order; `None` where some columns are unknown.
+    star_items: Vec<Option<Vec<ScopeColumn>>>,
     common_tables: Vec<CommonTable>,
     /// Columns merged by `JOIN … USING` / `NATURAL JOIN`: an unqualified
     /// reference to them is not ambiguous.
@@ -218,20 +214,36 @@ impl<'outer> Scope<'outer> {
         self.outer
     }
 
-    /// Adds a relation to this level.
+    /// Adds a relation to this level (one of a `FROM` item's relations).
     pub(super) fn add_relation(&mut self, relation: Relation) {
         self.relations.push(relation);
+    }
+
+    /// Adds a relation that is a whole `FROM` item of its own (the target of
+    /// `UPDATE`, `DELETE`, `INSERT`), which `*` expands over.
+    pub(super) fn add_target(&mut self, relation: Relation) {
+        self.star_items.push(relation.columns.clone());
+        self.relations.push(relation);
+    }
+
+    /// Records what `*` expands to over one `FROM` item.
+    pub(super) fn add_star_item(&mut self, columns: Option<Vec<ScopeColumn>>) {
+        self.star_items.push(columns);
+    }
+
+    /// What `*` expands to at this level, or `None` if some columns are unknown.
+    pub(super) fn star_columns(&self) -> Option<Vec<ScopeColumn>> {
+        let mut columns = Vec::new();
+        for item in &self.star_items {
+            columns.extend(item.as_ref()?.iter().cloned());
+        }
+        Some(columns)
     }
 
     /// How many relations this level holds (to tell the left and right
     /// sides of a join apart).
     pub(super) fn relation_count(&self) -> usize {
         self.relations.len()
-    }
-
-    /// The relations of this level, in `FROM` order.
-    pub(super) fn relations(&self) -> &[Relation] {
-        &self.relations
     }
 
     /// Declares a CTE for this level and the levels inside it.
@@ -375,21 +387,26 @@ mod tests {
     use crate::cell::EncryptionMode;
 
     fn table(name: &str, columns: &[(&str, bool)]) -> TableInfo {
-        TableInfo {
-            schema: "public".into(),
-            name: name.into(),
-            columns: columns
+        TableInfo::new(
+            crate::names::TableName::new("public", name),
+            columns
                 .iter()
-                .map(|(column, encrypted)| ColumnInfo {
-                    name: (*column).into(),
-                    encryption: encrypted.then_some(ColumnEncryption {
-                        setting_id: 1,
-                        mode: EncryptionMode::Deterministic,
-                    }),
-                    is_ciphertext: *encrypted,
+                .map(|(column, encrypted)| {
+                    if *encrypted {
+                        ColumnInfo::encrypted(
+                            *column,
+                            ColumnEncryption {
+                                setting_id: 1,
+                                setting_name: "s1".into(),
+                                mode: EncryptionMode::Deterministic,
+                            },
+                        )
+                    } else {
+                        ColumnInfo::plaintext(*column)
+                    }
                 })
                 .collect(),
-        }
+        )
     }
 
     #[test]

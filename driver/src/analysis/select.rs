@@ -125,8 +125,13 @@ impl Analyzer<'_> {
                     {
                         self.doubt_unsupported("* with options");
                     }
-                    for relation in level.relations() {
-                        self.expand(relation, &mut outputs);
+                    match level.star_columns() {
+                        Some(columns) => outputs.extend(columns.into_iter().map(|column| {
+                            OutputColumn::single(column.name, Operand::Column(column.source))
+                        })),
+                        None => {
+                            self.doubt_unresolved("* over a relation whose columns are unknown")
+                        }
                     }
                 }
                 SelectItem::QualifiedWildcard(

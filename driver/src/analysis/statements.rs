@@ -1,15 +1,16 @@
 //! One statement of a text, by kind: queries and data-modifying statements
 //! are walked; statements that cannot touch a table pass; `TRUNCATE` and
-//! `DROP` only name tables; every other kind is a shape the analyzer does not
-//! understand.
+//! `DROP` only name tables; statements that run SQL the walk cannot see
+//! (`EXECUTE`) are refused in a database with encrypted columns; every other
+//! kind is a shape the analyzer does not understand.
 
 use sqlparser::ast::{ObjectType, Statement};
 
 use super::analyzer::Analyzer;
 use super::names::object_name_parts;
-use super::operand::OutputColumn;
+use super::operand::{Operand, OutputColumn, SourceColumn};
 use super::scope::Scope;
-use super::BoxedRefusal;
+use super::{BoxedRefusal, Refusal};
 
 impl Analyzer<'_> {
     /// Walks a top-level statement; its result columns are read out.
@@ -19,23 +20,48 @@ impl Analyzer<'_> {
             Statement::Insert(insert) => self.insert(insert, None)?,
             Statement::Update(update) => self.update(update, None)?,
             Statement::Delete(delete) => self.delete(delete, None)?,
-            // EXPLAIN [ANALYZE] takes the parameters of the statement it explains.
+            // EXPLAIN [ANALYZE] takes the parameters of the statement it
+            // explains, and returns plan lines: plaintext.
             Statement::Explain { statement, .. } => {
                 if !self.descend() {
                     return Ok(());
                 }
                 let analyzed = self.statement(statement);
                 self.ascend();
-                return analyzed;
+                analyzed?;
+                vec![OutputColumn::single(
+                    "QUERY PLAN".to_owned(),
+                    Operand::Column(SourceColumn::Plaintext {
+                        label: "QUERY PLAN".to_owned(),
+                        origin: None,
+                    }),
+                )]
+            }
+            // These end a transaction (reverting `SET LOCAL`) or set session
+            // state: what later statements resolve to may change.
+            Statement::Commit { .. }
+            | Statement::Rollback { .. }
+            | Statement::Set(_)
+            | Statement::Reset(_)
+            | Statement::Discard { .. } => {
+                self.changes_session = true;
+                Vec::new()
             }
             Statement::StartTransaction { .. }
-            | Statement::Commit { .. }
-            | Statement::Rollback { .. }
             | Statement::Savepoint { .. }
             | Statement::ReleaseSavepoint { .. }
-            | Statement::Set(_)
-            | Statement::ShowVariable { .. }
-            | Statement::Discard { .. } => Vec::new(),
+            | Statement::ShowVariable { .. } => Vec::new(),
+            // A prepared statement's parameters are literals here, bound for
+            // columns the walk cannot see.
+            Statement::Execute { .. } => {
+                if self.schema().has_encrypted_columns() {
+                    return Err(Box::new(Refusal::Opaque {
+                        kind: "EXECUTE".to_owned(),
+                    }));
+                }
+                self.doubt_unsupported("EXECUTE");
+                Vec::new()
+            }
             Statement::Truncate(truncate) => {
                 if truncate.partitions.is_some() {
                     self.doubt_unsupported("TRUNCATE … PARTITION");
@@ -61,7 +87,7 @@ impl Analyzer<'_> {
                 Vec::new()
             }
         };
-        self.result_columns = outputs.iter().map(OutputColumn::source).collect();
+        self.result_columns = outputs.iter().map(OutputColumn::result_column).collect();
         self.read_outputs(&outputs)
     }
 

@@ -31,7 +31,7 @@ impl Analyzer<'_> {
         }
         let target = self.target_relation(&update.table.relation);
         let mut level = Scope::inside(outer);
-        level.add_relation(target.clone());
+        level.add_target(target.clone());
         if let Some(UpdateTableFromKind::AfterSet(items) | UpdateTableFromKind::BeforeSet(items)) =
             &update.from
         {
@@ -118,6 +118,7 @@ impl Analyzer<'_> {
         )?;
         Ok(Some(SourceColumn::Plaintext {
             label: source_label(&source, subfield),
+            origin: None,
         }))
     }
 
@@ -134,7 +135,7 @@ impl Analyzer<'_> {
 
 fn source_label(source: &SourceColumn, subfield: &[String]) -> String {
     match source {
-        SourceColumn::Plaintext { label } => format!("{label}.{}", subfield.join(".")),
+        SourceColumn::Plaintext { label, .. } => format!("{label}.{}", subfield.join(".")),
         SourceColumn::Ciphertext(column) => column.column.to_string(),
     }
 }

@@ -3,7 +3,7 @@
 use super::fixture::{column_name, TestSchema};
 use crate::analysis::{
     analyze, ParameterTarget, ParameterUse, Refusal, StatementAnalysis, DETERMINISTIC_ALLOWED,
-    RANDOMIZED_ALLOWED, UNASSIGNED_CIPHERTEXT_ALLOWED,
+    RANDOMIZED_ALLOWED, UNUSABLE_CIPHERTEXT_ALLOWED,
 };
 use crate::cell::EncryptionMode;
 
@@ -25,7 +25,7 @@ pub(super) enum Param {
 pub(super) enum Refused {
     /// `NotAllowed` on a column of a mode, with `attempted` containing the text.
     NotAllowed(&'static str, EncryptionMode, &'static str),
-    /// `UnassignedCiphertext` on a column.
+    /// `UnusableColumn` on a column.
     Unassigned(&'static str),
     /// `SettingMismatch` between two columns.
     Mismatch(&'static str, &'static str),
@@ -537,6 +537,9 @@ fn mismatch(
             .as_ref()
             .map(|analysis| analysis.result_columns.clone())
             .unwrap_or_default(),
+        changes_session: actual
+            .as_ref()
+            .is_ok_and(|analysis| analysis.changes_session),
     };
     let matches = match (expected, actual) {
         (Expected::Touching(parameters), Ok(analysis)) => *analysis == accepted(parameters, true),
@@ -571,19 +574,22 @@ fn refusal_matches(expected: Refused, actual: &Refusal) -> bool {
         }
         (
             Refused::Unassigned(column),
-            Refusal::UnassignedCiphertext {
+            refusal @ Refusal::UnusableColumn {
                 column: actual_column,
-                allowed,
                 ..
             },
-        ) => *actual_column == column_name(column) && *allowed == UNASSIGNED_CIPHERTEXT_ALLOWED,
+        ) => {
+            *actual_column == column_name(column)
+                && refusal.to_string().contains(UNUSABLE_CIPHERTEXT_ALLOWED)
+        }
         (
             Refused::Mismatch(left, right),
             Refusal::SettingMismatch {
                 left: actual_left,
                 right: actual_right,
+                ..
             },
-        ) => **actual_left == column_name(left) && **actual_right == column_name(right),
+        ) => actual_left.0 == column_name(left) && actual_right.0 == column_name(right),
         (
             Refused::Conflict(parameter),
             Refusal::ParameterConflict {
@@ -592,7 +598,7 @@ fn refusal_matches(expected: Refused, actual: &Refusal) -> bool {
         ) => *actual == parameter,
         (Refused::Unsupported(table), Refusal::UnsupportedShape { table: actual, .. })
         | (Refused::Unresolved(table), Refusal::Unresolved { table: actual, .. }) => {
-            actual == table
+            actual.to_string() == table
         }
         (Refused::Unparsable, Refusal::Unparsable { .. }) => true,
         _ => false,

@@ -1,9 +1,11 @@
 //! The schema the tests analyze against, as an in-memory [`SchemaView`].
 
 use crate::analysis::{
-    ColumnEncryption, ColumnInfo, ColumnName, ParameterTarget, ParameterUse, SchemaView, TableInfo,
+    ColumnEncryption, ColumnInfo, ColumnProtection, ParameterTarget, ParameterUse, SchemaView,
+    TableInfo,
 };
 use crate::cell::EncryptionMode;
+use crate::names::{ColumnName, TableName};
 
 /// `public.patients`, `public.visits`, `billing."Accounts"`, `public.plain`
 /// and the view `public.patient_view`; search path `public`.
@@ -15,27 +17,32 @@ const DETERMINISTIC: EncryptionMode = EncryptionMode::Deterministic;
 const RANDOMIZED: EncryptionMode = EncryptionMode::Randomized;
 
 fn plaintext(name: &str) -> ColumnInfo {
-    ColumnInfo {
-        name: name.into(),
-        encryption: None,
-        is_ciphertext: false,
-    }
+    ColumnInfo::plaintext(name)
 }
 
 fn encrypted(name: &str, setting_id: u32, mode: EncryptionMode) -> ColumnInfo {
+    ColumnInfo::encrypted(
+        name,
+        ColumnEncryption {
+            setting_id,
+            setting_name: format!("setting{setting_id}").into(),
+            mode,
+        },
+    )
+}
+
+/// A ciphertext column no verified assignment names.
+fn unusable(name: &str) -> ColumnInfo {
     ColumnInfo {
         name: name.into(),
-        encryption: Some(ColumnEncryption { setting_id, mode }),
-        is_ciphertext: true,
+        protection: ColumnProtection::Unusable {
+            reason: "it is aepg.ciphertext, but no verified assignment names it".into(),
+        },
     }
 }
 
 fn table(schema: &str, name: &str, columns: Vec<ColumnInfo>) -> TableInfo {
-    TableInfo {
-        schema: schema.into(),
-        name: name.into(),
-        columns,
-    }
+    TableInfo::new(TableName::new(schema, name), columns)
 }
 
 impl TestSchema {
@@ -76,14 +83,7 @@ impl TestSchema {
                 table(
                     "public",
                     "patient_view",
-                    vec![
-                        plaintext("name"),
-                        ColumnInfo {
-                            name: "ssn".into(),
-                            encryption: None,
-                            is_ciphertext: true,
-                        },
-                    ],
+                    vec![plaintext("name"), unusable("ssn")],
                 ),
             ],
         }
@@ -93,7 +93,7 @@ impl TestSchema {
     pub(super) fn column(&self, schema: &str, table: &str, column: &str) -> Option<&ColumnInfo> {
         self.tables
             .iter()
-            .find(|info| info.schema == schema && info.name == table)?
+            .find(|info| info.name == TableName::new(schema, table))?
             .columns
             .iter()
             .find(|info| info.name == column)
@@ -105,12 +105,11 @@ impl TestSchema {
         let name = column_name(column);
         let encryption = self
             .column(&name.schema, &name.table, &name.column)
-            .and_then(|info| info.encryption)
+            .and_then(|info| info.encryption().cloned())
             .unwrap_or_else(|| panic!("{column} is not an encrypted fixture column"));
         ParameterTarget::Encrypted {
             column: name,
-            setting_id: encryption.setting_id,
-            mode: encryption.mode,
+            encryption,
             usage,
         }
     }
@@ -124,19 +123,27 @@ pub(super) fn column_name(column: &str) -> ColumnName {
         [schema, table, column] => (*schema, *table, *column),
         _ => panic!("bad column {column}"),
     };
-    ColumnName {
-        schema: schema.into(),
-        table: table.into(),
-        column: column.into(),
-    }
+    ColumnName::new(schema, table, column)
 }
 
 impl SchemaView for TestSchema {
     fn resolve_table(&self, schema: Option<&str>, name: &str) -> Option<TableInfo> {
-        let schema = schema.unwrap_or("public");
+        let wanted = TableName::new(schema.unwrap_or("public"), name);
         self.tables
             .iter()
-            .find(|table| table.schema == schema && table.name == name)
+            .find(|table| table.name == wanted)
             .cloned()
+    }
+
+    fn encrypted_tables_named(&self, name: &str) -> Vec<TableName> {
+        self.tables
+            .iter()
+            .filter(|table| table.name.name == name && table.has_encrypted_columns())
+            .map(|table| table.name.clone())
+            .collect()
+    }
+
+    fn has_encrypted_columns(&self) -> bool {
+        true
     }
 }
