@@ -63,16 +63,21 @@ pub mod catalog;
 pub mod cell;
 mod client;
 mod error;
+mod names;
 pub mod record;
-mod sql_type;
+mod support;
 
 pub use aepg_keystore as keystore;
 pub use client::{
-    connect, Client, ColumnDecryption, ColumnIndex, Encryption, EncryptionConfig, Explanation,
-    ParameterEncryption, ParameterExplanation, ResultColumnExplanation, Row, RowStream, Statement,
-    TextOrStatement, ToStatement, Transaction, DEFAULT_CATALOG_TTL, DEFAULT_KEY_TTL,
+    connect, Client, ColumnDecryption, ColumnIndex, Connection, Encryption, EncryptionConfig,
+    Explanation, ParameterEncryption, ParameterExplanation, ResultColumnExplanation, Row,
+    RowStream, Statement, ToStatement, Transaction, DEFAULT_CATALOG_TTL, DEFAULT_KEY_TTL,
 };
-pub use error::Error;
+pub use error::{
+    CrossCheckProblem, DatabaseError, DecryptError, Error, ParameterProblem, ResultProblem,
+    ResultTypeProblem, RowCountExpectation,
+};
+pub use names::{ColumnName, TableName};
 pub use postgres_types as types;
 pub use tokio_postgres;
 

@@ -2,12 +2,15 @@
 
 use std::sync::Arc;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
-use tokio_postgres::{Connection, Socket};
+use tokio_postgres::Socket;
 
+use super::connection::{Connection, Watch};
+use super::connection_state::ConnectionState;
 use super::encryption::Encryption;
+use super::executor::Executor;
 use super::methods::query_methods;
-use super::session::{ClientState, Session};
 use super::transaction::Transaction;
 use crate::catalog::Catalog;
 use crate::Error;
@@ -20,41 +23,68 @@ use crate::Error;
 ///
 /// ```no_run
 /// # async fn demo(registry: aepg::keystore::KeyStoreRegistry) -> Result<(), aepg::Error> {
-/// use aepg::{Client, Encryption, EncryptionConfig};
+/// use aepg::{Encryption, EncryptionConfig};
 ///
 /// let encryption = Encryption::new(EncryptionConfig::new(registry));
-/// let (inner, connection) = tokio_postgres::connect("host=db user=app", tokio_postgres::NoTls).await?;
+/// let (client, connection) =
+///     aepg::connect("host=db user=app", tokio_postgres::NoTls, encryption).await?;
 /// tokio::spawn(connection);
-/// let client = Client::new(inner, encryption);
 /// client
 ///     .execute("INSERT INTO patients (id, ssn) VALUES ($1, $2)", &[&1, &"078-05-1120"])
 ///     .await?;
 /// let row = client
 ///     .query_one("SELECT ssn FROM patients WHERE ssn = $1", &[&"078-05-1120"])
 ///     .await?;
-/// assert_eq!(row.get::<&str>("ssn"), "078-05-1120");
+/// assert_eq!(row.get::<_, &str>("ssn"), "078-05-1120");
 /// # Ok(()) }
 /// ```
 pub struct Client {
     inner: tokio_postgres::Client,
-    state: ClientState,
+    state: ConnectionState,
 }
 
 impl Client {
     /// Wraps a connected tokio-postgres client (from any TLS connector or
-    /// pool). Nothing is sent until the first statement, which loads the
-    /// shared catalog if `encryption` has none yet.
+    /// pool) whose connection aepg does not drive: announcements of catalog
+    /// changes cannot reach it, so it relies on checking the catalog
+    /// generation before each new statement text and on the catalog TTL.
+    /// Prefer [`connect`] or [`Client::with_connection`], which hear them.
+    ///
+    /// Nothing is sent until the first statement, which loads the shared
+    /// catalog if `encryption` has none yet.
     pub fn new(inner: tokio_postgres::Client, encryption: Arc<Encryption>) -> Self {
         Self {
             inner,
-            state: ClientState::new(encryption),
+            state: ConnectionState::new(encryption, None),
         }
     }
 
-    fn session(&self) -> Session<'_> {
-        Session {
+    /// Wraps a connected tokio-postgres client and its connection: spawn the
+    /// returned [`Connection`] instead of tokio-postgres's. It hears the
+    /// announcements of catalog changes, so no statement is sent under an
+    /// analysis made against an older catalog once one arrived.
+    pub fn with_connection<S, T>(
+        inner: tokio_postgres::Client,
+        connection: tokio_postgres::Connection<S, T>,
+        encryption: Arc<Encryption>,
+    ) -> (Self, Connection<S, T>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+        T: AsyncRead + AsyncWrite + Unpin,
+    {
+        let watch = Watch::new(encryption.clone());
+        let client = Self {
+            inner,
+            state: ConnectionState::new(encryption, Some(watch.clone())),
+        };
+        (client, Connection::new(connection, watch))
+    }
+
+    fn executor(&self) -> Executor<'_> {
+        Executor {
             client: &self.inner,
             state: &self.state,
+            in_transaction: false,
         }
     }
 
@@ -75,7 +105,7 @@ impl Client {
         &self.state.encryption
     }
 
-    /// The verified catalog, loaded if needed.
+    /// The verified catalog, loaded (or its generation checked) if needed.
     ///
     /// # Errors
     /// As [`load_catalog`](crate::catalog::load_catalog).
@@ -105,7 +135,8 @@ impl std::fmt::Debug for Client {
 }
 
 /// Connects like `tokio_postgres::connect` and wraps the client. As there,
-/// the returned connection must be spawned (`tokio::spawn(connection)`).
+/// the returned connection must be spawned (`tokio::spawn(connection)`); it
+/// also hears the announcements of catalog changes.
 ///
 /// # Errors
 /// Connection errors.
@@ -119,5 +150,5 @@ where
     T::TlsConnect: TlsConnect<Socket>,
 {
     let (inner, connection) = tokio_postgres::connect(config, tls).await?;
-    Ok((Client::new(inner, encryption), connection))
+    Ok(Client::with_connection(inner, connection, encryption))
 }

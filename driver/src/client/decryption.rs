@@ -1,5 +1,8 @@
-//! Decrypting result columns: by origin when the server says which table
-//! column a result comes from, by the cell header otherwise.
+//! Decrypting result columns. How each column is read is decided once, when
+//! its statement is prepared: from the origin the server reports, checked
+//! against where the analysis resolved the column, and from what the
+//! analysis says fills it. A cell is only ever decrypted under the setting
+//! a signed record gives its column — never by what its header says alone.
 
 use std::error::Error as StdError;
 use std::sync::Arc;
@@ -8,118 +11,174 @@ use postgres_types::{FromSql, Type};
 use zeroize::Zeroizing;
 
 use super::encryption::Encryption;
-use crate::analysis::{ColumnName, ResultColumnSource};
-use crate::catalog::{Catalog, EncryptionSetting};
-use crate::cell::CellHeader;
+use crate::analysis::{ResultColumn, ResultColumnSource};
+use crate::catalog::{Catalog, ColumnState, EncryptionSetting};
+use crate::cell::{CellError, CellHeader};
+use crate::error::{DecryptError, ResultProblem};
+use crate::names::ColumnName;
 use crate::Error;
 
 /// How one result column is read.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Decryption {
-    /// A plaintext column: passed through.
-    None,
-    /// A column of an encrypted table column: its cells must carry that
-    /// column's setting.
-    FromColumn {
-        /// The table column.
-        column: ColumnName,
-        /// Its setting.
-        setting_id: u32,
+#[non_exhaustive]
+pub enum ColumnDecryption {
+    /// Not encrypted: passed through.
+    Plaintext,
+    /// Decrypted under `setting`; a cell of another setting is an error.
+    Decrypted {
+        /// The table or view column it comes from, when known.
+        column: Option<ColumnName>,
+        /// The setting its cells must carry.
+        setting: Arc<EncryptionSetting>,
     },
-    /// A table column of type `aepg.ciphertext` with no verified assignment:
-    /// its cells are refused.
-    Unassigned,
-    /// Cells of unknown origin (a view column, a `UNION` branch): the cell
-    /// header names the setting, which must be `expected` when the analysis
-    /// knows it.
-    FromHeader {
-        /// The setting every cell of the column must carry, if known.
-        expected: Option<u32>,
+    /// Ciphertext this client will not decrypt: reading a value fails with
+    /// this reason (`NULL` still reads as `NULL`).
+    Refused {
+        /// Why.
+        reason: Arc<str>,
     },
 }
 
-/// A result column and how it is read.
+/// A result column and how it is read, decided at prepare time.
 #[derive(Clone, Debug)]
 pub(crate) struct ResultColumnPlan {
     /// For messages: `schema.table.column` when known, else the result name.
-    pub(crate) label: String,
-    pub(crate) decryption: Decryption,
+    pub(crate) label: Arc<str>,
+    pub(crate) decryption: ColumnDecryption,
+    /// The plaintext's type, for decrypted columns.
+    pub(crate) plaintext_type: Option<Type>,
 }
 
 /// Plans the decryption of `columns` against `catalog`: by the origin the
-/// server reports, else by what the analysis says fills the column.
+/// server reports (which must be where the analysis resolved the column),
+/// else by what the analysis says fills the column.
+///
+/// # Errors
+/// [`ResultProblem`] when the server's result columns are not the ones the
+/// analysis resolved, for a statement on encrypted tables.
 pub(crate) fn plan_columns(
     columns: &[tokio_postgres::Column],
-    sources: &[ResultColumnSource],
+    analysis: &[ResultColumn],
+    touches_encrypted_table: bool,
     catalog: &Catalog,
-) -> Vec<ResultColumnPlan> {
-    // The analysis expands `*` from its own view of the tables; if its count
-    // disagrees with the server's, only the server's origins are used.
-    let sources = if sources.len() == columns.len() {
-        sources
+) -> Result<Vec<ResultColumnPlan>, Error> {
+    let analysis = if analysis.len() == columns.len() {
+        analysis
+    } else if touches_encrypted_table && !analysis.is_empty() {
+        // The catalog's view of a table is stale, or a name means another
+        // relation: which result columns hold cells cannot be told.
+        return Err(Error::ResultMismatch {
+            problem: ResultProblem::ColumnCount {
+                expected: analysis.len(),
+                found: columns.len(),
+            },
+        });
     } else {
         &[]
     };
     columns
         .iter()
         .enumerate()
-        .map(|(index, column)| {
-            let source = sources
-                .get(index)
-                .copied()
-                .unwrap_or(ResultColumnSource::Plaintext);
-            let origin = column.table_oid().zip(column.column_id());
-            let assigned = origin.and_then(|(table, attnum)| catalog.column_at(table, attnum));
-            let ciphertext_origin =
-                origin.is_some_and(|(table, attnum)| catalog.is_ciphertext_column(table, attnum));
-            let unassigned = origin.is_some_and(|(table, attnum)| {
-                catalog.is_unassigned_ciphertext_column(table, attnum)
-            });
-            if unassigned {
-                return ResultColumnPlan {
-                    label: column.name().to_owned(),
-                    decryption: Decryption::Unassigned,
-                };
-            }
-            match assigned {
-                Some(encrypted) => ResultColumnPlan {
-                    label: encrypted.name.to_string(),
-                    decryption: Decryption::FromColumn {
-                        column: encrypted.name.clone(),
-                        setting_id: encrypted.setting_id,
-                    },
-                },
-                None => match source {
-                    ResultColumnSource::Encrypted { setting_id } => ResultColumnPlan {
-                        label: column.name().to_owned(),
-                        decryption: Decryption::FromHeader {
-                            expected: Some(setting_id),
-                        },
-                    },
-                    ResultColumnSource::Ciphertext => ResultColumnPlan {
-                        label: column.name().to_owned(),
-                        decryption: Decryption::FromHeader { expected: None },
-                    },
-                    ResultColumnSource::Plaintext
-                        if ciphertext_origin || is_ciphertext(column.type_(), catalog) =>
-                    {
-                        ResultColumnPlan {
-                            label: column.name().to_owned(),
-                            decryption: Decryption::FromHeader { expected: None },
-                        }
-                    }
-                    ResultColumnSource::Plaintext => ResultColumnPlan {
-                        label: column.name().to_owned(),
-                        decryption: Decryption::None,
-                    },
-                },
-            }
-        })
+        .map(|(index, column)| plan_column(column, analysis.get(index), catalog))
         .collect()
 }
 
-pub(crate) fn is_ciphertext(ty: &Type, catalog: &Catalog) -> bool {
-    ty.oid() == catalog.ciphertext_type_oid()
+fn plan_column(
+    column: &tokio_postgres::Column,
+    analyzed: Option<&ResultColumn>,
+    catalog: &Catalog,
+) -> Result<ResultColumnPlan, Error> {
+    let origin = column.table_oid().zip(column.column_id());
+    if let (Some(expected), Some(origin)) = (analyzed.and_then(|r| r.origin.as_ref()), origin) {
+        check_not_redirected(column, expected, origin, catalog)?;
+    }
+    let plan = |label: String, decryption: ColumnDecryption| {
+        let plaintext_type = match &decryption {
+            ColumnDecryption::Decrypted { setting, .. } => {
+                Type::from_oid(setting.cell.plaintext_type.oid)
+            }
+            _ => None,
+        };
+        ResultColumnPlan {
+            label: label.into(),
+            decryption,
+            plaintext_type,
+        }
+    };
+    let refused = |reason: &str| ColumnDecryption::Refused {
+        reason: reason.into(),
+    };
+    if let Some(encrypted) = origin.and_then(|(table, attnum)| catalog.column_at(table, attnum)) {
+        let decryption = match (&encrypted.state, catalog.usable_setting(&encrypted.name)) {
+            (ColumnState::Usable { .. }, Some(setting)) => ColumnDecryption::Decrypted {
+                column: Some(encrypted.name.clone()),
+                setting: setting.clone(),
+            },
+            (ColumnState::Unusable { reason }, _) => ColumnDecryption::Refused {
+                reason: reason.clone(),
+            },
+            _ => refused("its encryption setting was not loaded"),
+        };
+        return Ok(plan(encrypted.name.to_string(), decryption));
+    }
+    let label = column.name().to_owned();
+    if origin.is_some_and(|(table, attnum)| catalog.is_unassigned_ciphertext_column(table, attnum))
+    {
+        return Ok(plan(
+            label,
+            refused("the column is aepg.ciphertext but has no verified encryption assignment"),
+        ));
+    }
+    let decryption = match analyzed.map(|r| &r.source) {
+        Some(ResultColumnSource::Encrypted(encryption)) => {
+            match catalog.settings().get(&encryption.setting_id) {
+                Some(setting) => ColumnDecryption::Decrypted {
+                    column: analyzed.and_then(|r| r.origin.clone()),
+                    setting: setting.clone(),
+                },
+                None => refused("its encryption setting was not loaded"),
+            }
+        }
+        Some(ResultColumnSource::Unusable) => {
+            refused("its values are ciphertext this client cannot use")
+        }
+        _ if column.type_().oid() == catalog.ciphertext_type_oid() => {
+            refused("its values are ciphertext whose encryption setting no signed record names")
+        }
+        _ => ColumnDecryption::Plaintext,
+    };
+    Ok(plan(label, decryption))
+}
+
+/// A result column the analysis resolved to `expected` must come from
+/// there: if a name resolves to another relation on the server (a table
+/// renamed and shadowed, a search path changed behind the client's back),
+/// reading on would hand the application another table's rows.
+fn check_not_redirected(
+    column: &tokio_postgres::Column,
+    expected: &ColumnName,
+    origin: (u32, i16),
+    catalog: &Catalog,
+) -> Result<(), Error> {
+    if catalog.attribute(expected) == Some(origin) {
+        return Ok(());
+    }
+    let involves_encryption = catalog.column(expected).is_some()
+        || catalog.column_at(origin.0, origin.1).is_some()
+        || catalog.is_unassigned_ciphertext_column(origin.0, origin.1)
+        || catalog
+            .tables
+            .get(&expected.table_name())
+            .is_some_and(crate::analysis::TableInfo::has_encrypted_columns);
+    if !involves_encryption {
+        return Ok(());
+    }
+    Err(Error::ResultMismatch {
+        problem: ResultProblem::Redirected {
+            column: column.name().to_owned(),
+            expected: expected.to_string(),
+        },
+    })
 }
 
 /// The bytes of any value, whatever its type: how cells are read off a row.
@@ -135,50 +194,38 @@ impl<'a> FromSql<'a> for RawValue<'a> {
     }
 }
 
-/// What decrypting needs while a query's rows come in: the catalog, and the
-/// chance to reload it once if a cell names a setting or key it lacks.
-pub(crate) struct DecryptionContext<'a> {
-    pub(crate) encryption: &'a Encryption,
-    pub(crate) client: &'a tokio_postgres::Client,
-    pub(crate) catalog: Arc<Catalog>,
-    pub(crate) refreshed: bool,
-}
-
-impl DecryptionContext<'_> {
-    /// Decrypts one cell; `expected` is the setting its origin requires.
-    pub(crate) async fn decrypt(
-        &mut self,
-        cell: &[u8],
-        expected: Option<u32>,
-    ) -> Result<(EncryptionSetting, Zeroizing<Vec<u8>>), Error> {
-        let header = CellHeader::parse(cell)?;
-        if let Some(expected) = expected {
-            if header.setting_id != expected {
-                return Err(Error::CellFromAnotherSetting {
-                    expected,
-                    found: header.setting_id,
-                });
-            }
-        }
-        let known = |catalog: &Catalog| {
-            catalog.settings().contains_key(&header.setting_id)
-                && catalog.column_keys.contains_key(&header.key_id)
+/// Decrypts one `cell` of a column whose cells must carry `setting`.
+///
+/// # Errors
+/// [`DecryptError`]: a malformed or tampered cell, one of another setting,
+/// a key that is unavailable.
+pub(crate) async fn decrypt_cell(
+    encryption: &Encryption,
+    catalog: &Catalog,
+    setting: &EncryptionSetting,
+    cell: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
+    let header = CellHeader::parse(cell).map_err(DecryptError::Cell)?;
+    if header.setting_id != setting.cell.setting_id {
+        let found = match catalog.settings().get(&header.setting_id) {
+            Some(other) => other.label(),
+            None => format!("setting {}", header.setting_id),
         };
-        if !known(&self.catalog) && !self.refreshed {
-            self.refreshed = true;
-            self.catalog = self.encryption.reload_for_unknown_id(self.client).await?;
-        }
-        let setting = self
-            .catalog
-            .settings()
-            .get(&header.setting_id)
-            .cloned()
-            .ok_or_else(|| Error::NotInCatalog {
-                kind: "column encryption setting",
-                name: header.setting_id.to_string(),
-            })?;
-        let cipher = self.encryption.cipher(&self.catalog, header.key_id).await?;
-        let plaintext = cipher.decrypt(&setting.cell, cell)?;
-        Ok((setting, plaintext))
+        return Err(DecryptError::FromAnotherSetting {
+            expected: setting.label(),
+            found,
+        });
     }
+    if header.key_id != setting.key_id {
+        // A setting's cells are made with its column key; another key in
+        // the header is a cell forged or moved from elsewhere.
+        return Err(DecryptError::Cell(CellError::KeyMismatch {
+            expected: setting.key_id,
+            found: header.key_id,
+        }));
+    }
+    let cipher = encryption.cipher(catalog, setting.key_id).await?;
+    cipher
+        .decrypt(&setting.cell, cell)
+        .map_err(DecryptError::Cell)
 }

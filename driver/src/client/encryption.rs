@@ -1,30 +1,34 @@
-//! What all clients of one pool share: key stores, the verified catalog and
-//! the unwrapped column keys, each loaded once and refreshed on a TTL.
+//! What all clients of one pool share: key stores, pins, the verified
+//! catalog, what has been seen of the catalog (to refuse rollbacks), and the
+//! unwrapped column keys.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use aepg_keystore::KeyStoreRegistry;
 
-use crate::catalog::{load_catalog, Catalog, PinnedColumn};
+use crate::catalog::{
+    load_catalog, Catalog, CatalogError, PinnedColumn, Pins, CATALOG_STATE_QUERY,
+};
 use crate::cell::CellCipher;
-use crate::record::CatalogId;
+use crate::error::DecryptError;
+use crate::record::{CatalogId, RecordError};
+use crate::support::{first_ok, generation_from_sql, lock, read, write};
 use crate::Error;
 
-/// Default time a loaded catalog is trusted before it is read again.
-pub const DEFAULT_CATALOG_TTL: Duration = Duration::from_secs(5 * 60);
-/// Shortest time between two reloads caused by unknown ids in cells.
-pub const MIN_ON_DEMAND_RELOAD: Duration = Duration::from_secs(1);
+/// Default time a loaded catalog is used before the server's catalog
+/// generation is checked again (a full reload follows only if it moved).
+pub const DEFAULT_CATALOG_TTL: Duration = Duration::from_secs(60);
 /// Default time an unwrapped column key is kept before the key store is asked again.
 pub const DEFAULT_KEY_TTL: Duration = Duration::from_secs(2 * 60 * 60);
 
-/// How clients encrypt: the key stores, the pinned columns, the cache lifetimes.
+/// How clients encrypt: the key stores, the pins, the cache lifetimes.
 #[derive(Clone, Debug)]
 pub struct EncryptionConfig {
     registry: KeyStoreRegistry,
-    pins: Vec<PinnedColumn>,
-    expected_catalog: Option<CatalogId>,
+    pins: Pins,
     catalog_ttl: Duration,
     key_ttl: Duration,
 }
@@ -34,8 +38,7 @@ impl EncryptionConfig {
     pub fn new(registry: KeyStoreRegistry) -> Self {
         Self {
             registry,
-            pins: Vec::new(),
-            expected_catalog: None,
+            pins: Pins::new(),
             catalog_ttl: DEFAULT_CATALOG_TTL,
             key_ttl: DEFAULT_KEY_TTL,
         }
@@ -43,7 +46,15 @@ impl EncryptionConfig {
 
     /// Requires `pin` to be encrypted as pinned whenever the catalog is loaded.
     pub fn pin(mut self, pin: PinnedColumn) -> Self {
-        self.pins.push(pin);
+        self.pins = self.pins.column(pin);
+        self
+    }
+
+    /// Adds `pins` (typically a pin file exported from the trusted catalog
+    /// and embedded in the application: [`Pins::from_json`]), checked at
+    /// every load — also the first one, before any generation was seen.
+    pub fn pins(mut self, pins: Pins) -> Self {
+        self.pins = self.pins.merge(pins);
         self
     }
 
@@ -51,11 +62,14 @@ impl EncryptionConfig {
     /// ([`Catalog::id`]): a catalog replaced wholesale by another database's
     /// (whose records would verify under a shared master key) is then refused.
     pub fn expect_catalog(mut self, id: CatalogId) -> Self {
-        self.expected_catalog = Some(id);
+        self.pins = self.pins.catalog(id);
         self
     }
 
-    /// How long a loaded catalog is used before it is read again (default 5 min).
+    /// How long a loaded catalog is used before the server's catalog
+    /// generation is checked again (default one minute). Changes announced
+    /// on the catalog channel are noticed sooner, by clients whose
+    /// connection aepg drives ([`crate::connect`]).
     pub fn catalog_ttl(mut self, ttl: Duration) -> Self {
         self.catalog_ttl = ttl;
         self
@@ -70,21 +84,35 @@ impl EncryptionConfig {
     }
 }
 
-struct LoadedCatalog {
+struct Current {
     catalog: Arc<Catalog>,
-    loaded_at: Instant,
+    checked_at: Instant,
+}
+
+/// The highest of everything seen of the catalog: a later load may only
+/// move forward from it.
+#[derive(Default)]
+struct Seen {
+    catalog: Option<CatalogId>,
+    generation: u64,
+    manifests: BTreeMap<String, u64>,
 }
 
 /// The encryption state shared by every client of one pool or configuration.
 ///
 /// Create one with [`Encryption::new`] and hand it to each
 /// [`Client`](crate::Client): the catalog is then loaded and verified once,
-/// not once per connection, and column keys are unwrapped once per TTL.
+/// not once per connection, column keys are unwrapped once per TTL, and a
+/// rollback of the catalog seen by any client is refused by all.
 pub struct Encryption {
     config: EncryptionConfig,
-    catalog: RwLock<Option<LoadedCatalog>>,
-    /// Serializes catalog loads so concurrent clients wait for one load.
+    current: RwLock<Option<Current>>,
+    /// Set when a change of the catalog was announced: the next statement
+    /// checks the catalog generation first.
+    stale: AtomicBool,
+    /// Serializes catalog checks and loads so concurrent clients wait for one.
     loading: tokio::sync::Mutex<()>,
+    seen: Mutex<Seen>,
     keys: Mutex<HashMap<u32, (Arc<CellCipher>, Instant)>>,
 }
 
@@ -93,8 +121,10 @@ impl Encryption {
     pub fn new(config: EncryptionConfig) -> Arc<Self> {
         Arc::new(Self {
             config,
-            catalog: RwLock::new(None),
+            current: RwLock::new(None),
+            stale: AtomicBool::new(false),
             loading: tokio::sync::Mutex::new(()),
+            seen: Mutex::new(Seen::default()),
             keys: Mutex::new(HashMap::new()),
         })
     }
@@ -104,28 +134,72 @@ impl Encryption {
         &self.config.registry
     }
 
-    /// The current catalog, loading it through `client` when there is none
-    /// or it is older than the catalog TTL.
+    /// The catalog to analyze against: the loaded one while it is fresh
+    /// (within the TTL, no change announced); otherwise the server's
+    /// catalog generation is checked through `client`, and the catalog
+    /// loaded again if it moved.
     ///
     /// # Errors
-    /// As [`load_catalog`].
+    /// As [`load_catalog`], and a catalog that was replaced or rolled back.
     pub async fn catalog(&self, client: &tokio_postgres::Client) -> Result<Arc<Catalog>, Error> {
-        if let Some(catalog) = self.fresh_catalog() {
+        if let Some(catalog) = self.fresh() {
             return Ok(catalog);
         }
         let _loading = self.loading.lock().await;
-        // Another client may have loaded it while this one waited.
-        if let Some(catalog) = self.fresh_catalog() {
+        // Another client may have checked it while this one waited.
+        if let Some(catalog) = self.fresh() {
             return Ok(catalog);
+        }
+        let loaded = read(&self.current)
+            .as_ref()
+            .map(|current| current.catalog.clone());
+        match loaded {
+            Some(catalog) => {
+                let row = client.query_one(CATALOG_STATE_QUERY, &[]).await?;
+                let id = CatalogId::from_slice(row.try_get(0)?)?;
+                let generation = generation_from_sql(row.try_get(1)?)?;
+                self.observed(&catalog, id, generation, client).await
+            }
+            None => self.load(client).await,
+        }
+    }
+
+    /// Compares what the server reports of its catalog (`id`, `generation`)
+    /// with `catalog`, which a statement was analyzed against: the same
+    /// catalog, or a newer one (loaded through `client`) that the statement
+    /// must be analyzed against again.
+    ///
+    /// # Errors
+    /// A replaced or rolled-back catalog; as [`load_catalog`].
+    pub(crate) async fn observed(
+        &self,
+        catalog: &Arc<Catalog>,
+        id: CatalogId,
+        generation: u64,
+        client: &tokio_postgres::Client,
+    ) -> Result<Arc<Catalog>, Error> {
+        self.check_seen(id, generation)?;
+        if id == catalog.id() && generation == catalog.generation() {
+            if let Some(current) = write(&self.current).as_mut() {
+                if Arc::ptr_eq(&current.catalog, catalog) {
+                    current.checked_at = Instant::now();
+                    self.stale.store(false, Ordering::SeqCst);
+                }
+            }
+            return Ok(catalog.clone());
+        }
+        if let Some(current) = self.current_catalog() {
+            if current.id() == id && current.generation() == generation {
+                return Ok(current);
+            }
         }
         self.load(client).await
     }
 
-    /// Loads the catalog again now: after an administrative change, or when
-    /// a cell names a setting or key the loaded catalog does not have.
+    /// Loads the catalog again now, for every client sharing this state.
     ///
     /// # Errors
-    /// As [`load_catalog`].
+    /// As [`load_catalog`], and a catalog that was replaced or rolled back.
     pub async fn refresh_catalog(
         &self,
         client: &tokio_postgres::Client,
@@ -134,59 +208,70 @@ impl Encryption {
         self.load(client).await
     }
 
-    /// Reloads the catalog because a cell names a setting or key it lacks,
-    /// unless it was loaded less than [`MIN_ON_DEMAND_RELOAD`] ago: cells
-    /// written by an adversary must not turn every query into a reload.
-    pub(crate) async fn reload_for_unknown_id(
-        &self,
-        client: &tokio_postgres::Client,
-    ) -> Result<Arc<Catalog>, Error> {
-        let _loading = self.loading.lock().await;
-        let recent = {
-            let slot = self
-                .catalog
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            slot.as_ref()
-                .filter(|loaded| loaded.loaded_at.elapsed() < MIN_ON_DEMAND_RELOAD)
-                .map(|loaded| loaded.catalog.clone())
-        };
-        match recent {
-            Some(catalog) => Ok(catalog),
-            None => self.load(client).await,
-        }
+    /// Notes an announced change of the catalog: every client sharing this
+    /// state checks the catalog generation before its next statement.
+    pub(crate) fn mark_stale(&self) {
+        self.stale.store(true, Ordering::SeqCst);
     }
 
     async fn load(&self, client: &tokio_postgres::Client) -> Result<Arc<Catalog>, Error> {
         let catalog = load_catalog(client, &self.config.registry, &self.config.pins).await?;
-        if let Some(expected) = self.config.expected_catalog {
-            if catalog.id() != expected {
-                return Err(Error::CatalogMismatch {
-                    expected: expected.to_string(),
-                    found: catalog.id().to_string(),
-                });
-            }
-        }
+        self.accept(&catalog)?;
         let catalog = Arc::new(catalog);
-        let mut slot = self
-            .catalog
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *slot = Some(LoadedCatalog {
+        *write(&self.current) = Some(Current {
             catalog: catalog.clone(),
-            loaded_at: Instant::now(),
+            checked_at: Instant::now(),
         });
+        self.stale.store(false, Ordering::SeqCst);
         Ok(catalog)
     }
 
-    fn fresh_catalog(&self) -> Option<Arc<Catalog>> {
-        let slot = self
-            .catalog
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        slot.as_ref()
-            .filter(|loaded| loaded.loaded_at.elapsed() < self.config.catalog_ttl)
-            .map(|loaded| loaded.catalog.clone())
+    /// Refuses a catalog that moves back from anything seen before, and
+    /// records what it shows.
+    fn accept(&self, catalog: &Catalog) -> Result<(), CatalogError> {
+        let mut seen = lock(&self.seen);
+        check_seen(&seen, catalog.id(), catalog.generation())?;
+        for (name, seen_generation) in &seen.manifests {
+            let found = catalog
+                .manifests()
+                .iter()
+                .find(|manifest| &manifest.master_key_name == name)
+                .map(|manifest| manifest.generation);
+            if found.is_none_or(|found| found < *seen_generation) {
+                return Err(CatalogError::ManifestRollback {
+                    master_key: name.clone(),
+                    seen: *seen_generation,
+                    found,
+                });
+            }
+        }
+        seen.catalog = Some(catalog.id());
+        seen.generation = catalog.generation();
+        for manifest in catalog.manifests() {
+            seen.manifests
+                .insert(manifest.master_key_name.clone(), manifest.generation);
+        }
+        Ok(())
+    }
+
+    fn check_seen(&self, id: CatalogId, generation: u64) -> Result<(), CatalogError> {
+        check_seen(&lock(&self.seen), id, generation)
+    }
+
+    fn current_catalog(&self) -> Option<Arc<Catalog>> {
+        read(&self.current)
+            .as_ref()
+            .map(|current| current.catalog.clone())
+    }
+
+    fn fresh(&self) -> Option<Arc<Catalog>> {
+        if self.stale.load(Ordering::SeqCst) {
+            return None;
+        }
+        read(&self.current)
+            .as_ref()
+            .filter(|current| current.checked_at.elapsed() < self.config.catalog_ttl)
+            .map(|current| current.catalog.clone())
     }
 
     /// The cipher of column key `key_id`, unwrapping the key through its
@@ -198,39 +283,38 @@ impl Encryption {
         &self,
         catalog: &Catalog,
         key_id: u32,
-    ) -> Result<Arc<CellCipher>, Error> {
+    ) -> Result<Arc<CellCipher>, DecryptError> {
         if let Some(cipher) = self.cached_cipher(key_id) {
             return Ok(cipher);
         }
         let values = catalog
             .column_keys
             .get(&key_id)
-            .ok_or_else(|| Error::NotInCatalog {
-                kind: "column encryption key",
-                name: key_id.to_string(),
+            .ok_or(DecryptError::Unknown {
+                what: format!("column key {key_id}"),
             })?;
-        let mut last_error = None;
-        for value in values {
-            match value.open(&self.config.registry, &catalog.id()).await {
-                Ok(key) => {
-                    let cipher = Arc::new(CellCipher::new(key_id, &key));
-                    if !self.config.key_ttl.is_zero() {
-                        self.lock_keys()
-                            .insert(key_id, (cipher.clone(), Instant::now()));
-                    }
-                    return Ok(cipher);
-                }
-                Err(error) => last_error = Some(error),
-            }
+        let key = first_ok(
+            values,
+            || DecryptError::Unknown {
+                what: format!("column key {key_id}"),
+            },
+            |value| async move {
+                value
+                    .open(&self.config.registry, &catalog.id())
+                    .await
+                    .map_err(|source: RecordError| DecryptError::KeyUnavailable { key_id, source })
+            },
+        )
+        .await?;
+        let cipher = Arc::new(CellCipher::new(key_id, &key));
+        if !self.config.key_ttl.is_zero() {
+            lock(&self.keys).insert(key_id, (cipher.clone(), Instant::now()));
         }
-        Err(last_error.unwrap_or(Error::NotInCatalog {
-            kind: "wrapped value of column encryption key",
-            name: key_id.to_string(),
-        }))
+        Ok(cipher)
     }
 
     fn cached_cipher(&self, key_id: u32) -> Option<Arc<CellCipher>> {
-        let mut keys = self.lock_keys();
+        let mut keys = lock(&self.keys);
         match keys.get(&key_id) {
             Some((cipher, cached_at)) if cached_at.elapsed() < self.config.key_ttl => {
                 Some(cipher.clone())
@@ -242,13 +326,25 @@ impl Encryption {
             None => None,
         }
     }
+}
 
-    fn lock_keys(&self) -> std::sync::MutexGuard<'_, HashMap<u32, (Arc<CellCipher>, Instant)>> {
-        // Every critical section is one map operation: a poisoned map is consistent.
-        self.keys
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// A catalog replaced by another, or a generation lower than one seen.
+fn check_seen(seen: &Seen, id: CatalogId, generation: u64) -> Result<(), CatalogError> {
+    if let Some(expected) = seen.catalog {
+        if expected != id {
+            return Err(CatalogError::IdentityMismatch {
+                expected,
+                found: id,
+            });
+        }
     }
+    if generation < seen.generation {
+        return Err(CatalogError::GenerationRollback {
+            seen: seen.generation,
+            found: generation,
+        });
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for Encryption {

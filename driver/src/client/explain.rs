@@ -2,13 +2,15 @@
 
 use std::fmt;
 
-use super::decryption::Decryption;
+use super::decryption::ColumnDecryption;
 use super::statement::Statement;
-use crate::analysis::{ColumnName, ParameterTarget, ParameterUse};
+use crate::analysis::{ParameterTarget, ParameterUse};
 use crate::cell::EncryptionMode;
+use crate::names::ColumnName;
 
 /// What happens to one parameter.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ParameterExplanation {
     /// 1-based parameter number.
     pub number: usize,
@@ -20,6 +22,7 @@ pub struct ParameterExplanation {
 
 /// How a parameter is encrypted.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ParameterEncryption {
     /// The encrypted column it goes to or is compared with.
     pub column: ColumnName,
@@ -35,33 +38,9 @@ pub struct ParameterEncryption {
     pub plaintext_type: String,
 }
 
-/// How one result column is read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ColumnDecryption {
-    /// Not encrypted.
-    Plaintext,
-    /// Decrypted under the setting of the table column it comes from; a cell
-    /// of another setting is an error.
-    FromColumn {
-        /// The table column.
-        column: ColumnName,
-        /// Its setting's name.
-        setting: String,
-        /// Its mode.
-        mode: EncryptionMode,
-        /// The plaintext type.
-        plaintext_type: String,
-    },
-    /// An `aepg.ciphertext` value of unknown origin: decrypted under the
-    /// setting its cell header names.
-    FromCellHeader,
-    /// A table column of type `aepg.ciphertext` without a verified
-    /// assignment: its values are refused.
-    Refused,
-}
-
 /// One result column.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ResultColumnExplanation {
     /// The column's name in the result.
     pub name: String,
@@ -71,6 +50,7 @@ pub struct ResultColumnExplanation {
 
 /// What aepg does with a statement, from [`Client::explain`](crate::Client::explain).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Explanation {
     /// Each parameter, in order.
     pub parameters: Vec<ParameterExplanation>,
@@ -90,17 +70,18 @@ impl Explanation {
                 let encryption = match prepared.analysis.parameters.get(index) {
                     Some(ParameterTarget::Encrypted {
                         column,
-                        setting_id,
-                        mode,
+                        encryption,
                         usage,
-                    }) => settings.get(setting_id).map(|setting| ParameterEncryption {
-                        column: column.clone(),
-                        usage: *usage,
-                        setting: setting.name.clone(),
-                        mode: *mode,
-                        key_id: setting.key_id,
-                        plaintext_type: setting.type_name(),
-                    }),
+                    }) => settings
+                        .get(&encryption.setting_id)
+                        .map(|setting| ParameterEncryption {
+                            column: column.clone(),
+                            usage: *usage,
+                            setting: setting.name.clone(),
+                            mode: setting.cell.mode,
+                            key_id: setting.key_id,
+                            plaintext_type: setting.type_name(),
+                        }),
                     _ => None,
                 };
                 ParameterExplanation {
@@ -116,21 +97,7 @@ impl Explanation {
             .zip(prepared.columns.iter())
             .map(|(column, plan)| ResultColumnExplanation {
                 name: column.name().to_owned(),
-                decryption: match &plan.decryption {
-                    Decryption::None => ColumnDecryption::Plaintext,
-                    Decryption::FromHeader { .. } => ColumnDecryption::FromCellHeader,
-                    Decryption::Unassigned => ColumnDecryption::Refused,
-                    Decryption::FromColumn { column, setting_id } => match settings.get(setting_id)
-                    {
-                        Some(setting) => ColumnDecryption::FromColumn {
-                            column: column.clone(),
-                            setting: setting.name.clone(),
-                            mode: setting.cell.mode,
-                            plaintext_type: setting.type_name(),
-                        },
-                        None => ColumnDecryption::FromCellHeader,
-                    },
-                },
+                decryption: plan.decryption.clone(),
             })
             .collect();
         Self {
@@ -148,8 +115,8 @@ impl fmt::Display for Explanation {
                 None => writeln!(f, "plaintext")?,
                 Some(e) => writeln!(
                     f,
-                    "encrypted for {} ({:?}) as {}, setting {:?}, {}, column key {}",
-                    e.column, e.usage, e.plaintext_type, e.setting, e.mode, e.key_id
+                    "encrypted, {} {} as {}, setting {:?}, {}, column key {}",
+                    e.usage, e.column, e.plaintext_type, e.setting, e.mode, e.key_id
                 )?,
             }
         }
@@ -157,22 +124,20 @@ impl fmt::Display for Explanation {
             write!(f, "column {:?}: ", column.name)?;
             match &column.decryption {
                 ColumnDecryption::Plaintext => writeln!(f, "plaintext")?,
-                ColumnDecryption::FromCellHeader => {
-                    writeln!(f, "decrypted by cell header (origin unknown)")?
+                ColumnDecryption::Refused { reason } => writeln!(f, "refused: {reason}")?,
+                ColumnDecryption::Decrypted { column, setting } => {
+                    write!(f, "decrypted")?;
+                    if let Some(column) = column {
+                        write!(f, " from {column}")?;
+                    }
+                    writeln!(
+                        f,
+                        " as {}, setting {:?}, {}",
+                        setting.type_name(),
+                        setting.name,
+                        setting.cell.mode
+                    )?;
                 }
-                ColumnDecryption::Refused => writeln!(
-                    f,
-                    "refused: ciphertext column without a verified assignment"
-                )?,
-                ColumnDecryption::FromColumn {
-                    column,
-                    setting,
-                    mode,
-                    plaintext_type,
-                } => writeln!(
-                    f,
-                    "decrypted from {column} as {plaintext_type}, setting {setting:?}, {mode}"
-                )?,
             }
         }
         Ok(())

@@ -1,7 +1,7 @@
 //! The query methods that [`Client`](crate::Client) and
 //! [`Transaction`](crate::Transaction) share, written once.
 
-/// Expands to the query methods of a type with a `session(&self) -> Session<'_>` method.
+/// Expands to the query methods of a type with an `executor(&self) -> Executor<'_>` method.
 macro_rules! query_methods {
     () => {
         /// Prepares a statement (analyzed and checked; cached by text) for
@@ -11,7 +11,7 @@ macro_rules! query_methods {
         /// [`Error::Refused`](crate::Error::Refused) with the reason when the
         /// statement does something encrypted columns do not allow; database errors.
         pub async fn prepare(&self, sql: &str) -> Result<crate::Statement, crate::Error> {
-            self.session().prepare(sql).await
+            self.executor().prepare(sql).await
         }
 
         /// Runs a statement and returns its rows, encrypted columns decrypted.
@@ -29,7 +29,7 @@ macro_rules! query_methods {
         where
             S: crate::ToStatement + ?Sized,
         {
-            self.session().query(statement, params).await
+            self.executor().query(statement, params).await
         }
 
         /// Like [`query`](Self::query), for exactly one row.
@@ -44,7 +44,7 @@ macro_rules! query_methods {
         where
             S: crate::ToStatement + ?Sized,
         {
-            self.session().query_one(statement, params).await
+            self.executor().query_one(statement, params).await
         }
 
         /// Like [`query`](Self::query), for at most one row.
@@ -59,7 +59,7 @@ macro_rules! query_methods {
         where
             S: crate::ToStatement + ?Sized,
         {
-            self.session().query_opt(statement, params).await
+            self.executor().query_opt(statement, params).await
         }
 
         /// Like [`query`](Self::query), streaming the rows as they arrive.
@@ -74,7 +74,7 @@ macro_rules! query_methods {
         where
             S: crate::ToStatement + ?Sized,
         {
-            self.session().query_raw(statement, params).await
+            self.executor().query_raw(statement, params).await
         }
 
         /// Runs a statement and returns the number of rows it affected.
@@ -89,7 +89,7 @@ macro_rules! query_methods {
         where
             S: crate::ToStatement + ?Sized,
         {
-            self.session().execute(statement, params).await
+            self.executor().execute(statement, params).await
         }
 
         /// Runs one or more statements with the simple query protocol. The
@@ -100,7 +100,7 @@ macro_rules! query_methods {
         /// # Errors
         /// A refused statement; database errors.
         pub async fn batch_execute(&self, sql: &str) -> Result<(), crate::Error> {
-            self.session().batch_execute(sql).await
+            self.executor().batch_execute(sql).await
         }
 
         /// Explains what aepg does with a statement: each parameter's target
@@ -109,7 +109,7 @@ macro_rules! query_methods {
         /// # Errors
         /// The refusal, with its reason, when the statement is refused.
         pub async fn explain(&self, sql: &str) -> Result<crate::Explanation, crate::Error> {
-            let statement = self.session().prepare(sql).await?;
+            let statement = self.executor().prepare(sql).await?;
             Ok(crate::Explanation::of(&statement))
         }
     };

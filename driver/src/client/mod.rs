@@ -1,27 +1,39 @@
-//! The transparent client (DESIGN.md §6): analyze, check, cross-check,
-//! encrypt parameters, decrypt results.
+//! The transparent client (docs/DESIGN.md, "The client pipeline"):
+//! analyze, check, cross-check, encrypt parameters, decrypt results.
+//!
+//! - [`Client`], [`Transaction`]: the query methods, written once
+//!   (`methods`) over one execution path (`executor`).
+//! - [`Encryption`]: what a pool shares (catalog, what was seen of it, keys).
+//! - [`Connection`]: drives the connection and hears catalog announcements.
+//! - `connection_state`: what aepg keeps per connection.
+//! - `statement`, `parameter`, `decryption`, `row`: a statement's
+//!   cross-check, its parameters' encryption, its results' decryption.
 
 #[allow(clippy::module_inception)] // client/client.rs holds `Client`, as in tokio-postgres
 mod client;
 mod column_index;
+mod connection;
+mod connection_state;
 mod decryption;
 mod encryption;
+mod executor;
 mod explain;
 mod methods;
 mod parameter;
 mod row;
-mod session;
 mod statement;
+mod to_statement;
 mod transaction;
 
 pub use client::{connect, Client};
 pub use column_index::ColumnIndex;
+pub use connection::Connection;
+pub use decryption::ColumnDecryption;
 pub use encryption::{Encryption, EncryptionConfig, DEFAULT_CATALOG_TTL, DEFAULT_KEY_TTL};
 pub use explain::{
-    ColumnDecryption, Explanation, ParameterEncryption, ParameterExplanation,
-    ResultColumnExplanation,
+    Explanation, ParameterEncryption, ParameterExplanation, ResultColumnExplanation,
 };
-pub use row::Row;
-pub use session::{RowStream, TextOrStatement, ToStatement};
+pub use row::{Row, RowStream};
 pub use statement::Statement;
+pub use to_statement::ToStatement;
 pub use transaction::Transaction;

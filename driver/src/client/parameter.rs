@@ -8,9 +8,11 @@ use postgres_protocol::types::{array_from_sql, array_to_sql, ArrayDimension};
 use postgres_types::{to_sql_checked, IsNull, Kind, ToSql, Type, WrongType};
 use zeroize::Zeroize;
 
-use crate::analysis::{ColumnName, ParameterUse};
+use crate::analysis::ParameterUse;
 use crate::catalog::EncryptionSetting;
-use crate::cell::{CellCipher, PlaintextType};
+use crate::cell::CellCipher;
+use crate::error::ParameterProblem;
+use crate::names::ColumnName;
 use crate::Error;
 
 /// One parameter as it goes to the server: the application's value, or
@@ -74,6 +76,74 @@ impl ToSql for BoundParameter<'_> {
     to_sql_checked!();
 }
 
+/// Encodes `value` as `setting`'s plaintext type (its binary send format)
+/// and encrypts it: the one path every value bound for an encrypted column
+/// takes, so types are checked and `varchar(n)` enforced the same way for
+/// parameters, arrays and bulk rows. `Ok(None)` for SQL NULL, which stays
+/// NULL. The encoded plaintext is zeroized.
+///
+/// # Errors
+/// [`ParameterProblem`]: a Rust type that does not fit, a value too long.
+pub(crate) fn encrypt_value(
+    value: &(dyn ToSql + Sync),
+    setting: &EncryptionSetting,
+    cipher: &CellCipher,
+) -> Result<Option<Vec<u8>>, ParameterProblem> {
+    let ty = plaintext_type(setting.cell.plaintext_type.oid)?;
+    let mut buffer = BytesMut::new();
+    let outcome = value.to_sql_checked(&ty, &mut buffer);
+    let cell = match outcome {
+        Ok(IsNull::Yes) => Ok(None),
+        Ok(IsNull::No) => encrypt_encoded(&buffer, setting, cipher).map(Some),
+        Err(error) => Err(encode_problem(&*error, setting)),
+    };
+    buffer.as_mut().zeroize();
+    cell
+}
+
+/// Encrypts an already encoded plaintext (an array element, say).
+fn encrypt_encoded(
+    plaintext: &[u8],
+    setting: &EncryptionSetting,
+    cipher: &CellCipher,
+) -> Result<Vec<u8>, ParameterProblem> {
+    // The server sees only ciphertext, so it cannot enforce varchar(n): do it here.
+    if let Some(max_characters) = setting.cell.plaintext_type.max_characters() {
+        let characters = String::from_utf8_lossy(plaintext).chars().count();
+        if characters > max_characters {
+            return Err(ParameterProblem::TooLong { max_characters });
+        }
+    }
+    cipher
+        .encrypt(&setting.cell, plaintext)
+        .map_err(|_| ParameterProblem::TooLongToEncrypt)
+}
+
+/// Why encoding failed, without the encoder's own message (which may
+/// quote the value): the two types when they do not fit.
+fn encode_problem(
+    error: &(dyn StdError + Sync + Send + 'static),
+    setting: &EncryptionSetting,
+) -> ParameterProblem {
+    match error.downcast_ref::<WrongType>() {
+        Some(wrong_type) => ParameterProblem::WrongType {
+            rust_type: rust_type_of(wrong_type),
+            sql_type: setting.type_name(),
+        },
+        None => ParameterProblem::NotEncodable,
+    }
+}
+
+/// The Rust type a [`WrongType`] names. Its message is "cannot convert
+/// between the Rust type `T` and the Postgres type `U`": only types.
+fn rust_type_of(wrong_type: &WrongType) -> String {
+    let message = wrong_type.to_string();
+    message
+        .split('`')
+        .nth(1)
+        .map_or_else(|| "?".to_owned(), str::to_owned)
+}
+
 /// Encrypts parameter `number` (1-based) for `column` under `setting`.
 pub(crate) fn encrypt_parameter<'a>(
     value: &(dyn ToSql + Sync),
@@ -83,112 +153,66 @@ pub(crate) fn encrypt_parameter<'a>(
     usage: ParameterUse,
     cipher: &CellCipher,
 ) -> Result<BoundParameter<'a>, Error> {
-    let plaintext_type = setting.cell.plaintext_type;
-    let mismatch = |reason: String| Error::ParameterType {
+    let problem = |problem: ParameterProblem| Error::ParameterType {
         number,
-        column: column.to_string(),
+        column: Box::new(column.clone()),
         sql_type: setting.type_name(),
-        reason,
+        problem,
     };
-    let encode_error =
-        |error: Box<dyn StdError + Sync + Send>| match error.downcast_ref::<WrongType>() {
-            // WrongType names the two types, never the value.
-            Some(wrong_type) => mismatch(wrong_type.to_string()),
-            None => mismatch("the value cannot be encoded as this type".to_owned()),
-        };
     match usage {
-        ParameterUse::Store | ParameterUse::Compare => {
-            let ty = postgres_type(plaintext_type.oid, setting)?;
-            let mut buffer = BytesMut::new();
-            let outcome = value.to_sql_checked(&ty, &mut buffer);
-            let cell = match outcome {
-                Ok(IsNull::Yes) => Ok(None),
-                Ok(IsNull::No) => encrypt_value(&buffer, plaintext_type, setting, cipher).map(Some),
-                Err(error) => Err(ValueProblem::Cell(encode_error(error))),
-            };
-            buffer.as_mut().zeroize();
-            Ok(BoundParameter::Cell(cell.map_err(
-                |reason| match reason {
-                    ValueProblem::TooLong(max) => mismatch(format!("longer than {max} characters")),
-                    ValueProblem::Cell(error) => error,
-                },
-            )?))
-        }
-        ParameterUse::CompareAny => {
-            let array_oid = plaintext_type
-                .array_oid()
-                .ok_or_else(|| mismatch("this type has no array type".to_owned()))?;
-            let ty = postgres_type(array_oid, setting)?;
-            let mut buffer = BytesMut::new();
-            let outcome = value.to_sql_checked(&ty, &mut buffer);
-            let cells =
-                match outcome {
-                    Ok(IsNull::Yes) => Err(mismatch("= ANY needs an array, not NULL".to_owned())),
-                    Ok(IsNull::No) => encrypt_array(&buffer, plaintext_type, setting, cipher)
-                        .map_err(|problem| match problem {
-                            ValueProblem::TooLong(max) => {
-                                mismatch(format!("an element is longer than {max} characters"))
-                            }
-                            ValueProblem::Cell(error) => error,
-                        }),
-                    Err(error) => Err(encode_error(error)),
-                };
-            buffer.as_mut().zeroize();
-            Ok(BoundParameter::Cells(cells?))
-        }
+        ParameterUse::CompareAny => encrypt_array(value, setting, cipher)
+            .map(BoundParameter::Cells)
+            .map_err(problem),
+        _ => encrypt_value(value, setting, cipher)
+            .map(BoundParameter::Cell)
+            .map_err(problem),
     }
 }
 
-enum ValueProblem {
-    TooLong(usize),
-    Cell(Error),
-}
-
-fn encrypt_value(
-    plaintext: &[u8],
-    plaintext_type: PlaintextType,
-    setting: &EncryptionSetting,
-    cipher: &CellCipher,
-) -> Result<Vec<u8>, ValueProblem> {
-    // The server sees only ciphertext, so it cannot enforce varchar(n): do it here.
-    if let Some(max) = plaintext_type.max_characters() {
-        let characters = String::from_utf8_lossy(plaintext).chars().count();
-        if characters > max {
-            return Err(ValueProblem::TooLong(max));
-        }
-    }
-    cipher
-        .encrypt(&setting.cell, plaintext)
-        .map_err(ValueProblem::Cell)
-}
-
+/// `= ANY($n)`: the array is encoded as an array of the setting's type,
+/// then each element encrypted on its own.
 fn encrypt_array(
-    array: &[u8],
-    plaintext_type: PlaintextType,
+    value: &(dyn ToSql + Sync),
     setting: &EncryptionSetting,
     cipher: &CellCipher,
-) -> Result<Vec<Option<Vec<u8>>>, ValueProblem> {
-    let malformed = || {
-        ValueProblem::Cell(Error::MalformedRecord {
-            kind: "array parameter",
-            reason: "the encoded array cannot be read",
-        })
+) -> Result<Vec<Option<Vec<u8>>>, ParameterProblem> {
+    let array_oid = setting
+        .cell
+        .plaintext_type
+        .array_oid()
+        .ok_or(ParameterProblem::NoArrayType)?;
+    let ty = plaintext_type(array_oid)?;
+    let mut buffer = BytesMut::new();
+    let cells = match value.to_sql_checked(&ty, &mut buffer) {
+        Ok(IsNull::Yes) => Err(ParameterProblem::NullArray),
+        Ok(IsNull::No) => encrypt_elements(&buffer, setting, cipher),
+        Err(error) => Err(encode_problem(&*error, setting)),
     };
-    let parsed = array_from_sql(array).map_err(|_| malformed())?;
+    buffer.as_mut().zeroize();
+    cells
+}
+
+fn encrypt_elements(
+    array: &[u8],
+    setting: &EncryptionSetting,
+    cipher: &CellCipher,
+) -> Result<Vec<Option<Vec<u8>>>, ParameterProblem> {
+    let parsed = array_from_sql(array).map_err(|_| ParameterProblem::MalformedArray)?;
     let mut values = parsed.values();
     let mut cells = Vec::new();
-    while let Some(element) = values.next().map_err(|_| malformed())? {
+    while let Some(element) = values
+        .next()
+        .map_err(|_| ParameterProblem::MalformedArray)?
+    {
         cells.push(
             element
-                .map(|plaintext| encrypt_value(plaintext, plaintext_type, setting, cipher))
+                .map(|plaintext| encrypt_encoded(plaintext, setting, cipher))
                 .transpose()?,
         );
     }
     Ok(cells)
 }
 
-fn postgres_type(oid: u32, setting: &EncryptionSetting) -> Result<Type, Error> {
-    Type::from_oid(oid).ok_or_else(|| Error::UnsupportedType {
-        name: setting.type_name(),
-    })
+fn plaintext_type(oid: u32) -> Result<Type, ParameterProblem> {
+    Type::from_oid(oid).ok_or(ParameterProblem::NotEncodable)
 }

@@ -1,24 +1,29 @@
 //! Result rows with encrypted columns already decrypted.
 
+use std::fmt;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use futures_util::Stream;
 use postgres_types::{FromSql, Type};
 use zeroize::Zeroizing;
 
 use super::column_index::ColumnIndex;
-use super::decryption::{Decryption, DecryptionContext, RawValue, ResultColumnPlan};
+use super::decryption::{decrypt_cell, ColumnDecryption, RawValue, ResultColumnPlan};
+use super::encryption::Encryption;
+use crate::catalog::Catalog;
+use crate::error::{DecryptError, ResultTypeProblem};
 use crate::Error;
 
-/// A decrypted cell, or why it could not be decrypted.
-enum Cell {
+/// One value of an encrypted (or refused) column, after decryption.
+enum DecryptedValue {
     /// SQL NULL: stored as NULL, never encrypted.
     Null,
-    Plaintext {
-        ty: Type,
-        type_name: String,
-        value: Zeroizing<Vec<u8>>,
-    },
-    Failed(String),
+    /// The plaintext, in the binary format of the column's plaintext type.
+    Plaintext(Zeroizing<Vec<u8>>),
+    /// Why it could not be decrypted.
+    Failed(Arc<DecryptError>),
 }
 
 /// A row of a result, like `tokio_postgres::Row`, whose encrypted columns
@@ -31,59 +36,55 @@ enum Cell {
 pub struct Row {
     inner: tokio_postgres::Row,
     plans: Arc<[ResultColumnPlan]>,
-    cells: Vec<Option<Cell>>,
+    /// `None` for a plaintext column, read from `inner`.
+    values: Vec<Option<DecryptedValue>>,
 }
 
 impl Row {
+    /// Decrypts the encrypted columns of `inner` as `plans` say.
     pub(crate) async fn decrypt(
         inner: tokio_postgres::Row,
         plans: Arc<[ResultColumnPlan]>,
-        context: &mut DecryptionContext<'_>,
+        encryption: &Encryption,
+        catalog: &Catalog,
     ) -> Result<Self, Error> {
-        let mut cells = Vec::with_capacity(plans.len());
+        let mut values = Vec::with_capacity(plans.len());
         for (index, plan) in plans.iter().enumerate() {
-            let expected = match &plan.decryption {
-                Decryption::None => {
-                    cells.push(None);
-                    continue;
-                }
-                Decryption::FromColumn { setting_id, .. } => Some(*setting_id),
-                Decryption::FromHeader { expected } => *expected,
-                Decryption::Unassigned => {
+            let value = match &plan.decryption {
+                ColumnDecryption::Plaintext => None,
+                decryption => {
                     let raw: Option<RawValue<'_>> = inner.try_get(index)?;
-                    cells.push(Some(match raw {
-                        None => Cell::Null,
-                        Some(_) => Cell::Failed(
-                            "the column is aepg.ciphertext but has no verified encryption assignment".to_owned(),
-                        ),
-                    }));
-                    continue;
+                    Some(match (raw, decryption) {
+                        // NULL stays NULL under encryption.
+                        (None, _) => DecryptedValue::Null,
+                        (Some(RawValue(cell)), ColumnDecryption::Decrypted { setting, .. }) => {
+                            match decrypt_cell(encryption, catalog, setting, cell).await {
+                                Ok(plaintext) => DecryptedValue::Plaintext(plaintext),
+                                Err(error) => DecryptedValue::Failed(Arc::new(error)),
+                            }
+                        }
+                        (Some(_), ColumnDecryption::Refused { reason }) => {
+                            DecryptedValue::Failed(Arc::new(DecryptError::Unusable {
+                                reason: reason.to_string(),
+                            }))
+                        }
+                        (Some(_), _) => DecryptedValue::Failed(Arc::new(DecryptError::Unusable {
+                            reason: "no setting is known for it".to_owned(),
+                        })),
+                    })
                 }
             };
-            let raw: Option<RawValue<'_>> = inner.try_get(index)?;
-            let cell = match raw {
-                // SQL NULL is stored as NULL, never encrypted; its type is the column's.
-                None => Cell::Null,
-                Some(RawValue(bytes)) => match context.decrypt(bytes, expected).await {
-                    Ok((setting, plaintext)) => plaintext_cell(
-                        setting.cell.plaintext_type.oid,
-                        setting.type_name(),
-                        plaintext,
-                    ),
-                    Err(error) => Cell::Failed(error.to_string()),
-                },
-            };
-            cells.push(Some(cell));
+            values.push(value);
         }
         Ok(Self {
             inner,
             plans,
-            cells,
+            values,
         })
     }
 
     /// The result's columns, as the server describes them (encrypted columns
-    /// show the type `aepg.ciphertext`).
+    /// show the type `aepg.ciphertext` or `bytea`).
     pub fn columns(&self) -> &[tokio_postgres::Column] {
         self.inner.columns()
     }
@@ -100,22 +101,26 @@ impl Row {
 
     /// The PostgreSQL type a column's values read as: the plaintext type for
     /// an encrypted column.
-    pub fn value_type(&self, index: impl ColumnIndex) -> Option<&Type> {
-        let position = index.position(self.columns())?;
-        match &self.cells[position] {
-            Some(Cell::Plaintext { ty, .. }) => Some(ty),
-            Some(Cell::Failed(_) | Cell::Null) => None,
+    pub fn value_type<I: ColumnIndex>(&self, index: I) -> Option<&Type> {
+        let position = index.__position(self.columns())?;
+        match &self.values[position] {
             None => Some(self.columns()[position].type_()),
+            Some(_) => self.plans[position].plaintext_type.as_ref(),
         }
     }
 
-    /// The value of a column, decrypted if the column is encrypted.
+    /// The value of a column, decrypted if the column is encrypted. Written
+    /// as tokio-postgres's: `row.get::<_, i32>(0)`, `row.get::<_, &str>("ssn")`.
     ///
     /// # Panics
     /// If the column does not exist, cannot be decrypted, or does not
     /// convert to `T`. Use [`try_get`](Self::try_get) to handle these.
     #[track_caller]
-    pub fn get<'a, T: FromSql<'a>>(&'a self, index: impl ColumnIndex) -> T {
+    pub fn get<'a, I, T>(&'a self, index: I) -> T
+    where
+        I: ColumnIndex + fmt::Display,
+        T: FromSql<'a>,
+    {
         match self.try_get(index) {
             Ok(value) => value,
             Err(error) => panic!("error retrieving column: {error}"),
@@ -128,69 +133,88 @@ impl Row {
     /// [`Error::NoSuchColumn`]; [`Error::Decrypt`] naming the column when its
     /// cell is tampered, from another column, or its key is unavailable;
     /// [`Error::ResultType`] when the value does not convert to `T`.
-    pub fn try_get<'a, T: FromSql<'a>>(&'a self, index: impl ColumnIndex) -> Result<T, Error> {
+    pub fn try_get<'a, I, T>(&'a self, index: I) -> Result<T, Error>
+    where
+        I: ColumnIndex + fmt::Display,
+        T: FromSql<'a>,
+    {
         let position = index
-            .position(self.columns())
+            .__position(self.columns())
             .ok_or_else(|| Error::NoSuchColumn {
                 column: index.to_string(),
             })?;
-        let label = &self.plans[position].label;
-        match &self.cells[position] {
-            None => Ok(self.inner.try_get(position)?),
-            Some(Cell::Null) => T::from_sql_null(&Type::UNKNOWN).map_err(|_| Error::ResultType {
-                column: label.clone(),
-                sql_type: "NULL".to_owned(),
-                rust_type: std::any::type_name::<T>(),
-                reason: "the value is NULL; read it as an Option".to_owned(),
+        let plan = &self.plans[position];
+        let wrong_type = |problem: ResultTypeProblem| Error::ResultType {
+            column: plan.label.to_string(),
+            sql_type: match &plan.decryption {
+                ColumnDecryption::Decrypted { setting, .. } => setting.type_name(),
+                _ => self.columns()[position].type_().name().to_owned(),
+            },
+            rust_type: std::any::type_name::<T>(),
+            problem,
+        };
+        match &self.values[position] {
+            None => self.inner.try_get(position).map_err(|error| {
+                let was_null = std::error::Error::source(&error)
+                    .is_some_and(|source| source.is::<postgres_types::WasNull>());
+                if was_null {
+                    wrong_type(ResultTypeProblem::Null)
+                } else {
+                    Error::from(error)
+                }
             }),
-            Some(Cell::Failed(reason)) => Err(Error::Decrypt {
-                column: label.clone(),
-                reason: reason.clone(),
+            Some(DecryptedValue::Null) => {
+                T::from_sql_null(&Type::UNKNOWN).map_err(|_| wrong_type(ResultTypeProblem::Null))
+            }
+            Some(DecryptedValue::Failed(error)) => Err(Error::Decrypt {
+                column: plan.label.to_string(),
+                source: error.clone(),
             }),
-            Some(Cell::Plaintext {
-                ty,
-                type_name,
-                value,
-            }) => {
-                let wrong_type = |reason: &str| Error::ResultType {
-                    column: label.clone(),
-                    sql_type: type_name.clone(),
-                    rust_type: std::any::type_name::<T>(),
-                    reason: reason.to_owned(),
+            Some(DecryptedValue::Plaintext(value)) => {
+                let Some(ty) = &plan.plaintext_type else {
+                    return Err(wrong_type(ResultTypeProblem::NotAccepted));
                 };
                 if !T::accepts(ty) {
-                    return Err(wrong_type("the Rust type does not accept it"));
+                    return Err(wrong_type(ResultTypeProblem::NotAccepted));
                 }
                 let value: &[u8] = value;
-                T::from_sql(ty, value).map_err(|_| wrong_type("the value does not convert"))
+                T::from_sql(ty, value).map_err(|_| wrong_type(ResultTypeProblem::NotConvertible))
             }
         }
     }
 }
 
-fn plaintext_cell(oid: u32, type_name: String, value: Zeroizing<Vec<u8>>) -> Cell {
-    match Type::from_oid(oid) {
-        Some(ty) => Cell::Plaintext {
-            ty,
-            type_name,
-            value,
-        },
-        None => Cell::Failed(format!("plaintext type {type_name} is not supported")),
-    }
-}
-
-impl std::fmt::Debug for Row {
+impl fmt::Debug for Row {
     /// Shows the columns, never the values.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Row")
             .field(
                 "columns",
                 &self
                     .plans
                     .iter()
-                    .map(|plan| &plan.label)
+                    .map(|plan| &*plan.label)
                     .collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()
+    }
+}
+
+/// A stream of decrypted rows, from [`Client::query_raw`](crate::Client::query_raw).
+pub struct RowStream<'a> {
+    pub(crate) inner: Pin<Box<dyn Stream<Item = Result<Row, Error>> + Send + 'a>>,
+}
+
+impl Stream for RowStream<'_> {
+    type Item = Result<Row, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+impl fmt::Debug for RowStream<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RowStream").finish_non_exhaustive()
     }
 }

@@ -1,13 +1,15 @@
 //! Prepared statements: the server's statement, the analysis of its text,
-//! and how its result columns are decrypted.
+//! the catalog it was analyzed against, and how its result columns are
+//! decrypted.
 
 use std::sync::Arc;
 
 use postgres_types::{Kind, Type};
 
-use super::decryption::{is_ciphertext, plan_columns, ResultColumnPlan};
+use super::decryption::{plan_columns, ResultColumnPlan};
 use crate::analysis::{ParameterTarget, ParameterUse, StatementAnalysis};
 use crate::catalog::Catalog;
+use crate::error::CrossCheckProblem;
 use crate::Error;
 
 /// A statement prepared through aepg, reusable across executions on the
@@ -24,14 +26,12 @@ pub(crate) struct PreparedStatement {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) analysis: StatementAnalysis,
     pub(crate) columns: Arc<[ResultColumnPlan]>,
-    /// Whether running it may change the search path or session settings.
-    pub(crate) changes_session: bool,
 }
 
 impl Statement {
     /// Checks `analysis` (of `sql`, against `catalog`) against the types
-    /// the server inferred for `inner`'s parameters, and plans result
-    /// decryption.
+    /// the server inferred for `inner`'s parameters and its result columns,
+    /// and plans result decryption.
     pub(crate) fn build(
         sql: &str,
         inner: tokio_postgres::Statement,
@@ -39,21 +39,14 @@ impl Statement {
         analysis: StatementAnalysis,
     ) -> Result<Self, Error> {
         cross_check(&analysis, inner.params(), &catalog)?;
-        let found = inner.columns().len();
-        if analysis.touches_encrypted_table
-            && !analysis.result_columns.is_empty()
-            && analysis.result_columns.len() != found
-        {
-            // The catalog's view of a table is stale (a column added since it
-            // was loaded): which result columns hold cells cannot be told.
-            return Err(Error::ResultShapeMismatch {
-                expected: analysis.result_columns.len(),
-                found,
-            });
-        }
-        let columns = plan_columns(inner.columns(), &analysis.result_columns, &catalog).into();
+        let columns = plan_columns(
+            inner.columns(),
+            &analysis.result_columns,
+            analysis.touches_encrypted_table,
+            &catalog,
+        )?
+        .into();
         Ok(Self(Arc::new(PreparedStatement {
-            changes_session: super::session::may_change_session(sql),
             sql: sql.to_owned(),
             inner,
             catalog,
@@ -84,9 +77,10 @@ impl Statement {
     }
 }
 
-/// DESIGN.md §6 step 3: where the server types a parameter as
-/// `aepg.ciphertext`, the analyzer must have mapped it to an encrypted
-/// column; and a parameter mapped to one must be typed as bytes by the server.
+/// The client pipeline's step 3 (docs/DESIGN.md): where the server types a
+/// parameter as `aepg.ciphertext`, the analyzer must have mapped it to an
+/// encrypted column; and a parameter mapped to one must be typed as bytes by
+/// the server.
 fn cross_check(
     analysis: &StatementAnalysis,
     server_types: &[Type],
@@ -95,10 +89,11 @@ fn cross_check(
     if analysis.parameters.len() > server_types.len() {
         return Err(Error::ParameterCrossCheck {
             number: server_types.len() + 1,
-            reason: "appears in the text but the server does not see it".to_owned(),
+            problem: CrossCheckProblem::UnknownToServer,
         });
     }
-    let holds_bytes = |ty: &Type| is_ciphertext(ty, catalog) || *ty == Type::BYTEA;
+    let is_ciphertext = |ty: &Type| ty.oid() == catalog.ciphertext_type_oid();
+    let holds_bytes = |ty: &Type| is_ciphertext(ty) || *ty == Type::BYTEA;
     for (index, ty) in server_types.iter().enumerate() {
         let target = analysis
             .parameters
@@ -108,32 +103,26 @@ fn cross_check(
             Kind::Array(member) => Some(member),
             _ => None,
         };
-        let refuse = |reason: String| Error::ParameterCrossCheck {
+        let refuse = |problem: CrossCheckProblem| Error::ParameterCrossCheck {
             number: index + 1,
-            reason,
+            problem,
         };
         match target {
-            ParameterTarget::Plaintext => {
-                if is_ciphertext(ty, catalog)
-                    || element.is_some_and(|member| is_ciphertext(member, catalog))
-                {
-                    return Err(refuse(
-                        "goes into an encrypted column (the server types it aepg.ciphertext) but the analysis \
-                         could not tell which: refusing to send it as plaintext"
-                            .to_owned(),
-                    ));
-                }
-            }
             ParameterTarget::Encrypted { column, usage, .. } => {
                 let fits = match usage {
                     ParameterUse::Store | ParameterUse::Compare => holds_bytes(ty),
                     ParameterUse::CompareAny => element.is_some_and(holds_bytes),
                 };
                 if !fits {
-                    return Err(refuse(format!(
-                        "is bound for encrypted column {column}, but the server types it {}",
-                        ty.name()
-                    )));
+                    return Err(refuse(CrossCheckProblem::NotCiphertext {
+                        column: column.clone(),
+                        server_type: ty.name().to_owned(),
+                    }));
+                }
+            }
+            _ => {
+                if is_ciphertext(ty) || element.is_some_and(is_ciphertext) {
+                    return Err(refuse(CrossCheckProblem::UnmappedCiphertext));
                 }
             }
         }

@@ -1,25 +1,36 @@
 //! Transactions, nested through savepoints.
 
+use super::connection_state::ConnectionState;
+use super::executor::Executor;
 use super::methods::query_methods;
-use super::session::{ClientState, Session};
 use crate::Error;
 
 /// A transaction on an aepg [`Client`](crate::Client), with the same query
 /// methods. Dropping it without [`commit`](Self::commit) rolls it back.
 pub struct Transaction<'a> {
-    inner: tokio_postgres::Transaction<'a>,
-    state: &'a ClientState,
+    /// `None` once committed or rolled back.
+    inner: Option<tokio_postgres::Transaction<'a>>,
+    state: &'a ConnectionState,
 }
 
 impl<'a> Transaction<'a> {
-    pub(crate) fn new(inner: tokio_postgres::Transaction<'a>, state: &'a ClientState) -> Self {
-        Self { inner, state }
+    pub(crate) fn new(inner: tokio_postgres::Transaction<'a>, state: &'a ConnectionState) -> Self {
+        Self {
+            inner: Some(inner),
+            state,
+        }
     }
 
-    fn session(&self) -> Session<'_> {
-        Session {
-            client: self.inner.client(),
+    fn executor(&self) -> Executor<'_> {
+        Executor {
+            // Present until commit or rollback, which consume the transaction.
+            client: self
+                .inner
+                .as_ref()
+                .map(tokio_postgres::Transaction::client)
+                .unwrap_or_else(|| unreachable!("a finished transaction is consumed")),
             state: self.state,
+            in_transaction: true,
         }
     }
 
@@ -29,11 +40,13 @@ impl<'a> Transaction<'a> {
     ///
     /// # Errors
     /// Database errors.
-    pub async fn commit(self) -> Result<(), Error> {
-        let state = self.state;
-        let result = self.inner.commit().await;
+    pub async fn commit(mut self) -> Result<(), Error> {
+        let result = match self.inner.take() {
+            Some(inner) => inner.commit().await,
+            None => Ok(()),
+        };
         // The end of a transaction reverts its `SET LOCAL`s.
-        state.transaction_ended();
+        self.state.transaction_ended();
         Ok(result?)
     }
 
@@ -41,10 +54,12 @@ impl<'a> Transaction<'a> {
     ///
     /// # Errors
     /// Database errors.
-    pub async fn rollback(self) -> Result<(), Error> {
-        let state = self.state;
-        let result = self.inner.rollback().await;
-        state.transaction_ended();
+    pub async fn rollback(mut self) -> Result<(), Error> {
+        let result = match self.inner.take() {
+            Some(inner) => inner.rollback().await,
+            None => Ok(()),
+        };
+        self.state.transaction_ended();
         Ok(result?)
     }
 
@@ -53,8 +68,21 @@ impl<'a> Transaction<'a> {
     /// # Errors
     /// Database errors.
     pub async fn transaction(&mut self) -> Result<Transaction<'_>, Error> {
-        let inner = self.inner.transaction().await?;
+        let inner = match self.inner.as_mut() {
+            Some(inner) => inner.transaction().await?,
+            None => unreachable!("a finished transaction is consumed"),
+        };
         Ok(Transaction::new(inner, self.state))
+    }
+}
+
+impl Drop for Transaction<'_> {
+    /// A transaction dropped unfinished is rolled back (by tokio-postgres),
+    /// which reverts its `SET LOCAL`s: its session state ends as on rollback.
+    fn drop(&mut self) {
+        if self.inner.is_some() {
+            self.state.transaction_ended();
+        }
     }
 }
 

@@ -1,0 +1,107 @@
+//! What aepg keeps per connection: the statement cache and the session's
+//! name resolution (search path, temporary tables).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::connection::Watch;
+use super::encryption::Encryption;
+use super::statement::Statement;
+use crate::support::lock;
+
+/// How the session resolves unqualified table names, as the server reported it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct NameResolution {
+    /// `current_schemas(true)`: the effective search path, with the
+    /// session's temporary schema where it is searched.
+    pub(crate) search_path: Arc<[String]>,
+    /// The session's temporary tables, which hide tables of their names.
+    pub(crate) temp_tables: Arc<[String]>,
+}
+
+/// Per-connection state, shared by a client and its transactions.
+pub(crate) struct ConnectionState {
+    pub(crate) encryption: Arc<Encryption>,
+    /// Set when the connection is driven by an [`aepg::Connection`](super::Connection),
+    /// so catalog announcements reach `encryption`.
+    watch: Option<Arc<Watch>>,
+    statements: Mutex<HashMap<String, Statement>>,
+    resolution: Mutex<Option<NameResolution>>,
+    /// Whether this session listens on the catalog channel.
+    listening: AtomicBool,
+    /// Set when a statement that may change the session ran: the end of the
+    /// transaction it ran in (which reverts `SET LOCAL`) forgets again.
+    session_changed: AtomicBool,
+}
+
+impl ConnectionState {
+    pub(crate) fn new(encryption: Arc<Encryption>, watch: Option<Arc<Watch>>) -> Self {
+        Self {
+            encryption,
+            watch,
+            statements: Mutex::new(HashMap::new()),
+            resolution: Mutex::new(None),
+            listening: AtomicBool::new(false),
+            session_changed: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether announcements of catalog changes reach this client.
+    pub(crate) fn hears_announcements(&self) -> bool {
+        self.listening.load(Ordering::SeqCst)
+            && self.watch.as_ref().is_some_and(|watch| watch.is_alive())
+    }
+
+    /// Whether the connection should `LISTEN` on the catalog channel.
+    pub(crate) fn should_listen(&self) -> bool {
+        !self.listening.load(Ordering::SeqCst)
+            && self.watch.as_ref().is_some_and(|watch| watch.is_alive())
+    }
+
+    pub(crate) fn set_listening(&self, listening: bool) {
+        self.listening.store(listening, Ordering::SeqCst);
+    }
+
+    pub(crate) fn resolution(&self) -> Option<NameResolution> {
+        lock(&self.resolution).clone()
+    }
+
+    pub(crate) fn set_resolution(&self, resolution: NameResolution) {
+        *lock(&self.resolution) = Some(resolution);
+    }
+
+    pub(crate) fn cached(&self, sql: &str) -> Option<Statement> {
+        lock(&self.statements).get(sql).cloned()
+    }
+
+    pub(crate) fn cache(&self, sql: &str, statement: Statement) {
+        lock(&self.statements).insert(sql.to_owned(), statement);
+    }
+
+    /// Forgets the name resolution and every analysis made with it, after a
+    /// statement that may have changed the session (`SET search_path`,
+    /// `RESET`, `DISCARD`, `set_config`, an unknown statement kind, the end
+    /// of a transaction that ran `SET LOCAL`). The next statement reads the
+    /// session again.
+    pub(crate) fn session_changed(&self) {
+        self.session_changed.store(true, Ordering::SeqCst);
+        self.forget_session();
+    }
+
+    /// At the end of a transaction (commit, rollback, or drop): forgets the
+    /// session if a statement that may have changed it ran since last time.
+    pub(crate) fn transaction_ended(&self) {
+        if self.session_changed.swap(false, Ordering::SeqCst) {
+            self.forget_session();
+        }
+    }
+
+    fn forget_session(&self) {
+        *lock(&self.resolution) = None;
+        // `DISCARD ALL` also ends listening; the next read of the session
+        // says whether it still listens.
+        self.listening.store(false, Ordering::SeqCst);
+        lock(&self.statements).clear();
+    }
+}

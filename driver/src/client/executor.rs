@@ -1,0 +1,361 @@
+//! Running statements on one connection: every query method of a client or
+//! a transaction comes through here, on one path — resolve the statement
+//! (analyze, prepare, cross-check, cached by text), bind (encrypt the
+//! parameters bound for encrypted columns), run, decrypt the rows.
+
+use std::sync::Arc;
+
+use futures_util::{StreamExt, TryStreamExt};
+use postgres_types::ToSql;
+
+use super::connection_state::{ConnectionState, NameResolution};
+use super::parameter::{encrypt_parameter, BoundParameter};
+use super::row::{Row, RowStream};
+use super::statement::Statement;
+use super::to_statement::{ToStatement, ToStatementType};
+use crate::analysis::{analyze, ParameterTarget};
+use crate::catalog::{Catalog, CatalogError, CATALOG_CHANNEL};
+use crate::error::RowCountExpectation;
+use crate::record::CatalogId;
+use crate::support::generation_from_sql;
+use crate::Error;
+
+/// What a session reports of itself and of the catalog, in one round trip:
+/// the catalog's identity and generation, the effective search path, the
+/// session's temporary tables, and whether it listens on the catalog channel.
+const SESSION_QUERY: &str = "SELECT v.instance_id, v.generation, \
+     pg_catalog.current_schemas(true)::text[], \
+     ARRAY(SELECT c.relname::text FROM pg_catalog.pg_class c \
+           WHERE c.relnamespace = pg_catalog.pg_my_temp_schema()), \
+     EXISTS (SELECT FROM pg_catalog.pg_listening_channels() AS c WHERE c = 'aepg_catalog') \
+     FROM aepg.catalog_version v";
+
+/// How often a new statement text is analyzed again because the catalog or
+/// the session changed while it was being prepared, before giving up.
+const MAX_PREPARE_ATTEMPTS: usize = 4;
+
+struct SessionReport {
+    catalog: CatalogId,
+    generation: u64,
+    resolution: NameResolution,
+    listening: bool,
+}
+
+impl SessionReport {
+    fn read(row: &tokio_postgres::Row) -> Result<Self, Error> {
+        Ok(Self {
+            catalog: CatalogId::from_slice(row.try_get(0)?)?,
+            generation: generation_from_sql(row.try_get(1)?)?,
+            resolution: NameResolution {
+                search_path: row.try_get::<_, Vec<String>>(2)?.into(),
+                temp_tables: row.try_get::<_, Vec<String>>(3)?.into(),
+            },
+            listening: row.try_get(4)?,
+        })
+    }
+}
+
+/// One connection (a client, or a transaction on it) with its state.
+#[derive(Clone, Copy)]
+pub(crate) struct Executor<'a> {
+    pub(crate) client: &'a tokio_postgres::Client,
+    pub(crate) state: &'a ConnectionState,
+    /// Inside a transaction block, where a `LISTEN` would wait for the
+    /// commit (and vanish with a rollback).
+    pub(crate) in_transaction: bool,
+}
+
+impl<'a> Executor<'a> {
+    async fn catalog(&self) -> Result<Arc<Catalog>, Error> {
+        self.state.encryption.catalog(self.client).await
+    }
+
+    async fn query_session(&self) -> Result<SessionReport, Error> {
+        let row = self.client.query_one(SESSION_QUERY, &[]).await?;
+        let report = SessionReport::read(&row)?;
+        self.state.set_listening(report.listening);
+        Ok(report)
+    }
+
+    /// Reads the session's name resolution, and starts listening on the
+    /// catalog channel when this client can hear it.
+    async fn read_session(&self) -> Result<NameResolution, Error> {
+        let report = if self.state.should_listen() && !self.in_transaction {
+            let listen = format!("LISTEN {CATALOG_CHANNEL}");
+            // Pipelined: the report is read after the LISTEN took effect.
+            let (listened, report) =
+                futures_util::join!(self.client.batch_execute(&listen), self.query_session());
+            listened?;
+            report?
+        } else {
+            self.query_session().await?
+        };
+        self.state.set_resolution(report.resolution.clone());
+        Ok(report.resolution)
+    }
+
+    async fn resolution(&self) -> Result<NameResolution, Error> {
+        match self.state.resolution() {
+            Some(resolution) => Ok(resolution),
+            None => self.read_session().await,
+        }
+    }
+
+    /// Prepares `sql`, or returns it from the cache: the first use of a text
+    /// costs an analysis and a `prepare`, with the catalog generation and
+    /// the session's name resolution read in the same round trip; later
+    /// uses cost nothing here. After the catalog changed, the text is
+    /// analyzed and prepared again, so the server's parameter types are
+    /// checked against the new catalog.
+    pub(crate) async fn prepare(&self, sql: &str) -> Result<Statement, Error> {
+        let mut catalog = self.catalog().await?;
+        if let Some(statement) = self.state.cached(sql) {
+            if Arc::ptr_eq(&statement.0.catalog, &catalog) {
+                return Ok(statement);
+            }
+        }
+        let mut resolution = self.resolution().await?;
+        for _ in 0..MAX_PREPARE_ATTEMPTS {
+            // Analyze before the text reaches the server, so a refused
+            // statement is never even prepared.
+            let view = catalog.schema_view(&resolution.search_path, &resolution.temp_tables);
+            let analysis = analyze(sql, &view)?;
+            let (inner, report) =
+                futures_util::join!(self.client.prepare(sql), self.query_session());
+            let report = report?;
+            let current = self
+                .state
+                .encryption
+                .observed(&catalog, report.catalog, report.generation, self.client)
+                .await?;
+            if !Arc::ptr_eq(&current, &catalog) || report.resolution != resolution {
+                // The catalog or the session moved: analyze again, so no
+                // parameter is sent under an analysis of an older state.
+                catalog = current;
+                resolution = report.resolution;
+                self.state.set_resolution(resolution.clone());
+                continue;
+            }
+            let statement = Statement::build(sql, inner?, catalog, analysis)?;
+            self.state.cache(sql, statement.clone());
+            return Ok(statement);
+        }
+        Err(CatalogError::Unsettled.into())
+    }
+
+    /// The statement to run: a text prepared (or found in the cache), or a
+    /// prepared statement analyzed again if the catalog changed since.
+    async fn resolve(&self, statement: &(impl ToStatement + ?Sized)) -> Result<Statement, Error> {
+        match statement.__convert() {
+            ToStatementType::Text(sql) => self.prepare(sql).await,
+            ToStatementType::Statement(statement) => {
+                let catalog = self.catalog().await?;
+                if Arc::ptr_eq(&statement.0.catalog, &catalog) {
+                    Ok(statement.clone())
+                } else {
+                    self.prepare(&statement.0.sql).await
+                }
+            }
+        }
+    }
+
+    /// Encrypts the parameters bound for encrypted columns.
+    async fn bind<'p>(
+        &self,
+        statement: &Statement,
+        params: &'p [&'p (dyn ToSql + Sync)],
+    ) -> Result<Vec<BoundParameter<'p>>, Error> {
+        let expected = statement.params().len();
+        if params.len() != expected {
+            return Err(Error::ParameterCount {
+                expected,
+                given: params.len(),
+            });
+        }
+        let prepared = &statement.0;
+        let mut bound = Vec::with_capacity(params.len());
+        for (index, value) in params.iter().enumerate() {
+            match prepared.analysis.parameters.get(index) {
+                Some(ParameterTarget::Encrypted {
+                    column,
+                    encryption,
+                    usage,
+                }) => {
+                    let setting = prepared
+                        .catalog
+                        .settings()
+                        .get(&encryption.setting_id)
+                        .ok_or_else(|| CatalogError::NotFound {
+                            object: crate::catalog::CatalogObject::EncryptionSetting,
+                            name: encryption.setting_name.to_string(),
+                        })?;
+                    let cipher = self
+                        .state
+                        .encryption
+                        .cipher(&prepared.catalog, setting.key_id)
+                        .await
+                        .map_err(|source| Error::Encrypt {
+                            column: Box::new(column.clone()),
+                            source,
+                        })?;
+                    bound.push(encrypt_parameter(
+                        *value,
+                        index + 1,
+                        column,
+                        setting,
+                        *usage,
+                        &cipher,
+                    )?);
+                }
+                _ => bound.push(BoundParameter::Plain(*value)),
+            }
+        }
+        Ok(bound)
+    }
+
+    /// After running `statement`: forgets session state if it may have
+    /// changed it.
+    fn after_execution(&self, statement: &Statement) {
+        if statement.0.analysis.changes_session {
+            self.state.session_changed();
+        }
+    }
+
+    /// Runs a statement and streams its decrypted rows: the path every
+    /// row-returning method takes.
+    pub(crate) async fn query_raw(
+        &self,
+        statement: &(impl ToStatement + ?Sized),
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<RowStream<'a>, Error> {
+        let statement = self.resolve(statement).await?;
+        let bound = self.bind(&statement, params).await?;
+        let rows = self
+            .client
+            .query_raw(&statement.0.inner, as_params(&bound))
+            .await;
+        drop(bound);
+        self.after_execution(&statement);
+        let rows = rows?;
+        let encryption = &self.state.encryption;
+        let plans = statement.0.columns.clone();
+        let catalog = statement.0.catalog.clone();
+        let stream = rows.map_err(Error::from).and_then(move |row| {
+            let plans = plans.clone();
+            let catalog = catalog.clone();
+            async move { Row::decrypt(row, plans, encryption, &catalog).await }
+        });
+        Ok(RowStream {
+            inner: Box::pin(stream),
+        })
+    }
+
+    pub(crate) async fn query(
+        &self,
+        statement: &(impl ToStatement + ?Sized),
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, Error> {
+        self.query_raw(statement, params).await?.try_collect().await
+    }
+
+    pub(crate) async fn query_opt(
+        &self,
+        statement: &(impl ToStatement + ?Sized),
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, Error> {
+        self.at_most_one(statement, params, RowCountExpectation::AtMostOne)
+            .await
+    }
+
+    pub(crate) async fn query_one(
+        &self,
+        statement: &(impl ToStatement + ?Sized),
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, Error> {
+        self.at_most_one(statement, params, RowCountExpectation::ExactlyOne)
+            .await?
+            .ok_or(Error::RowCount {
+                expected: RowCountExpectation::ExactlyOne,
+                got: 0,
+            })
+    }
+
+    async fn at_most_one(
+        &self,
+        statement: &(impl ToStatement + ?Sized),
+        params: &[&(dyn ToSql + Sync)],
+        expected: RowCountExpectation,
+    ) -> Result<Option<Row>, Error> {
+        let mut rows = self.query_raw(statement, params).await?;
+        let first = rows.next().await.transpose()?;
+        if rows.next().await.transpose()?.is_some() {
+            return Err(Error::RowCount { expected, got: 2 });
+        }
+        Ok(first)
+    }
+
+    pub(crate) async fn execute(
+        &self,
+        statement: &(impl ToStatement + ?Sized),
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, Error> {
+        let statement = self.resolve(statement).await?;
+        let bound = self.bind(&statement, params).await?;
+        let affected = self
+            .client
+            .execute(&statement.0.inner, &as_params(&bound))
+            .await;
+        drop(bound);
+        self.after_execution(&statement);
+        Ok(affected?)
+    }
+
+    /// Simple-query text gets the same analysis; it cannot carry parameters,
+    /// so anything it would store into or compare with an encrypted column
+    /// is a literal and is refused. Its literals go to the server with the
+    /// text, so unless this client hears catalog announcements, the
+    /// catalog generation and the session are checked first.
+    pub(crate) async fn batch_execute(&self, sql: &str) -> Result<(), Error> {
+        let mut catalog = self.catalog().await?;
+        let mut resolution = self.resolution().await?;
+        if !self.state.hears_announcements() {
+            let report = self.query_session().await?;
+            catalog = self
+                .state
+                .encryption
+                .observed(&catalog, report.catalog, report.generation, self.client)
+                .await?;
+            resolution = report.resolution;
+            self.state.set_resolution(resolution.clone());
+        }
+        let view = catalog.schema_view(&resolution.search_path, &resolution.temp_tables);
+        let analysis = analyze(sql, &view)?;
+        if let Some((index, column)) =
+            analysis
+                .parameters
+                .iter()
+                .enumerate()
+                .find_map(|(index, target)| match target {
+                    ParameterTarget::Encrypted { column, .. } => Some((index, column)),
+                    _ => None,
+                })
+        {
+            return Err(Error::ParameterInBatch {
+                number: index + 1,
+                column: Box::new(column.clone()),
+            });
+        }
+        let result = self.client.batch_execute(sql).await;
+        if analysis.changes_session {
+            self.state.session_changed();
+        }
+        Ok(result?)
+    }
+}
+
+fn as_params<'b>(bound: &'b [BoundParameter<'_>]) -> Vec<&'b (dyn ToSql + Sync)> {
+    bound
+        .iter()
+        .map(|parameter| parameter as &(dyn ToSql + Sync))
+        .collect()
+}
