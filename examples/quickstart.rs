@@ -7,10 +7,9 @@
 
 use std::sync::Arc;
 
-use aepg::analysis::ColumnName;
-use aepg::catalog::{install, CatalogAdmin, NewEncryptionSetting};
+use aepg::catalog::{install, CatalogAdmin, NewEncryptionSetting, Pins};
 use aepg::cell::{EncryptionMode, PlaintextType};
-use aepg::{Client, Encryption, EncryptionConfig};
+use aepg::{Client, ColumnName, Encryption, EncryptionConfig};
 use aepg_keystore::{KeyStoreRegistry, LocalKeyStore, MasterKeyLocation, TrustedKeyPaths};
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
@@ -39,10 +38,10 @@ async fn main() -> Result<(), Failure> {
     let master_key = format!("quickstart-cmk-{suffix}");
     let location = MasterKeyLocation::new("local", "quickstart-cmk.pem");
     admin
-        .register_master_key(&plain, &master_key, &location)
+        .register_master_key(&mut plain, &master_key, &location)
         .await?;
     let key_id = admin
-        .create_column_key(&plain, &master_key, &location)
+        .create_column_key(&mut plain, &master_key, &location)
         .await?;
     let ssn_setting = format!("ssn-{suffix}");
     let diagnosis_setting = format!("diagnosis-{suffix}");
@@ -50,14 +49,9 @@ async fn main() -> Result<(), Failure> {
         (&ssn_setting, EncryptionMode::Deterministic),
         (&diagnosis_setting, EncryptionMode::Randomized),
     ] {
-        let setting = NewEncryptionSetting {
-            name: name.clone(),
-            plaintext_type: PlaintextType::parse("text")?,
-            mode,
-            padding: None,
-            key_id,
-        };
-        admin.create_setting(&plain, &setting).await?;
+        let setting =
+            NewEncryptionSetting::new(name.clone(), PlaintextType::parse("text")?, mode, key_id);
+        admin.create_setting(&mut plain, &setting).await?;
     }
 
     // 4. A table whose ssn (deterministic) and diagnosis (randomized) are encrypted.
@@ -68,16 +62,21 @@ async fn main() -> Result<(), Failure> {
         ))
         .await?;
     for (column, setting) in [("ssn", &ssn_setting), ("diagnosis", &diagnosis_setting)] {
-        let column = ColumnName {
-            schema: "public".into(),
-            table: table.clone(),
-            column: column.into(),
-        };
-        admin.assign_column(&plain, &column, setting).await?;
+        let column = ColumnName::new("public", table.clone(), column);
+        admin.assign_column(&mut plain, &column, setting).await?;
     }
 
-    // 5. The application: an aepg client, used like tokio-postgres.
-    let encryption = Encryption::new(EncryptionConfig::new(registry));
+    // 5. Pins: what the application knows of its catalog (its identity, the
+    //    generation of its signed manifest, its encrypted columns), exported
+    //    once from the trusted catalog. An application embeds the file
+    //    (`include_str!("aepg-pins.json")`), so even its first connection
+    //    refuses a catalog that was replaced, rolled back or stripped.
+    let pins = Pins::of_catalog(&admin.load(&plain).await?).to_json();
+    println!("pin file for the application:\n{pins}\n");
+
+    // 6. The application: an aepg client, used like tokio-postgres.
+    let config_with_pins = EncryptionConfig::new(registry).pins(Pins::from_json(&pins)?);
+    let encryption = Encryption::new(config_with_pins);
     let (client, connection) = aepg::connect(&config, tokio_postgres::NoTls, encryption).await?;
     tokio::spawn(connection);
     let people = [
@@ -101,14 +100,14 @@ async fn main() -> Result<(), Failure> {
         .await?;
     println!(
         "aepg found ssn 219-09-9999 by equality on ciphertext: {} ({})\n",
-        found.get::<&str>(0),
-        found.get::<&str>(1)
+        found.get::<_, &str>(0),
+        found.get::<_, &str>(1)
     );
 
-    // 6. Side by side: what the server stores, and what the application reads.
+    // 7. Side by side: what the server stores, and what the application reads.
     show_side_by_side(&plain, &client, &table).await?;
 
-    // 7. What aepg refuses, and how it says so.
+    // 8. What aepg refuses, and how it says so.
     let refused = client
         .query(
             &format!("SELECT id FROM {table} WHERE ssn LIKE $1"),
@@ -156,8 +155,8 @@ async fn show_side_by_side(
             server_row.get::<_, i32>(0),
             describe_cell(&ssn),
             describe_cell(&diagnosis),
-            app_row.get::<&str>(1),
-            app_row.get::<&str>(2),
+            app_row.get::<_, &str>(1),
+            app_row.get::<_, &str>(2),
         );
     }
     println!("(a cell: 22-byte header with mode, key, setting and nonce; then ciphertext and tag.");

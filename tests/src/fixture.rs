@@ -4,10 +4,9 @@
 
 use std::sync::{Arc, OnceLock};
 
-use aepg::analysis::ColumnName;
 use aepg::catalog::{install, CatalogAdmin, NewEncryptionSetting};
 use aepg::cell::{EncryptionMode, PaddingPolicy, PlaintextType};
-use aepg::{Client, Encryption, EncryptionConfig};
+use aepg::{Client, ColumnName, Encryption, EncryptionConfig};
 use aepg_keystore::{KeyStoreRegistry, MasterKeyLocation, MemoryKeyStore, TrustedKeyPaths};
 use rsa::pkcs8::{EncodePrivateKey, LineEnding};
 
@@ -35,6 +34,9 @@ pub struct EncryptedDatabase {
     pub database: TestDatabase,
     /// A plain tokio-postgres connection: what the server sees.
     pub plain: tokio_postgres::Client,
+    /// A second plain connection for [`CatalogAdmin`] calls, which run in
+    /// transactions of their own.
+    admin_connection: tokio::sync::Mutex<tokio_postgres::Client>,
     /// The memory key store holding the master key (counts its operations).
     pub store: Arc<MemoryKeyStore>,
     /// The registry trusting the master key.
@@ -61,8 +63,9 @@ impl EncryptedDatabase {
     /// # Panics
     /// When any step fails: this is a test fixture.
     pub async fn on(database: TestDatabase) -> Self {
-        let mut plain = database.connect().await;
-        install(&mut plain)
+        let plain = database.connect().await;
+        let mut admin_connection = database.connect().await;
+        install(&mut admin_connection)
             .await
             .unwrap_or_else(|error| panic!("install: {error}"));
         let store = Arc::new(MemoryKeyStore::new());
@@ -76,7 +79,7 @@ impl EncryptedDatabase {
         let admin = CatalogAdmin::new(registry.clone());
         admin
             .register_master_key(
-                &plain,
+                &mut admin_connection,
                 MASTER_KEY,
                 &MasterKeyLocation::new("memory", MASTER_KEY),
             )
@@ -84,7 +87,7 @@ impl EncryptedDatabase {
             .unwrap_or_else(|error| panic!("register master key: {error}"));
         let key_id = admin
             .create_column_key(
-                &plain,
+                &mut admin_connection,
                 MASTER_KEY,
                 &MasterKeyLocation::new("memory", MASTER_KEY),
             )
@@ -93,6 +96,7 @@ impl EncryptedDatabase {
         Self {
             database,
             plain,
+            admin_connection: tokio::sync::Mutex::new(admin_connection),
             store,
             registry,
             admin,
@@ -121,15 +125,12 @@ impl EncryptedDatabase {
     ) -> u32 {
         let plaintext_type = PlaintextType::parse(sql_type)
             .unwrap_or_else(|error| panic!("type {sql_type}: {error}"));
-        let new = NewEncryptionSetting {
-            name: name.to_owned(),
-            plaintext_type,
-            mode,
-            padding,
-            key_id: self.key_id,
-        };
+        let mut new = NewEncryptionSetting::new(name, plaintext_type, mode, self.key_id);
+        if let Some(padding) = padding {
+            new = new.with_padding(padding);
+        }
         self.admin
-            .create_setting(&self.plain, &new)
+            .create_setting(&mut *self.admin_connection().await, &new)
             .await
             .unwrap_or_else(|error| panic!("create setting {name}: {error}"))
     }
@@ -145,16 +146,17 @@ impl EncryptedDatabase {
             .await
             .unwrap_or_else(|error| panic!("DDL failed: {error}"));
         for (table, column, setting) in assignments {
-            let column = ColumnName {
-                schema: "public".to_owned(),
-                table: (*table).to_owned(),
-                column: (*column).to_owned(),
-            };
+            let column = ColumnName::new("public", *table, *column);
             self.admin
-                .assign_column(&self.plain, &column, setting)
+                .assign_column(&mut *self.admin_connection().await, &column, setting)
                 .await
                 .unwrap_or_else(|error| panic!("assign {column}: {error}"));
         }
+    }
+
+    /// The connection for [`CatalogAdmin`] calls (`&mut *db.admin_connection().await`).
+    pub async fn admin_connection(&self) -> tokio::sync::MutexGuard<'_, tokio_postgres::Client> {
+        self.admin_connection.lock().await
     }
 
     /// Shared encryption state trusting the fixture's master key, with `configure` applied.
@@ -171,8 +173,23 @@ impl EncryptedDatabase {
             .await
     }
 
-    /// A new aepg client sharing `encryption`.
+    /// A new aepg client sharing `encryption`, whose connection aepg drives
+    /// (so it hears catalog announcements), spawned on the current runtime.
     pub async fn client_with(&self, encryption: Arc<Encryption>) -> Client {
+        let (inner, connection) = self
+            .database
+            .config()
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|error| panic!("connect: {error}"));
+        let (client, connection) = Client::with_connection(inner, connection, encryption);
+        tokio::spawn(connection);
+        client
+    }
+
+    /// A new aepg client sharing `encryption` over a connection aepg does not
+    /// drive ([`Client::new`]): it cannot hear catalog announcements.
+    pub async fn unwatched_client_with(&self, encryption: Arc<Encryption>) -> Client {
         Client::new(self.database.connect().await, encryption)
     }
 }

@@ -52,7 +52,7 @@ async fn a_warm_statement_costs_what_a_prepared_tokio_postgres_statement_costs()
     db.plain.batch_execute("SELECT 'aepg-start'").await.unwrap();
     for _ in 0..REPEATS {
         let rows = client.query(sql, &[&"123-45-6789"]).await.unwrap();
-        assert_eq!(rows[0].get::<String>(1), "123-45-6789");
+        assert_eq!(rows[0].get::<_, String>(1), "123-45-6789");
     }
     db.plain.batch_execute("SELECT 'aepg-end'").await.unwrap();
 

@@ -38,12 +38,12 @@ where
             .query_one(&format!("SELECT v FROM {name} WHERE id = $1"), &[&1])
             .await
             .unwrap();
-        assert_eq!(row.get::<T>(0), value, "{name}");
+        assert_eq!(row.get::<_, T>(0), value, "{name}");
         let row = client
             .query_one(&format!("SELECT v FROM {name} WHERE id = $1"), &[&2])
             .await
             .unwrap();
-        assert_eq!(row.get::<Option<T>>(0), None, "{name}");
+        assert_eq!(row.get::<_, Option<T>>(0), None, "{name}");
         if mode == EncryptionMode::Deterministic {
             let found = client
                 .query(&format!("SELECT id FROM {name} WHERE v = $1"), &[&value])
@@ -167,7 +167,7 @@ async fn reading_with_the_wrong_rust_type_is_an_error() {
         .query_one("SELECT v FROM numbers", &[])
         .await
         .unwrap();
-    assert_eq!(row.get::<i64>(0), 7);
-    let err = row.try_get::<String>(0).unwrap_err();
+    assert_eq!(row.get::<_, i64>(0), 7);
+    let err = row.try_get::<_, String>(0).unwrap_err();
     assert!(err.to_string().contains("bigint"), "{err}");
 }
