@@ -27,9 +27,9 @@ use std::time::Duration;
 use tempfile::TempDir;
 use tokio_postgres::Config;
 
-use crate::backend::log;
 use crate::env_vars;
-use crate::error::{HarnessError, Result};
+use crate::error::{Error, Result};
+use crate::log::log;
 use crate::reaper::{self, shell_join, shell_quote};
 
 /// A running (or stopped) throwaway PostgreSQL cluster.
@@ -53,12 +53,10 @@ impl LocalCluster {
         let dir = tempfile::Builder::new()
             .prefix("aepg-pg-")
             .tempdir()
-            .map_err(|e| {
-                HarnessError::failed(format!("cannot create a temporary directory: {e}"))
-            })?;
+            .map_err(|e| Error::failed(format!("cannot create a temporary directory: {e}")))?;
         if let RunAs::User { uid, gid, .. } = &run_as {
             std::os::unix::fs::chown(dir.path(), Some(*uid), Some(*gid)).map_err(|e| {
-                HarnessError::failed(format!("cannot chown {}: {e}", dir.path().display()))
+                Error::failed(format!("cannot chown {}: {e}", dir.path().display()))
             })?;
         }
         let data_dir = dir.path().join("data");
@@ -94,7 +92,7 @@ impl LocalCluster {
             .append(true)
             .open(data_dir.join("postgresql.conf"))
             .and_then(|mut f| f.write_all(conf.as_bytes()))
-            .map_err(|e| HarnessError::failed(format!("cannot extend postgresql.conf: {e}")))?;
+            .map_err(|e| Error::failed(format!("cannot extend postgresql.conf: {e}")))?;
 
         let mut cluster = LocalCluster {
             dir: Some(dir),
@@ -148,14 +146,14 @@ impl LocalCluster {
                 }
             }
         }
-        Err(last_error.unwrap_or_else(|| HarnessError::failed("pg_ctl start failed")))
+        Err(last_error.unwrap_or_else(|| Error::failed("pg_ctl start failed")))
     }
 
     fn dir_path(&self) -> Result<&Path> {
         self.dir
             .as_ref()
             .map(TempDir::path)
-            .ok_or_else(|| HarnessError::failed("local cluster directory already removed"))
+            .ok_or_else(|| Error::failed("local cluster directory already removed"))
     }
 
     /// Superuser connection settings (database `postgres`).
@@ -184,9 +182,7 @@ impl LocalCluster {
     pub(crate) fn read_log(&self) -> Result<String> {
         fs::read(&self.log_file)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .map_err(|e| {
-                HarnessError::failed(format!("cannot read {}: {e}", self.log_file.display()))
-            })
+            .map_err(|e| Error::failed(format!("cannot read {}: {e}", self.log_file.display())))
     }
 
     /// A one-line description for logs.
@@ -282,7 +278,7 @@ impl PgBinaries {
     fn find() -> Result<Self> {
         if let Some(dir) = env_vars::non_empty(env_vars::PG_BINDIR) {
             return Self::in_dir(Path::new(&dir)).ok_or_else(|| {
-                HarnessError::unavailable(format!(
+                Error::unavailable(format!(
                     "{}={dir} has no executable initdb and pg_ctl",
                     env_vars::PG_BINDIR
                 ))
@@ -313,7 +309,7 @@ impl PgBinaries {
             .rev()
             .find_map(|(_, dir)| Self::in_dir(dir))
             .ok_or_else(|| {
-                HarnessError::unavailable(
+                Error::unavailable(
                     "initdb/pg_ctl not found in PATH, /usr/lib/postgresql/*/bin or /usr/pgsql-*/bin \
                      (set AEPG_TEST_PG_BINDIR)",
                 )
@@ -369,7 +365,7 @@ impl RunAs {
         let name =
             env_vars::non_empty(env_vars::LOCAL_USER).unwrap_or_else(|| "postgres".to_owned());
         let (uid, gid) = lookup_user(&name).ok_or_else(|| {
-            HarnessError::unavailable(format!(
+            Error::unavailable(format!(
                 "running as root, and initdb refuses root, but there is no OS user {name:?} \
                  to run it as (set {})",
                 env_vars::LOCAL_USER
@@ -380,7 +376,7 @@ impl RunAs {
         } else if let Some(p) = which("setpriv") {
             Switcher::Setpriv(p)
         } else {
-            return Err(HarnessError::unavailable(
+            return Err(Error::unavailable(
                 "running as root, and initdb refuses root, but neither runuser nor setpriv \
                  is available to switch users",
             ));
@@ -453,11 +449,11 @@ fn effective_uid() -> Result<u32> {
     let output = Command::new("id")
         .arg("-u")
         .output()
-        .map_err(|e| HarnessError::failed(format!("cannot determine the effective uid: {e}")))?;
+        .map_err(|e| Error::failed(format!("cannot determine the effective uid: {e}")))?;
     String::from_utf8_lossy(&output.stdout)
         .trim()
         .parse()
-        .map_err(|e| HarnessError::failed(format!("cannot determine the effective uid: {e}")))
+        .map_err(|e| Error::failed(format!("cannot determine the effective uid: {e}")))
 }
 
 /// uid and gid of `name` from `/etc/passwd`.
@@ -477,16 +473,16 @@ fn free_port() -> Result<u16> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .map_err(|e| HarnessError::failed(format!("cannot find a free port: {e}")))
+        .map_err(|e| Error::failed(format!("cannot find a free port: {e}")))
 }
 
 fn check_output(output: std::io::Result<Output>, what: &str, program: &Path) -> Result<()> {
-    let output = output
-        .map_err(|e| HarnessError::failed(format!("cannot run {}: {e}", program.display())))?;
+    let output =
+        output.map_err(|e| Error::failed(format!("cannot run {}: {e}", program.display())))?;
     if output.status.success() {
         return Ok(());
     }
-    Err(HarnessError::failed(format!(
+    Err(Error::failed(format!(
         "{what} ({}) failed with {}:\n{}{}",
         program.display(),
         output.status,

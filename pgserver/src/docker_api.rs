@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::backend::log;
-use crate::error::{HarnessError, Result};
+use crate::error::{Error, Result};
+use crate::log::log;
 use crate::reaper::{self, shell_quote};
 use crate::runtime;
 
@@ -54,7 +54,7 @@ impl DockerAccess {
     }
 }
 
-static DOCKER: OnceLock<std::result::Result<DockerAccess, HarnessError>> = OnceLock::new();
+static DOCKER: OnceLock<std::result::Result<DockerAccess, Error>> = OnceLock::new();
 
 /// Checks that a Docker engine is reachable and, if it is older than what
 /// `bollard` requires, installs the compatibility proxy. Idempotent; must be
@@ -83,7 +83,7 @@ fn init() -> Result<DockerAccess> {
             Some(host) => Ok(DockerAccess {
                 original_docker_host: Some(host),
             }),
-            None => Err(HarnessError::unavailable(
+            None => Err(Error::unavailable(
                 "no Docker socket found (DOCKER_HOST unset, /var/run/docker.sock missing)",
             )),
         };
@@ -94,13 +94,13 @@ fn init() -> Result<DockerAccess> {
         });
     }
     let version = engine_api_version(&endpoint).map_err(|e| {
-        HarnessError::unavailable(format!(
+        Error::unavailable(format!(
             "Docker engine at {endpoint:?} is not reachable: {e}"
         ))
     })?;
     let wanted = testcontainers::bollard::API_DEFAULT_VERSION;
     let engine = parse_version(&version).ok_or_else(|| {
-        HarnessError::unavailable(format!("Docker engine reports odd API version {version:?}"))
+        Error::unavailable(format!("Docker engine reports odd API version {version:?}"))
     })?;
     if engine < (wanted.major_version, wanted.minor_version) {
         let socket = start_proxy(endpoint, engine)?;
@@ -189,19 +189,19 @@ fn start_proxy(upstream: Endpoint, max: (usize, usize)) -> Result<PathBuf> {
     let dir = tempfile::Builder::new()
         .prefix("aepg-docker-proxy-")
         .tempdir()
-        .map_err(|e| HarnessError::failed(format!("cannot create proxy socket dir: {e}")))?
+        .map_err(|e| Error::failed(format!("cannot create proxy socket dir: {e}")))?
         .keep();
     let socket = dir.join("docker.sock");
     let listener = std::os::unix::net::UnixListener::bind(&socket)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
-        .map_err(|e| HarnessError::failed(format!("cannot bind {}: {e}", socket.display())))?;
+        .map_err(|e| Error::failed(format!("cannot bind {}: {e}", socket.display())))?;
     // Best effort: the directory is removed after the process exits.
     let _ = reaper::at_exit(&format!("rm -rf {}", shell_quote(&dir.to_string_lossy())));
     let rt = runtime::runtime()?;
     let listener = {
         let _guard = rt.enter();
         tokio::net::UnixListener::from_std(listener)
-            .map_err(|e| HarnessError::failed(format!("cannot register proxy socket: {e}")))?
+            .map_err(|e| Error::failed(format!("cannot register proxy socket: {e}")))?
     };
     rt.spawn(async move {
         loop {

@@ -36,10 +36,10 @@ use testcontainers::{ContainerAsync, Image, ImageExt};
 use testcontainers_modules::postgres::Postgres;
 use tokio_postgres::Config;
 
-use crate::backend::log;
 use crate::docker_api;
 use crate::env_vars;
-use crate::error::{HarnessError, Result};
+use crate::error::{Error, Result};
+use crate::log::log;
 use crate::pg_config;
 use crate::reaper;
 use crate::runtime;
@@ -79,6 +79,11 @@ impl ImageRef {
             },
         }
     }
+}
+
+/// The image the container backend would use (`AEPG_TEST_PG_IMAGE` or the default).
+pub fn container_image() -> String {
+    ImageRef::from_env().to_string()
 }
 
 impl fmt::Display for ImageRef {
@@ -177,7 +182,7 @@ impl PgContainer {
     fn container(&self) -> Result<Arc<ContainerAsync<PgImage>>> {
         self.container
             .clone()
-            .ok_or_else(|| HarnessError::failed("container already removed"))
+            .ok_or_else(|| Error::failed("container already removed"))
     }
 
     /// The container's output so far: stdout, then stderr (PostgreSQL logs to
@@ -193,9 +198,9 @@ impl PgContainer {
                     String::from_utf8_lossy(&out),
                     String::from_utf8_lossy(&err)
                 )),
-                (Err(e), _) | (_, Err(e)) => Err(HarnessError::failed(format!(
-                    "cannot read container logs: {e}"
-                ))),
+                (Err(e), _) | (_, Err(e)) => {
+                    Err(Error::failed(format!("cannot read container logs: {e}")))
+                }
             }
         })
         .await?
@@ -207,7 +212,7 @@ impl PgContainer {
         let container = self.container()?;
         runtime::run(async move { container.stop_with_timeout(Some(60)).await })
             .await?
-            .map_err(|e| HarnessError::failed(format!("cannot stop the container: {e}")))
+            .map_err(|e| Error::failed(format!("cannot stop the container: {e}")))
     }
 
     /// Copies the data directory to `dest` (which must not exist) with
@@ -220,11 +225,11 @@ impl PgContainer {
             .arg(format!("{}:{}", self.id, self.data_dir))
             .arg(dest)
             .output()
-            .map_err(|e| HarnessError::failed(format!("cannot run docker cp: {e}")))?;
+            .map_err(|e| Error::failed(format!("cannot run docker cp: {e}")))?;
         if output.status.success() {
             Ok(())
         } else {
-            Err(HarnessError::failed(format!(
+            Err(Error::failed(format!(
                 "docker cp failed with {}: {}",
                 output.status,
                 String::from_utf8_lossy(&output.stderr).trim()
@@ -243,7 +248,7 @@ impl PgContainer {
                     Ok(container) => container
                         .rm()
                         .await
-                        .map_err(|e| HarnessError::failed(format!("cannot remove container: {e}"))),
+                        .map_err(|e| Error::failed(format!("cannot remove container: {e}"))),
                     // Someone still holds it (a logs call in flight): the
                     // last reference removes it when dropped.
                     Err(_shared) => Ok(()),
@@ -351,9 +356,9 @@ async fn start_on_harness_runtime(
     }
     let container = request.start().await.map_err(|e| {
         if present {
-            HarnessError::failed(format!("cannot start a container from {image}: {e}"))
+            Error::failed(format!("cannot start a container from {image}: {e}"))
         } else {
-            HarnessError::unavailable(format!(
+            Error::unavailable(format!(
                 "image {image} not found locally and cannot be pulled ({e}): \
                  build it with scripts/build-pg-images.sh, or pick another image \
                  with {}",
@@ -367,7 +372,7 @@ async fn start_on_harness_runtime(
     let host = container
         .get_host()
         .await
-        .map_err(|e| HarnessError::failed(format!("cannot get the container host: {e}")))?
+        .map_err(|e| Error::failed(format!("cannot get the container host: {e}")))?
         .to_string();
     let host = if host == "localhost" {
         "127.0.0.1".to_owned()
@@ -377,7 +382,7 @@ async fn start_on_harness_runtime(
     let port = container
         .get_host_port_ipv4(PG_PORT)
         .await
-        .map_err(|e| HarnessError::failed(format!("cannot get the mapped port: {e}")))?;
+        .map_err(|e| Error::failed(format!("cannot get the mapped port: {e}")))?;
     let mut config = Config::new();
     config
         .host(&host)
@@ -392,7 +397,7 @@ async fn start_on_harness_runtime(
     let row = client
         .query_one("SELECT current_setting('data_directory')", &[])
         .await
-        .map_err(|e| HarnessError::failed(format!("cannot query data_directory: {e}")))?;
+        .map_err(|e| Error::failed(format!("cannot query data_directory: {e}")))?;
     Ok(PgContainer {
         container: Some(container),
         id,
@@ -407,14 +412,14 @@ async fn start_on_harness_runtime(
 async fn image_present(image: &ImageRef) -> Result<bool> {
     let docker = testcontainers::core::client::docker_client_instance()
         .await
-        .map_err(|e| HarnessError::unavailable(format!("cannot create a Docker client: {e}")))?;
+        .map_err(|e| Error::unavailable(format!("cannot create a Docker client: {e}")))?;
     match docker.inspect_image(&image.to_string()).await {
         Ok(_) => Ok(true),
         Err(testcontainers::bollard::errors::Error::DockerResponseServerError {
             status_code: 404,
             ..
         }) => Ok(false),
-        Err(e) => Err(HarnessError::unavailable(format!(
+        Err(e) => Err(Error::unavailable(format!(
             "cannot inspect image {image} through the Docker API: {e}"
         ))),
     }
