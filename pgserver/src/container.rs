@@ -36,7 +36,7 @@ use testcontainers::{ContainerAsync, Image, ImageExt};
 use testcontainers_modules::postgres::Postgres;
 use tokio_postgres::Config;
 
-use crate::docker_api;
+use crate::docker;
 use crate::env_vars;
 use crate::error::{Error, Result};
 use crate::log::log;
@@ -218,7 +218,7 @@ impl PgContainer {
     /// Copies the data directory to `dest` (which must not exist) with
     /// `docker cp`. Blocking.
     pub(crate) fn copy_data_dir(&self, dest: &Path) -> Result<()> {
-        let docker = docker_api::docker()?;
+        let docker = docker::docker()?;
         let output = docker
             .cli()
             .arg("cp")
@@ -287,7 +287,7 @@ async fn start_on_harness_runtime(
     settings: Vec<(String, String)>,
 ) -> Result<PgContainer> {
     let t0 = Instant::now();
-    let docker = docker_api::docker()?;
+    let docker = docker::docker()?;
     static SWEPT: OnceLock<()> = OnceLock::new();
     if SWEPT.set(()).is_ok() && !keep_containers() {
         remove_orphans().await;

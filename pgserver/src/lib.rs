@@ -13,7 +13,7 @@
 //!    `AEPG_TEST_PG_IMAGE` (`name:tag`, default `postgres:17`). The image must
 //!    be present locally or pullable (offline: `scripts/build-pg-images.sh`).
 //!    Docker engines older than API 1.52 are reached through a small
-//!    version-rewriting proxy (see `src/docker_api.rs`).
+//!    version-rewriting proxy (see `src/docker/version_proxy.rs`).
 //! 3. **`local`** — a throwaway `initdb` cluster started with `pg_ctl` on a free
 //!    port in a temporary directory (as the `postgres` OS user when running as
 //!    root, because `initdb` refuses root).
@@ -45,7 +45,7 @@ mod backend;
 mod choice;
 mod container;
 mod database;
-mod docker_api;
+mod docker;
 pub mod env_vars;
 mod error;
 mod launch;
