@@ -9,7 +9,7 @@ use crate::backend::BackendKind;
 use crate::container::{PgContainer, Role};
 use crate::env_vars;
 use crate::error::{Error, Result};
-use crate::local_cluster::LocalCluster;
+use crate::local::LocalCluster;
 use crate::pg_config;
 use crate::runtime;
 use crate::server::{Resource, Server, ServerInfo};

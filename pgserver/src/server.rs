@@ -9,7 +9,8 @@ use crate::choice;
 use crate::container::PgContainer;
 use crate::database::Database;
 use crate::error::{Error, Result};
-use crate::local_cluster::{copy_dir_recursive, LocalCluster};
+use crate::fs_copy::copy_dir_recursive;
+use crate::local::LocalCluster;
 use crate::pg_config;
 
 /// Facts about a PostgreSQL server.
