@@ -56,6 +56,7 @@ mod pg_config;
 mod reaper;
 mod runtime;
 mod server;
+mod shell;
 
 pub use backend::BackendKind;
 pub use container::container_image;

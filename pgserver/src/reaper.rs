@@ -53,16 +53,3 @@ pub(crate) fn at_exit(command: &str) -> Result<()> {
         .and_then(|()| stdin.flush())
         .map_err(|e| Error::failed(format!("cannot register exit clean-up: {e}")))
 }
-
-/// Quotes `s` for a POSIX shell.
-pub(crate) fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r#"'\''"#))
-}
-
-/// Quotes and joins a command line for a POSIX shell.
-pub(crate) fn shell_join<S: AsRef<str>>(args: &[S]) -> String {
-    args.iter()
-        .map(|a| shell_quote(a.as_ref()))
-        .collect::<Vec<_>>()
-        .join(" ")
-}

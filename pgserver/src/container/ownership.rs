@@ -16,6 +16,7 @@ use crate::docker::DockerAccess;
 use crate::env_vars;
 use crate::log::log;
 use crate::reaper;
+use crate::shell::shell_quote;
 
 const LABEL: &str = "org.aepg.tests";
 const LABEL_HOST: &str = "org.aepg.tests.owner-host";
@@ -72,7 +73,7 @@ pub(crate) fn remove_at_exit(docker: &DockerAccess, name: &str) {
     let command = format!(
         "{} rm -f -v {}",
         docker.cli_shell_prefix(),
-        reaper::shell_quote(name)
+        shell_quote(name)
     );
     if let Err(e) = reaper::at_exit(&command) {
         log(format!(

@@ -30,7 +30,7 @@ use self::endpoint::Endpoint;
 use self::engine::ApiVersion;
 use crate::error::{Error, Result};
 use crate::log::log;
-use crate::reaper::shell_quote;
+use crate::shell::shell_quote;
 
 /// How this crate reaches Docker.
 #[derive(Debug)]

@@ -14,8 +14,9 @@ use super::endpoint::Endpoint;
 use super::engine::ApiVersion;
 use crate::error::{Error, Result};
 use crate::log::log;
-use crate::reaper::{self, shell_quote};
+use crate::reaper;
 use crate::runtime;
+use crate::shell::shell_quote;
 
 /// Starts the proxy to `upstream` on the harness runtime; returns its
 /// socket path.

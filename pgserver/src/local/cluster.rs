@@ -15,7 +15,8 @@ use super::os_user::RunAs;
 use crate::env_vars;
 use crate::error::{Error, Result};
 use crate::log::log;
-use crate::reaper::{self, shell_join, shell_quote};
+use crate::reaper;
+use crate::shell::{shell_join, shell_quote};
 
 /// A running (or stopped) throwaway PostgreSQL cluster.
 #[derive(Debug)]

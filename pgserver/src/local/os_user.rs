@@ -12,7 +12,7 @@ use std::process::Command;
 use super::binaries::which;
 use crate::env_vars;
 use crate::error::{Error, Result};
-use crate::reaper::shell_join;
+use crate::shell::shell_join;
 
 /// How the server processes are run.
 #[derive(Debug)]
