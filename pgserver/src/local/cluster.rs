@@ -4,7 +4,7 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -99,12 +99,8 @@ impl LocalCluster {
         let mut last_error = None;
         for _attempt in 0..3 {
             let port = free_port()?;
-            let dir = self.dir_path()?.to_owned();
             let output = self
-                .run_as
-                .command(&self.pg_ctl, &dir)
-                .arg("-D")
-                .arg(&self.data_dir)
+                .pg_ctl()?
                 .arg("-l")
                 .arg(&self.log_file)
                 .args(["-w", "-t", &timeout, "-o", &format!("-p {port}"), "start"])
@@ -129,6 +125,13 @@ impl LocalCluster {
             }
         }
         Err(last_error.unwrap_or_else(|| Error::failed("pg_ctl start failed")))
+    }
+
+    /// `pg_ctl -D <data dir>`, run as the cluster's user in its directory.
+    fn pg_ctl(&self) -> Result<Command> {
+        let mut cmd = self.run_as.command(&self.pg_ctl, self.dir_path()?);
+        cmd.arg("-D").arg(&self.data_dir);
+        Ok(cmd)
     }
 
     fn dir_path(&self) -> Result<&Path> {
@@ -182,12 +185,8 @@ impl LocalCluster {
         if !self.running {
             return Ok(());
         }
-        let dir = self.dir_path()?.to_owned();
         let output = self
-            .run_as
-            .command(&self.pg_ctl, &dir)
-            .arg("-D")
-            .arg(&self.data_dir)
+            .pg_ctl()?
             .args(["-m", "fast", "-w", "-t", "60", "stop"])
             .output();
         check_output(output, "pg_ctl stop", &self.pg_ctl)?;
