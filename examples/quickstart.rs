@@ -2,8 +2,9 @@
 //! look at what the server actually stores.
 //!
 //! `cargo run --example quickstart` uses `DATABASE_URL` if set; otherwise it
-//! starts a throwaway PostgreSQL the way the test suite does (a container,
-//! or a local `initdb` cluster when no container can be started).
+//! starts a throwaway PostgreSQL with `aepg-pgserver`, as the test suite does
+//! (a container, or a local `initdb` cluster when no container can be
+//! started).
 
 use std::sync::Arc;
 
@@ -170,20 +171,18 @@ fn describe_cell(cell: &[u8]) -> String {
     format!("{} B, ciphertext {}…", cell.len(), hex::encode(ciphertext))
 }
 
-/// A throwaway server and its database; dropping it removes both.
-type Throwaway = (aepg_tests::TestDatabase, aepg_tests::DedicatedServer);
-
-/// `DATABASE_URL`, or a throwaway server started like the test harness does.
-async fn database() -> Result<(String, Option<Throwaway>), Failure> {
+/// `DATABASE_URL`, or a database on a throwaway server (returned too:
+/// dropping it removes the server, database and all).
+async fn database() -> Result<(String, Option<aepg_pgserver::Server>), Failure> {
     if let Ok(url) = std::env::var("DATABASE_URL") {
         println!("using DATABASE_URL");
         return Ok((url, None));
     }
-    let server = aepg_tests::DedicatedServer::start(&[]).await?;
+    let server = aepg_pgserver::Server::start(&[]).await?;
     println!(
         "using a throwaway PostgreSQL ({})",
         server.info().description
     );
     let database = server.create_database("quickstart").await?;
-    Ok((database.connection_string(), Some((database, server))))
+    Ok((database.connection_string(), Some(server)))
 }

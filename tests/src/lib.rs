@@ -2,29 +2,15 @@
 //!
 //! # Getting a server
 //!
-//! The first test that needs a database starts (or finds) one PostgreSQL
-//! server for the whole test binary, trying in order:
-//!
-//! 1. **`url`** — `AEPG_TEST_DATABASE_URL`, a libpq URL or `key=value` string
-//!    (as parsed by `tokio_postgres::Config`; no TLS, role needs `CREATEDB`).
-//!    If it is set but broken, the harness fails instead of falling back.
-//! 2. **`container`** — a Docker container via `testcontainers`, image
-//!    `AEPG_TEST_PG_IMAGE` (`name:tag`, default `postgres:17`). The image must
-//!    be present locally or pullable (offline: `scripts/build-pg-images.sh`).
-//!    Docker engines older than API 1.52 are reached through a small
-//!    version-rewriting proxy (see `src/docker_api.rs`).
-//! 3. **`local`** — a throwaway `initdb` cluster started with `pg_ctl` on a free
-//!    port in a temporary directory (as the `postgres` OS user when running as
-//!    root, because `initdb` refuses root).
-//!
+//! The first test that needs a database finds or starts one PostgreSQL
+//! server for the whole test binary through [`aepg_pgserver`]: an existing
+//! server named by `AEPG_TEST_DATABASE_URL`, else a Docker container (image
+//! `AEPG_TEST_PG_IMAGE`), else a throwaway local `initdb` cluster.
 //! `AEPG_TEST_BACKEND=url|container|local` forces one backend and fails
 //! loudly when it is unusable. The choice, and why earlier backends were
 //! skipped, is logged to stderr (`cargo test -- --nocapture` to see it).
-//!
-//! The server lives on a harness-owned Tokio runtime, so it survives the
-//! individual `#[tokio::test]` runtimes. It is never dropped (statics are
-//! not); a watchdog process removes the container / stops and deletes the
-//! cluster once the test process has exited, whichever way it exits.
+//! See [`aepg_pgserver`] for the details and for how servers are cleaned up
+//! once the test process has exited.
 //!
 //! # Per-test databases
 //!
@@ -43,22 +29,21 @@
 //! See the constants in [`env_vars`].
 #![forbid(unsafe_code)]
 
-mod backend;
-mod container;
 mod database;
 mod dedicated;
-mod docker_api;
 pub mod env_vars;
-mod error;
 pub mod fixture;
-mod local_cluster;
-mod pg_config;
-mod reaper;
-mod runtime;
-mod server;
 
-pub use backend::BackendKind;
+pub use aepg_pgserver::{
+    container_image, BackendKind, Error as HarnessError, ErrorKind as HarnessErrorKind, Result,
+    ServerInfo,
+};
 pub use database::TestDatabase;
 pub use dedicated::DedicatedServer;
-pub use error::{HarnessError, HarnessErrorKind, Result};
-pub use server::{container_image, shared_server_info, ServerInfo};
+
+/// Information about the process-wide shared server, starting it if needed.
+pub async fn shared_server_info() -> Result<ServerInfo> {
+    aepg_pgserver::Server::shared()
+        .await
+        .map(|server| server.info().clone())
+}

@@ -15,7 +15,7 @@
 //! and the accumulated commands run. The watchdog runs in its own process
 //! group, so a terminal's Ctrl-C does not kill it along with the tests.
 //! Commands must be idempotent: resources cleaned up earlier (e.g. dropped
-//! [`crate::DedicatedServer`]s) are cleaned up again harmlessly.
+//! throwaway [`crate::Server`]s) are cleaned up again harmlessly.
 //!
 //! Testcontainers' Ryuk reaper is not involved at all: testcontainers-rs does
 //! not use Ryuk (and its image could not be pulled here anyway).
@@ -25,7 +25,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::Mutex;
 
-use crate::error::{HarnessError, Result};
+use crate::error::{Error, Result};
 
 static REAPER: Mutex<Option<ChildStdin>> = Mutex::new(None);
 
@@ -33,7 +33,7 @@ static REAPER: Mutex<Option<ChildStdin>> = Mutex::new(None);
 pub(crate) fn at_exit(command: &str) -> Result<()> {
     let mut guard = REAPER
         .lock()
-        .map_err(|_| HarnessError::failed("reaper lock poisoned"))?;
+        .map_err(|_| Error::failed("reaper lock poisoned"))?;
     if guard.is_none() {
         let child = Command::new("sh")
             .arg("-c")
@@ -43,28 +43,13 @@ pub(crate) fn at_exit(command: &str) -> Result<()> {
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()
-            .map_err(|e| {
-                HarnessError::failed(format!("cannot spawn the exit-cleanup shell: {e}"))
-            })?;
+            .map_err(|e| Error::failed(format!("cannot spawn the exit-cleanup shell: {e}")))?;
         *guard = child.stdin;
     }
     let stdin = guard
         .as_mut()
-        .ok_or_else(|| HarnessError::failed("exit-cleanup shell has no stdin"))?;
+        .ok_or_else(|| Error::failed("exit-cleanup shell has no stdin"))?;
     writeln!(stdin, "{{ {command} ; }} >/dev/null 2>&1")
         .and_then(|()| stdin.flush())
-        .map_err(|e| HarnessError::failed(format!("cannot register exit clean-up: {e}")))
-}
-
-/// Quotes `s` for a POSIX shell.
-pub(crate) fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r#"'\''"#))
-}
-
-/// Quotes and joins a command line for a POSIX shell.
-pub(crate) fn shell_join<S: AsRef<str>>(args: &[S]) -> String {
-    args.iter()
-        .map(|a| shell_quote(a.as_ref()))
-        .collect::<Vec<_>>()
-        .join(" ")
+        .map_err(|e| Error::failed(format!("cannot register exit clean-up: {e}")))
 }

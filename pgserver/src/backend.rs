@@ -1,12 +1,12 @@
-//! Which kind of PostgreSQL server the harness uses, and how it is chosen.
+//! Which kind of PostgreSQL server is used, and how it is forced.
 
 use std::fmt;
 use std::str::FromStr;
 
 use crate::env_vars;
-use crate::error::{HarnessError, Result};
+use crate::error::{Error, Result};
 
-/// Where the PostgreSQL server under test comes from.
+/// Where a PostgreSQL server comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BackendKind {
     /// An existing server named by `AEPG_TEST_DATABASE_URL`.
@@ -31,7 +31,8 @@ impl BackendKind {
         }
     }
 
-    /// Whether this backend can start dedicated servers ([`crate::DedicatedServer`]).
+    /// Whether this backend can start throwaway servers with extra settings
+    /// ([`crate::Server::start`]).
     pub fn supports_dedicated_servers(self) -> bool {
         !matches!(self, BackendKind::Url)
     }
@@ -44,14 +45,14 @@ impl fmt::Display for BackendKind {
 }
 
 impl FromStr for BackendKind {
-    type Err = HarnessError;
+    type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
             "url" => Ok(BackendKind::Url),
             "container" | "docker" => Ok(BackendKind::Container),
             "local" => Ok(BackendKind::Local),
-            other => Err(HarnessError::failed(format!(
+            other => Err(Error::failed(format!(
                 "{}={other:?} is not one of url, container, local",
                 env_vars::BACKEND
             ))),
@@ -64,10 +65,4 @@ pub(crate) fn forced_backend() -> Result<Option<BackendKind>> {
     env_vars::non_empty(env_vars::BACKEND)
         .map(|v| v.parse())
         .transpose()
-}
-
-/// Writes a harness log line to stderr (captured per test by libtest unless
-/// `--nocapture`).
-pub(crate) fn log(message: impl fmt::Display) {
-    eprintln!("[aepg-tests] {message}");
 }

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::{Client, Config, NoTls};
 
-use crate::backend::log;
-use crate::error::{HarnessError, Result};
+use crate::error::{Error, Result};
+use crate::log::log;
 
 /// Renders `config` as a libpq `key=value` connection string.
 pub(crate) fn connection_string(config: &Config) -> String {
@@ -76,7 +76,7 @@ pub(crate) async fn connect(config: &Config) -> Result<Client> {
     let (client, connection) = config
         .connect(NoTls)
         .await
-        .map_err(|e| HarnessError::failed(format!("cannot connect ({}): {e}", describe(config))))?;
+        .map_err(|e| Error::failed(format!("cannot connect ({}): {e}", describe(config))))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             let admin_shutdown = e
@@ -126,12 +126,12 @@ pub(crate) async fn server_version(client: &Client) -> Result<(i32, String)> {
             &[],
         )
         .await
-        .map_err(|e| HarnessError::failed(format!("cannot query the server version: {e}")))?;
+        .map_err(|e| Error::failed(format!("cannot query the server version: {e}")))?;
     let num: String = row.get(0);
     let text: String = row.get(1);
     let num = num
         .parse()
-        .map_err(|e| HarnessError::failed(format!("odd server_version_num {num:?}: {e}")))?;
+        .map_err(|e| Error::failed(format!("odd server_version_num {num:?}: {e}")))?;
     Ok((num, text))
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::runtime::Runtime;
 
-use crate::error::{HarnessError, Result};
+use crate::error::{Error, Result};
 
 static RUNTIME: OnceLock<std::result::Result<Runtime, String>> = OnceLock::new();
 
@@ -29,7 +29,7 @@ pub(crate) fn runtime() -> Result<&'static Runtime> {
                 .map_err(|e| format!("cannot build the harness tokio runtime: {e}"))
         })
         .as_ref()
-        .map_err(|e| HarnessError::failed(e.clone()))
+        .map_err(|e| Error::failed(e.clone()))
 }
 
 /// Runs `future` on the harness runtime and awaits it from any runtime.
@@ -41,7 +41,7 @@ where
     runtime()?
         .spawn(future)
         .await
-        .map_err(|e| HarnessError::failed(format!("harness task failed: {e}")))
+        .map_err(|e| Error::failed(format!("harness task failed: {e}")))
 }
 
 /// Runs `future` on the harness runtime and blocks the calling thread until
@@ -57,5 +57,5 @@ where
         let _ = tx.send(future.await);
     });
     rx.recv_timeout(timeout)
-        .map_err(|e| HarnessError::failed(format!("harness task did not finish: {e}")))
+        .map_err(|e| Error::failed(format!("harness task did not finish: {e}")))
 }

@@ -1,13 +1,13 @@
-//! The harness's error type.
+//! The crate's error type.
 
 use std::fmt;
 
-/// What kind of failure a [`HarnessError`] reports.
+/// What kind of failure an [`Error`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum HarnessErrorKind {
+pub enum ErrorKind {
     /// The requested feature or backend is not available in this environment
-    /// (e.g. a dedicated server was requested while `AEPG_TEST_BACKEND=url`,
+    /// (e.g. a throwaway server was requested while `AEPG_TEST_BACKEND=url`,
     /// or no Docker engine / PostgreSQL binaries were found). Tests may choose
     /// to skip on this kind.
     Unavailable,
@@ -15,38 +15,39 @@ pub enum HarnessErrorKind {
     Failed,
 }
 
-/// An error raised by the test harness, with a human-readable explanation.
+/// An error finding, starting or using a server, with a human-readable
+/// explanation.
 #[derive(Debug, Clone)]
-pub struct HarnessError {
-    kind: HarnessErrorKind,
+pub struct Error {
+    kind: ErrorKind,
     message: String,
 }
 
-impl HarnessError {
-    /// An error of kind [`HarnessErrorKind::Unavailable`].
+impl Error {
+    /// An error of kind [`ErrorKind::Unavailable`].
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self {
-            kind: HarnessErrorKind::Unavailable,
+            kind: ErrorKind::Unavailable,
             message: message.into(),
         }
     }
 
-    /// An error of kind [`HarnessErrorKind::Failed`].
+    /// An error of kind [`ErrorKind::Failed`].
     pub fn failed(message: impl Into<String>) -> Self {
         Self {
-            kind: HarnessErrorKind::Failed,
+            kind: ErrorKind::Failed,
             message: message.into(),
         }
     }
 
     /// The kind of failure.
-    pub fn kind(&self) -> HarnessErrorKind {
+    pub fn kind(&self) -> ErrorKind {
         self.kind
     }
 
     /// Whether this error means "not available here" rather than "broken".
     pub fn is_unavailable(&self) -> bool {
-        self.kind == HarnessErrorKind::Unavailable
+        self.kind == ErrorKind::Unavailable
     }
 
     /// The explanation.
@@ -63,13 +64,13 @@ impl HarnessError {
     }
 }
 
-impl fmt::Display for HarnessError {
+impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
 }
 
-impl std::error::Error for HarnessError {}
+impl std::error::Error for Error {}
 
-/// Shorthand for results of harness operations.
-pub type Result<T, E = HarnessError> = std::result::Result<T, E>;
+/// Shorthand for results of this crate's operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
