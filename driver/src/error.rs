@@ -418,6 +418,14 @@ pub enum ResultProblem {
         /// What the analysis resolved.
         expected: String,
     },
+    /// A result column the catalog makes encrypted comes typed as something
+    /// that cannot hold cells: the column was altered on the server.
+    NotCiphertext {
+        /// The result column.
+        column: String,
+        /// The type the server reports.
+        server_type: String,
+    },
 }
 
 impl fmt::Display for ResultProblem {
@@ -432,6 +440,14 @@ impl fmt::Display for ResultProblem {
                 f,
                 "result column {column} does not come from {expected}, where the analysis \
                  resolved it: the name resolves to another relation on the server"
+            ),
+            Self::NotCiphertext {
+                column,
+                server_type,
+            } => write!(
+                f,
+                "result column {column} is encrypted, but the server types it {server_type}: \
+                 the column was altered on the server"
             ),
         }
     }

@@ -176,9 +176,17 @@ impl EncryptedDatabase {
     /// A new aepg client sharing `encryption`, whose connection aepg drives
     /// (so it hears catalog announcements), spawned on the current runtime.
     pub async fn client_with(&self, encryption: Arc<Encryption>) -> Client {
-        let (inner, connection) = self
-            .database
-            .config()
+        self.client_at(&self.database.config(), encryption).await
+    }
+
+    /// A new aepg client sharing `encryption`, connected with `config` (a
+    /// [`WireTap`](crate::WireTap)'s, say), whose connection aepg drives.
+    pub async fn client_at(
+        &self,
+        config: &tokio_postgres::Config,
+        encryption: Arc<Encryption>,
+    ) -> Client {
+        let (inner, connection) = config
             .connect(tokio_postgres::NoTls)
             .await
             .unwrap_or_else(|error| panic!("connect: {error}"));

@@ -33,6 +33,7 @@ mod database;
 mod dedicated;
 pub mod env_vars;
 pub mod fixture;
+mod wire_tap;
 
 pub use aepg_pgserver::{
     container_image, BackendKind, Error as HarnessError, ErrorKind as HarnessErrorKind, Result,
@@ -40,6 +41,7 @@ pub use aepg_pgserver::{
 };
 pub use database::TestDatabase;
 pub use dedicated::DedicatedServer;
+pub use wire_tap::WireTap;
 
 /// Information about the process-wide shared server, starting it if needed.
 pub async fn shared_server_info() -> Result<ServerInfo> {

@@ -92,6 +92,30 @@ fn plan_column(
     if let (Some(expected), Some(origin)) = (analyzed.and_then(|r| r.origin.as_ref()), origin) {
         check_not_redirected(column, expected, origin, catalog)?;
     }
+    let plan = decide(column, origin, analyzed, catalog);
+    if let ColumnDecryption::Decrypted { .. } = plan.decryption {
+        // Cells are bytes; a column the catalog calls encrypted that the
+        // server types otherwise was altered behind the client's back.
+        let ty = column.type_();
+        if ty.oid() != catalog.ciphertext_type_oid() && *ty != Type::BYTEA {
+            return Err(Error::ResultMismatch {
+                problem: ResultProblem::NotCiphertext {
+                    column: plan.label.to_string(),
+                    server_type: ty.name().to_owned(),
+                },
+            });
+        }
+    }
+    Ok(plan)
+}
+
+/// How a result column is read: by its origin, else by the analysis.
+fn decide(
+    column: &tokio_postgres::Column,
+    origin: Option<(u32, i16)>,
+    analyzed: Option<&ResultColumn>,
+    catalog: &Catalog,
+) -> ResultColumnPlan {
     let plan = |label: String, decryption: ColumnDecryption| {
         let plaintext_type = match &decryption {
             ColumnDecryption::Decrypted { setting, .. } => {
@@ -119,15 +143,15 @@ fn plan_column(
             },
             _ => refused("its encryption setting was not loaded"),
         };
-        return Ok(plan(encrypted.name.to_string(), decryption));
+        return plan(encrypted.name.to_string(), decryption);
     }
     let label = column.name().to_owned();
     if origin.is_some_and(|(table, attnum)| catalog.is_unassigned_ciphertext_column(table, attnum))
     {
-        return Ok(plan(
+        return plan(
             label,
             refused("the column is aepg.ciphertext but has no verified encryption assignment"),
-        ));
+        );
     }
     let decryption = match analyzed.map(|r| &r.source) {
         Some(ResultColumnSource::Encrypted(encryption)) => {
@@ -147,7 +171,7 @@ fn plan_column(
         }
         _ => ColumnDecryption::Plaintext,
     };
-    Ok(plan(label, decryption))
+    plan(label, decryption)
 }
 
 /// A result column the analysis resolved to `expected` must come from
