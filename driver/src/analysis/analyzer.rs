@@ -49,6 +49,8 @@ pub(super) struct StatementOutcome {
     pub(super) result_columns: Vec<ResultColumn>,
     /// Whether it may change the session's search path or settings.
     pub(super) changes_session: bool,
+    /// The tables with encrypted columns it touches.
+    pub(super) encrypted_tables: Vec<TableName>,
 }
 
 /// Walks one statement.
@@ -233,6 +235,7 @@ impl<'s> Analyzer<'s> {
                     touches_encrypted_table: false,
                     result_columns: self.result_columns,
                     changes_session: self.changes_session,
+                    encrypted_tables: Vec::new(),
                 }),
             };
         }
@@ -241,6 +244,7 @@ impl<'s> Analyzer<'s> {
             touches_encrypted_table,
             result_columns: self.result_columns,
             changes_session: self.changes_session,
+            encrypted_tables: self.encrypted_tables,
         })
     }
 }

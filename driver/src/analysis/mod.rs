@@ -106,11 +106,15 @@ mod query;
 mod rules;
 mod schema;
 mod scope;
+#[cfg(feature = "pg-parser")]
+mod second_opinion;
 mod select;
 mod statements;
 mod subquery;
 mod update;
 
+#[cfg(any(test, fuzzing))]
+pub(crate) mod test_schema;
 #[cfg(test)]
 mod tests;
 
@@ -187,6 +191,8 @@ pub struct StatementAnalysis {
     /// to: `SET`, `RESET`, `DISCARD`, a `set_config` call, or the end of a
     /// transaction (which reverts `SET LOCAL`).
     pub changes_session: bool,
+    /// The tables with encrypted columns the text touches.
+    pub encrypted_tables: Vec<TableName>,
 }
 
 /// One result column as the analysis sees it.
@@ -354,12 +360,13 @@ fn analyze_text(sql: &str, schema: &dyn SchemaView) -> Result<StatementAnalysis,
                 "cannot read the text at line {}, column {}",
                 error.location.line, error.location.column
             );
-            return unparsed(Lexicon::of_raw_text(sql), schema, reason);
+            return unparsed(sql, Lexicon::of_raw_text(sql), schema, reason);
         }
     };
     let lexicon = Lexicon::of_tokens(&tokens);
     if lexicon.longest_run > lexical::MAX_TOKEN_RUN {
         return unparsed(
+            sql,
             lexicon,
             schema,
             "an expression too long to analyze".to_owned(),
@@ -369,12 +376,13 @@ fn analyze_text(sql: &str, schema: &dyn SchemaView) -> Result<StatementAnalysis,
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let statements = match parse_statements(&mut parser) {
         Ok(statements) => statements,
-        Err(error) => return unparsed(lexicon, schema, parse_failure(&error)),
+        Err(error) => return unparsed(sql, lexicon, schema, parse_failure(&error)),
     };
     let mut bindings = ParameterBindings::default();
     let mut touches_encrypted_table = false;
     let mut changes_session = false;
     let mut result_columns = Vec::new();
+    let mut encrypted_tables: Vec<TableName> = Vec::new();
     for statement in &statements {
         let mut analyzer = Analyzer::new(schema);
         if let Err(refusal) = analyzer.statement(statement) {
@@ -387,6 +395,15 @@ fn analyze_text(sql: &str, schema: &dyn SchemaView) -> Result<StatementAnalysis,
         touches_encrypted_table |= outcome.touches_encrypted_table;
         changes_session |= outcome.changes_session;
         result_columns = outcome.result_columns;
+        for table in outcome.encrypted_tables {
+            if !encrypted_tables.contains(&table) {
+                encrypted_tables.push(table);
+            }
+        }
+    }
+    #[cfg(feature = "pg-parser")]
+    if schema.has_encrypted_columns() {
+        ask_postgres(sql, schema, &encrypted_tables, touches_encrypted_table)?;
     }
     let count = lexicon.highest_parameter.max(bindings.highest());
     Ok(StatementAnalysis {
@@ -394,7 +411,34 @@ fn analyze_text(sql: &str, schema: &dyn SchemaView) -> Result<StatementAnalysis,
         touches_encrypted_table,
         result_columns,
         changes_session,
+        encrypted_tables,
     })
+}
+
+/// PostgreSQL's own parser must read the same encrypted tables in `sql` as
+/// the walk resolved (`resolved`), and be able to read a text that touches
+/// any.
+#[cfg(feature = "pg-parser")]
+fn ask_postgres(
+    sql: &str,
+    schema: &dyn SchemaView,
+    resolved: &[TableName],
+    touches_encrypted_table: bool,
+) -> Result<(), BoxedRefusal> {
+    match second_opinion::read(sql) {
+        Ok(reading) => {
+            if let Some(kind) = reading.opaque_statement() {
+                return Err(Box::new(Refusal::Opaque {
+                    kind: kind.to_owned(),
+                }));
+            }
+            reading.confirm(schema, resolved).map_err(Box::new)
+        }
+        Err(unreadable) if touches_encrypted_table => Err(Box::new(Refusal::SecondOpinion {
+            disagreement: unreadable.describe().to_owned(),
+        })),
+        Err(_) => Ok(()),
+    }
 }
 
 /// The statements of a text, separated by `;`, as the server reads them.
@@ -432,6 +476,7 @@ fn parse_statements(
 /// database with encrypted columns; else passed with every parameter
 /// plaintext, and assumed to change the session (it may).
 fn unparsed(
+    sql: &str,
     lexicon: Lexicon,
     schema: &dyn SchemaView,
     reason: String,
@@ -443,7 +488,19 @@ fn unparsed(
             }));
         }
     }
-    if lexicon.encrypted_table(schema).is_some() {
+    // What the text names: read by PostgreSQL's own parser when it can (it
+    // decodes every identifier the server would), else by a word scan.
+    #[cfg(feature = "pg-parser")]
+    let named = match second_opinion::read(sql) {
+        Ok(reading) => reading.encrypted_table(schema),
+        Err(_) => lexicon.encrypted_table(schema),
+    };
+    #[cfg(not(feature = "pg-parser"))]
+    let named = {
+        let _ = sql;
+        lexicon.encrypted_table(schema)
+    };
+    if named.is_some() {
         return Err(Box::new(Refusal::Unparsable { reason }));
     }
     Ok(StatementAnalysis {
@@ -451,6 +508,7 @@ fn unparsed(
         touches_encrypted_table: false,
         result_columns: Vec::new(),
         changes_session: true,
+        encrypted_tables: Vec::new(),
     })
 }
 

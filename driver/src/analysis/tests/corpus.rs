@@ -1,6 +1,6 @@
 //! The corpus: statements with their expected analysis or refusal.
 
-use super::fixture::{column_name, TestSchema};
+use crate::analysis::test_schema::{column_name, TestSchema};
 use crate::analysis::{
     analyze, ParameterTarget, ParameterUse, Refusal, StatementAnalysis, DETERMINISTIC_ALLOWED,
     RANDOMIZED_ALLOWED, UNUSABLE_CIPHERTEXT_ALLOWED,
@@ -540,6 +540,10 @@ fn mismatch(
         changes_session: actual
             .as_ref()
             .is_ok_and(|analysis| analysis.changes_session),
+        encrypted_tables: actual
+            .as_ref()
+            .map(|analysis| analysis.encrypted_tables.clone())
+            .unwrap_or_default(),
     };
     let matches = match (expected, actual) {
         (Expected::Touching(parameters), Ok(analysis)) => *analysis == accepted(parameters, true),

@@ -2,6 +2,7 @@
 //! their expected analysis or refusal, and properties over arbitrary text.
 
 mod corpus;
-mod fixture;
 mod properties;
 mod result_columns;
+#[cfg(feature = "pg-parser")]
+mod second_opinion;
