@@ -83,3 +83,6 @@ pub use tokio_postgres;
 
 #[cfg(test)]
 mod format_vectors;
+#[cfg(any(fuzzing, test))]
+#[doc(hidden)]
+pub mod fuzzing;

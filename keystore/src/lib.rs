@@ -51,7 +51,9 @@ mod rsa_ops;
 pub use column_key::{ColumnKey, COLUMN_KEY_LEN};
 pub use error::KeyStoreError;
 pub use local::LocalKeyStore;
-pub use memory::{MemoryKeyStore, OperationCounts};
+pub use memory::MemoryKeyStore;
+#[cfg(feature = "test-util")]
+pub use memory::OperationCounts;
 pub use provider::{KeyStoreProvider, MasterKeyInfo};
 pub use registry::{KeyStoreRegistry, MasterKeyLocation, TrustedKeyPaths};
 pub use rsa_ops::{GENERATABLE_KEY_BITS, MIN_MASTER_KEY_BITS};

@@ -19,7 +19,10 @@ pub struct MemoryKeyStore {
 
 /// How many times each provider operation reached a [`MemoryKeyStore`]:
 /// lets tests prove that a refused request never got to the key store.
+/// (Feature `test-util`.)
+#[cfg(feature = "test-util")]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OperationCounts {
     /// Calls of `describe`.
     pub describe: usize,
@@ -33,6 +36,7 @@ pub struct OperationCounts {
     pub verify: usize,
 }
 
+#[cfg(feature = "test-util")]
 impl OperationCounts {
     /// All calls together.
     pub fn total(&self) -> usize {
@@ -62,6 +66,8 @@ impl MemoryKeyStore {
     }
 
     /// How many times each operation has been called on this store.
+    /// (Feature `test-util`.)
+    #[cfg(feature = "test-util")]
     pub fn operation_counts(&self) -> OperationCounts {
         let count = |operation: Operation| self.counts[operation as usize].load(Ordering::SeqCst);
         OperationCounts {
@@ -122,10 +128,12 @@ impl MemoryKeyStore {
         key_path: &str,
     ) -> Result<Arc<PrivateKey>, KeyStoreError> {
         self.counts[operation as usize].fetch_add(1, Ordering::SeqCst);
+        // A panic while holding the lock cannot leave the map half-updated:
+        // every critical section is a single insert or remove.
         let keys = self
             .keys
             .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         keys.get(key_path)
             .cloned()
             .ok_or_else(|| KeyStoreError::KeyNotFound {
@@ -135,11 +143,10 @@ impl MemoryKeyStore {
     }
 
     fn write_keys(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<PrivateKey>>> {
-        // A panic while holding the lock cannot leave the map half-updated:
-        // every critical section is a single insert or remove.
+        // As in `key_for`: a poisoned map is consistent.
         self.keys
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -716,9 +716,13 @@ fn literals(sql: &str) -> Vec<&str> {
 /// Whether `refusal` is the one expected; the names its message must contain.
 fn refusal_matches(expected: Refused, refusal: &Refusal) -> Option<Vec<String>> {
     let allowed_for = |column: &str| {
-        setting_of(column).and_then(mode_of).map(|mode| match mode {
-            Deterministic => (mode, DETERMINISTIC_ALLOWED),
-            Randomized => (mode, RANDOMIZED_ALLOWED),
+        setting_of(column).and_then(mode_of).map(|mode| {
+            let allowed = if mode == Deterministic {
+                DETERMINISTIC_ALLOWED
+            } else {
+                RANDOMIZED_ALLOWED
+            };
+            (mode, allowed)
         })
     };
     let matches = match (expected, refusal) {

@@ -25,6 +25,7 @@ impl std::fmt::Display for ColumnEncryption {
 
 /// What protects one column.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ColumnProtection {
     /// Nothing: a plaintext column.
     Plaintext,
@@ -43,6 +44,7 @@ pub enum ColumnProtection {
 
 /// One column of a table.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ColumnInfo {
     /// Its name as stored in the catalog (case preserved).
     pub name: String,
@@ -67,6 +69,16 @@ impl ColumnInfo {
         }
     }
 
+    /// A ciphertext column this client cannot use, and why.
+    pub fn unusable(name: impl Into<String>, reason: impl Into<Arc<str>>) -> Self {
+        Self {
+            name: name.into(),
+            protection: ColumnProtection::Unusable {
+                reason: reason.into(),
+            },
+        }
+    }
+
     /// Whether its values are ciphertext (usable or not).
     pub fn is_ciphertext(&self) -> bool {
         !matches!(self.protection, ColumnProtection::Plaintext)
@@ -83,6 +95,7 @@ impl ColumnInfo {
 
 /// One table (or view) with its columns in definition order.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TableInfo {
     /// Its name.
     pub name: TableName,

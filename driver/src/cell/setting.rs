@@ -7,6 +7,7 @@ use super::plaintext_type::PlaintextType;
 
 /// How equal plaintexts relate to their ciphertexts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum EncryptionMode {
     /// Equal plaintexts give equal cells, so the server can compare, index,
     /// group and enforce `UNIQUE`, and learns which values are equal.
@@ -35,6 +36,7 @@ impl fmt::Display for EncryptionMode {
 /// How a plaintext is padded before encryption, so that a cell does not
 /// reveal the exact length of a variable-length value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum PaddingPolicy {
     /// No padding: for fixed-width types, or when compactness matters more
     /// than hiding the length.

@@ -1,7 +1,7 @@
 //! What fills each result column, for decrypting values whose origin the
 //! server does not report.
 
-use super::fixture::TestSchema;
+use crate::analysis::test_schema::TestSchema;
 use crate::analysis::{analyze, ResultColumnSource};
 
 /// What fills a result column, by setting id: plaintext, cells of a

@@ -1,4 +1,5 @@
-//! The schema the tests analyze against, as an in-memory [`SchemaView`].
+//! The schema the analyzer's tests and fuzz targets analyze against, as an
+//! in-memory [`SchemaView`].
 
 use crate::analysis::{
     ColumnEncryption, ColumnInfo, ColumnProtection, ParameterTarget, ParameterUse, SchemaView,
@@ -9,7 +10,7 @@ use crate::names::{ColumnName, TableName};
 
 /// `public.patients`, `public.visits`, `billing."Accounts"`, `public.plain`
 /// and the view `public.patient_view`; search path `public`.
-pub(super) struct TestSchema {
+pub(crate) struct TestSchema {
     tables: Vec<TableInfo>,
 }
 
@@ -46,7 +47,7 @@ fn table(schema: &str, name: &str, columns: Vec<ColumnInfo>) -> TableInfo {
 }
 
 impl TestSchema {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             tables: vec![
                 table(
@@ -90,7 +91,7 @@ impl TestSchema {
     }
 
     /// The column `schema.table.column` of the fixture.
-    pub(super) fn column(&self, schema: &str, table: &str, column: &str) -> Option<&ColumnInfo> {
+    pub(crate) fn column(&self, schema: &str, table: &str, column: &str) -> Option<&ColumnInfo> {
         self.tables
             .iter()
             .find(|info| info.name == TableName::new(schema, table))?
@@ -101,7 +102,7 @@ impl TestSchema {
 
     /// The target a parameter gets when it meets `column` (`"patients.ssn"`,
     /// `"billing.Accounts.owner_ssn"`; schema `public` when omitted).
-    pub(super) fn target(&self, column: &str, usage: ParameterUse) -> ParameterTarget {
+    pub(crate) fn target(&self, column: &str, usage: ParameterUse) -> ParameterTarget {
         let name = column_name(column);
         let encryption = self
             .column(&name.schema, &name.table, &name.column)
@@ -116,7 +117,7 @@ impl TestSchema {
 }
 
 /// `"patients.ssn"` → `public.patients.ssn`; `"billing.Accounts.card"` as written.
-pub(super) fn column_name(column: &str) -> ColumnName {
+pub(crate) fn column_name(column: &str) -> ColumnName {
     let parts: Vec<&str> = column.split('.').collect();
     let (schema, table, column) = match parts.as_slice() {
         [table, column] => ("public", *table, *column),

@@ -1,0 +1,1 @@
+INSERT INTO patients (id, name, ssn, diagnosis) VALUES ($1, $2, $3, $4)

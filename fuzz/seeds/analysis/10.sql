@@ -1,0 +1,1 @@
+SELECT owner_ssn FROM billing."Accounts" WHERE owner_ssn = $1 UNION ALL SELECT ssn FROM patients

@@ -1,0 +1,1 @@
+UPDATE patients SET (ssn, name) = ($1, $2) WHERE email = $3

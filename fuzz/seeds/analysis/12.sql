@@ -1,0 +1,1 @@
+SELECT * FROM U&"pat\0069ents" WHERE ssn = $1

@@ -1,0 +1,1 @@
+INSERT INTO visits (patient_id, ssn, note) SELECT id, ssn, $1 FROM patients WHERE ssn = $2

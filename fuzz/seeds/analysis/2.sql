@@ -1,0 +1,1 @@
+INSERT INTO patients VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET ssn = EXCLUDED.ssn RETURNING *

@@ -1,0 +1,1 @@
+SELECT id, ssn FROM patients WHERE ssn = $1 AND name = $2

@@ -1,0 +1,1 @@
+SELECT id FROM patients WHERE ssn IN ($1, $2) OR ssn = ANY($3)

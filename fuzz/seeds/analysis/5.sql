@@ -1,0 +1,1 @@
+UPDATE patients SET diagnosis = $1 WHERE ssn = $2 RETURNING id

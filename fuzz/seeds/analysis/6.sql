@@ -1,0 +1,1 @@
+DELETE FROM visits USING patients p WHERE visits.ssn = p.ssn AND p.id = $1

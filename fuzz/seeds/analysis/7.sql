@@ -1,0 +1,1 @@
+SELECT p.ssn FROM patients p JOIN visits v USING (ssn) WHERE v.note IS NOT NULL

@@ -1,0 +1,1 @@
+WITH x AS (SELECT ssn FROM patients WHERE id = $1) SELECT * FROM visits WHERE ssn IN (SELECT ssn FROM x)

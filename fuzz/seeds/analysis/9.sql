@@ -1,0 +1,1 @@
+SELECT ssn, count(*) FROM patients GROUP BY ssn HAVING count(*) > $1
