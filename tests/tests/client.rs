@@ -803,3 +803,126 @@ async fn cells_of_a_column_without_an_assignment_are_refused() {
         .unwrap();
     assert_eq!(row.get::<_, Option<String>>(0), None);
 }
+
+/// A column encrypted after a statement was prepared (an administrator's
+/// change, announced on the catalog channel) never receives plaintext from
+/// that statement: a client that hears the announcement, and one that
+/// cannot (its connection not driven by aepg), both analyze it again first.
+#[tokio::test]
+async fn a_column_encrypted_after_a_statement_was_prepared_never_receives_plaintext() {
+    let db = EncryptedDatabase::new("encrypted_later").await;
+    db.setting("email", "text", Deterministic).await;
+    db.table("CREATE TABLE people (id int, email text)", &[])
+        .await;
+    let tap = aepg_tests::WireTap::start(&db.database.config()).await;
+    let routed = tap.route(&db.database.config());
+    let watched = db
+        .client_at(&routed, db.encryption_with(|config| config))
+        .await;
+    let (inner, connection) = routed.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let unwatched = Client::new(inner, db.encryption_with(|config| config));
+    let insert = "INSERT INTO people (id, email) VALUES ($1, $2)";
+    for client in [&watched, &unwatched] {
+        client
+            .execute(insert, &[&0, &"before@example.org"])
+            .await
+            .unwrap();
+    }
+    // The administrator encrypts the (emptied) column.
+    db.plain
+        .batch_execute(
+            "DELETE FROM people;
+             ALTER TABLE people ALTER COLUMN email TYPE aepg.ciphertext USING NULL",
+        )
+        .await
+        .unwrap();
+    db.admin
+        .assign_column(
+            &mut *db.admin_connection().await,
+            &aepg::ColumnName::new("public", "people", "email"),
+            "email",
+        )
+        .await
+        .unwrap();
+    // Announcements arrive between transactions, a moment after the commit.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for (id, client, secret) in [
+        (1, &watched, "watched-SECRET@example.org"),
+        (2, &unwatched, "unwatched-SECRET@example.org"),
+    ] {
+        client.execute(insert, &[&id, &secret]).await.unwrap();
+        let row = client
+            .query_one("SELECT email FROM people WHERE email = $1", &[&secret])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, &str>(0), secret);
+        assert!(!tap.saw(secret.as_bytes()), "{secret} reached the server");
+    }
+    assert!(
+        tap.saw(b"before@example.org"),
+        "the tap sees plaintext columns"
+    );
+}
+
+/// EXPLAIN's plan lines read as text; its parameters are encrypted.
+#[tokio::test]
+async fn explain_plans_read_as_text() {
+    let (_db, client) = clinic("explain_rows").await;
+    for sql in [
+        "EXPLAIN SELECT id FROM patients WHERE ssn = $1",
+        "EXPLAIN (FORMAT JSON) SELECT * FROM patients WHERE ssn = $1",
+    ] {
+        let rows = client.query(sql, &[&"111-11-1111"]).await.unwrap();
+        assert!(!rows.is_empty(), "{sql}");
+        let line: String = rows[0].try_get(0).unwrap_or_else(|error| {
+            let json: serde_json::Value = rows[0].get(0);
+            drop(error);
+            json.to_string()
+        });
+        assert!(
+            line.contains("patients") || line.contains("Scan"),
+            "{sql}: {line}"
+        );
+    }
+}
+
+/// The ciphertext equality operators make the server type a compared
+/// parameter aepg.ciphertext, and keep indexes and hash joins.
+#[tokio::test]
+async fn ciphertext_equality_keeps_indexes_and_hash_joins() {
+    let (db, client) = clinic("operators").await;
+    let explanation = client
+        .explain("SELECT id FROM patients WHERE ssn = $1")
+        .await
+        .unwrap();
+    assert_eq!(explanation.parameters[0].server_type, "ciphertext");
+    let plan = |sql: &'static str| {
+        let plain = &db.plain;
+        async move {
+            plain
+                .simple_query(sql)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter_map(|message| match message {
+                    tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    };
+    db.plain
+        .batch_execute(
+            "SET enable_seqscan = off; SET enable_mergejoin = off; SET enable_nestloop = off",
+        )
+        .await
+        .unwrap();
+    let index =
+        plan("EXPLAIN SELECT id FROM patients WHERE ssn = '\\x0101'::aepg.ciphertext").await;
+    assert!(index.contains("Index"), "{index}");
+    let join =
+        plan("EXPLAIN SELECT p.id FROM patients p JOIN visits v ON v.patient_ssn = p.ssn").await;
+    assert!(join.contains("Hash Join"), "{join}");
+}

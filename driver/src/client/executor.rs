@@ -14,7 +14,7 @@ use super::row::{Row, RowStream};
 use super::statement::Statement;
 use super::to_statement::{ToStatement, ToStatementType};
 use crate::analysis::{analyze, ParameterTarget};
-use crate::catalog::{Catalog, CatalogError, CATALOG_CHANNEL};
+use crate::catalog::{Catalog, CatalogError, CATALOG_CHANNEL, CATALOG_STATE_QUERY};
 use crate::error::RowCountExpectation;
 use crate::record::CatalogId;
 use crate::support::generation_from_sql;
@@ -108,10 +108,16 @@ impl<'a> Executor<'a> {
     /// analyzed and prepared again, so the server's parameter types are
     /// checked against the new catalog.
     pub(crate) async fn prepare(&self, sql: &str) -> Result<Statement, Error> {
+        Ok(self.prepared(sql).await?.0)
+    }
+
+    /// [`prepare`](Self::prepare), and whether the statement was prepared
+    /// (and the catalog generation read) just now rather than found in the cache.
+    async fn prepared(&self, sql: &str) -> Result<(Statement, bool), Error> {
         let mut catalog = self.catalog().await?;
         if let Some(statement) = self.state.cached(sql) {
             if Arc::ptr_eq(&statement.0.catalog, &catalog) {
-                return Ok(statement);
+                return Ok((statement, false));
             }
         }
         let mut resolution = self.resolution().await?;
@@ -138,7 +144,7 @@ impl<'a> Executor<'a> {
             }
             let statement = Statement::build(sql, inner?, catalog, analysis)?;
             self.state.cache(sql, statement.clone());
-            return Ok(statement);
+            return Ok((statement, true));
         }
         Err(CatalogError::Unsettled.into())
     }
@@ -146,16 +152,53 @@ impl<'a> Executor<'a> {
     /// The statement to run: a text prepared (or found in the cache), or a
     /// prepared statement analyzed again if the catalog changed since.
     async fn resolve(&self, statement: &(impl ToStatement + ?Sized)) -> Result<Statement, Error> {
-        match statement.__convert() {
-            ToStatementType::Text(sql) => self.prepare(sql).await,
+        let (statement, fresh) = match statement.__convert() {
+            ToStatementType::Text(sql) => self.prepared(sql).await?,
             ToStatementType::Statement(statement) => {
                 let catalog = self.catalog().await?;
                 if Arc::ptr_eq(&statement.0.catalog, &catalog) {
-                    Ok(statement.clone())
+                    (statement.clone(), false)
                 } else {
-                    self.prepare(&statement.0.sql).await
+                    self.prepared(&statement.0.sql).await?
                 }
             }
+        };
+        if fresh {
+            return Ok(statement);
+        }
+        self.current(statement).await
+    }
+
+    /// A client that cannot hear catalog announcements (its connection is
+    /// not driven by aepg) checks the catalog generation before it sends
+    /// plaintext parameters under an analysis made earlier: a column
+    /// encrypted since must not receive them. One round trip; clients that
+    /// hear announcements skip it, as do statements that send no plaintext.
+    async fn current(&self, statement: Statement) -> Result<Statement, Error> {
+        let sends_plaintext = statement
+            .0
+            .analysis
+            .parameters
+            .iter()
+            .any(|target| matches!(target, ParameterTarget::Plaintext));
+        if self.state.hears_announcements() || !sends_plaintext {
+            return Ok(statement);
+        }
+        let row = self.client.query_one(CATALOG_STATE_QUERY, &[]).await?;
+        let current = self
+            .state
+            .encryption
+            .observed(
+                &statement.0.catalog,
+                CatalogId::from_slice(row.try_get(0)?)?,
+                generation_from_sql(row.try_get(1)?)?,
+                self.client,
+            )
+            .await?;
+        if Arc::ptr_eq(&current, &statement.0.catalog) {
+            Ok(statement)
+        } else {
+            self.prepare(&statement.0.sql).await
         }
     }
 
