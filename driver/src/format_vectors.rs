@@ -10,7 +10,8 @@ use aepg_keystore::{
 use zeroize::Zeroizing;
 
 use crate::cell::{CellCipher, CellSetting, EncryptionMode, PaddingPolicy, PlaintextType};
-use crate::record::{CatalogId, CatalogRecord, SignedRecord, WrappedColumnKey};
+use crate::names::ColumnName;
+use crate::record::{CatalogId, CatalogRecord, ColumnManifest, SignedRecord, WrappedColumnKey};
 
 const FORMAT_MD: &str = include_str!("../../docs/FORMAT.md");
 const KAT_MASTER_KEY_PEM: &str = include_str!("../../docs/vectors/kat-master-key.pem");
@@ -65,7 +66,7 @@ fn cell_setting(vector: &HashMap<&str, &str>) -> CellSetting {
 #[test]
 fn format_md_has_every_kind_of_vector() {
     let kinds: Vec<&str> = vectors().iter().map(|v| v["kind"]).collect();
-    for kind in ["subkeys", "cell", "wrapped-key"] {
+    for kind in ["subkeys", "cell", "wrapped-key", "manifest"] {
         assert!(kinds.contains(&kind), "no {kind} vector in docs/FORMAT.md");
     }
     let cells: Vec<_> = vectors()
@@ -120,18 +121,7 @@ fn cell_vectors() {
 async fn wrapped_key_vectors() {
     for vector in vectors().into_iter().filter(|v| v["kind"] == "wrapped-key") {
         let location = MasterKeyLocation::new(vector["provider"], vector["key_path"]);
-        let store = MemoryKeyStore::new();
-        store
-            .import_pem(&location.key_path, KAT_MASTER_KEY_PEM)
-            .unwrap();
-        let mut registry = KeyStoreRegistry::new();
-        registry
-            .register(
-                Arc::new(store),
-                TrustedKeyPaths::only([location.key_path.clone()]),
-            )
-            .unwrap();
-
+        let registry = kat_registry(&location.key_path);
         let canonical = hex_field(&vector, "record");
         let record =
             SignedRecord::<WrappedColumnKey>::decode(&canonical, hex_field(&vector, "signature"))
@@ -149,6 +139,63 @@ async fn wrapped_key_vectors() {
         let catalog = CatalogId::from_slice(&hex_field(&vector, "catalog_id")).unwrap();
         let opened = record.open(&registry, &catalog).await.unwrap();
         assert_eq!(opened.expose_secret()[..], hex_field(&vector, "cek")[..]);
+    }
+}
+
+/// The KAT master key in a memory store, trusted at `key_path`.
+fn kat_registry(key_path: &str) -> KeyStoreRegistry {
+    let store = MemoryKeyStore::new();
+    store.import_pem(key_path, KAT_MASTER_KEY_PEM).unwrap();
+    let mut registry = KeyStoreRegistry::new();
+    registry
+        .register(
+            Arc::new(store),
+            TrustedKeyPaths::only([key_path.to_owned()]),
+        )
+        .unwrap();
+    registry
+}
+
+/// `public.t.c=1,…` as a manifest's columns.
+fn manifest_columns(text: &str) -> std::collections::BTreeMap<ColumnName, u32> {
+    text.split(',')
+        .map(|entry| {
+            let (column, setting) = entry.split_once('=').unwrap();
+            let parts: Vec<&str> = column.split('.').collect();
+            (
+                ColumnName::new(parts[0], parts[1], parts[2]),
+                setting.parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn manifest_vectors() {
+    for vector in vectors().into_iter().filter(|v| v["kind"] == "manifest") {
+        let location = MasterKeyLocation::new(vector["provider"], vector["key_path"]);
+        let registry = kat_registry(&location.key_path);
+        let canonical = hex_field(&vector, "record");
+        let record =
+            SignedRecord::<ColumnManifest>::decode(&canonical, hex_field(&vector, "signature"))
+                .unwrap();
+        let expected = ColumnManifest {
+            master_key_name: vector["cmk_name"].to_owned(),
+            master_key: location.clone(),
+            generation: vector["generation"].parse().unwrap(),
+            columns: manifest_columns(vector["columns"]),
+        };
+        assert_eq!(record.unverified(), &expected);
+        assert_eq!(
+            expected.canonical_bytes().unwrap(),
+            canonical,
+            "encoding is canonical"
+        );
+        let catalog = CatalogId::from_slice(&hex_field(&vector, "catalog_id")).unwrap();
+        assert_eq!(
+            record.verify(&registry, &location, &catalog).await.unwrap(),
+            &expected
+        );
     }
 }
 
@@ -254,5 +301,21 @@ async fn print_vectors() {
         "catalog_id {catalog}\nrecord {}\nsignature {}",
         hex::encode(record.canonical_bytes()),
         hex::encode(record.signature())
+    );
+    let columns = "public.patients.diagnosis=2,public.patients.ssn=1";
+    let manifest = ColumnManifest {
+        master_key_name: "kat-cmk".to_owned(),
+        master_key: location.clone(),
+        generation: 7,
+        columns: manifest_columns(columns),
+    };
+    let signed = SignedRecord::sign(manifest, &catalog, &registry, &location)
+        .await
+        .unwrap();
+    println!("\nkind manifest\nname manifest-0\ncmk_name kat-cmk\nprovider memory\nkey_path kat-master-key\ngeneration 7\ncolumns {columns}");
+    println!(
+        "catalog_id {catalog}\nrecord {}\nsignature {}",
+        hex::encode(signed.canonical_bytes()),
+        hex::encode(signed.signature())
     );
 }
