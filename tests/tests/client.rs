@@ -670,7 +670,7 @@ async fn a_zero_key_ttl_asks_the_key_store_every_time_and_a_revoked_key_cuts_rea
 
 /// A parameter the analysis cannot trace (it disappears into a function)
 /// but that the server types as `aepg.ciphertext` is refused, not sent as
-/// plaintext: the cross-check of DESIGN.md §6 step 3.
+/// plaintext: the cross-check (docs/DESIGN.md, "The client pipeline", step 4).
 #[tokio::test]
 async fn the_cross_check_refuses_a_parameter_the_analysis_could_not_trace() {
     let (db, client) = clinic("cross_check").await;

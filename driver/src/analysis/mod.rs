@@ -1,6 +1,7 @@
 //! SQL analysis: which parameter of a statement goes to which encrypted
 //! column, and whether the statement does anything to an encrypted column
-//! that the column's mode does not allow (DESIGN.md §6, steps 1 and 2).
+//! that the column's mode does not allow (docs/DESIGN.md, "The client
+//! pipeline", steps 1 to 3).
 //!
 //! Pure: the analyzer reads statement text and a [`SchemaView`] of the
 //! tables; it does no I/O. It fails closed: a statement it does not
@@ -13,23 +14,33 @@
 //! identifiers (unquoted fold to lower case, all truncate to 63 bytes),
 //! aliases (`FROM patients p`, `AS s(a, b)`), unqualified columns against
 //! every relation in scope, correlated subqueries (outer levels visible),
-//! CTE names shadowing tables.
+//! CTE names shadowing tables. An unqualified table name that could mean a
+//! table with encrypted columns in another schema
+//! ([`SchemaView::encrypted_tables_named`], which answers from signed
+//! records, also for tables the server lacks) must resolve to exactly it.
 //!
 //! Statements, several per text (parameters must agree across them):
 //! - `SELECT` with joins (`JOIN … ON`, `USING`, `NATURAL`, comma, `LEFT`/
-//!   `RIGHT`/`FULL`/`CROSS`), subqueries in `FROM`, `IN (SELECT …)`,
+//!   `RIGHT`/`FULL`/`CROSS`; `*` merges `USING`/`NATURAL` columns as the
+//!   server does), subqueries in `FROM`, `IN (SELECT …)`,
 //!   `= ANY (SELECT …)`, `EXISTS`, scalar subqueries, `WITH` (data-modifying
 //!   CTEs included), `UNION`/`INTERSECT`/`EXCEPT`, `VALUES`, `GROUP BY`
 //!   (also `ROLLUP`/`CUBE`/`GROUPING SETS`), `HAVING`, `DISTINCT [ON]`,
-//!   `ORDER BY`, `LIMIT`/`OFFSET`/`FETCH`, `FOR UPDATE`, `WINDOW`.
+//!   `ORDER BY`, `LIMIT`/`OFFSET`/`FETCH`, `FOR UPDATE`, `WINDOW`;
+//!   `TABLE name`.
 //! - `INSERT` with or without a column list (then in table order), multi-row
 //!   `VALUES`, `DEFAULT`, `INSERT … SELECT` (result columns stored
 //!   positionally), `ON CONFLICT (…) [WHERE …] DO NOTHING | DO UPDATE SET …
 //!   [WHERE …]` with `EXCLUDED`, `RETURNING`.
 //! - `UPDATE … SET col = …, (a, b) = (…) FROM … WHERE … RETURNING`.
 //! - `DELETE FROM … USING … WHERE … RETURNING`.
-//! - `EXPLAIN` of any of these; `TRUNCATE` and `DROP TABLE/VIEW` (they only
-//!   name tables); transaction control, `SET`, `SHOW`, `DISCARD`.
+//! - `EXPLAIN [(options)]` of any of these (its result is plan text);
+//!   `TRUNCATE` and `DROP TABLE/VIEW` (they only name tables); transaction
+//!   control, `SET`, `RESET`, `SHOW`, `DISCARD`.
+//!
+//! Whether a text may change the session (`SET`, `RESET`, `DISCARD`,
+//! `COMMIT`/`ROLLBACK`, `set_config`, statement kinds the walk does not
+//! know) comes from the parse: [`StatementAnalysis::changes_session`].
 //!
 //! Each `$n` becomes [`ParameterTarget::Encrypted`] where it is stored into
 //! an encrypted column (`VALUES`, `SET`, the select list of `INSERT …
@@ -52,12 +63,13 @@
 //! `GROUP BY`, `DISTINCT`, `PARTITION BY`, `COUNT(col)`, `COUNT(DISTINCT
 //! col)`, `IS [NOT] NULL`, deduplicating set operations over same-setting
 //! columns. Randomized ([`RANDOMIZED_ALLOWED`]): storing, reading, `IS [NOT]
-//! NULL`, `COUNT(col)`, `UNION ALL`. A ciphertext column without a setting
-//! (a view column): reading, `IS [NOT] NULL`, `COUNT(col)`.
+//! NULL`, `COUNT(col)`, `UNION ALL`. A ciphertext column this client cannot
+//! use (no verified assignment, or records missing or forged): reading
+//! (which fails to decrypt), `IS [NOT] NULL`, `COUNT(col)`.
 //!
 //! # Refused
 //!
-//! - [`Refusal::NotAllowed`] / [`Refusal::UnassignedCiphertext`]: a literal
+//! - [`Refusal::NotAllowed`] / [`Refusal::UnusableColumn`]: a literal
 //!   stored into or compared with an encrypted column; any function,
 //!   operator other than equality, `LIKE`, `BETWEEN`, cast, `CASE` result,
 //!   aggregate other than `COUNT` applied to one; `ORDER BY` one (also by
@@ -66,7 +78,7 @@
 //!   'x'`, `ssn = (SELECT lower(…))`, a plaintext column); equality,
 //!   grouping or `DISTINCT` on a randomized column; copying ciphertext into a
 //!   plaintext column; a parameter stored into or compared with a ciphertext
-//!   column that has no setting.
+//!   column this client cannot use (the message says why).
 //! - [`Refusal::SettingMismatch`]: comparing, joining, copying or combining
 //!   (`UNION`) columns of different settings.
 //! - [`Refusal::ParameterConflict`]: one `$n` needed under two settings, as
@@ -82,8 +94,15 @@
 //! - [`Refusal::Unresolved`]: a table or column that does not resolve, or is
 //!   ambiguous, in a statement that touches a table with encrypted columns.
 //! - [`Refusal::Unparsable`]: text the parser rejects, or with a run of more
-//!   than 8000 tokens between `,`/`(`/`)`/`;` (too deep to parse safely), in
-//!   which some word names a table with encrypted columns.
+//!   than 8000 tokens between `,`/`(`/`)`/`;` (too deep to parse safely),
+//!   that names a table with encrypted columns — as PostgreSQL's own parser
+//!   reads it (feature `pg-parser`), else by any word of it.
+//! - [`Refusal::Opaque`]: `DO` blocks and SQL-level `EXECUTE`, which run SQL
+//!   no analysis sees, in a database with any encrypted column.
+//! - [`Refusal::DamagedTable`]: a table signed records make encrypted that
+//!   the server lacks, or that lacks a signed column.
+//! - [`Refusal::SecondOpinion`]: PostgreSQL's own parser reads an encrypted
+//!   table the walk did not resolve, or cannot read a text that touches one.
 //!
 //! "Touches" means: resolves, in the parts the analyzer walks, a table or
 //! view with encrypted or ciphertext columns; for statements or parts it
