@@ -158,7 +158,8 @@ impl Encryption {
                 let row = client.query_one(CATALOG_STATE_QUERY, &[]).await?;
                 let id = CatalogId::from_slice(row.try_get(0)?)?;
                 let generation = generation_from_sql(row.try_get(1)?)?;
-                self.observed(&catalog, id, generation, client).await
+                self.observed_while_loading(&catalog, id, generation, client)
+                    .await
             }
             None => self.load(client).await,
         }
@@ -178,22 +179,50 @@ impl Encryption {
         generation: u64,
         client: &tokio_postgres::Client,
     ) -> Result<Arc<Catalog>, Error> {
-        self.check_seen(id, generation)?;
         if id == catalog.id() && generation == catalog.generation() {
-            if let Some(current) = write(&self.current).as_mut() {
-                if Arc::ptr_eq(&current.catalog, catalog) {
-                    current.checked_at = Instant::now();
-                    self.stale.store(false, Ordering::SeqCst);
-                }
-            }
-            return Ok(catalog.clone());
+            return self.confirmed(catalog, id, generation);
         }
+        let _loading = self.loading.lock().await;
+        self.observed_while_loading(catalog, id, generation, client)
+            .await
+    }
+
+    /// [`observed`](Self::observed), holding the loading lock.
+    async fn observed_while_loading(
+        &self,
+        catalog: &Arc<Catalog>,
+        id: CatalogId,
+        generation: u64,
+        client: &tokio_postgres::Client,
+    ) -> Result<Arc<Catalog>, Error> {
+        if id == catalog.id() && generation == catalog.generation() {
+            return self.confirmed(catalog, id, generation);
+        }
+        self.check_seen(id, generation)?;
+        // Another client may have loaded it while this one waited.
         if let Some(current) = self.current_catalog() {
             if current.id() == id && current.generation() == generation {
                 return Ok(current);
             }
         }
         self.load(client).await
+    }
+
+    /// `catalog` is the server's current one: it stays fresh for another TTL.
+    fn confirmed(
+        &self,
+        catalog: &Arc<Catalog>,
+        id: CatalogId,
+        generation: u64,
+    ) -> Result<Arc<Catalog>, Error> {
+        self.check_seen(id, generation)?;
+        if let Some(current) = write(&self.current).as_mut() {
+            if Arc::ptr_eq(&current.catalog, catalog) {
+                current.checked_at = Instant::now();
+                self.stale.store(false, Ordering::SeqCst);
+            }
+        }
+        Ok(catalog.clone())
     }
 
     /// Loads the catalog again now, for every client sharing this state.
