@@ -94,7 +94,7 @@ pub fn analysis(data: &[u8]) -> Option<Result<StatementAnalysis, Refusal>> {
 
 /// Every parameter bound for encryption is bound to a real encrypted column
 /// of the schema, under its setting.
-fn check_bindings(schema: &TestSchema, sql: &str, analysis: &StatementAnalysis) {
+pub(crate) fn check_bindings(schema: &TestSchema, sql: &str, analysis: &StatementAnalysis) {
     for target in &analysis.parameters {
         if let ParameterTarget::Encrypted {
             column, encryption, ..
