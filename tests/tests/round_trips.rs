@@ -42,16 +42,18 @@ async fn a_warm_statement_costs_what_a_prepared_tokio_postgres_statement_costs()
     )
     .await;
     let client = db.client().await;
-    let sql = "SELECT id, ssn FROM people WHERE ssn = $1";
+    // One encrypted and one plaintext parameter: a client that hears catalog
+    // announcements checks nothing more before sending the plaintext one.
+    let sql = "SELECT id, ssn FROM people WHERE ssn = $1 AND id = $2";
     client
         .execute("INSERT INTO people VALUES ($1, $2)", &[&1, &"123-45-6789"])
         .await
         .unwrap();
-    client.query(sql, &[&"123-45-6789"]).await.unwrap(); // warm: analysis, prepare, keys
+    client.query(sql, &[&"123-45-6789", &1]).await.unwrap(); // warm: analysis, prepare, keys
 
     db.plain.batch_execute("SELECT 'aepg-start'").await.unwrap();
     for _ in 0..REPEATS {
-        let rows = client.query(sql, &[&"123-45-6789"]).await.unwrap();
+        let rows = client.query(sql, &[&"123-45-6789", &1]).await.unwrap();
         assert_eq!(rows[0].get::<_, String>(1), "123-45-6789");
     }
     db.plain.batch_execute("SELECT 'aepg-end'").await.unwrap();
