@@ -18,6 +18,7 @@ use super::error::{CatalogError, CatalogObject};
 use super::install::{require_installed, CATALOG_CHANNEL};
 use super::load::load_verified;
 use super::model::Catalog;
+use super::pin::Pins;
 use crate::cell::{CellSetting, EncryptionMode, PaddingPolicy, PlaintextType};
 use crate::names::ColumnName;
 use crate::record::{
@@ -99,12 +100,24 @@ impl NewEncryptionSetting {
 #[derive(Clone, Debug)]
 pub struct CatalogAdmin {
     registry: KeyStoreRegistry,
+    pins: Pins,
 }
 
 impl CatalogAdmin {
     /// An administrator using the master keys of `registry`.
     pub fn new(registry: KeyStoreRegistry) -> Self {
-        Self { registry }
+        Self {
+            registry,
+            pins: Pins::new(),
+        }
+    }
+
+    /// Checks `pins` (the applications' pin file) before every change, as
+    /// a client does before it trusts the catalog: a catalog rolled back to
+    /// older manifests, or replaced, is refused rather than re-signed.
+    pub fn with_pins(mut self, pins: Pins) -> Self {
+        self.pins = pins;
+        self
     }
 
     /// Registers a column master key under `name`, after checking that the
@@ -130,7 +143,7 @@ impl CatalogAdmin {
             }
             .into());
         }
-        let change = Change::begin(client, &self.registry).await?;
+        let change = Change::begin(client, self, Manifests::Required).await?;
         match change.catalog.master_keys.get(name) {
             Some(existing) if existing == location => return Ok(()),
             Some(_) => {
@@ -172,7 +185,7 @@ impl CatalogAdmin {
         master_key_name: &str,
         location: &MasterKeyLocation,
     ) -> Result<u32, Error> {
-        let change = Change::begin(client, &self.registry).await?;
+        let change = Change::begin(client, self, Manifests::Required).await?;
         match change.catalog.master_keys.get(master_key_name) {
             None => {
                 return Err(CatalogError::NotFound {
@@ -191,12 +204,13 @@ impl CatalogAdmin {
             }
             Some(_) => {}
         }
-        let sql_id: i32 = change
-            .transaction
-            .query_one("SELECT nextval('aepg.column_key_ids')::integer", &[])
-            .await?
-            .try_get(0)?;
-        let key_id = id_from_sql(sql_id, "column key id")?;
+        let (sql_id, key_id) = fresh_id(
+            &change.transaction,
+            "aepg.column_key_ids",
+            "aepg.column_keys",
+            "column key id",
+        )
+        .await?;
         let column_key = ColumnKey::generate()?;
         let sealed = SignedRecord::<WrappedColumnKey>::seal(
             &self.registry,
@@ -243,7 +257,7 @@ impl CatalogAdmin {
             }
             .into());
         }
-        let change = Change::begin(client, &self.registry).await?;
+        let change = Change::begin(client, self, Manifests::Required).await?;
         if change.catalog.setting_by_name(&new.name).is_some() {
             return Err(CatalogError::AlreadyExists {
                 object: CatalogObject::EncryptionSetting,
@@ -252,15 +266,13 @@ impl CatalogAdmin {
             .into());
         }
         let signer = signer_of_key(&change.catalog, new.key_id)?;
-        let sql_id: i32 = change
-            .transaction
-            .query_one(
-                "SELECT nextval('aepg.encryption_setting_ids')::integer",
-                &[],
-            )
-            .await?
-            .try_get(0)?;
-        let setting_id = id_from_sql(sql_id, "setting id")?;
+        let (sql_id, setting_id) = fresh_id(
+            &change.transaction,
+            "aepg.encryption_setting_ids",
+            "aepg.encryption_settings",
+            "setting id",
+        )
+        .await?;
         let record = EncryptionSettingRecord {
             name: new.name.clone(),
             setting: CellSetting {
@@ -309,7 +321,7 @@ impl CatalogAdmin {
         column: &ColumnName,
         setting_name: &str,
     ) -> Result<(), Error> {
-        let change = Change::begin(client, &self.registry).await?;
+        let change = Change::begin(client, self, Manifests::Required).await?;
         let setting = change
             .catalog
             .setting_by_name(setting_name)
@@ -366,10 +378,17 @@ impl CatalogAdmin {
     /// master key this administrator holds: after an upgrade from a catalog
     /// without manifests, or to refresh them. Returns the new generation.
     ///
+    /// Unlike every other change, this one also signs for a master key that
+    /// has no verified manifest yet. The new manifest then lists the columns
+    /// whose assignment records verify, and trusts that list as complete:
+    /// run it right after the upgrade, not on a catalog that had manifests
+    /// and lost them (other changes refuse such a catalog, with
+    /// [`CatalogError::ManifestMissing`]).
+    ///
     /// # Errors
     /// The key store's refusal, database errors.
     pub async fn sign_manifests(&self, client: &mut impl GenericClient) -> Result<u64, Error> {
-        let change = Change::begin(client, &self.registry).await?;
+        let change = Change::begin(client, self, Manifests::MaySignFirst).await?;
         let signers = change.signers();
         change.commit(&self.registry, signers).await
     }
@@ -393,11 +412,23 @@ struct Change<'t> {
     added: BTreeMap<ColumnName, u32>,
 }
 
+/// Whether a change may sign the first manifest of a master key it holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Manifests {
+    /// Every registered master key the administrator holds has a verified
+    /// manifest, or the catalog was stripped.
+    Required,
+    /// [`CatalogAdmin::sign_manifests`], the bootstrap after an upgrade.
+    MaySignFirst,
+}
+
 impl<'t> Change<'t> {
     async fn begin(
         client: &'t mut impl GenericClient,
-        registry: &KeyStoreRegistry,
+        admin: &CatalogAdmin,
+        manifests: Manifests,
     ) -> Result<Self, Error> {
+        let registry = &admin.registry;
         let transaction = client.transaction().await?;
         require_installed(&transaction).await?;
         // Serializes administrators: the second waits for the first to
@@ -409,6 +440,10 @@ impl<'t> Change<'t> {
             )
             .await?;
         let catalog = load_verified(&transaction, registry, false).await?;
+        admin.pins.check(&catalog)?;
+        if manifests == Manifests::Required {
+            require_held_manifests(&catalog, registry)?;
+        }
         Ok(Self {
             transaction,
             catalog,
@@ -499,6 +534,54 @@ impl<'t> Change<'t> {
     }
 }
 
+/// Every registered master key `registry` holds must have a verified
+/// manifest: a manifest removed (or altered) by the server would otherwise
+/// be replaced by one listing only the columns whose records survived.
+fn require_held_manifests(catalog: &Catalog, registry: &KeyStoreRegistry) -> Result<(), Error> {
+    for (name, location) in &catalog.master_keys {
+        let held = registry.checked_provider(location).is_ok();
+        let verified = catalog
+            .manifests()
+            .iter()
+            .any(|manifest| manifest.master_key_name == *name && manifest.master_key == *location);
+        if held && !verified {
+            return Err(CatalogError::ManifestMissing {
+                master_key: name.clone(),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// A fresh id from an id sequence (`aepg.column_key_ids`, …), checked to be
+/// unused in `table`: a sequence reset by the server must not make a new
+/// key or setting take the id of an existing one, whose cells would then
+/// name the new one.
+async fn fresh_id(
+    transaction: &tokio_postgres::Transaction<'_>,
+    sequence: &str,
+    table: &str,
+    what: &'static str,
+) -> Result<(i32, u32), Error> {
+    let sql_id: i32 = transaction
+        .query_one(&format!("SELECT nextval('{sequence}')::integer"), &[])
+        .await?
+        .try_get(0)?;
+    let id = id_from_sql(sql_id, what)?;
+    let in_use: bool = transaction
+        .query_one(
+            &format!("SELECT EXISTS (SELECT FROM {table} WHERE id OPERATOR(pg_catalog.=) $1)"),
+            &[&sql_id],
+        )
+        .await?
+        .try_get(0)?;
+    if in_use {
+        return Err(CatalogError::IdInUse { what, id }.into());
+    }
+    Ok((sql_id, id))
+}
+
 /// The master key that signs records about column key `key_id`: the first
 /// one it is (verifiably) wrapped under.
 fn signer_of_key(catalog: &Catalog, key_id: u32) -> Result<MasterKeyLocation, Error> {
@@ -526,13 +609,18 @@ async fn check_column_assignable(
     };
     let row = client
         .query_opt(
-            "SELECT format_type(a.atttypid, a.atttypmod), a.atttypid = 'aepg.ciphertext'::regtype,
-                    c.relkind IN ('r', 'p')
+            // Operators qualified: the session's search path is the server's.
+            "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod),
+                    a.atttypid OPERATOR(pg_catalog.=) 'aepg.ciphertext'::pg_catalog.regtype,
+                    c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog.\"char\"[])
              FROM pg_catalog.pg_attribute a
-             JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3
-               AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm')",
+             JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.attrelid
+             JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+             WHERE n.nspname OPERATOR(pg_catalog.=) $1
+               AND c.relname OPERATOR(pg_catalog.=) $2
+               AND a.attname OPERATOR(pg_catalog.=) $3
+               AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+               AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m}'::pg_catalog.\"char\"[])",
             &[&column.schema, &column.table, &column.column],
         )
         .await?

@@ -137,6 +137,24 @@ pub enum CatalogError {
         /// The generation found, if any.
         found: Option<u64>,
     },
+    /// An administrator holds a registered master key whose manifest is
+    /// missing or does not verify: a change now would sign a manifest that
+    /// lists only the columns whose records survived, dropping the others
+    /// from encryption.
+    #[error("the aepg catalog has no verified column manifest signed by master key {master_key:?}, which this administrator holds: it was removed or altered, and a change now could leave encrypted columns out of the manifests; restore the catalog from a backup (or, only right after upgrading a catalog that never had manifests, sign them with sign-manifests)")]
+    ManifestMissing {
+        /// The master key.
+        master_key: String,
+    },
+    /// A new catalog id (of a column key or setting) is already in use: the
+    /// id sequence was reset.
+    #[error("{what} {id} is already in use in the aepg catalog: its id sequence was reset, and a new object must not take an existing one's id")]
+    IdInUse {
+        /// What kind of id (`column key id`).
+        what: &'static str,
+        /// The id.
+        id: u32,
+    },
     /// The server's catalog generation is lower than one already seen, or
     /// lower than a signed manifest's: a rollback of the catalog.
     #[error("the catalog generation is {found}, but generation {seen} was already seen: the catalog was rolled back")]
@@ -146,6 +164,11 @@ pub enum CatalogError {
         /// The generation found.
         found: u64,
     },
+    /// A change of the catalog was announced while this connection is in a
+    /// repeatable-read or serializable transaction, whose snapshot cannot
+    /// show it.
+    #[error("the aepg catalog changed during this transaction, whose snapshot (repeatable read or serializable) cannot see the change: end the transaction and run it again")]
+    ChangedDuringTransaction,
     /// The catalog or the session kept changing while a statement was
     /// being prepared.
     #[error("the aepg catalog or the session's search path kept changing while the statement was prepared; try again")]

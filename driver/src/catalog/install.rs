@@ -96,7 +96,7 @@ pub async fn install(client: &mut tokio_postgres::Client) -> Result<InstallOutco
 pub async fn installed_version(client: &impl GenericClient) -> Result<Option<i32>, Error> {
     let present: bool = client
         .query_one(
-            "SELECT to_regclass('aepg.catalog_version') IS NOT NULL",
+            "SELECT pg_catalog.to_regclass('aepg.catalog_version') IS NOT NULL",
             &[],
         )
         .await?
@@ -140,6 +140,11 @@ pub(crate) async fn require_installed(client: &impl GenericClient) -> Result<i32
     }
 }
 
-/// The catalog's identity and generation, in one round trip.
-pub(crate) const CATALOG_STATE_QUERY: &str =
-    "SELECT instance_id, generation FROM aepg.catalog_version";
+/// The catalog's identity and generation, and whether they are read from
+/// a transaction snapshot that may predate the latest change (inside a
+/// repeatable-read or serializable transaction, after its first statement),
+/// in one round trip. Operators qualified: the search path is the server's.
+pub(crate) const CATALOG_STATE_QUERY: &str = "SELECT instance_id, generation, \
+     pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' \
+     AND pg_catalog.transaction_timestamp() OPERATOR(pg_catalog.<>) pg_catalog.statement_timestamp() \
+     FROM aepg.catalog_version";

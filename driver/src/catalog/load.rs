@@ -49,49 +49,50 @@ pub async fn load_catalog(
 
 /// [`load_catalog`] without pins; `require_manifest: false` lets an
 /// administrator load a catalog whose first manifest is still to be signed.
+///
+/// The catalog's identity and generation are read before and after the
+/// rest: if an administrator committed a change in between (the reads are
+/// separate statements), the load starts over, so a catalog is never a mix
+/// of two generations.
 pub(crate) async fn load_verified(
     client: &impl GenericClient,
     registry: &KeyStoreRegistry,
     require_manifest: bool,
 ) -> Result<Catalog, Error> {
     let version = require_installed(client).await?;
-    let state = client.query_one(CATALOG_STATE_QUERY, &[]).await?;
-    let id = CatalogId::from_slice(state.try_get(0)?)?;
-    let generation = generation_from_sql(state.try_get(1)?)?;
     let ciphertext_type_oid = client
-        .query_one("SELECT 'aepg.ciphertext'::regtype::oid", &[])
+        .query_one(
+            "SELECT 'aepg.ciphertext'::pg_catalog.regtype::pg_catalog.oid",
+            &[],
+        )
         .await?
         .try_get(0)?;
-    let mut loader = Loader {
-        registry,
-        catalog: Catalog {
-            version,
-            id,
-            generation,
-            master_keys: BTreeMap::new(),
-            manifests: Vec::new(),
-            column_keys: BTreeMap::new(),
-            settings: BTreeMap::new(),
-            columns: BTreeMap::new(),
-            by_origin: HashMap::new(),
-            unassigned_origins: Default::default(),
-            attributes: HashMap::new(),
-            tables: HashMap::new(),
-            encrypted_table_names: HashMap::new(),
-            assignments: BTreeMap::new(),
-            ciphertext_type_oid,
-            skipped: Vec::new(),
-        },
-        assignments: BTreeMap::new(),
-        unusable: BTreeMap::new(),
-    };
-    loader.master_keys(client).await?;
-    loader.manifests(client, require_manifest).await?;
-    loader.column_keys(client).await?;
-    loader.settings(client).await?;
-    loader.assignments(client).await?;
-    let relations = server_relations(client, ciphertext_type_oid).await?;
-    Ok(loader.finish(relations))
+    for _ in 0..MAX_LOAD_ATTEMPTS {
+        let (id, generation) = catalog_state(client).await?;
+        let mut loader = Loader::new(registry, version, id, generation, ciphertext_type_oid);
+        loader.master_keys(client).await?;
+        loader.manifests(client, require_manifest).await?;
+        loader.column_keys(client).await?;
+        loader.settings(client).await?;
+        loader.assignments(client).await?;
+        let relations = server_relations(client, ciphertext_type_oid).await?;
+        if catalog_state(client).await? == (id, generation) {
+            return Ok(loader.finish(relations));
+        }
+    }
+    Err(CatalogError::Unsettled.into())
+}
+
+/// How often a load starts over because the catalog changed during it.
+const MAX_LOAD_ATTEMPTS: usize = 4;
+
+/// The catalog's identity and generation.
+async fn catalog_state(client: &impl GenericClient) -> Result<(CatalogId, u64), Error> {
+    let state = client.query_one(CATALOG_STATE_QUERY, &[]).await?;
+    Ok((
+        CatalogId::from_slice(state.try_get(0)?)?,
+        generation_from_sql(state.try_get(1)?)?,
+    ))
 }
 
 /// The loader's state between steps.
@@ -104,16 +105,62 @@ struct Loader<'r> {
     unusable: BTreeMap<ColumnName, String>,
 }
 
-impl Loader<'_> {
+impl<'r> Loader<'r> {
+    fn new(
+        registry: &'r KeyStoreRegistry,
+        version: i32,
+        id: CatalogId,
+        generation: u64,
+        ciphertext_type_oid: u32,
+    ) -> Self {
+        Self {
+            registry,
+            catalog: Catalog {
+                version,
+                id,
+                generation,
+                master_keys: BTreeMap::new(),
+                manifests: Vec::new(),
+                column_keys: BTreeMap::new(),
+                settings: BTreeMap::new(),
+                columns: BTreeMap::new(),
+                by_origin: HashMap::new(),
+                unassigned_origins: Default::default(),
+                attributes: HashMap::new(),
+                tables: HashMap::new(),
+                encrypted_table_names: HashMap::new(),
+                assignments: BTreeMap::new(),
+                ciphertext_type_oid,
+                skipped: Vec::new(),
+            },
+            assignments: BTreeMap::new(),
+            unusable: BTreeMap::new(),
+        }
+    }
+
     async fn master_keys(&mut self, client: &impl GenericClient) -> Result<(), Error> {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut keys = Vec::new();
         for row in client
             .query("SELECT name, provider, key_path FROM aepg.master_keys", &[])
             .await?
         {
-            let name: String = row.try_get(0)?;
-            let location =
-                MasterKeyLocation::new(row.try_get::<_, String>(1)?, row.try_get::<_, String>(2)?);
-            self.catalog.master_keys.insert(name, location);
+            // An index row with a NULL cannot match any signed record.
+            let (Some(name), Some(provider), Some(key_path)) = (
+                row.try_get::<_, Option<String>>(0)?,
+                row.try_get::<_, Option<String>>(1)?,
+                row.try_get::<_, Option<String>>(2)?,
+            ) else {
+                continue;
+            };
+            *seen.entry(name.clone()).or_default() += 1;
+            keys.push((name, MasterKeyLocation::new(provider, key_path)));
+        }
+        // Two locations under one name: no record can be trusted to either.
+        for (name, location) in keys {
+            if seen.get(&name) == Some(&1) {
+                self.catalog.master_keys.insert(name, location);
+            }
         }
         Ok(())
     }
@@ -130,15 +177,40 @@ impl Loader<'_> {
             )
             .await?;
         let mut rejected = Vec::new();
+        let mut verified: Vec<VerifiedManifest> = Vec::new();
         for row in rows {
-            let name: String = row.try_get(0)?;
+            let name: Option<String> = row.try_get(0).unwrap_or(None);
             let what = format!("manifest of master key {name:?}");
+            let Some(name) = name else {
+                rejected.push(format!("{what}: its row names no master key"));
+                self.skip(what, Skip::tampered("its row names no master key"));
+                continue;
+            };
             match self.manifest(&row, &name).await {
-                Ok(manifest) => self.catalog.manifests.push(manifest),
+                Ok(manifest) => verified.push(manifest),
                 Err(skip) => {
                     rejected.push(format!("{what}: {}", skip.reason));
                     self.skip(what, skip);
                 }
+            }
+        }
+        // One manifest per master key: several (an older one replayed
+        // beside the current one, say) leave none of them trusted.
+        for manifest in &verified {
+            let twins = verified
+                .iter()
+                .filter(|other| {
+                    other.master_key_name == manifest.master_key_name
+                        || other.master_key == manifest.master_key
+                })
+                .count();
+            if twins == 1 {
+                self.catalog.manifests.push(manifest.clone());
+            } else {
+                let what = format!("manifest of master key {:?}", manifest.master_key_name);
+                let reason = "several manifests claim this master key";
+                rejected.push(format!("{what}: {reason}"));
+                self.skip(what, Skip::tampered(reason));
             }
         }
         if require_manifest && self.catalog.manifests.is_empty() && self.registry.trusts_any_key() {
@@ -194,18 +266,48 @@ impl Loader<'_> {
                 &[],
             )
             .await?;
+        let mut verified: Vec<SignedRecord<WrappedColumnKey>> = Vec::new();
         for row in rows {
-            let key_id: i32 = row.try_get(0)?;
-            let master_key_name: String = row.try_get(1)?;
+            let (Some(key_id), Some(master_key_name)) = (
+                row.try_get::<_, Option<i32>>(0).unwrap_or(None),
+                row.try_get::<_, Option<String>>(1).unwrap_or(None),
+            ) else {
+                self.skip(
+                    "a column key value".to_owned(),
+                    Skip::tampered("its row has no key id or master key"),
+                );
+                continue;
+            };
             let what = format!("column key {key_id} under master key {master_key_name:?}");
             match self.column_key(&row, key_id, &master_key_name).await {
-                Ok(value) => self
-                    .catalog
-                    .column_keys
-                    .entry(value.unverified().key_id)
-                    .or_default()
-                    .push(value),
+                Ok(value) => verified.push(value),
                 Err(skip) => self.skip(what, skip),
+            }
+        }
+        // One wrapped value per column key and master key.
+        for value in &verified {
+            let record = value.unverified();
+            let twins = verified
+                .iter()
+                .filter(|other| {
+                    let other = other.unverified();
+                    other.key_id == record.key_id && other.master_key == record.master_key
+                })
+                .count();
+            if twins == 1 {
+                self.catalog
+                    .column_keys
+                    .entry(record.key_id)
+                    .or_default()
+                    .push(value.clone());
+            } else {
+                self.skip(
+                    format!(
+                        "column key {} under master key {:?}",
+                        record.key_id, record.master_key_name
+                    ),
+                    Skip::tampered("several wrapped values claim this key and master key"),
+                );
             }
         }
         Ok(())
@@ -243,17 +345,42 @@ impl Loader<'_> {
                 &[],
             )
             .await?;
+        let mut verified: Vec<EncryptionSetting> = Vec::new();
         for row in rows {
-            let id: i32 = row.try_get(0)?;
-            let name: String = row.try_get(1)?;
+            let (Some(id), Some(name)) = (
+                row.try_get::<_, Option<i32>>(0).unwrap_or(None),
+                row.try_get::<_, Option<String>>(1).unwrap_or(None),
+            ) else {
+                self.skip(
+                    "an encryption setting".to_owned(),
+                    Skip::tampered("its row has no id or name"),
+                );
+                continue;
+            };
             let what = format!("encryption setting {name:?}");
             match self.setting(&row, id, &name).await {
-                Ok(setting) => {
-                    self.catalog
-                        .settings
-                        .insert(setting.cell.setting_id, Arc::new(setting));
-                }
+                Ok(setting) => verified.push(setting),
                 Err(skip) => self.skip(what, skip),
+            }
+        }
+        // Ids and names are unique: two signed records claiming one (an id
+        // sequence restarted under the administrator, say) are both left out.
+        for setting in &verified {
+            let twins = verified
+                .iter()
+                .filter(|other| {
+                    other.cell.setting_id == setting.cell.setting_id || other.name == setting.name
+                })
+                .count();
+            if twins == 1 {
+                self.catalog
+                    .settings
+                    .insert(setting.cell.setting_id, Arc::new(setting.clone()));
+            } else {
+                self.skip(
+                    format!("encryption setting {:?}", setting.name),
+                    Skip::tampered("several signed settings claim its id or name"),
+                );
             }
         }
         Ok(())
@@ -292,12 +419,21 @@ impl Loader<'_> {
                 &[],
             )
             .await?;
+        let mut claimed: BTreeMap<ColumnName, usize> = BTreeMap::new();
         for row in rows {
-            let name = ColumnName::new(
-                row.try_get::<_, String>(0)?,
-                row.try_get::<_, String>(1)?,
-                row.try_get::<_, String>(2)?,
-            );
+            let (Some(schema), Some(table), Some(column)) = (
+                row.try_get::<_, Option<String>>(0).unwrap_or(None),
+                row.try_get::<_, Option<String>>(1).unwrap_or(None),
+                row.try_get::<_, Option<String>>(2).unwrap_or(None),
+            ) else {
+                self.skip(
+                    "a column assignment".to_owned(),
+                    Skip::tampered("its row names no column"),
+                );
+                continue;
+            };
+            let name = ColumnName::new(schema, table, column);
+            *claimed.entry(name.clone()).or_default() += 1;
             let what = format!("assignment of {name}");
             match self.assignment(&row, &name).await {
                 Ok(setting_id) => {
@@ -316,6 +452,20 @@ impl Loader<'_> {
                     }
                     self.skip(what, skip);
                 }
+            }
+        }
+        // One assignment per column: several leave it unusable.
+        for (name, count) in claimed {
+            if count > 1 {
+                self.assignments.remove(&name);
+                self.unusable.insert(
+                    name.clone(),
+                    "several assignment records claim it".to_owned(),
+                );
+                self.skip(
+                    format!("assignment of {name}"),
+                    Skip::tampered("several assignment records claim this column"),
+                );
             }
         }
         Ok(())
@@ -664,14 +814,15 @@ async fn server_relations(
 ) -> Result<Vec<ServerRelation>, Error> {
     let rows = client
         .query(
-            "SELECT n.nspname, c.relname, c.oid, a.attnum, a.attname, a.atttypid = $1::oid
+            // Operators qualified: the session's search path is the server's
+            // to set, and must not re-pair what this query reads.
+            "SELECT n.nspname, c.relname, c.oid, a.attnum, a.attname,
+                    a.atttypid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
              FROM pg_catalog.pg_class c
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
-             WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
-               AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'aepg')
-               AND n.nspname NOT LIKE 'pg\\_toast%'
-               AND a.attnum > 0 AND NOT a.attisdropped
+             JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+             JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid
+             WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,f}'::pg_catalog.\"char\"[])
+               AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
              ORDER BY n.nspname, c.relname, a.attnum",
             &[&ciphertext_type_oid],
         )
@@ -679,7 +830,10 @@ async fn server_relations(
     let mut relations: Vec<ServerRelation> = Vec::new();
     for row in rows {
         let schema: String = row.try_get(0)?;
-        if is_temp_schema(&schema) {
+        if is_temp_schema(&schema)
+            || schema.starts_with("pg_toast")
+            || ["pg_catalog", "information_schema", "aepg"].contains(&schema.as_str())
+        {
             continue;
         }
         let name = TableName::new(schema, row.try_get::<_, String>(1)?);
