@@ -64,6 +64,12 @@ pub enum Error {
         /// The encrypted column.
         column: Box<crate::ColumnName>,
     },
+    /// The session is set so that aepg cannot read SQL as the server does.
+    #[error("statement refused: this session cannot be analyzed safely: {reason}")]
+    UnsafeSession {
+        /// What is set (never a value of the statement).
+        reason: String,
+    },
     /// A parameter's Rust value does not fit the encrypted column's type.
     #[error(
         "parameter ${number} for encrypted column {column} ({sql_type}) does not fit: {problem}"

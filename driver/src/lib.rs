@@ -71,7 +71,8 @@ pub use aepg_keystore as keystore;
 pub use client::{
     connect, Client, ColumnDecryption, ColumnIndex, Connection, Encryption, EncryptionConfig,
     Explanation, ParameterEncryption, ParameterExplanation, ResultColumnExplanation, Row,
-    RowStream, Statement, ToStatement, Transaction, DEFAULT_CATALOG_TTL, DEFAULT_KEY_TTL,
+    RowStream, Statement, ToStatement, Transaction, TransactionBuilder, DEFAULT_CATALOG_TTL,
+    DEFAULT_KEY_TTL,
 };
 pub use error::{
     CrossCheckProblem, DatabaseError, DecryptError, Error, ParameterProblem, ResultProblem,

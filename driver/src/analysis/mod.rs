@@ -460,6 +460,65 @@ fn ask_postgres(
     }
 }
 
+/// What a session-control text does to the state a client keeps of its
+/// session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum SessionControl {
+    /// Reads a setting (`SHOW`), or starts a transaction or a savepoint.
+    Keeps,
+    /// Ends a transaction or returns to a savepoint, which reverts the
+    /// `SET LOCAL`s made in it.
+    EndsTransaction,
+    /// Changes settings (`SET`, `RESET`, `DISCARD`), perhaps the search path.
+    Changes,
+}
+
+/// Whether `sql` holds only statements that set up the session or the
+/// transaction — `SET` (also `SET TRANSACTION`), `RESET`, `SHOW`,
+/// `BEGIN`/`START TRANSACTION`, `COMMIT`, `ROLLBACK`, savepoints, `DISCARD`
+/// — and so names no relation and carries no value bound for a column; if
+/// so, what it does to the session. Such text needs no catalog: the client
+/// sends it as it is, before anything of its own (`SET TRANSACTION
+/// ISOLATION LEVEL` must come before the transaction's first query).
+///
+/// With the `pg-parser` feature, PostgreSQL's own parser must read the same.
+pub(crate) fn session_control(sql: &str) -> Option<SessionControl> {
+    use sqlparser::ast::Statement;
+    let tokens = lexical::tokenize(sql).ok()?;
+    // Session control needs no brackets; a bracket may open a subquery or a
+    // call (which PostgreSQL's `SET` refuses, but sqlparser's reads).
+    if tokens
+        .iter()
+        .any(|token| matches!(token.token, Token::LParen | Token::LBracket))
+    {
+        return None;
+    }
+    let dialect = PostgreSqlDialect {};
+    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
+    let statements = parse_statements(&mut parser).ok()?;
+    let mut effect = None;
+    for statement in &statements {
+        let this = match statement {
+            Statement::ShowVariable { .. }
+            | Statement::StartTransaction { .. }
+            | Statement::Savepoint { .. } => SessionControl::Keeps,
+            Statement::Commit { .. }
+            | Statement::Rollback { .. }
+            | Statement::ReleaseSavepoint { .. } => SessionControl::EndsTransaction,
+            Statement::Set(_) | Statement::Reset(_) | Statement::Discard { .. } => {
+                SessionControl::Changes
+            }
+            _ => return None,
+        };
+        effect = effect.max(Some(this));
+    }
+    #[cfg(feature = "pg-parser")]
+    if !second_opinion::read(sql).is_ok_and(|reading| reading.is_session_control()) {
+        return None;
+    }
+    effect
+}
+
 /// The statements of a text, separated by `;`, as the server reads them.
 ///
 /// sqlparser's own loop stops at a stray `END` (which the server would run

@@ -104,6 +104,20 @@ impl PgReading {
         Ok(())
     }
 
+    /// Whether the text only sets up the session or the transaction: it
+    /// names no relation, and its statements are all `SET`, `RESET`, `SHOW`,
+    /// transaction control or `DISCARD`.
+    pub(super) fn is_session_control(&self) -> bool {
+        self.relations.is_empty()
+            && !self.statement_kinds.is_empty()
+            && self.statement_kinds.iter().all(|kind| {
+                matches!(
+                    kind.as_str(),
+                    "VariableSetStmt" | "VariableShowStmt" | "TransactionStmt" | "DiscardStmt"
+                )
+            })
+    }
+
     /// The kind of the first statement that runs SQL no analysis can see.
     pub(super) fn opaque_statement(&self) -> Option<&'static str> {
         self.statement_kinds

@@ -11,7 +11,7 @@ use super::connection_state::ConnectionState;
 use super::encryption::Encryption;
 use super::executor::Executor;
 use super::methods::query_methods;
-use super::transaction::Transaction;
+use super::transaction::{Transaction, TransactionBuilder};
 use crate::catalog::Catalog;
 use crate::Error;
 
@@ -98,6 +98,12 @@ impl Client {
     pub async fn transaction(&mut self) -> Result<Transaction<'_>, Error> {
         let inner = self.inner.transaction().await?;
         Ok(Transaction::new(inner, &self.state))
+    }
+
+    /// A builder for a transaction with options (isolation level, read
+    /// only, deferrable), as tokio-postgres's.
+    pub fn build_transaction(&mut self) -> TransactionBuilder<'_> {
+        TransactionBuilder::new(self.inner.build_transaction(), &self.state)
     }
 
     /// The shared encryption state.

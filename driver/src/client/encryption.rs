@@ -3,7 +3,7 @@
 //! unwrapped column keys.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -89,6 +89,29 @@ struct Current {
     checked_at: Instant,
 }
 
+/// What the server reports of its catalog, and whether the report comes
+/// from a transaction snapshot that may predate the latest change.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ServerState {
+    pub(crate) catalog: CatalogId,
+    pub(crate) generation: u64,
+    /// Read inside a repeatable-read or serializable transaction, after its
+    /// first statement: what it shows may be older than what is committed.
+    pub(crate) snapshot_bound: bool,
+}
+
+impl ServerState {
+    /// Reads the state with [`CATALOG_STATE_QUERY`].
+    pub(crate) async fn read(client: &tokio_postgres::Client) -> Result<Self, Error> {
+        let row = client.query_one(CATALOG_STATE_QUERY, &[]).await?;
+        Ok(Self {
+            catalog: CatalogId::from_slice(row.try_get(0)?)?,
+            generation: generation_from_sql(row.try_get(1)?)?,
+            snapshot_bound: row.try_get(2)?,
+        })
+    }
+}
+
 /// The highest of everything seen of the catalog: a later load may only
 /// move forward from it.
 #[derive(Default)]
@@ -104,14 +127,18 @@ struct Seen {
 /// [`Client`](crate::Client): the catalog is then loaded and verified once,
 /// not once per connection, column keys are unwrapped once per TTL, and a
 /// rollback of the catalog seen by any client is refused by all.
+///
+/// No lock is held across a query: each client checks and loads on its own
+/// connection (a load may be duplicated under contention), so one stalled
+/// connection never holds up the others.
 pub struct Encryption {
     config: EncryptionConfig,
     current: RwLock<Option<Current>>,
-    /// Set when a change of the catalog was announced: the next statement
-    /// checks the catalog generation first.
-    stale: AtomicBool,
-    /// Serializes catalog checks and loads so concurrent clients wait for one.
-    loading: tokio::sync::Mutex<()>,
+    /// Raised by every announced change of the catalog.
+    announced: AtomicU64,
+    /// The announcement the current catalog was last confirmed after: when
+    /// it is lower than `announced`, the next statement checks first.
+    confirmed: AtomicU64,
     seen: Mutex<Seen>,
     keys: Mutex<HashMap<u32, (Arc<CellCipher>, Instant)>>,
 }
@@ -122,8 +149,8 @@ impl Encryption {
         Arc::new(Self {
             config,
             current: RwLock::new(None),
-            stale: AtomicBool::new(false),
-            loading: tokio::sync::Mutex::new(()),
+            announced: AtomicU64::new(0),
+            confirmed: AtomicU64::new(0),
             seen: Mutex::new(Seen::default()),
             keys: Mutex::new(HashMap::new()),
         })
@@ -135,9 +162,9 @@ impl Encryption {
     }
 
     /// The catalog to analyze against: the loaded one while it is fresh
-    /// (within the TTL, no change announced); otherwise the server's
-    /// catalog generation is checked through `client`, and the catalog
-    /// loaded again if it moved.
+    /// (within the TTL, no change announced since it was confirmed);
+    /// otherwise the server's catalog generation is checked through
+    /// `client`, and the catalog loaded again if it moved.
     ///
     /// # Errors
     /// As [`load_catalog`], and a catalog that was replaced or rolled back.
@@ -145,84 +172,60 @@ impl Encryption {
         if let Some(catalog) = self.fresh() {
             return Ok(catalog);
         }
-        let _loading = self.loading.lock().await;
-        // Another client may have checked it while this one waited.
-        if let Some(catalog) = self.fresh() {
-            return Ok(catalog);
-        }
-        let loaded = read(&self.current)
-            .as_ref()
-            .map(|current| current.catalog.clone());
-        match loaded {
+        match self.current_catalog() {
             Some(catalog) => {
-                let row = client.query_one(CATALOG_STATE_QUERY, &[]).await?;
-                let id = CatalogId::from_slice(row.try_get(0)?)?;
-                let generation = generation_from_sql(row.try_get(1)?)?;
-                self.observed_while_loading(&catalog, id, generation, client)
-                    .await
+                let announcement = self.announced.load(Ordering::SeqCst);
+                let state = ServerState::read(client).await?;
+                self.observed(&catalog, state, announcement, client).await
             }
             None => self.load(client).await,
         }
     }
 
-    /// Compares what the server reports of its catalog (`id`, `generation`)
-    /// with `catalog`, which a statement was analyzed against: the same
-    /// catalog, or a newer one (loaded through `client`) that the statement
-    /// must be analyzed against again.
+    /// Compares what the server reports of its catalog with `catalog`,
+    /// which a statement was analyzed against, read after `announcement`:
+    /// the same catalog (confirmed, unless the report comes from an old
+    /// transaction snapshot), or a newer one, loaded through `client`, that
+    /// the statement must be analyzed against again.
     ///
     /// # Errors
-    /// A replaced or rolled-back catalog; as [`load_catalog`].
+    /// A replaced or rolled-back catalog; a change announced during a
+    /// repeatable-read transaction, which its snapshot cannot see; as
+    /// [`load_catalog`].
     pub(crate) async fn observed(
         &self,
         catalog: &Arc<Catalog>,
-        id: CatalogId,
-        generation: u64,
+        state: ServerState,
+        announcement: u64,
         client: &tokio_postgres::Client,
     ) -> Result<Arc<Catalog>, Error> {
-        if id == catalog.id() && generation == catalog.generation() {
-            return self.confirmed(catalog, id, generation);
-        }
-        let _loading = self.loading.lock().await;
-        self.observed_while_loading(catalog, id, generation, client)
-            .await
-    }
-
-    /// [`observed`](Self::observed), holding the loading lock.
-    async fn observed_while_loading(
-        &self,
-        catalog: &Arc<Catalog>,
-        id: CatalogId,
-        generation: u64,
-        client: &tokio_postgres::Client,
-    ) -> Result<Arc<Catalog>, Error> {
-        if id == catalog.id() && generation == catalog.generation() {
-            return self.confirmed(catalog, id, generation);
-        }
-        self.check_seen(id, generation)?;
-        // Another client may have loaded it while this one waited.
-        if let Some(current) = self.current_catalog() {
-            if current.id() == id && current.generation() == generation {
-                return Ok(current);
+        let current = self.current_catalog().unwrap_or_else(|| catalog.clone());
+        if state.snapshot_bound
+            && state.catalog == current.id()
+            && state.generation <= current.generation()
+        {
+            // A transaction snapshot showing this catalog or an older one (a
+            // snapshot older than the catalog is no rollback): it confirms
+            // nothing for the pool, and cannot show a change announced since
+            // the last confirmation.
+            if self.announced.load(Ordering::SeqCst) > self.confirmed.load(Ordering::SeqCst) {
+                return Err(CatalogError::ChangedDuringTransaction.into());
             }
+            return Ok(current);
+        }
+        if !state.snapshot_bound
+            && state.catalog == catalog.id()
+            && state.generation == catalog.generation()
+        {
+            self.check_seen(state.catalog, state.generation)?;
+            self.confirm(catalog, announcement);
+            return Ok(catalog.clone());
+        }
+        self.check_seen(state.catalog, state.generation)?;
+        if current.id() == state.catalog && current.generation() == state.generation {
+            return Ok(current);
         }
         self.load(client).await
-    }
-
-    /// `catalog` is the server's current one: it stays fresh for another TTL.
-    fn confirmed(
-        &self,
-        catalog: &Arc<Catalog>,
-        id: CatalogId,
-        generation: u64,
-    ) -> Result<Arc<Catalog>, Error> {
-        self.check_seen(id, generation)?;
-        if let Some(current) = write(&self.current).as_mut() {
-            if Arc::ptr_eq(&current.catalog, catalog) {
-                current.checked_at = Instant::now();
-                self.stale.store(false, Ordering::SeqCst);
-            }
-        }
-        Ok(catalog.clone())
     }
 
     /// Loads the catalog again now, for every client sharing this state.
@@ -233,26 +236,48 @@ impl Encryption {
         &self,
         client: &tokio_postgres::Client,
     ) -> Result<Arc<Catalog>, Error> {
-        let _loading = self.loading.lock().await;
         self.load(client).await
     }
 
     /// Notes an announced change of the catalog: every client sharing this
     /// state checks the catalog generation before its next statement.
     pub(crate) fn mark_stale(&self) {
-        self.stale.store(true, Ordering::SeqCst);
+        self.announced.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The current announcement count, to pass to [`observed`](Self::observed)
+    /// with a state read after it.
+    pub(crate) fn announcement(&self) -> u64 {
+        self.announced.load(Ordering::SeqCst)
     }
 
     async fn load(&self, client: &tokio_postgres::Client) -> Result<Arc<Catalog>, Error> {
+        let announcement = self.announced.load(Ordering::SeqCst);
+        let seen_before = lock(&self.seen).generation;
         let catalog = load_catalog(client, &self.config.registry, &self.config.pins).await?;
+        if let Some(newer) = self.newer_loaded_meanwhile(&catalog, seen_before) {
+            return Ok(newer);
+        }
         self.accept(&catalog)?;
         let catalog = Arc::new(catalog);
         *write(&self.current) = Some(Current {
             catalog: catalog.clone(),
             checked_at: Instant::now(),
         });
-        self.stale.store(false, Ordering::SeqCst);
+        self.confirmed.fetch_max(announcement, Ordering::SeqCst);
         Ok(catalog)
+    }
+
+    /// While this load ran, another client may have accepted a newer
+    /// catalog: this one being older is then no rollback, just late.
+    fn newer_loaded_meanwhile(&self, catalog: &Catalog, seen_before: u64) -> Option<Arc<Catalog>> {
+        let seen = lock(&self.seen).generation;
+        if catalog.generation() < seen && seen > seen_before {
+            self.current_catalog()
+                .filter(|current| current.generation() >= seen)
+        } else {
+            None
+        }
     }
 
     /// Refuses a catalog that moves back from anything seen before, and
@@ -275,16 +300,30 @@ impl Encryption {
             }
         }
         seen.catalog = Some(catalog.id());
-        seen.generation = catalog.generation();
+        seen.generation = seen.generation.max(catalog.generation());
         for manifest in catalog.manifests() {
-            seen.manifests
-                .insert(manifest.master_key_name.clone(), manifest.generation);
+            let entry = seen
+                .manifests
+                .entry(manifest.master_key_name.clone())
+                .or_insert(manifest.generation);
+            *entry = (*entry).max(manifest.generation);
         }
         Ok(())
     }
 
     fn check_seen(&self, id: CatalogId, generation: u64) -> Result<(), CatalogError> {
         check_seen(&lock(&self.seen), id, generation)
+    }
+
+    /// `catalog` is the server's current one as of `announcement`: it
+    /// stays fresh for another TTL, unless a change was announced since.
+    fn confirm(&self, catalog: &Arc<Catalog>, announcement: u64) {
+        if let Some(current) = write(&self.current).as_mut() {
+            if Arc::ptr_eq(&current.catalog, catalog) {
+                current.checked_at = Instant::now();
+                self.confirmed.fetch_max(announcement, Ordering::SeqCst);
+            }
+        }
     }
 
     fn current_catalog(&self) -> Option<Arc<Catalog>> {
@@ -294,7 +333,7 @@ impl Encryption {
     }
 
     fn fresh(&self) -> Option<Arc<Catalog>> {
-        if self.stale.load(Ordering::SeqCst) {
+        if self.announced.load(Ordering::SeqCst) > self.confirmed.load(Ordering::SeqCst) {
             return None;
         }
         read(&self.current)

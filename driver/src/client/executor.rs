@@ -9,12 +9,13 @@ use futures_util::{StreamExt, TryStreamExt};
 use postgres_types::ToSql;
 
 use super::connection_state::{ConnectionState, NameResolution};
+use super::encryption::ServerState;
 use super::parameter::{encrypt_parameter, BoundParameter};
 use super::row::{Row, RowStream};
 use super::statement::Statement;
 use super::to_statement::{ToStatement, ToStatementType};
-use crate::analysis::{analyze, ParameterTarget};
-use crate::catalog::{Catalog, CatalogError, CATALOG_CHANNEL, CATALOG_STATE_QUERY};
+use crate::analysis::{analyze, session_control, ParameterTarget, SessionControl};
+use crate::catalog::{Catalog, CatalogError, CATALOG_CHANNEL};
 use crate::error::RowCountExpectation;
 use crate::record::CatalogId;
 use crate::support::generation_from_sql;
@@ -23,11 +24,17 @@ use crate::Error;
 /// What a session reports of itself and of the catalog, in one round trip:
 /// the catalog's identity and generation, the effective search path, the
 /// session's temporary tables, and whether it listens on the catalog channel.
+/// Operators are qualified: the search path is the server's to set.
 const SESSION_QUERY: &str = "SELECT v.instance_id, v.generation, \
-     pg_catalog.current_schemas(true)::text[], \
-     ARRAY(SELECT c.relname::text FROM pg_catalog.pg_class c \
-           WHERE c.relnamespace = pg_catalog.pg_my_temp_schema()), \
-     EXISTS (SELECT FROM pg_catalog.pg_listening_channels() AS c WHERE c = 'aepg_catalog') \
+     pg_catalog.current_schemas(true)::pg_catalog.text[], \
+     ARRAY(SELECT c.relname::pg_catalog.text FROM pg_catalog.pg_class c \
+           WHERE c.relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()), \
+     EXISTS (SELECT FROM pg_catalog.pg_listening_channels() AS c \
+             WHERE c OPERATOR(pg_catalog.=) 'aepg_catalog'), \
+     pg_catalog.current_setting('standard_conforming_strings'), \
+     pg_catalog.current_setting('transaction_isolation') \
+       OPERATOR(pg_catalog.<>) 'read committed' \
+       AND pg_catalog.transaction_timestamp() OPERATOR(pg_catalog.<>) pg_catalog.statement_timestamp() \
      FROM aepg.catalog_version v";
 
 /// How often a new statement text is analyzed again because the catalog or
@@ -35,17 +42,27 @@ const SESSION_QUERY: &str = "SELECT v.instance_id, v.generation, \
 const MAX_PREPARE_ATTEMPTS: usize = 4;
 
 struct SessionReport {
-    catalog: CatalogId,
-    generation: u64,
+    state: ServerState,
     resolution: NameResolution,
     listening: bool,
 }
 
 impl SessionReport {
     fn read(row: &tokio_postgres::Row) -> Result<Self, Error> {
+        // aepg reads SQL text as the server does only with standard strings
+        // (a backslash is an ordinary character in '…'); a session set
+        // otherwise could make one text mean two things.
+        if row.try_get::<_, &str>(5)? != "on" {
+            return Err(Error::UnsafeSession {
+                reason: "standard_conforming_strings is off".to_owned(),
+            });
+        }
         Ok(Self {
-            catalog: CatalogId::from_slice(row.try_get(0)?)?,
-            generation: generation_from_sql(row.try_get(1)?)?,
+            state: ServerState {
+                catalog: CatalogId::from_slice(row.try_get(0)?)?,
+                generation: generation_from_sql(row.try_get(1)?)?,
+                snapshot_bound: row.try_get(6)?,
+            },
             resolution: NameResolution {
                 search_path: row.try_get::<_, Vec<String>>(2)?.into(),
                 temp_tables: row.try_get::<_, Vec<String>>(3)?.into(),
@@ -126,13 +143,14 @@ impl<'a> Executor<'a> {
             // statement is never even prepared.
             let view = catalog.schema_view(&resolution.search_path, &resolution.temp_tables);
             let analysis = analyze(sql, &view)?;
+            let announcement = self.state.encryption.announcement();
             let (inner, report) =
                 futures_util::join!(self.client.prepare(sql), self.query_session());
             let report = report?;
             let current = self
                 .state
                 .encryption
-                .observed(&catalog, report.catalog, report.generation, self.client)
+                .observed(&catalog, report.state, announcement, self.client)
                 .await?;
             if !Arc::ptr_eq(&current, &catalog) || report.resolution != resolution {
                 // The catalog or the session moved: analyze again, so no
@@ -184,16 +202,12 @@ impl<'a> Executor<'a> {
         if self.state.hears_announcements() || !sends_plaintext {
             return Ok(statement);
         }
-        let row = self.client.query_one(CATALOG_STATE_QUERY, &[]).await?;
+        let announcement = self.state.encryption.announcement();
+        let state = ServerState::read(self.client).await?;
         let current = self
             .state
             .encryption
-            .observed(
-                &statement.0.catalog,
-                CatalogId::from_slice(row.try_get(0)?)?,
-                generation_from_sql(row.try_get(1)?)?,
-                self.client,
-            )
+            .observed(&statement.0.catalog, state, announcement, self.client)
             .await?;
         if Arc::ptr_eq(&current, &statement.0.catalog) {
             Ok(statement)
@@ -264,6 +278,16 @@ impl<'a> Executor<'a> {
         }
     }
 
+    /// After session or transaction control ran: forgets what it may have
+    /// changed.
+    fn after_control(&self, control: SessionControl) {
+        match control {
+            SessionControl::Keeps => {}
+            SessionControl::EndsTransaction => self.state.transaction_ended(),
+            SessionControl::Changes => self.state.session_changed(),
+        }
+    }
+
     /// Runs a statement and streams its decrypted rows: the path every
     /// row-returning method takes.
     pub(crate) async fn query_raw(
@@ -271,6 +295,14 @@ impl<'a> Executor<'a> {
         statement: &(impl ToStatement + ?Sized),
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<RowStream<'a>, Error> {
+        if let Some((sql, control)) = control_text(statement, params) {
+            let rows = self.client.query_raw(sql, params.iter().copied()).await;
+            self.after_control(control);
+            let rows = rows?.map_err(Error::from).map_ok(Row::plaintext);
+            return Ok(RowStream {
+                inner: Box::pin(rows),
+            });
+        }
         let statement = self.resolve(statement).await?;
         let bound = self.bind(&statement, params).await?;
         let rows = self
@@ -342,6 +374,11 @@ impl<'a> Executor<'a> {
         statement: &(impl ToStatement + ?Sized),
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, Error> {
+        if let Some((sql, control)) = control_text(statement, params) {
+            let affected = self.client.execute(sql, params).await;
+            self.after_control(control);
+            return Ok(affected?);
+        }
         let statement = self.resolve(statement).await?;
         let bound = self.bind(&statement, params).await?;
         let affected = self
@@ -359,14 +396,20 @@ impl<'a> Executor<'a> {
     /// text, so unless this client hears catalog announcements, the
     /// catalog generation and the session are checked first.
     pub(crate) async fn batch_execute(&self, sql: &str) -> Result<(), Error> {
+        if let Some(control) = session_control(sql) {
+            let result = self.client.batch_execute(sql).await;
+            self.after_control(control);
+            return Ok(result?);
+        }
         let mut catalog = self.catalog().await?;
         let mut resolution = self.resolution().await?;
         if !self.state.hears_announcements() {
+            let announcement = self.state.encryption.announcement();
             let report = self.query_session().await?;
             catalog = self
                 .state
                 .encryption
-                .observed(&catalog, report.catalog, report.generation, self.client)
+                .observed(&catalog, report.state, announcement, self.client)
                 .await?;
             resolution = report.resolution;
             self.state.set_resolution(resolution.clone());
@@ -393,6 +436,24 @@ impl<'a> Executor<'a> {
             self.state.session_changed();
         }
         Ok(result?)
+    }
+}
+
+/// The text of `statement` when it is session or transaction control
+/// without parameters (`SET`, `SHOW`, `BEGIN`, `COMMIT`, …, see
+/// [`session_control`]). It names no relation and binds nothing, so it is
+/// sent as written, without the round trip that reads the catalog
+/// generation first: that read would take the transaction's snapshot, after
+/// which the server refuses `SET TRANSACTION ISOLATION LEVEL`.
+fn control_text<'s>(
+    statement: &'s (impl ToStatement + ?Sized),
+    params: &[&(dyn ToSql + Sync)],
+) -> Option<(&'s str, SessionControl)> {
+    match statement.__convert() {
+        ToStatementType::Text(sql) if params.is_empty() => {
+            session_control(sql).map(|control| (sql, control))
+        }
+        _ => None,
     }
 }
 

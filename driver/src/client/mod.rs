@@ -36,4 +36,4 @@ pub use explain::{
 pub use row::{Row, RowStream};
 pub use statement::Statement;
 pub use to_statement::ToStatement;
-pub use transaction::Transaction;
+pub use transaction::{Transaction, TransactionBuilder};

@@ -83,6 +83,26 @@ impl Row {
         })
     }
 
+    /// A row of a result that holds no cells (session control such as
+    /// `SHOW`): every column passes through.
+    pub(crate) fn plaintext(inner: tokio_postgres::Row) -> Self {
+        let plans: Arc<[ResultColumnPlan]> = inner
+            .columns()
+            .iter()
+            .map(|column| ResultColumnPlan {
+                label: column.name().into(),
+                decryption: ColumnDecryption::Plaintext,
+                plaintext_type: None,
+            })
+            .collect();
+        let values = plans.iter().map(|_| None).collect();
+        Self {
+            inner,
+            plans,
+            values,
+        }
+    }
+
     /// The result's columns, as the server describes them (encrypted columns
     /// show the type `aepg.ciphertext` or `bytea`).
     pub fn columns(&self) -> &[tokio_postgres::Column] {

@@ -76,6 +76,62 @@ impl<'a> Transaction<'a> {
     }
 }
 
+/// Starts a transaction with options, like tokio-postgres's
+/// `TransactionBuilder`: from [`Client::build_transaction`](crate::Client::build_transaction).
+#[must_use = "a builder does nothing until started"]
+pub struct TransactionBuilder<'a> {
+    inner: tokio_postgres::TransactionBuilder<'a>,
+    state: &'a ConnectionState,
+}
+
+impl<'a> TransactionBuilder<'a> {
+    pub(crate) fn new(
+        inner: tokio_postgres::TransactionBuilder<'a>,
+        state: &'a ConnectionState,
+    ) -> Self {
+        Self { inner, state }
+    }
+
+    /// The isolation level (`REPEATABLE READ`, `SERIALIZABLE`, …).
+    pub fn isolation_level(self, level: tokio_postgres::IsolationLevel) -> Self {
+        Self {
+            inner: self.inner.isolation_level(level),
+            ..self
+        }
+    }
+
+    /// Whether the transaction is read-only.
+    pub fn read_only(self, read_only: bool) -> Self {
+        Self {
+            inner: self.inner.read_only(read_only),
+            ..self
+        }
+    }
+
+    /// Whether a serializable read-only transaction is deferrable.
+    pub fn deferrable(self, deferrable: bool) -> Self {
+        Self {
+            inner: self.inner.deferrable(deferrable),
+            ..self
+        }
+    }
+
+    /// Starts the transaction.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn start(self) -> Result<Transaction<'a>, Error> {
+        let inner = self.inner.start().await?;
+        Ok(Transaction::new(inner, self.state))
+    }
+}
+
+impl std::fmt::Debug for TransactionBuilder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransactionBuilder").finish_non_exhaustive()
+    }
+}
+
 impl Drop for Transaction<'_> {
     /// A transaction dropped unfinished is rolled back (by tokio-postgres),
     /// which reverts its `SET LOCAL`s: its session state ends as on rollback.

@@ -6,3 +6,4 @@ mod properties;
 mod result_columns;
 #[cfg(feature = "pg-parser")]
 mod second_opinion;
+mod session_control;
