@@ -46,7 +46,10 @@ async fn a_warm_statement_costs_what_a_prepared_tokio_postgres_statement_costs()
     // announcements checks nothing more before sending the plaintext one.
     let sql = "SELECT id, ssn FROM people WHERE ssn = $1 AND id = $2";
     client
-        .execute("INSERT INTO people VALUES ($1, $2)", &[&1, &"123-45-6789"])
+        .execute(
+            "INSERT INTO people (id, ssn) VALUES ($1, $2)",
+            &[&1, &"123-45-6789"],
+        )
         .await
         .unwrap();
     client.query(sql, &[&"123-45-6789", &1]).await.unwrap(); // warm: analysis, prepare, keys

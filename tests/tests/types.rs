@@ -129,11 +129,11 @@ async fn varchar_length_is_enforced_before_sending() {
     .await;
     let client = db.client().await;
     client
-        .execute("INSERT INTO codes VALUES ($1)", &[&"abc"])
+        .execute("INSERT INTO codes (v) VALUES ($1)", &[&"abc"])
         .await
         .unwrap();
     let err = client
-        .execute("INSERT INTO codes VALUES ($1)", &[&"abcd"])
+        .execute("INSERT INTO codes (v) VALUES ($1)", &[&"abcd"])
         .await
         .unwrap_err();
     assert!(
@@ -160,7 +160,7 @@ async fn reading_with_the_wrong_rust_type_is_an_error() {
     .await;
     let client = db.client().await;
     client
-        .execute("INSERT INTO numbers VALUES ($1)", &[&7i64])
+        .execute("INSERT INTO numbers (v) VALUES ($1)", &[&7i64])
         .await
         .unwrap();
     let row = client

@@ -480,6 +480,13 @@ impl Analyzer<'_> {
                 self.doubt_unresolved(format!("ambiguous column reference {display}"));
                 Operand::Computed
             }
+            ColumnLookup::Shadowing(outer) => {
+                self.doubt_unresolved(format!(
+                    "column {display} of an inner query, which shadows encrypted column {outer} \
+                     of an outer query (qualify it)"
+                ));
+                Operand::Computed
+            }
             ColumnLookup::Unknown | ColumnLookup::NotFound => {
                 self.doubt_unresolved(format!("column {display}"));
                 Operand::Computed

@@ -78,13 +78,29 @@ impl Analyzer<'_> {
     }
 
     /// The target column of each value position: the listed columns, or
-    /// every column in table order. `None` where the column is unknown.
+    /// every column in table order (refused for a table with encrypted
+    /// columns). `None` where the column is unknown.
     fn insert_columns(
         &mut self,
         insert: &Insert,
         target: &Relation,
     ) -> Result<Vec<Option<SourceColumn>>, BoxedRefusal> {
         if insert.columns.is_empty() {
+            let has_ciphertext = target
+                .columns
+                .iter()
+                .flatten()
+                .any(|column| matches!(column.source, SourceColumn::Ciphertext(_)));
+            if has_ciphertext && insert.source.is_some() {
+                // Which value lands in which column would follow the
+                // server's column order, which no signature covers: a
+                // reordered table would receive a plaintext in the place of
+                // a ciphertext.
+                self.doubt_unsupported(
+                    "INSERT without a column list, into a table with encrypted columns: \
+                     the server's column order is not signed, so list the columns",
+                );
+            }
             return Ok(target
                 .columns
                 .iter()

@@ -9,6 +9,7 @@ use std::ops::Range;
 
 use super::operand::{CiphertextColumn, SourceColumn};
 use super::TableInfo;
+use crate::names::ColumnName;
 
 /// How a relation in `FROM` can be named in a column reference.
 #[derive(Clone, Debug)]
@@ -180,6 +181,11 @@ pub(super) enum ColumnLookup {
     },
     /// Several columns at the same level: the server refuses the statement.
     Ambiguous,
+    /// A column of an inner query that shadows an encrypted column of the
+    /// same name in an outer query: the server binds the inner one, but the
+    /// application may mean the outer one, and a column added by the server
+    /// to the inner table would capture a value meant for encryption.
+    Shadowing(ColumnName),
     /// Maybe a column of a relation whose columns are unknown.
     Unknown,
     /// Nothing by that name: the server refuses the statement.
@@ -288,6 +294,12 @@ impl<'outer> Scope<'outer> {
                 if matches.next().is_some() && !level.is_merged(name) {
                     return ColumnLookup::Ambiguous;
                 }
+                if let Some(outer) = level
+                    .outer
+                    .and_then(|outer| outer.shadowed(name, &first.source))
+                {
+                    return ColumnLookup::Shadowing(outer);
+                }
                 return ColumnLookup::Found(first.source.clone());
             }
             // A valid statement cannot name a column that appears nowhere, so
@@ -308,6 +320,31 @@ impl<'outer> Scope<'outer> {
             }
         }
         ColumnLookup::NotFound
+    }
+
+    /// An encrypted column named `name`, visible unqualified at this level
+    /// or an outer one, that `inner` (found by that name in an inner query)
+    /// is not under the same setting as.
+    fn shadowed(&self, name: &str, inner: &SourceColumn) -> Option<ColumnName> {
+        let same_setting = |outer: &CiphertextColumn| match (inner, &outer.encryption) {
+            (SourceColumn::Ciphertext(inner), Ok(outer)) => {
+                inner.encryption.as_ref().is_ok_and(|inner| inner == outer)
+            }
+            _ => false,
+        };
+        self.levels().find_map(|level| {
+            level
+                .relations
+                .iter()
+                .filter(|relation| !relation.qualified_only)
+                .flat_map(|relation| relation.columns_named(name))
+                .find_map(|column| match &column.source {
+                    SourceColumn::Ciphertext(outer) if !same_setting(outer) => {
+                        Some(outer.column.clone())
+                    }
+                    _ => None,
+                })
+        })
     }
 
     /// Resolves `qualifier.column`.
@@ -417,14 +454,24 @@ mod tests {
             None,
         ));
         let mut inner = Scope::inside(Some(&outer));
-        inner.add_relation(Relation::from_table(&table("b", &[("x", false)]), None));
-        assert!(matches!(
-            inner.lookup_column("x"),
-            ColumnLookup::Found(SourceColumn::Plaintext { .. })
+        inner.add_relation(Relation::from_table(
+            &table("b", &[("y", false), ("z", true)]),
+            None,
         ));
+        let mut innermost = Scope::inside(Some(&inner));
+        innermost.add_relation(Relation::from_table(&table("c", &[("z", true)]), None));
         assert!(matches!(
             inner.lookup_column("y"),
-            ColumnLookup::Found(SourceColumn::Plaintext { .. })
+            ColumnLookup::Found(SourceColumn::Plaintext { origin: Some(origin), .. })
+                if origin.table == "b"
+        ));
+        assert!(matches!(
+            inner.lookup_column("x"),
+            ColumnLookup::Found(SourceColumn::Ciphertext(_))
+        ));
+        assert!(matches!(
+            innermost.lookup_column("z"),
+            ColumnLookup::Found(SourceColumn::Ciphertext(found)) if found.column.table == "c"
         ));
         assert!(matches!(
             inner.lookup_qualified(&["a".into()], "x"),
@@ -433,6 +480,23 @@ mod tests {
         assert!(matches!(
             inner.lookup_qualified(&["public".into(), "a".into()], "x"),
             ColumnLookup::Found(SourceColumn::Ciphertext(_))
+        ));
+    }
+
+    #[test]
+    fn an_inner_plaintext_column_may_not_shadow_an_outer_encrypted_one() {
+        let mut outer = Scope::inside(None);
+        outer.add_relation(Relation::from_table(&table("a", &[("x", true)]), None));
+        let middle = Scope::inside(Some(&outer));
+        let mut inner = Scope::inside(Some(&middle));
+        inner.add_relation(Relation::from_table(&table("b", &[("x", false)]), None));
+        assert!(matches!(
+            inner.lookup_column("x"),
+            ColumnLookup::Shadowing(column) if column.table == "a"
+        ));
+        assert!(matches!(
+            inner.lookup_qualified(&["b".into()], "x"),
+            ColumnLookup::Found(SourceColumn::Plaintext { .. })
         ));
     }
 

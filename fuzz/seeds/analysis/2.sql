@@ -1,1 +1,1 @@
-INSERT INTO patients VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET ssn = EXCLUDED.ssn RETURNING *
+INSERT INTO patients (id, name, ssn, diagnosis, email) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET ssn = EXCLUDED.ssn RETURNING *

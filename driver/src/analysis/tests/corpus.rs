@@ -62,10 +62,15 @@ pub(super) const CORPUS: &[(&str, Expected)] = &[
         "INSERT INTO patients (id, name, ssn, diagnosis, email) VALUES ($1, $2, $3, $4, $5)",
         Touching(&[Plain, Plain, Store("patients.ssn"), Store("patients.diagnosis"), Store("patients.email")]),
     ),
+    // Without a column list, values follow the server's column order,
+    // which no signature covers.
+    ("INSERT INTO patients VALUES ($1, $2, $3, $4, $5)", Refuses(Unsupported("public.patients"))),
+    ("INSERT INTO patients SELECT * FROM patients", Refuses(Unsupported("public.patients"))),
     (
-        "INSERT INTO patients VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO patients (id, name, ssn, diagnosis, email) VALUES ($1, $2, $3, $4, $5)",
         Touching(&[Plain, Plain, Store("patients.ssn"), Store("patients.diagnosis"), Store("patients.email")]),
     ),
+    ("INSERT INTO plain VALUES ($1, $2)", NotTouching(&[Plain, Plain])),
     (
         "INSERT INTO patients (ssn, name) VALUES ($1, $2), ($3, $4), (NULL, DEFAULT)",
         Touching(&[Store("patients.ssn"), Plain, Store("patients.ssn"), Plain]),
@@ -288,6 +293,25 @@ pub(super) const CORPUS: &[(&str, Expected)] = &[
     (
         "SELECT name FROM patients p WHERE EXISTS (SELECT 1 FROM visits v WHERE v.patient_id = p.id AND ssn = $1)",
         Touching(&[Compare("visits.ssn")]),
+    ),
+    // An unqualified name an inner query binds, while an outer query has an
+    // encrypted column of that name under another setting: a column the
+    // server adds to the inner table would capture the value.
+    (
+        "SELECT 1 FROM patients p WHERE EXISTS (SELECT 1 FROM (SELECT a AS ssn FROM plain) q WHERE ssn = $1)",
+        Refuses(Unresolved("public.patients")),
+    ),
+    (
+        "SELECT 1 FROM patients p WHERE EXISTS (SELECT 1 FROM (SELECT note AS ssn FROM visits) q WHERE ssn = $1)",
+        Refuses(Unresolved("public.patients")),
+    ),
+    (
+        "SELECT 1 FROM patients p WHERE EXISTS (SELECT 1 FROM (SELECT a AS ssn FROM plain) q WHERE q.ssn = $1)",
+        Touching(&[Plain]),
+    ),
+    (
+        "SELECT 1 FROM patients p WHERE EXISTS (SELECT 1 FROM plain WHERE plain.a = p.name AND ssn = $1)",
+        Touching(&[Compare("patients.ssn")]),
     ),
     (
         "SELECT s.ssn FROM (SELECT ssn, name FROM patients) AS s WHERE s.ssn = $1",
