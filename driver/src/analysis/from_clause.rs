@@ -270,14 +270,14 @@ impl Analyzer<'_> {
                     Some(alias_name.unwrap_or_else(|| single.clone())),
                     common_table.columns.clone(),
                 );
-                relation.rename_columns(&renamed);
+                self.rename_columns(&mut relation, &renamed);
                 return relation;
             }
         }
         match self.resolve_table(&parts) {
             Some(table) => {
                 let mut relation = Relation::from_table(&table, alias_name);
-                relation.rename_columns(&renamed);
+                self.rename_columns(&mut relation, &renamed);
                 relation
             }
             None => {
@@ -285,6 +285,28 @@ impl Analyzer<'_> {
                 Relation::opaque(alias_name.or_else(|| parts.last().cloned()))
             }
         }
+    }
+
+    /// Renames the first columns of `relation`, as `AS alias(a, b)` does:
+    /// by position, so not over the server's column order where the
+    /// relation has ciphertext.
+    fn rename_columns(&mut self, relation: &mut Relation, renamed: &[String]) {
+        if renamed.is_empty() {
+            return;
+        }
+        if let Some(columns) = &relation.columns {
+            let server_ordered = columns
+                .iter()
+                .take(renamed.len())
+                .any(|column| column.server_ordered);
+            if server_ordered && relation.has_ciphertext() {
+                self.doubt_unsupported(
+                    "a column alias list over a table with encrypted columns, whose column \
+                     order is the server's (name the columns in a subquery)",
+                );
+            }
+        }
+        relation.rename_columns(renamed);
     }
 
     /// The relation an `INSERT`, `UPDATE` or `DELETE` writes to.

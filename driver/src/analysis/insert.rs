@@ -32,6 +32,11 @@ impl Analyzer<'_> {
         let target_columns = self.insert_columns(insert, &target)?;
         if let Some(source) = &insert.source {
             let outputs = self.query(source, outer)?;
+            let target_has_ciphertext = target_columns
+                .iter()
+                .flatten()
+                .any(SourceColumn::is_ciphertext);
+            self.doubt_server_order(outputs.iter(), target_has_ciphertext, "INSERT … SELECT");
             if target.columns.is_some() && outputs.len() > target_columns.len() {
                 self.doubt_unresolved("INSERT with more values than target columns");
             }

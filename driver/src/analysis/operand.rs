@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use super::scope::ScopeColumn;
 use super::{ColumnEncryption, ColumnName, ColumnProtection, ResultColumn, ResultColumnSource};
 
 /// A ciphertext column: one assigned to a column encryption setting, or one
@@ -100,6 +101,10 @@ pub(super) struct OutputColumn {
     pub(super) name: String,
     /// What can fill it; never empty.
     pub(super) values: Vec<Operand>,
+    /// Whether its position comes from the server's column order, through
+    /// a `*`: whoever matches it by position must not trust that position
+    /// where ciphertext is involved.
+    pub(super) server_ordered: bool,
 }
 
 impl OutputColumn {
@@ -108,6 +113,16 @@ impl OutputColumn {
         Self {
             name,
             values: vec![value],
+            server_ordered: false,
+        }
+    }
+
+    /// A column a `*` expands to, in its relation's order.
+    pub(super) fn expanded(column: ScopeColumn) -> Self {
+        Self {
+            name: column.name,
+            values: vec![Operand::Column(column.source)],
+            server_ordered: column.server_ordered,
         }
     }
 

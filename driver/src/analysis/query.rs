@@ -105,8 +105,16 @@ impl Analyzer<'_> {
         label: &str,
         renamed: &[String],
     ) -> Result<Vec<ScopeColumn>, BoxedRefusal> {
+        self.doubt_server_order(
+            outputs.iter().take(renamed.len()),
+            outputs
+                .iter()
+                .any(|output| output.ciphertext_column().is_some()),
+            "a column alias list",
+        );
         let mut columns = Vec::with_capacity(outputs.len());
         for (position, output) in outputs.into_iter().enumerate() {
+            let server_ordered = output.server_ordered;
             let name = renamed
                 .get(position)
                 .cloned()
@@ -118,7 +126,11 @@ impl Analyzer<'_> {
                     origin: None,
                 },
             };
-            columns.push(ScopeColumn { name, source });
+            columns.push(ScopeColumn {
+                name,
+                source,
+                server_ordered,
+            });
         }
         Ok(columns)
     }
@@ -214,9 +226,36 @@ impl Analyzer<'_> {
             combined.push(OutputColumn {
                 name: left.name,
                 values,
+                server_ordered: left.server_ordered || right.server_ordered,
             });
         }
         Ok(combined)
+    }
+
+    /// Doubts matching `outputs` by position (to other columns, values or
+    /// names) when a position comes from the server's column order — a `*`
+    /// over a table — and ciphertext is involved (among `outputs`, or, per
+    /// `ciphertext_elsewhere`, on the other side). The server can rebuild a
+    /// table with its columns reordered: a value would then meet another
+    /// column than the one the application wrote it for, a plaintext one
+    /// perhaps.
+    pub(super) fn doubt_server_order<'o>(
+        &mut self,
+        outputs: impl Iterator<Item = &'o OutputColumn> + Clone,
+        ciphertext_elsewhere: bool,
+        matched_by: &str,
+    ) {
+        let server_ordered = outputs.clone().any(|output| output.server_ordered);
+        let ciphertext = ciphertext_elsewhere
+            || outputs
+                .clone()
+                .any(|output| output.ciphertext_column().is_some());
+        if server_ordered && ciphertext {
+            self.doubt_unsupported(format!(
+                "{matched_by} matched by position to a *, whose column order is the server's \
+                 (list the columns)"
+            ));
+        }
     }
 
     /// `VALUES (…), (…)`: each result column takes one alternative per row.
@@ -244,6 +283,7 @@ impl Analyzer<'_> {
             outputs.push(OutputColumn {
                 name: format!("column{}", position + 1),
                 values,
+                server_ordered: false,
             });
         }
         Ok(outputs)
@@ -269,10 +309,7 @@ impl Analyzer<'_> {
         let level = Scope::inside(Some(scope));
         let relation = self.named_relation(&name, None, &level);
         match relation.columns {
-            Some(columns) => columns
-                .into_iter()
-                .map(|column| OutputColumn::single(column.name, Operand::Column(column.source)))
-                .collect(),
+            Some(columns) => columns.into_iter().map(OutputColumn::expanded).collect(),
             None => {
                 self.doubt_unresolved("TABLE over a relation whose columns are unknown");
                 Vec::new()

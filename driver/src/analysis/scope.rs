@@ -58,6 +58,10 @@ pub(super) struct ScopeColumn {
     pub(super) name: String,
     /// What its values are.
     pub(super) source: SourceColumn,
+    /// Whether its position among its relation's columns is the server's
+    /// column order (a table's or view's, or a `*` over one carried through
+    /// a subquery or CTE), which no signature covers.
+    pub(super) server_ordered: bool,
 }
 
 /// One entry of a `FROM` list (or the target of `INSERT`/`UPDATE`/`DELETE`).
@@ -91,6 +95,7 @@ impl Relation {
                 ScopeColumn {
                     name: column.name.clone(),
                     source,
+                    server_ordered: true,
                 }
             })
             .collect();

@@ -126,9 +126,9 @@ impl Analyzer<'_> {
                         self.doubt_unsupported("* with options");
                     }
                     match level.star_columns() {
-                        Some(columns) => outputs.extend(columns.into_iter().map(|column| {
-                            OutputColumn::single(column.name, Operand::Column(column.source))
-                        })),
+                        Some(columns) => {
+                            outputs.extend(columns.into_iter().map(OutputColumn::expanded));
+                        }
                         None => {
                             self.doubt_unresolved("* over a relation whose columns are unknown")
                         }
@@ -155,9 +155,7 @@ impl Analyzer<'_> {
     /// `*` over one relation: each of its columns, read as it is.
     fn expand(&mut self, relation: &Relation, outputs: &mut Vec<OutputColumn>) {
         match &relation.columns {
-            Some(columns) => outputs.extend(columns.iter().map(|column| {
-                OutputColumn::single(column.name.clone(), Operand::Column(column.source.clone()))
-            })),
+            Some(columns) => outputs.extend(columns.iter().cloned().map(OutputColumn::expanded)),
             None => self.doubt_unresolved("* over a relation whose columns are unknown"),
         }
     }

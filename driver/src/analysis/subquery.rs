@@ -18,6 +18,9 @@ impl Analyzer<'_> {
         scope: &Scope<'_>,
     ) -> Result<Operand, BoxedRefusal> {
         let outputs = self.query(subquery, Some(scope))?;
+        if outputs.len() > 1 {
+            self.doubt_server_order(outputs.iter(), false, "a row compared or assigned");
+        }
         let mut operands = Vec::with_capacity(outputs.len());
         for output in outputs {
             operands.push(match self.pass_through(output, "a subquery")? {

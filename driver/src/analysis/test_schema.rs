@@ -83,6 +83,11 @@ impl TestSchema {
                 table("public", "plain", vec![plaintext("a"), plaintext("b")]),
                 table(
                     "public",
+                    "pairs",
+                    vec![plaintext("id"), encrypted("ssn", 1, DETERMINISTIC)],
+                ),
+                table(
+                    "public",
                     "patient_view",
                     vec![plaintext("name"), unusable("ssn")],
                 ),

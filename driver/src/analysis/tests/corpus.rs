@@ -294,6 +294,50 @@ pub(super) const CORPUS: &[(&str, Expected)] = &[
         "SELECT name FROM patients p WHERE EXISTS (SELECT 1 FROM visits v WHERE v.patient_id = p.id AND ssn = $1)",
         Touching(&[Compare("visits.ssn")]),
     ),
+    // Matching by position over a `*` follows the server's column order,
+    // which no signature covers: refused where ciphertext is involved.
+    (
+        "SELECT pid FROM patients AS p(pid, pname, secret) WHERE secret = $1",
+        Refuses(Unsupported("public.patients")),
+    ),
+    (
+        "WITH p(pid, secret) AS (SELECT * FROM patients) SELECT pid FROM p WHERE secret = $1",
+        Refuses(Unsupported("public.patients")),
+    ),
+    (
+        "SELECT x FROM (SELECT * FROM patients) AS s(x, y, z) WHERE z = $1",
+        Refuses(Unsupported("public.patients")),
+    ),
+    (
+        "INSERT INTO pairs (id, ssn) SELECT * FROM pairs",
+        Refuses(Unsupported("public.pairs")),
+    ),
+    (
+        "INSERT INTO pairs (id, ssn) SELECT * FROM (SELECT * FROM pairs) AS s",
+        Refuses(Unsupported("public.pairs")),
+    ),
+    ("SELECT 1 FROM pairs WHERE ($1, $2) IN (SELECT * FROM pairs)", Refuses(Unsupported("public.pairs"))),
+    ("SELECT 1 FROM pairs WHERE ($1, $2) = (SELECT p.* FROM pairs p)", Refuses(Unsupported("public.pairs"))),
+    (
+        "SELECT 1 FROM pairs WHERE ($1, $2) IN (SELECT id, ssn FROM pairs)",
+        Touching(&[Plain, Compare("pairs.ssn")]),
+    ),
+    // A parameter never meets ciphertext in a set operation, so a `*` there
+    // cannot misplace one.
+    (
+        "SELECT id FROM (SELECT * FROM patients UNION ALL SELECT * FROM patients) u WHERE u.ssn = $1",
+        Touching(&[Compare("patients.ssn")]),
+    ),
+    (
+        "WITH p(pid, secret) AS (SELECT id, ssn FROM patients) SELECT pid FROM p WHERE secret = $1",
+        Touching(&[Compare("patients.ssn")]),
+    ),
+    (
+        "SELECT * FROM (SELECT * FROM patients) s WHERE s.ssn = $1",
+        Touching(&[Compare("patients.ssn")]),
+    ),
+    ("SELECT x FROM plain AS p(x, y) WHERE y = $1", NotTouching(&[Plain])),
+    ("SELECT * FROM plain UNION ALL SELECT $1, $2", NotTouching(&[Plain, Plain])),
     // An unqualified name an inner query binds, while an outer query has an
     // encrypted column of that name under another setting: a column the
     // server adds to the inner table would capture the value.
