@@ -101,6 +101,8 @@ impl NewEncryptionSetting {
 pub struct CatalogAdmin {
     registry: KeyStoreRegistry,
     pins: Pins,
+    /// Whether it may register its first master key in a catalog with history.
+    joining: bool,
 }
 
 impl CatalogAdmin {
@@ -109,7 +111,20 @@ impl CatalogAdmin {
         Self {
             registry,
             pins: Pins::new(),
+            joining: false,
         }
+    }
+
+    /// Lets this administrator register its first master key in a catalog
+    /// that has changed before (generation above 1, where install starts)
+    /// without a manifest of any key it holds: a database whose catalog
+    /// another application's keys already sign. Without it, such a catalog is refused
+    /// ([`CatalogError::NoHeldManifest`]): stripped of this administrator's
+    /// master keys and manifests, a catalog looks just like that, and
+    /// registering would sign a manifest without the columns they listed.
+    pub fn joining_catalog(mut self) -> Self {
+        self.joining = true;
+        self
     }
 
     /// Checks `pins` (the applications' pin file) before every change, as
@@ -144,6 +159,17 @@ impl CatalogAdmin {
             .into());
         }
         let change = Change::begin(client, self, Manifests::Required).await?;
+        let holds_a_manifest = change
+            .catalog
+            .manifests()
+            .iter()
+            .any(|manifest| self.registry.checked_provider(&manifest.master_key).is_ok());
+        if change.catalog.generation() > 1 && !holds_a_manifest && !self.joining {
+            return Err(CatalogError::NoHeldManifest {
+                generation: change.catalog.generation(),
+            }
+            .into());
+        }
         match change.catalog.master_keys.get(name) {
             Some(existing) if existing == location => return Ok(()),
             Some(_) => {
@@ -204,11 +230,17 @@ impl CatalogAdmin {
             }
             Some(_) => {}
         }
+        let referenced = change.catalog.column_keys.keys().copied().chain(
+            change
+                .catalog
+                .settings()
+                .values()
+                .map(|setting| setting.key_id),
+        );
         let (sql_id, key_id) = fresh_id(
             &change.transaction,
-            "aepg.column_key_ids",
-            "aepg.column_keys",
-            "column key id",
+            IdKind::ColumnKey,
+            referenced.max().unwrap_or(0),
         )
         .await?;
         let column_key = ColumnKey::generate()?;
@@ -266,11 +298,23 @@ impl CatalogAdmin {
             .into());
         }
         let signer = signer_of_key(&change.catalog, new.key_id)?;
+        let referenced = change
+            .catalog
+            .settings()
+            .keys()
+            .chain(change.catalog.assignments.values())
+            .chain(
+                change
+                    .catalog
+                    .manifests()
+                    .iter()
+                    .flat_map(|manifest| manifest.columns.values()),
+            )
+            .copied();
         let (sql_id, setting_id) = fresh_id(
             &change.transaction,
-            "aepg.encryption_setting_ids",
-            "aepg.encryption_settings",
-            "setting id",
+            IdKind::Setting,
+            referenced.max().unwrap_or(0),
         )
         .await?;
         let record = EncryptionSettingRecord {
@@ -512,7 +556,7 @@ impl<'t> Change<'t> {
         }
         self.transaction
             .execute(
-                "SELECT pg_notify($1, $2)",
+                "SELECT pg_catalog.pg_notify($1, $2)",
                 &[&CATALOG_CHANNEL, &generation.to_string()],
             )
             .await?;
@@ -554,18 +598,43 @@ fn require_held_manifests(catalog: &Catalog, registry: &KeyStoreRegistry) -> Res
     Ok(())
 }
 
-/// A fresh id from an id sequence (`aepg.column_key_ids`, …), checked to be
-/// unused in `table`: a sequence reset by the server must not make a new
-/// key or setting take the id of an existing one, whose cells would then
-/// name the new one.
+/// The kinds of id an administrator draws from a sequence.
+#[derive(Clone, Copy)]
+enum IdKind {
+    ColumnKey,
+    Setting,
+}
+
+impl IdKind {
+    /// The sequence, the table of rows with such ids, and the name for messages.
+    fn sql(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Self::ColumnKey => ("aepg.column_key_ids", "aepg.column_keys", "column key id"),
+            Self::Setting => (
+                "aepg.encryption_setting_ids",
+                "aepg.encryption_settings",
+                "setting id",
+            ),
+        }
+    }
+}
+
+/// A fresh id from the sequence of `kind`, checked to be above `referenced`
+/// (the highest such id any verified record names) and unused by any row:
+/// a sequence reset by the server, or a row it deleted, must not make a new
+/// key or setting take the id of an existing one, which signed records and
+/// cells would then name.
 async fn fresh_id(
     transaction: &tokio_postgres::Transaction<'_>,
-    sequence: &str,
-    table: &str,
-    what: &'static str,
+    kind: IdKind,
+    referenced: u32,
 ) -> Result<(i32, u32), Error> {
+    let (sequence, table, what) = kind.sql();
     let sql_id: i32 = transaction
-        .query_one(&format!("SELECT nextval('{sequence}')::integer"), &[])
+        .query_one(
+            &format!("SELECT pg_catalog.nextval('{sequence}')::integer"),
+            &[],
+        )
         .await?
         .try_get(0)?;
     let id = id_from_sql(sql_id, what)?;
@@ -576,7 +645,7 @@ async fn fresh_id(
         )
         .await?
         .try_get(0)?;
-    if in_use {
+    if in_use || id <= referenced {
         return Err(CatalogError::IdInUse { what, id }.into());
     }
     Ok((sql_id, id))

@@ -146,9 +146,18 @@ pub enum CatalogError {
         /// The master key.
         master_key: String,
     },
-    /// A new catalog id (of a column key or setting) is already in use: the
-    /// id sequence was reset.
-    #[error("{what} {id} is already in use in the aepg catalog: its id sequence was reset, and a new object must not take an existing one's id")]
+    /// A master key is registered in a catalog that has changed since its
+    /// install, but holds no verified manifest of any master key this
+    /// administrator holds: the catalog may have been stripped (its master
+    /// key rows, keys and manifests deleted) to look new.
+    #[error("the aepg catalog is at generation {generation} but has no verified column manifest of a master key this administrator holds: its manifests and master keys may have been removed, and registering now would sign a manifest without the columns they listed; restore the catalog from a backup, or, if this administrator's keys are new to this catalog (a database shared with another application), opt in with CatalogAdmin::joining_catalog")]
+    NoHeldManifest {
+        /// The catalog's generation.
+        generation: u64,
+    },
+    /// A new catalog id (of a column key or setting) is in use, or not above
+    /// one a signed record names: the id sequence was reset.
+    #[error("{what} {id} is already in use in the aepg catalog, or not above one its signed records name: its id sequence was reset, and a new object must not take an existing one's id")]
     IdInUse {
         /// What kind of id (`column key id`).
         what: &'static str,
