@@ -473,6 +473,16 @@ pub(crate) enum SessionControl {
     Changes,
 }
 
+/// A text of session or transaction control, as [`session_control`] reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ControlText {
+    /// What it does to the session's settings.
+    pub(crate) effect: SessionControl,
+    /// Whether a transaction block is open after it, when it opens one
+    /// (`BEGIN`) or closes one (`COMMIT`, `ROLLBACK` without `TO`).
+    pub(crate) block_open_after: Option<bool>,
+}
+
 /// Whether `sql` holds only statements that set up the session or the
 /// transaction — `SET` (also `SET TRANSACTION`), `RESET`, `SHOW`,
 /// `BEGIN`/`START TRANSACTION`, `COMMIT`, `ROLLBACK`, savepoints, `DISCARD`
@@ -482,7 +492,7 @@ pub(crate) enum SessionControl {
 /// ISOLATION LEVEL` must come before the transaction's first query).
 ///
 /// With the `pg-parser` feature, PostgreSQL's own parser must read the same.
-pub(crate) fn session_control(sql: &str) -> Option<SessionControl> {
+pub(crate) fn session_control(sql: &str) -> Option<ControlText> {
     use sqlparser::ast::Statement;
     let tokens = lexical::tokenize(sql).ok()?;
     // Session control needs no brackets; a bracket may open a subquery or a
@@ -497,14 +507,24 @@ pub(crate) fn session_control(sql: &str) -> Option<SessionControl> {
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let statements = parse_statements(&mut parser).ok()?;
     let mut effect = None;
+    let mut block_open_after = None;
     for statement in &statements {
         let this = match statement {
-            Statement::ShowVariable { .. }
-            | Statement::StartTransaction { .. }
-            | Statement::Savepoint { .. } => SessionControl::Keeps,
+            Statement::StartTransaction { .. } => {
+                block_open_after = Some(true);
+                SessionControl::Keeps
+            }
+            Statement::ShowVariable { .. } | Statement::Savepoint { .. } => SessionControl::Keeps,
             Statement::Commit { .. }
-            | Statement::Rollback { .. }
-            | Statement::ReleaseSavepoint { .. } => SessionControl::EndsTransaction,
+            | Statement::Rollback {
+                savepoint: None, ..
+            } => {
+                block_open_after = Some(false);
+                SessionControl::EndsTransaction
+            }
+            Statement::Rollback { .. } | Statement::ReleaseSavepoint { .. } => {
+                SessionControl::EndsTransaction
+            }
             Statement::Set(_) | Statement::Reset(_) | Statement::Discard { .. } => {
                 SessionControl::Changes
             }
@@ -516,7 +536,10 @@ pub(crate) fn session_control(sql: &str) -> Option<SessionControl> {
     if !second_opinion::read(sql).is_ok_and(|reading| reading.is_session_control()) {
         return None;
     }
-    effect
+    effect.map(|effect| ControlText {
+        effect,
+        block_open_after,
+    })
 }
 
 /// The statements of a text, separated by `;`, as the server reads them.

@@ -75,8 +75,10 @@ where
                     if notification.channel() == CATALOG_CHANNEL =>
                 {
                     // The payload (the new generation) is the server's word:
-                    // it only prompts a check of the generation.
-                    self.watch.encryption.mark_stale();
+                    // it prompts a check of the generation, and tells a
+                    // transaction snapshot whether it may predate a change.
+                    let generation = notification.payload().parse().unwrap_or(0);
+                    self.watch.encryption.mark_stale(generation);
                 }
                 Poll::Ready(None) => {
                     self.watch.alive.store(false, Ordering::SeqCst);

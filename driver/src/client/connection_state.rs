@@ -33,6 +33,9 @@ pub(crate) struct ConnectionState {
     /// Set when a statement that may change the session ran: the end of the
     /// transaction it ran in (which reverts `SET LOCAL`) forgets again.
     session_changed: AtomicBool,
+    /// Inside a transaction block opened by `BEGIN` text (rather than
+    /// through [`Client::transaction`](crate::Client::transaction)).
+    text_transaction: AtomicBool,
 }
 
 impl ConnectionState {
@@ -44,6 +47,7 @@ impl ConnectionState {
             resolution: Mutex::new(None),
             listening: AtomicBool::new(false),
             session_changed: AtomicBool::new(false),
+            text_transaction: AtomicBool::new(false),
         }
     }
 
@@ -61,6 +65,17 @@ impl ConnectionState {
 
     pub(crate) fn set_listening(&self, listening: bool) {
         self.listening.store(listening, Ordering::SeqCst);
+    }
+
+    /// Whether a transaction block opened by `BEGIN` text is open.
+    pub(crate) fn in_text_transaction(&self) -> bool {
+        self.text_transaction.load(Ordering::SeqCst)
+    }
+
+    /// Notes that `BEGIN` text opened a transaction block, or `COMMIT` or
+    /// `ROLLBACK` text closed one.
+    pub(crate) fn set_text_transaction(&self, open: bool) {
+        self.text_transaction.store(open, Ordering::SeqCst);
     }
 
     pub(crate) fn resolution(&self) -> Option<NameResolution> {

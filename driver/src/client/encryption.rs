@@ -139,6 +139,8 @@ pub struct Encryption {
     /// The announcement the current catalog was last confirmed after: when
     /// it is lower than `announced`, the next statement checks first.
     confirmed: AtomicU64,
+    /// The highest generation an announcement named (0 if none named one).
+    announced_generation: AtomicU64,
     seen: Mutex<Seen>,
     keys: Mutex<HashMap<u32, (Arc<CellCipher>, Instant)>>,
 }
@@ -151,6 +153,7 @@ impl Encryption {
             current: RwLock::new(None),
             announced: AtomicU64::new(0),
             confirmed: AtomicU64::new(0),
+            announced_generation: AtomicU64::new(0),
             seen: Mutex::new(Seen::default()),
             keys: Mutex::new(HashMap::new()),
         })
@@ -206,9 +209,13 @@ impl Encryption {
         {
             // A transaction snapshot showing this catalog or an older one (a
             // snapshot older than the catalog is no rollback): it confirms
-            // nothing for the pool, and cannot show a change announced since
-            // the last confirmation.
-            if self.announced.load(Ordering::SeqCst) > self.confirmed.load(Ordering::SeqCst) {
+            // nothing for the pool. A change announced at a generation
+            // neither it nor the current catalog shows is one this
+            // transaction cannot see. (An announcement that names no
+            // generation, or a lower one, says nothing here: it cannot lock
+            // a client that only runs such transactions out.)
+            let announced = self.announced_generation.load(Ordering::SeqCst);
+            if announced > state.generation.max(current.generation()) {
                 return Err(CatalogError::ChangedDuringTransaction.into());
             }
             return Ok(current);
@@ -239,9 +246,12 @@ impl Encryption {
         self.load(client).await
     }
 
-    /// Notes an announced change of the catalog: every client sharing this
+    /// Notes an announced change of the catalog, to `generation` as the
+    /// announcement says (0 if it says none): every client sharing this
     /// state checks the catalog generation before its next statement.
-    pub(crate) fn mark_stale(&self) {
+    pub(crate) fn mark_stale(&self, generation: u64) {
+        self.announced_generation
+            .fetch_max(generation, Ordering::SeqCst);
         self.announced.fetch_add(1, Ordering::SeqCst);
     }
 
@@ -255,60 +265,29 @@ impl Encryption {
         let announcement = self.announced.load(Ordering::SeqCst);
         let seen_before = lock(&self.seen).generation;
         let catalog = load_catalog(client, &self.config.registry, &self.config.pins).await?;
-        if let Some(newer) = self.newer_loaded_meanwhile(&catalog, seen_before) {
-            return Ok(newer);
+        // What was seen and what is current change together, under one
+        // lock: a late load can neither pass for a rollback nor replace a
+        // newer catalog another client stored meanwhile.
+        let mut seen = lock(&self.seen);
+        if catalog.generation() < seen.generation && seen.generation > seen_before {
+            // Another client accepted a newer catalog while this load ran:
+            // this one is late, not rolled back.
+            if let Some(newer) = self
+                .current_catalog()
+                .filter(|current| current.generation() >= seen.generation)
+            {
+                return Ok(newer);
+            }
         }
-        self.accept(&catalog)?;
+        accept(&mut seen, &catalog)?;
         let catalog = Arc::new(catalog);
         *write(&self.current) = Some(Current {
             catalog: catalog.clone(),
             checked_at: Instant::now(),
         });
+        drop(seen);
         self.confirmed.fetch_max(announcement, Ordering::SeqCst);
         Ok(catalog)
-    }
-
-    /// While this load ran, another client may have accepted a newer
-    /// catalog: this one being older is then no rollback, just late.
-    fn newer_loaded_meanwhile(&self, catalog: &Catalog, seen_before: u64) -> Option<Arc<Catalog>> {
-        let seen = lock(&self.seen).generation;
-        if catalog.generation() < seen && seen > seen_before {
-            self.current_catalog()
-                .filter(|current| current.generation() >= seen)
-        } else {
-            None
-        }
-    }
-
-    /// Refuses a catalog that moves back from anything seen before, and
-    /// records what it shows.
-    fn accept(&self, catalog: &Catalog) -> Result<(), CatalogError> {
-        let mut seen = lock(&self.seen);
-        check_seen(&seen, catalog.id(), catalog.generation())?;
-        for (name, seen_generation) in &seen.manifests {
-            let found = catalog
-                .manifests()
-                .iter()
-                .find(|manifest| &manifest.master_key_name == name)
-                .map(|manifest| manifest.generation);
-            if found.is_none_or(|found| found < *seen_generation) {
-                return Err(CatalogError::ManifestRollback {
-                    master_key: name.clone(),
-                    seen: *seen_generation,
-                    found,
-                });
-            }
-        }
-        seen.catalog = Some(catalog.id());
-        seen.generation = seen.generation.max(catalog.generation());
-        for manifest in catalog.manifests() {
-            let entry = seen
-                .manifests
-                .entry(manifest.master_key_name.clone())
-                .or_insert(manifest.generation);
-            *entry = (*entry).max(manifest.generation);
-        }
-        Ok(())
     }
 
     fn check_seen(&self, id: CatalogId, generation: u64) -> Result<(), CatalogError> {
@@ -421,4 +400,34 @@ impl std::fmt::Debug for Encryption {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
+}
+
+/// Refuses a catalog that moves back from anything seen before, and
+/// records what it shows.
+fn accept(seen: &mut Seen, catalog: &Catalog) -> Result<(), CatalogError> {
+    check_seen(seen, catalog.id(), catalog.generation())?;
+    for (name, seen_generation) in &seen.manifests {
+        let found = catalog
+            .manifests()
+            .iter()
+            .find(|manifest| &manifest.master_key_name == name)
+            .map(|manifest| manifest.generation);
+        if found.is_none_or(|found| found < *seen_generation) {
+            return Err(CatalogError::ManifestRollback {
+                master_key: name.clone(),
+                seen: *seen_generation,
+                found,
+            });
+        }
+    }
+    seen.catalog = Some(catalog.id());
+    seen.generation = seen.generation.max(catalog.generation());
+    for manifest in catalog.manifests() {
+        let entry = seen
+            .manifests
+            .entry(manifest.master_key_name.clone())
+            .or_insert(manifest.generation);
+        *entry = (*entry).max(manifest.generation);
+    }
+    Ok(())
 }

@@ -14,7 +14,7 @@ use super::parameter::{encrypt_parameter, BoundParameter};
 use super::row::{Row, RowStream};
 use super::statement::Statement;
 use super::to_statement::{ToStatement, ToStatementType};
-use crate::analysis::{analyze, session_control, ParameterTarget, SessionControl};
+use crate::analysis::{analyze, session_control, ControlText, ParameterTarget, SessionControl};
 use crate::catalog::{Catalog, CatalogError, CATALOG_CHANNEL};
 use crate::error::RowCountExpectation;
 use crate::record::CatalogId;
@@ -97,7 +97,7 @@ impl<'a> Executor<'a> {
     /// Reads the session's name resolution, and starts listening on the
     /// catalog channel when this client can hear it.
     async fn read_session(&self) -> Result<NameResolution, Error> {
-        let report = if self.state.should_listen() && !self.in_transaction {
+        let report = if self.state.should_listen() && !self.in_transaction() {
             let listen = format!("LISTEN {CATALOG_CHANNEL}");
             // Pipelined: the report is read after the LISTEN took effect.
             let (listened, report) =
@@ -131,12 +131,23 @@ impl<'a> Executor<'a> {
     /// [`prepare`](Self::prepare), and whether the statement was prepared
     /// (and the catalog generation read) just now rather than found in the cache.
     async fn prepared(&self, sql: &str) -> Result<(Statement, bool), Error> {
-        let mut catalog = self.catalog().await?;
+        let catalog = self.catalog().await?;
         if let Some(statement) = self.state.cached(sql) {
             if Arc::ptr_eq(&statement.0.catalog, &catalog) {
                 return Ok((statement, false));
             }
         }
+        Ok((self.prepare_afresh(sql, catalog).await?, true))
+    }
+
+    /// Analyzes `sql` against `catalog` and prepares it, with the catalog
+    /// generation and the session read in the same round trip; again if
+    /// either moved meanwhile. Caches the result.
+    async fn prepare_afresh(
+        &self,
+        sql: &str,
+        mut catalog: Arc<Catalog>,
+    ) -> Result<Statement, Error> {
         let mut resolution = self.resolution().await?;
         for _ in 0..MAX_PREPARE_ATTEMPTS {
             // Analyze before the text reaches the server, so a refused
@@ -162,7 +173,7 @@ impl<'a> Executor<'a> {
             }
             let statement = Statement::build(sql, inner?, catalog, analysis)?;
             self.state.cache(sql, statement.clone());
-            return Ok((statement, true));
+            return Ok(statement);
         }
         Err(CatalogError::Unsettled.into())
     }
@@ -188,10 +199,14 @@ impl<'a> Executor<'a> {
     }
 
     /// A client that cannot hear catalog announcements (its connection is
-    /// not driven by aepg) checks the catalog generation before it sends
-    /// plaintext parameters under an analysis made earlier: a column
-    /// encrypted since must not receive them. One round trip; clients that
-    /// hear announcements skip it, as do statements that send no plaintext.
+    /// not driven by aepg, or it is inside a transaction, where PostgreSQL
+    /// holds notifications back until the end) prepares a statement again
+    /// before it sends plaintext parameters under an analysis made earlier:
+    /// a column encrypted since must not receive them. The server types the
+    /// parameters against its tables as they are now (which a transaction
+    /// snapshot does not hide), and the catalog generation is read in the
+    /// same round trip. Clients that hear announcements skip it, as do
+    /// statements that send no plaintext.
     async fn current(&self, statement: Statement) -> Result<Statement, Error> {
         let sends_plaintext = statement
             .0
@@ -199,21 +214,24 @@ impl<'a> Executor<'a> {
             .parameters
             .iter()
             .any(|target| matches!(target, ParameterTarget::Plaintext));
-        if self.state.hears_announcements() || !sends_plaintext {
+        if self.hears_announcements() || !sends_plaintext {
             return Ok(statement);
         }
-        let announcement = self.state.encryption.announcement();
-        let state = ServerState::read(self.client).await?;
-        let current = self
-            .state
-            .encryption
-            .observed(&statement.0.catalog, state, announcement, self.client)
-            .await?;
-        if Arc::ptr_eq(&current, &statement.0.catalog) {
-            Ok(statement)
-        } else {
-            self.prepare(&statement.0.sql).await
-        }
+        self.prepare_afresh(&statement.0.sql, statement.0.catalog.clone())
+            .await
+    }
+
+    /// Whether announcements of catalog changes reach this connection now:
+    /// it is driven by aepg and listens, and is not inside a transaction
+    /// (PostgreSQL delivers notifications between transactions).
+    fn hears_announcements(&self) -> bool {
+        !self.in_transaction() && self.state.hears_announcements()
+    }
+
+    /// Inside a transaction: an aepg [`Transaction`](super::Transaction),
+    /// or a block opened with `BEGIN` text.
+    fn in_transaction(&self) -> bool {
+        self.in_transaction || self.state.in_text_transaction()
     }
 
     /// Encrypts the parameters bound for encrypted columns.
@@ -280,8 +298,11 @@ impl<'a> Executor<'a> {
 
     /// After session or transaction control ran: forgets what it may have
     /// changed.
-    fn after_control(&self, control: SessionControl) {
-        match control {
+    fn after_control(&self, control: ControlText) {
+        if let Some(open) = control.block_open_after {
+            self.state.set_text_transaction(open);
+        }
+        match control.effect {
             SessionControl::Keeps => {}
             SessionControl::EndsTransaction => self.state.transaction_ended(),
             SessionControl::Changes => self.state.session_changed(),
@@ -403,7 +424,7 @@ impl<'a> Executor<'a> {
         }
         let mut catalog = self.catalog().await?;
         let mut resolution = self.resolution().await?;
-        if !self.state.hears_announcements() {
+        if !self.hears_announcements() {
             let announcement = self.state.encryption.announcement();
             let report = self.query_session().await?;
             catalog = self
@@ -448,7 +469,7 @@ impl<'a> Executor<'a> {
 fn control_text<'s>(
     statement: &'s (impl ToStatement + ?Sized),
     params: &[&(dyn ToSql + Sync)],
-) -> Option<(&'s str, SessionControl)> {
+) -> Option<(&'s str, ControlText)> {
     match statement.__convert() {
         ToStatementType::Text(sql) if params.is_empty() => {
             session_control(sql).map(|control| (sql, control))

@@ -27,8 +27,31 @@ fn settings_and_transaction_control_are_recognised() {
         ("COMMIT; SHOW work_mem", SessionControl::EndsTransaction),
     ];
     for (sql, expected) in cases {
-        assert_eq!(session_control(sql), Some(expected), "{sql}");
+        assert_eq!(
+            session_control(sql).map(|text| text.effect),
+            Some(expected),
+            "{sql}"
+        );
     }
+}
+
+#[test]
+fn opening_and_closing_a_transaction_block_is_told() {
+    let block = |sql| session_control(sql).and_then(|text| text.block_open_after);
+    assert_eq!(block("BEGIN"), Some(true));
+    assert_eq!(
+        block("START TRANSACTION ISOLATION LEVEL SERIALIZABLE"),
+        Some(true)
+    );
+    assert_eq!(block("COMMIT"), Some(false));
+    assert_eq!(block("ROLLBACK"), Some(false));
+    assert_eq!(
+        block("BEGIN; SET LOCAL work_mem = '1MB'; COMMIT"),
+        Some(false)
+    );
+    assert_eq!(block("COMMIT; BEGIN"), Some(true));
+    assert_eq!(block("ROLLBACK TO SAVEPOINT a"), None);
+    assert_eq!(block("SET search_path = x"), None);
 }
 
 #[test]
