@@ -13,7 +13,8 @@ use aepg::cell::EncryptionMode::{Deterministic, Randomized};
 use aepg::cell::PlaintextType;
 use aepg::tokio_postgres::IsolationLevel;
 use aepg::{ColumnName, Error};
-use aepg_tests::fixture::EncryptedDatabase;
+use aepg_keystore::MasterKeyLocation;
+use aepg_tests::fixture::{EncryptedDatabase, MASTER_KEY};
 use aepg_tests::WireTap;
 use futures_util::StreamExt;
 
@@ -270,6 +271,73 @@ async fn an_administrator_refuses_to_re_sign_a_stripped_catalog() {
     assert!(!tap.saw(b"before-SECRET"));
 }
 
+/// The attacker empties the master key table (which takes the manifests and
+/// wrapped keys with it) and the assignments, and retypes the column: the
+/// catalog now looks new. The administrator's ordinary, idempotent
+/// provisioning step — registering its master key — must not sign a
+/// manifest of that emptiness: a catalog that has changed since its
+/// install, without a manifest of any key the administrator holds, is
+/// refused.
+#[tokio::test]
+async fn registering_a_master_key_again_does_not_sign_a_stripped_catalog() {
+    let db = EncryptedDatabase::new("race_reregister").await;
+    db.setting("ssn", "text", Deterministic).await;
+    db.table(
+        "CREATE TABLE patients (id int, ssn aepg.ciphertext)",
+        &[("patients", "ssn", "ssn")],
+    )
+    .await;
+    let tap = WireTap::start(&db.database.config()).await;
+    let routed = tap.route(&db.database.config());
+    let warm = db.client_at(&routed, db.encryption_with(|c| c)).await;
+    let insert = "INSERT INTO patients (id, ssn) VALUES ($1, $2)";
+    warm.execute(insert, &[&0, &"before-SECRET"]).await.unwrap();
+    let location = MasterKeyLocation::new("memory", MASTER_KEY);
+    // Idempotent on an intact catalog.
+    db.admin
+        .register_master_key(&mut *db.admin_connection().await, MASTER_KEY, &location)
+        .await
+        .unwrap();
+
+    db.plain
+        .batch_execute(
+            "DELETE FROM aepg.column_assignments;
+             TRUNCATE aepg.master_keys CASCADE;
+             DELETE FROM patients;
+             ALTER TABLE patients ALTER COLUMN ssn TYPE text USING NULL",
+        )
+        .await
+        .unwrap();
+    let error = db
+        .admin
+        .register_master_key(&mut *db.admin_connection().await, MASTER_KEY, &location)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::Catalog(CatalogError::NoHeldManifest { .. })),
+        "{error}"
+    );
+    assert!(error.to_string().contains("joining_catalog"), "{error}");
+    let manifests: i64 = db
+        .plain
+        .query_one("SELECT count(*) FROM aepg.manifests", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(manifests, 0, "nothing was signed");
+    db.plain
+        .batch_execute(
+            "UPDATE aepg.catalog_version SET generation = generation + 1;
+             NOTIFY aepg_catalog",
+        )
+        .await
+        .unwrap();
+    settle().await;
+    assert!(warm.execute(insert, &[&1, &"warm-SECRET"]).await.is_err());
+    assert!(!tap.saw(b"before-SECRET"));
+    assert!(!tap.saw(b"warm-SECRET"));
+}
+
 /// The attacker resets the setting id sequence: the administrator's next
 /// setting would take the id of an existing randomized one, and clients
 /// would encrypt that column deterministically. The administrator refuses
@@ -285,23 +353,44 @@ async fn recycled_and_duplicate_setting_ids_are_refused() {
     .await;
     db.plain
         .batch_execute(&format!(
-            "ALTER TABLE aepg.encryption_settings DROP CONSTRAINT encryption_settings_pkey CASCADE;
+            "CREATE TABLE saved_settings AS SELECT * FROM aepg.encryption_settings;
+             ALTER TABLE aepg.encryption_settings DROP CONSTRAINT encryption_settings_pkey CASCADE;
              ALTER SEQUENCE aepg.encryption_setting_ids RESTART WITH {diagnosis_id};"
         ))
         .await
         .unwrap();
+    let zip = text_setting("zip", Deterministic, db.key_id);
     let error = db
         .admin
-        .create_setting(
-            &mut *db.admin_connection().await,
-            &text_setting("zip", Deterministic, db.key_id),
-        )
+        .create_setting(&mut *db.admin_connection().await, &zip)
         .await
         .unwrap_err();
     assert!(
         matches!(error, Error::Catalog(CatalogError::IdInUse { .. })),
         "{error}"
     );
+    // Freed first: the row is gone, but the signed manifest still names
+    // the id.
+    db.plain
+        .batch_execute(&format!(
+            "DELETE FROM aepg.encryption_settings WHERE id = {diagnosis_id};
+             ALTER SEQUENCE aepg.encryption_setting_ids RESTART WITH {diagnosis_id};"
+        ))
+        .await
+        .unwrap();
+    let error = db
+        .admin
+        .create_setting(&mut *db.admin_connection().await, &zip)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::Catalog(CatalogError::IdInUse { .. })),
+        "{error}"
+    );
+    db.plain
+        .batch_execute("INSERT INTO aepg.encryption_settings SELECT * FROM saved_settings")
+        .await
+        .unwrap();
 
     let client = db.client().await;
     let insert = "INSERT INTO patients (id, diagnosis) VALUES ($1, $2)";
@@ -325,6 +414,42 @@ async fn recycled_and_duplicate_setting_ids_are_refused() {
         .unwrap()
         .get(0);
     assert_eq!(count, 1);
+}
+
+/// A column alias list renames a table's columns in the server's column
+/// order, as a positional INSERT fills them: rebuilt with `ssn` moved, the
+/// name the application compares would mean a plaintext column. Column
+/// alias lists over a `*` of a table with encrypted columns are refused.
+#[tokio::test]
+async fn column_alias_lists_over_an_encrypted_table_are_refused() {
+    let db = EncryptedDatabase::new("race_alias_list").await;
+    db.setting("ssn", "text", Deterministic).await;
+    db.table(
+        "CREATE TABLE patients (id int, ssn aepg.ciphertext, note text)",
+        &[("patients", "ssn", "ssn")],
+    )
+    .await;
+    let tap = WireTap::start(&db.database.config()).await;
+    let routed = tap.route(&db.database.config());
+    let client = db.client_at(&routed, db.encryption_with(|c| c)).await;
+    for sql in [
+        "SELECT pid FROM patients AS p(pid, secret) WHERE secret = $1",
+        "WITH p(pid, secret) AS (SELECT * FROM patients) SELECT pid FROM p WHERE secret = $1",
+        "SELECT pid FROM (SELECT * FROM patients) AS p(pid, secret) WHERE secret = $1",
+    ] {
+        let error = client.query(sql, &[&"alias-SECRET"]).await.unwrap_err();
+        assert!(error.to_string().contains("column order"), "{sql}: {error}");
+    }
+    // Named columns are the application's own order.
+    client
+        .query(
+            "WITH p(pid, secret) AS (SELECT id, ssn FROM patients) SELECT pid FROM p WHERE secret = $1",
+            &[&"named-SECRET"],
+        )
+        .await
+        .unwrap();
+    assert!(!tap.saw(b"alias-SECRET"));
+    assert!(!tap.saw(b"named-SECRET"));
 }
 
 /// An unqualified name in a correlated subquery binds to the innermost
@@ -440,6 +565,156 @@ async fn a_transaction_snapshot_neither_hides_a_change_nor_reports_a_rollback() 
         .await
         .unwrap();
     assert_eq!(row.get::<_, &str>(0), "b-SECRET@example.org");
+}
+
+/// PostgreSQL holds notifications back until a transaction ends, so a lone
+/// client inside one hears no announcement: before a warm statement sends
+/// plaintext there, it prepares the statement again, and the server types
+/// the parameters against its tables as they are now — which neither a
+/// read-committed nor a repeatable-read snapshot hides.
+#[tokio::test]
+async fn a_lone_client_inside_a_transaction_does_not_miss_a_change() {
+    for level in [
+        IsolationLevel::ReadCommitted,
+        IsolationLevel::RepeatableRead,
+    ] {
+        let db = EncryptedDatabase::new("race_tx_deaf").await;
+        db.setting("email", "text", Deterministic).await;
+        db.table("CREATE TABLE people (id int, email text)", &[])
+            .await;
+        let tap = WireTap::start(&db.database.config()).await;
+        let routed = tap.route(&db.database.config());
+        let mut client = db.client_at(&routed, db.encryption_with(|c| c)).await;
+        let insert = "INSERT INTO people (id, email) VALUES ($1, $2)";
+        client
+            .execute(insert, &[&0, &"before@example.org"])
+            .await
+            .unwrap();
+        let tx = client
+            .build_transaction()
+            .isolation_level(level)
+            .start()
+            .await
+            .unwrap();
+        tx.execute(insert, &[&1, &"in-tx@example.org"])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let tx = client
+            .build_transaction()
+            .isolation_level(level)
+            .start()
+            .await
+            .unwrap();
+        tx.query("SELECT 1", &[]).await.unwrap();
+        db.plain
+            .batch_execute(
+                "DELETE FROM people;
+                 ALTER TABLE people ALTER COLUMN email TYPE aepg.ciphertext USING NULL",
+            )
+            .await
+            .unwrap();
+        db.admin
+            .assign_column(
+                &mut *db.admin_connection().await,
+                &ColumnName::new("public", "people", "email"),
+                "email",
+            )
+            .await
+            .unwrap();
+        settle().await;
+        let secret = format!("{level:?}-SECRET");
+        let outcome = tx.execute(insert, &[&2, &secret]).await;
+        assert!(!tap.saw(secret.as_bytes()), "{level:?}: {outcome:?}");
+        if matches!(level, IsolationLevel::ReadCommitted) {
+            outcome.unwrap();
+        }
+    }
+}
+
+/// An announcement that changes nothing (a bare `NOTIFY` from the server,
+/// or one a client already loaded) must not lock a client that only runs
+/// repeatable-read transactions out: the first statement of each takes a
+/// fresh snapshot.
+#[tokio::test]
+async fn an_empty_announcement_does_not_lock_repeatable_read_transactions_out() {
+    let db = EncryptedDatabase::new("race_notify_dos").await;
+    db.setting("ssn", "text", Deterministic).await;
+    db.table(
+        "CREATE TABLE patients (id int, ssn aepg.ciphertext)",
+        &[("patients", "ssn", "ssn")],
+    )
+    .await;
+    let mut client = db.client().await;
+    client.query("SELECT 1", &[]).await.unwrap();
+    db.plain
+        .batch_execute("NOTIFY aepg_catalog; NOTIFY aepg_catalog, '1'")
+        .await
+        .unwrap();
+    settle().await;
+    for _ in 0..3 {
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .start()
+            .await
+            .unwrap();
+        tx.query("SELECT id FROM patients WHERE ssn = $1", &[&"x"])
+            .await
+            .unwrap();
+        tx.rollback().await.unwrap();
+    }
+}
+
+/// A function the server hooks into the application's session can
+/// `UNLISTEN`: announcements then stop, and warm statements go unchecked
+/// until the catalog TTL runs out. An application that cannot accept that
+/// window sets the TTL to zero, and every statement checks.
+#[tokio::test]
+async fn a_zero_catalog_ttl_holds_when_announcements_are_silenced() {
+    let db = EncryptedDatabase::new("race_unlisten").await;
+    db.setting("email", "text", Deterministic).await;
+    db.table(
+        "CREATE TABLE people (id int, email text);
+         CREATE FUNCTION hook() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN UNLISTEN aepg_catalog; RETURN NEW; END $$;
+         CREATE TRIGGER hook BEFORE INSERT ON people FOR EACH ROW EXECUTE FUNCTION hook();",
+        &[],
+    )
+    .await;
+    let tap = WireTap::start(&db.database.config()).await;
+    let routed = tap.route(&db.database.config());
+    let hooked = db
+        .client_at(
+            &routed,
+            db.encryption_with(|c| c.catalog_ttl(Duration::ZERO)),
+        )
+        .await;
+    let insert = "INSERT INTO people (id, email) VALUES ($1, $2)";
+    hooked
+        .execute(insert, &[&0, &"before@example.org"])
+        .await
+        .unwrap();
+    db.plain
+        .batch_execute(
+            "DELETE FROM people;
+             ALTER TABLE people ALTER COLUMN email TYPE aepg.ciphertext USING NULL",
+        )
+        .await
+        .unwrap();
+    db.admin
+        .assign_column(
+            &mut *db.admin_connection().await,
+            &ColumnName::new("public", "people", "email"),
+            "email",
+        )
+        .await
+        .unwrap();
+    hooked
+        .execute(insert, &[&1, &"hooked-SECRET"])
+        .await
+        .unwrap();
+    assert!(!tap.saw(b"hooked-SECRET"));
 }
 
 /// `SET TRANSACTION ISOLATION LEVEL` must come before a transaction's
