@@ -75,6 +75,15 @@ impl Analyzer<'_> {
             };
             let merged = self.join_constraint(constraint, level, left_start, right_start)?;
             star = joined_star(star, right, &merged, right_wins);
+            if matches!(constraint, JoinConstraint::Natural) {
+                // Which columns merge, and so where every column lands, is
+                // decided by the server's column names.
+                if let Some(columns) = star.as_mut() {
+                    for column in columns {
+                        column.server_ordered = true;
+                    }
+                }
+            }
         }
         Ok(star)
     }

@@ -212,6 +212,10 @@ pub struct StatementAnalysis {
     pub changes_session: bool,
     /// The tables with encrypted columns the text touches.
     pub encrypted_tables: Vec<TableName>,
+    /// Whether a transaction block is open after the text, when it opens
+    /// one (`BEGIN`, `COMMIT AND CHAIN`) or closes one (`COMMIT`,
+    /// `ROLLBACK`); `None` when it does neither.
+    pub transaction_block: Option<bool>,
 }
 
 /// One result column as the analysis sees it.
@@ -402,7 +406,9 @@ fn analyze_text(sql: &str, schema: &dyn SchemaView) -> Result<StatementAnalysis,
     let mut changes_session = false;
     let mut result_columns = Vec::new();
     let mut encrypted_tables: Vec<TableName> = Vec::new();
+    let mut transaction_block = None;
     for statement in &statements {
+        transaction_block = transaction_block_after(statement).or(transaction_block);
         let mut analyzer = Analyzer::new(schema);
         if let Err(refusal) = analyzer.statement(statement) {
             return Err(analyzer.explain_refusal(refusal));
@@ -431,7 +437,24 @@ fn analyze_text(sql: &str, schema: &dyn SchemaView) -> Result<StatementAnalysis,
         result_columns,
         changes_session,
         encrypted_tables,
+        transaction_block,
     })
+}
+
+/// Whether a transaction block is open after `statement`, when it opens
+/// one (`BEGIN`, `COMMIT AND CHAIN`, `ROLLBACK AND CHAIN`) or closes one
+/// (`COMMIT`, `ROLLBACK` without `TO`).
+fn transaction_block_after(statement: &sqlparser::ast::Statement) -> Option<bool> {
+    use sqlparser::ast::Statement;
+    match statement {
+        Statement::StartTransaction { .. } => Some(true),
+        Statement::Commit { chain, .. }
+        | Statement::Rollback {
+            chain,
+            savepoint: None,
+        } => Some(*chain),
+        _ => None,
+    }
 }
 
 /// PostgreSQL's own parser must read the same encrypted tables in `sql` as
@@ -509,22 +532,14 @@ pub(crate) fn session_control(sql: &str) -> Option<ControlText> {
     let mut effect = None;
     let mut block_open_after = None;
     for statement in &statements {
+        block_open_after = transaction_block_after(statement).or(block_open_after);
         let this = match statement {
-            Statement::StartTransaction { .. } => {
-                block_open_after = Some(true);
-                SessionControl::Keeps
-            }
-            Statement::ShowVariable { .. } | Statement::Savepoint { .. } => SessionControl::Keeps,
+            Statement::StartTransaction { .. }
+            | Statement::ShowVariable { .. }
+            | Statement::Savepoint { .. } => SessionControl::Keeps,
             Statement::Commit { .. }
-            | Statement::Rollback {
-                savepoint: None, ..
-            } => {
-                block_open_after = Some(false);
-                SessionControl::EndsTransaction
-            }
-            Statement::Rollback { .. } | Statement::ReleaseSavepoint { .. } => {
-                SessionControl::EndsTransaction
-            }
+            | Statement::Rollback { .. }
+            | Statement::ReleaseSavepoint { .. } => SessionControl::EndsTransaction,
             Statement::Set(_) | Statement::Reset(_) | Statement::Discard { .. } => {
                 SessionControl::Changes
             }
@@ -610,6 +625,7 @@ fn unparsed(
         result_columns: Vec::new(),
         changes_session: true,
         encrypted_tables: Vec::new(),
+        transaction_block: None,
     })
 }
 

@@ -336,6 +336,16 @@ pub(super) const CORPUS: &[(&str, Expected)] = &[
         "SELECT * FROM (SELECT * FROM patients) s WHERE s.ssn = $1",
         Touching(&[Compare("patients.ssn")]),
     ),
+    (
+        "SELECT s.y FROM (SELECT * FROM (SELECT ssn AS secret, name AS who FROM patients) AS l \
+         NATURAL JOIN plain) AS s(x, y) WHERE s.x = $1",
+        Refuses(Unsupported("public.patients")),
+    ),
+    (
+        "SELECT s.y FROM (SELECT * FROM (SELECT ssn AS secret, name AS who FROM patients) AS l \
+         JOIN plain ON true) AS s(x, y) WHERE s.x = $1",
+        Touching(&[Compare("patients.ssn")]),
+    ),
     ("SELECT x FROM plain AS p(x, y) WHERE y = $1", NotTouching(&[Plain])),
     ("SELECT * FROM plain UNION ALL SELECT $1, $2", NotTouching(&[Plain, Plain])),
     // An unqualified name an inner query binds, while an outer query has an
@@ -612,6 +622,10 @@ fn mismatch(
             .as_ref()
             .map(|analysis| analysis.encrypted_tables.clone())
             .unwrap_or_default(),
+        transaction_block: actual
+            .as_ref()
+            .ok()
+            .and_then(|analysis| analysis.transaction_block),
     };
     let matches = match (expected, actual) {
         (Expected::Touching(parameters), Ok(analysis)) => *analysis == accepted(parameters, true),

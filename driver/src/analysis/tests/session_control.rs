@@ -51,6 +51,8 @@ fn opening_and_closing_a_transaction_block_is_told() {
     );
     assert_eq!(block("COMMIT; BEGIN"), Some(true));
     assert_eq!(block("ROLLBACK TO SAVEPOINT a"), None);
+    assert_eq!(block("COMMIT AND CHAIN"), Some(true));
+    assert_eq!(block("ROLLBACK AND CHAIN"), Some(true));
     assert_eq!(block("SET search_path = x"), None);
 }
 
