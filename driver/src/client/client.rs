@@ -97,6 +97,7 @@ impl Client {
     /// Database errors.
     pub async fn transaction(&mut self) -> Result<Transaction<'_>, Error> {
         let inner = self.inner.transaction().await?;
+        self.state.transaction_started();
         Ok(Transaction::new(inner, &self.state))
     }
 

@@ -36,6 +36,9 @@ pub(crate) struct ConnectionState {
     /// Inside a transaction block opened by `BEGIN` text (rather than
     /// through [`Client::transaction`](crate::Client::transaction)).
     text_transaction: AtomicBool,
+    /// Whether a statement ran since the current transaction began, so a
+    /// repeatable-read snapshot may already be older than the catalog.
+    statement_ran: AtomicBool,
 }
 
 impl ConnectionState {
@@ -48,6 +51,7 @@ impl ConnectionState {
             listening: AtomicBool::new(false),
             session_changed: AtomicBool::new(false),
             text_transaction: AtomicBool::new(false),
+            statement_ran: AtomicBool::new(true),
         }
     }
 
@@ -65,6 +69,23 @@ impl ConnectionState {
 
     pub(crate) fn set_listening(&self, listening: bool) {
         self.listening.store(listening, Ordering::SeqCst);
+    }
+
+    /// A transaction began: no statement has taken its snapshot yet.
+    pub(crate) fn transaction_started(&self) {
+        self.statement_ran.store(false, Ordering::SeqCst);
+    }
+
+    /// A statement ran (or may have): a snapshot of the current
+    /// transaction may have been taken.
+    pub(crate) fn statement_ran(&self) {
+        self.statement_ran.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a transaction snapshot, if there is one, may be older than
+    /// the statement about to run.
+    pub(crate) fn snapshot_may_be_old(&self) -> bool {
+        self.statement_ran.load(Ordering::SeqCst)
     }
 
     /// Whether a transaction block opened by `BEGIN` text is open.

@@ -96,7 +96,10 @@ pub(crate) struct ServerState {
     pub(crate) catalog: CatalogId,
     pub(crate) generation: u64,
     /// Read inside a repeatable-read or serializable transaction, after its
-    /// first statement: what it shows may be older than what is committed.
+    /// first snapshot was taken: what it shows may be older than what is
+    /// committed. (The server tells a transaction's first statement from
+    /// the others only by time, and `BEGIN` counts; the connection, which
+    /// knows whether anything ran since, narrows it down.)
     pub(crate) snapshot_bound: bool,
 }
 
@@ -139,8 +142,9 @@ pub struct Encryption {
     /// The announcement the current catalog was last confirmed after: when
     /// it is lower than `announced`, the next statement checks first.
     confirmed: AtomicU64,
-    /// The highest generation an announcement named (0 if none named one).
-    announced_generation: AtomicU64,
+    /// The highest generation an announcement named (0 if none named one),
+    /// until a check of the server shows it was never reached.
+    announced_generation: Mutex<u64>,
     seen: Mutex<Seen>,
     keys: Mutex<HashMap<u32, (Arc<CellCipher>, Instant)>>,
 }
@@ -153,7 +157,7 @@ impl Encryption {
             current: RwLock::new(None),
             announced: AtomicU64::new(0),
             confirmed: AtomicU64::new(0),
-            announced_generation: AtomicU64::new(0),
+            announced_generation: Mutex::new(0),
             seen: Mutex::new(Seen::default()),
             keys: Mutex::new(HashMap::new()),
         })
@@ -172,13 +176,25 @@ impl Encryption {
     /// # Errors
     /// As [`load_catalog`], and a catalog that was replaced or rolled back.
     pub async fn catalog(&self, client: &tokio_postgres::Client) -> Result<Arc<Catalog>, Error> {
+        self.catalog_on(client, true).await
+    }
+
+    /// [`catalog`](Self::catalog), through a connection that knows whether
+    /// a transaction snapshot may already have been taken before this read
+    /// (`snapshot_may_be_old`: some statement ran in its transaction).
+    pub(crate) async fn catalog_on(
+        &self,
+        client: &tokio_postgres::Client,
+        snapshot_may_be_old: bool,
+    ) -> Result<Arc<Catalog>, Error> {
         if let Some(catalog) = self.fresh() {
             return Ok(catalog);
         }
         match self.current_catalog() {
             Some(catalog) => {
                 let announcement = self.announced.load(Ordering::SeqCst);
-                let state = ServerState::read(client).await?;
+                let mut state = ServerState::read(client).await?;
+                state.snapshot_bound &= snapshot_may_be_old;
                 self.observed(&catalog, state, announcement, client).await
             }
             None => self.load(client).await,
@@ -202,6 +218,9 @@ impl Encryption {
         announcement: u64,
         client: &tokio_postgres::Client,
     ) -> Result<Arc<Catalog>, Error> {
+        if !state.snapshot_bound {
+            self.settle_announcements(announcement, state.generation);
+        }
         let current = self.current_catalog().unwrap_or_else(|| catalog.clone());
         if state.snapshot_bound
             && state.catalog == current.id()
@@ -214,7 +233,7 @@ impl Encryption {
             // transaction cannot see. (An announcement that names no
             // generation, or a lower one, says nothing here: it cannot lock
             // a client that only runs such transactions out.)
-            let announced = self.announced_generation.load(Ordering::SeqCst);
+            let announced = *lock(&self.announced_generation);
             if announced > state.generation.max(current.generation()) {
                 return Err(CatalogError::ChangedDuringTransaction.into());
             }
@@ -250,9 +269,21 @@ impl Encryption {
     /// announcement says (0 if it says none): every client sharing this
     /// state checks the catalog generation before its next statement.
     pub(crate) fn mark_stale(&self, generation: u64) {
-        self.announced_generation
-            .fetch_max(generation, Ordering::SeqCst);
+        let mut announced_generation = lock(&self.announced_generation);
+        *announced_generation = (*announced_generation).max(generation);
         self.announced.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The server's generation was `generation` when read after
+    /// `announcement`: if nothing was announced since, an announced
+    /// generation above it was never reached (the server announced what it
+    /// did not do), and is forgotten, so it cannot fail snapshot reads
+    /// forever.
+    fn settle_announcements(&self, announcement: u64, generation: u64) {
+        let mut announced_generation = lock(&self.announced_generation);
+        if self.announced.load(Ordering::SeqCst) == announcement {
+            *announced_generation = (*announced_generation).min(generation);
+        }
     }
 
     /// The current announcement count, to pass to [`observed`](Self::observed)

@@ -14,7 +14,9 @@ use super::parameter::{encrypt_parameter, BoundParameter};
 use super::row::{Row, RowStream};
 use super::statement::Statement;
 use super::to_statement::{ToStatement, ToStatementType};
-use crate::analysis::{analyze, session_control, ControlText, ParameterTarget, SessionControl};
+use crate::analysis::{
+    analyze, session_control, ControlText, ParameterTarget, SessionControl, StatementAnalysis,
+};
 use crate::catalog::{Catalog, CatalogError, CATALOG_CHANNEL};
 use crate::error::RowCountExpectation;
 use crate::record::CatalogId;
@@ -84,12 +86,23 @@ pub(crate) struct Executor<'a> {
 
 impl<'a> Executor<'a> {
     async fn catalog(&self) -> Result<Arc<Catalog>, Error> {
-        self.state.encryption.catalog(self.client).await
+        let snapshot_may_be_old = self.state.snapshot_may_be_old();
+        let catalog = self
+            .state
+            .encryption
+            .catalog_on(self.client, snapshot_may_be_old)
+            .await;
+        self.state.statement_ran();
+        catalog
     }
 
     async fn query_session(&self) -> Result<SessionReport, Error> {
-        let row = self.client.query_one(SESSION_QUERY, &[]).await?;
-        let report = SessionReport::read(&row)?;
+        let snapshot_may_be_old = self.state.snapshot_may_be_old();
+        let row = self.client.query_one(SESSION_QUERY, &[]).await;
+        self.state.statement_ran();
+        let mut report = SessionReport::read(&row?)?;
+        // The first statement of a transaction takes a fresh snapshot.
+        report.state.snapshot_bound &= snapshot_may_be_old;
         self.state.set_listening(report.listening);
         Ok(report)
     }
@@ -291,7 +304,18 @@ impl<'a> Executor<'a> {
     /// After running `statement`: forgets session state if it may have
     /// changed it.
     fn after_execution(&self, statement: &Statement) {
-        if statement.0.analysis.changes_session {
+        self.state.statement_ran();
+        self.after_analyzed(&statement.0.analysis);
+    }
+
+    /// After running text analyzed as `analysis`: forgets session state if
+    /// it may have changed it, and notes a transaction block it opened or
+    /// closed.
+    fn after_analyzed(&self, analysis: &StatementAnalysis) {
+        if let Some(open) = analysis.transaction_block {
+            self.state.set_text_transaction(open);
+        }
+        if analysis.changes_session {
             self.state.session_changed();
         }
     }
@@ -301,6 +325,10 @@ impl<'a> Executor<'a> {
     fn after_control(&self, control: ControlText) {
         if let Some(open) = control.block_open_after {
             self.state.set_text_transaction(open);
+        }
+        if control.block_open_after == Some(true) {
+            // Session control takes no snapshot: the block has none yet.
+            self.state.transaction_started();
         }
         match control.effect {
             SessionControl::Keeps => {}
@@ -453,9 +481,8 @@ impl<'a> Executor<'a> {
             });
         }
         let result = self.client.batch_execute(sql).await;
-        if analysis.changes_session {
-            self.state.session_changed();
-        }
+        self.state.statement_ran();
+        self.after_analyzed(&analysis);
         Ok(result?)
     }
 }

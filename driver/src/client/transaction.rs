@@ -122,6 +122,7 @@ impl<'a> TransactionBuilder<'a> {
     /// Database errors.
     pub async fn start(self) -> Result<Transaction<'a>, Error> {
         let inner = self.inner.start().await?;
+        self.state.transaction_started();
         Ok(Transaction::new(inner, self.state))
     }
 }
