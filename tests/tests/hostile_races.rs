@@ -666,6 +666,110 @@ async fn an_empty_announcement_does_not_lock_repeatable_read_transactions_out() 
     }
 }
 
+/// A transaction block opened other than through `client.transaction()`
+/// — `BEGIN` in a batch with other statements, `COMMIT AND CHAIN`,
+/// `ROLLBACK AND CHAIN`, a prepared `BEGIN` — is noticed too: inside it, a
+/// warm statement that sends plaintext is prepared again first.
+#[tokio::test]
+async fn every_way_of_opening_a_transaction_block_is_noticed() {
+    for opener in [
+        "BEGIN; SELECT 1",
+        "COMMIT AND CHAIN",
+        "ROLLBACK AND CHAIN",
+        "prepared BEGIN",
+    ] {
+        let db = EncryptedDatabase::new("race_block").await;
+        db.setting("email", "text", Deterministic).await;
+        db.table("CREATE TABLE people (id int, email text)", &[])
+            .await;
+        let tap = WireTap::start(&db.database.config()).await;
+        let routed = tap.route(&db.database.config());
+        let client = db.client_at(&routed, db.encryption_with(|c| c)).await;
+        let insert = "INSERT INTO people (id, email) VALUES ($1, $2)";
+        client
+            .execute(insert, &[&0, &"before@example.org"])
+            .await
+            .unwrap();
+        match opener {
+            "prepared BEGIN" => {
+                let begin = client.prepare("BEGIN").await.unwrap();
+                client.execute(&begin, &[]).await.unwrap();
+            }
+            "BEGIN; SELECT 1" => client.batch_execute(opener).await.unwrap(),
+            chain => {
+                client.batch_execute("BEGIN").await.unwrap();
+                client.query("SELECT 1", &[]).await.unwrap();
+                client.batch_execute(chain).await.unwrap();
+            }
+        }
+        let open: i64 = db
+            .plain
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND state LIKE 'idle in transaction%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(open, 1, "{opener}: no block open");
+        db.plain
+            .batch_execute(
+                "DELETE FROM people;
+                 ALTER TABLE people ALTER COLUMN email TYPE aepg.ciphertext USING NULL",
+            )
+            .await
+            .unwrap();
+        db.admin
+            .assign_column(
+                &mut *db.admin_connection().await,
+                &ColumnName::new("public", "people", "email"),
+                "email",
+            )
+            .await
+            .unwrap();
+        settle().await;
+        let secret = format!("{}-SECRET@example.org", opener.replace(' ', "-"));
+        let outcome = client.execute(insert, &[&2, &secret]).await;
+        assert!(!tap.saw(secret.as_bytes()), "{opener}: {outcome:?}");
+        outcome.unwrap();
+        client.batch_execute("COMMIT").await.unwrap();
+    }
+}
+
+/// An announcement naming a generation the server never reached (any role
+/// may `NOTIFY`) is forgotten at the next check that reads the server:
+/// repeatable-read transactions are not locked out for good.
+#[tokio::test]
+async fn a_spoofed_announcement_does_not_lock_snapshot_transactions_out() {
+    let db = EncryptedDatabase::new("race_notify_max").await;
+    db.setting("ssn", "text", Deterministic).await;
+    db.table(
+        "CREATE TABLE patients (id int, ssn aepg.ciphertext)",
+        &[("patients", "ssn", "ssn")],
+    )
+    .await;
+    let mut client = db.client().await;
+    client.query("SELECT 1", &[]).await.unwrap();
+    db.plain
+        .batch_execute("NOTIFY aepg_catalog, '18446744073709551615'")
+        .await
+        .unwrap();
+    settle().await;
+    for _ in 0..3 {
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .start()
+            .await
+            .unwrap();
+        tx.query("SELECT id FROM patients WHERE ssn = $1", &[&"x"])
+            .await
+            .unwrap();
+        tx.rollback().await.unwrap();
+    }
+}
+
 /// A function the server hooks into the application's session can
 /// `UNLISTEN`: announcements then stop, and warm statements go unchecked
 /// until the catalog TTL runs out. An application that cannot accept that
