@@ -342,7 +342,9 @@ impl Encryption {
             .map(|current| current.catalog.clone())
     }
 
-    fn fresh(&self) -> Option<Arc<Catalog>> {
+    /// The current catalog, if it needs no check yet: within the TTL, and
+    /// no change announced since it was last confirmed.
+    pub(crate) fn fresh(&self) -> Option<Arc<Catalog>> {
         if self.announced.load(Ordering::SeqCst) > self.confirmed.load(Ordering::SeqCst) {
             return None;
         }

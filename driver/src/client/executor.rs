@@ -86,6 +86,9 @@ pub(crate) struct Executor<'a> {
 
 impl<'a> Executor<'a> {
     async fn catalog(&self) -> Result<Arc<Catalog>, Error> {
+        if let Some(catalog) = self.state.encryption.fresh() {
+            return Ok(catalog);
+        }
         let snapshot_may_be_old = self.state.snapshot_may_be_old();
         let catalog = self
             .state
