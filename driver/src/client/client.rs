@@ -46,9 +46,10 @@ pub struct Client {
 impl Client {
     /// Wraps a connected tokio-postgres client (from any TLS connector or
     /// pool) whose connection aepg does not drive: announcements of catalog
-    /// changes cannot reach it, so it relies on checking the catalog
-    /// generation before each new statement text and on the catalog TTL.
-    /// Prefer [`connect`] or [`Client::with_connection`], which hear them.
+    /// changes cannot reach it, so it reads the catalog generation with
+    /// each new statement text, and prepares a cached statement again
+    /// before it sends plaintext parameters (one round trip more). Prefer
+    /// [`connect`] or [`Client::with_connection`], which hear them.
     ///
     /// Nothing is sent until the first statement, which loads the shared
     /// catalog if `encryption` has none yet.
