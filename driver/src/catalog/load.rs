@@ -180,7 +180,10 @@ impl<'r> Loader<'r> {
         let mut verified: Vec<VerifiedManifest> = Vec::new();
         for row in rows {
             let name: Option<String> = row.try_get(0).unwrap_or(None);
-            let what = format!("manifest of master key {name:?}");
+            let what = match &name {
+                Some(name) => format!("manifest of master key {name:?}"),
+                None => "a manifest".to_owned(),
+            };
             let Some(name) = name else {
                 rejected.push(format!("{what}: its row names no master key"));
                 self.skip(what, Skip::tampered("its row names no master key"));
@@ -250,7 +253,7 @@ impl<'r> Loader<'r> {
         let record = signed
             .verify(self.registry, &record.master_key, &self.catalog.id)
             .await
-            .map_err(Skip::from_record)?;
+            .map_err(|error| Skip::unverified(error, &record.master_key))?;
         Ok(VerifiedManifest {
             master_key_name: record.master_key_name.clone(),
             master_key: record.master_key.clone(),
@@ -334,7 +337,7 @@ impl<'r> Loader<'r> {
         value
             .verify(self.registry, &record.master_key, &self.catalog.id)
             .await
-            .map_err(Skip::from_record)?;
+            .map_err(|error| Skip::unverified(error, &record.master_key))?;
         Ok(value)
     }
 
@@ -517,20 +520,38 @@ impl<'r> Loader<'r> {
             values,
             || Skip {
                 kind: SkipReason::Dependency,
-                reason: format!("its column key {key_id} was not loaded"),
+                reason: self.why_key_not_loaded(key_id),
             },
             |value| async move {
+                let master_key = &value.unverified().master_key;
                 signed
-                    .verify(
-                        self.registry,
-                        &value.unverified().master_key,
-                        &self.catalog.id,
-                    )
+                    .verify(self.registry, master_key, &self.catalog.id)
                     .await
-                    .map_err(Skip::from_record)
+                    .map_err(|error| Skip::unverified(error, master_key))
             },
         )
         .await
+    }
+
+    /// Why column key `key_id` is missing: the reasons its wrapped values
+    /// were left out, which name their master keys.
+    fn why_key_not_loaded(&self, key_id: u32) -> String {
+        let prefix = format!("column key {key_id} under ");
+        let reasons: Vec<String> = self
+            .catalog
+            .skipped
+            .iter()
+            .filter(|skipped| skipped.what.starts_with(&prefix))
+            .map(|skipped| format!("{}: {}", skipped.what, skipped.reason))
+            .collect();
+        if reasons.is_empty() {
+            format!("its column key {key_id} was not loaded")
+        } else {
+            format!(
+                "its column key {key_id} was not loaded ({})",
+                reasons.join("; ")
+            )
+        }
     }
 
     fn skip(&mut self, what: String, skip: Skip) {
@@ -589,9 +610,11 @@ impl<'r> Loader<'r> {
                                 .unassigned_origins
                                 .insert((relation.oid, column.attnum));
                             ColumnProtection::Unusable {
-                                reason:
-                                    "it is aepg.ciphertext, but no verified assignment names it"
-                                        .into(),
+                                reason: format!(
+                                    "it is aepg.ciphertext, but no verified assignment names it{}",
+                                    left_out_note(&self.catalog.skipped)
+                                )
+                                .into(),
                             }
                         }
                         None => ColumnProtection::Plaintext,
@@ -749,6 +772,28 @@ impl<'r> Loader<'r> {
     }
 }
 
+/// What an unassigned ciphertext column's message adds when records could
+/// not be checked: the assignment may be among them.
+pub(crate) fn left_out_note(skipped: &[SkippedRecord]) -> String {
+    let unverifiable: Vec<&SkippedRecord> = skipped
+        .iter()
+        .filter(|skipped| skipped.kind == SkipReason::Unverifiable)
+        .collect();
+    let reasons: std::collections::BTreeSet<&str> = unverifiable
+        .iter()
+        .map(|skipped| skipped.reason.as_str())
+        .collect();
+    if reasons.is_empty() {
+        return String::new();
+    }
+    let reasons: Vec<&str> = reasons.into_iter().collect();
+    format!(
+        " ({} catalog records could not be checked: {})",
+        unverifiable.len(),
+        reasons.join("; ")
+    )
+}
+
 /// Why a record was left out.
 struct Skip {
     kind: SkipReason,
@@ -778,6 +823,18 @@ impl Skip {
                 SkipReason::Unverifiable
             },
             reason: error.to_string(),
+        }
+    }
+
+    /// A record whose check under `master_key` failed: forged, or the key
+    /// could not be used (named, with why: missing, untrusted, store down).
+    fn unverified(error: RecordError, master_key: &MasterKeyLocation) -> Self {
+        if error.is_forgery() {
+            return Self::from_record(error);
+        }
+        Self {
+            kind: SkipReason::Unverifiable,
+            reason: format!("master key {master_key} cannot be used: {error}"),
         }
     }
 }

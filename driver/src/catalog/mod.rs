@@ -29,3 +29,4 @@ pub use model::{
 pub use pin::{PinFileError, PinnedColumn, Pins, PIN_FILE_FORMAT};
 
 pub(crate) use install::CATALOG_STATE_QUERY;
+pub(crate) use load::left_out_note;

@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use super::encryption::Encryption;
 use crate::analysis::{ResultColumn, ResultColumnSource};
-use crate::catalog::{Catalog, ColumnState, EncryptionSetting};
+use crate::catalog::{left_out_note, Catalog, ColumnState, EncryptionSetting};
 use crate::cell::{CellError, CellHeader};
 use crate::error::{DecryptError, ResultProblem};
 use crate::names::ColumnName;
@@ -148,10 +148,11 @@ fn decide(
     let label = column.name().to_owned();
     if origin.is_some_and(|(table, attnum)| catalog.is_unassigned_ciphertext_column(table, attnum))
     {
-        return plan(
-            label,
-            refused("the column is aepg.ciphertext but has no verified encryption assignment"),
+        let reason = format!(
+            "the column is aepg.ciphertext but has no verified encryption assignment{}",
+            left_out_note(catalog.skipped())
         );
+        return plan(label, refused(&reason));
     }
     let decryption = match analyzed.map(|r| &r.source) {
         Some(ResultColumnSource::Encrypted(encryption)) => {
