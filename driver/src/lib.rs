@@ -72,7 +72,7 @@ pub use client::{
     connect, Client, ColumnDecryption, ColumnIndex, Connection, Encryption, EncryptionConfig,
     Explanation, ParameterEncryption, ParameterExplanation, ResultColumnExplanation, Row,
     RowStream, Statement, ToStatement, Transaction, TransactionBuilder, DEFAULT_CATALOG_TTL,
-    DEFAULT_KEY_TTL,
+    DEFAULT_KEY_TTL, DEFAULT_STATEMENT_CACHE_CAPACITY,
 };
 pub use error::{
     CrossCheckProblem, DatabaseError, DecryptError, Error, ParameterProblem, ResultProblem,

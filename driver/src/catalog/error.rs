@@ -182,6 +182,16 @@ pub enum CatalogError {
     /// being prepared.
     #[error("the aepg catalog or the session's search path kept changing while the statement was prepared; try again")]
     Unsettled,
+    /// The catalog could not be checked or loaded within the refresh
+    /// timeout (a lock held on a table of schema `aepg`, a stalled
+    /// connection) when no verified catalog could be used instead.
+    #[error("the aepg catalog could not be {step} within {timeout:?}: see whether a session holds a lock on a table of schema aepg, or the connection stalled")]
+    RefreshTimedOut {
+        /// What ran out of time (`checked`, `loaded`).
+        step: &'static str,
+        /// The refresh timeout.
+        timeout: std::time::Duration,
+    },
     /// A number in the catalog is out of the range of its kind of id.
     #[error("{what} {value} is out of range")]
     IdOutOfRange {

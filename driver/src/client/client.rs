@@ -134,6 +134,12 @@ impl Client {
     pub fn is_closed(&self) -> bool {
         self.inner.is_closed()
     }
+
+    /// How many prepared statements this connection keeps in its cache
+    /// (at most [`EncryptionConfig::statement_cache_capacity`](crate::EncryptionConfig::statement_cache_capacity)).
+    pub fn cached_statements(&self) -> usize {
+        self.state.cached_statements()
+    }
 }
 
 impl std::fmt::Debug for Client {

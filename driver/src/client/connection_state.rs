@@ -1,13 +1,14 @@
 //! What aepg keeps per connection: the statement cache and the session's
 //! name resolution (search path, temporary tables).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::connection::Watch;
 use super::encryption::Encryption;
 use super::statement::Statement;
+use super::statement_cache::StatementCache;
+use crate::catalog::Catalog;
 use crate::support::lock;
 
 /// How the session resolves unqualified table names, as the server reported it.
@@ -26,7 +27,7 @@ pub(crate) struct ConnectionState {
     /// Set when the connection is driven by an [`aepg::Connection`](super::Connection),
     /// so catalog announcements reach `encryption`.
     watch: Option<Arc<Watch>>,
-    statements: Mutex<HashMap<String, Statement>>,
+    statements: Mutex<StatementCache>,
     resolution: Mutex<Option<NameResolution>>,
     /// Whether this session listens on the catalog channel.
     listening: AtomicBool,
@@ -43,10 +44,11 @@ pub(crate) struct ConnectionState {
 
 impl ConnectionState {
     pub(crate) fn new(encryption: Arc<Encryption>, watch: Option<Arc<Watch>>) -> Self {
+        let statements = StatementCache::new(encryption.statement_cache_capacity());
         Self {
             encryption,
             watch,
-            statements: Mutex::new(HashMap::new()),
+            statements: Mutex::new(statements),
             resolution: Mutex::new(None),
             listening: AtomicBool::new(false),
             session_changed: AtomicBool::new(false),
@@ -107,12 +109,23 @@ impl ConnectionState {
         *lock(&self.resolution) = Some(resolution);
     }
 
-    pub(crate) fn cached(&self, sql: &str) -> Option<Statement> {
-        lock(&self.statements).get(sql).cloned()
+    /// The statement cached for `sql`, if it was analyzed against `catalog`.
+    pub(crate) fn cached(&self, sql: &str, catalog: &Arc<Catalog>) -> Option<Statement> {
+        lock(&self.statements).get(sql, catalog)
     }
 
-    pub(crate) fn cache(&self, sql: &str, statement: Statement) {
-        lock(&self.statements).insert(sql.to_owned(), statement);
+    pub(crate) fn cache(&self, statement: Statement) {
+        lock(&self.statements).insert(statement);
+    }
+
+    /// Forgets a cached statement the server no longer runs as prepared.
+    pub(crate) fn uncache(&self, statement: &Statement) {
+        lock(&self.statements).remove(statement);
+    }
+
+    /// How many statements the cache holds.
+    pub(crate) fn cached_statements(&self) -> usize {
+        lock(&self.statements).len()
     }
 
     /// Forgets the name resolution and every analysis made with it, after a

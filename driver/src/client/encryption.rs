@@ -3,7 +3,7 @@
 //! unwrapped column keys.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,14 @@ use crate::Error;
 pub const DEFAULT_CATALOG_TTL: Duration = Duration::from_secs(60);
 /// Default time an unwrapped column key is kept before the key store is asked again.
 pub const DEFAULT_KEY_TTL: Duration = Duration::from_secs(2 * 60 * 60);
+/// Default number of prepared statements each connection keeps.
+pub const DEFAULT_STATEMENT_CACHE_CAPACITY: usize = 256;
+/// Default bound on one check or load of the catalog (also the
+/// `lock_timeout` it runs under, where aepg can set one).
+pub const DEFAULT_CATALOG_REFRESH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default age past which a catalog that could not be checked again is no
+/// longer used.
+pub const DEFAULT_CATALOG_MAX_STALENESS: Duration = Duration::from_secs(5 * 60);
 
 /// How clients encrypt: the key stores, the pins, the cache lifetimes.
 #[derive(Clone, Debug)]
@@ -31,6 +39,9 @@ pub struct EncryptionConfig {
     pins: Pins,
     catalog_ttl: Duration,
     key_ttl: Duration,
+    statement_cache_capacity: usize,
+    catalog_refresh_timeout: Duration,
+    catalog_max_staleness: Duration,
 }
 
 impl EncryptionConfig {
@@ -41,6 +52,9 @@ impl EncryptionConfig {
             pins: Pins::new(),
             catalog_ttl: DEFAULT_CATALOG_TTL,
             key_ttl: DEFAULT_KEY_TTL,
+            statement_cache_capacity: DEFAULT_STATEMENT_CACHE_CAPACITY,
+            catalog_refresh_timeout: DEFAULT_CATALOG_REFRESH_TIMEOUT,
+            catalog_max_staleness: DEFAULT_CATALOG_MAX_STALENESS,
         }
     }
 
@@ -82,11 +96,97 @@ impl EncryptionConfig {
         self.key_ttl = ttl;
         self
     }
+
+    /// How many prepared statements each connection keeps (default 256;
+    /// zero = none, every execution prepares its text again). The least
+    /// recently used one is closed on the server when a new text needs
+    /// room. Applications that build many distinct texts (literals in the
+    /// text, `IN` lists of varying length) stay bounded on both sides.
+    pub fn statement_cache_capacity(mut self, capacity: usize) -> Self {
+        self.statement_cache_capacity = capacity;
+        self
+    }
+
+    /// How long one check or load of the catalog may take (default 2 s).
+    /// Outside a transaction block the check also runs under this
+    /// `lock_timeout`, so a lock held on a catalog table fails it instead of
+    /// stalling the connection.
+    pub fn catalog_refresh_timeout(mut self, timeout: Duration) -> Self {
+        self.catalog_refresh_timeout = timeout;
+        self
+    }
+
+    /// How old the verified catalog may grow while checks of it fail or
+    /// time out (default five minutes). Until then, when only the
+    /// [`catalog_ttl`](Self::catalog_ttl) ran out, one client at a time
+    /// checks the catalog and the others go on with the verified one; a
+    /// failed check is logged and leaves it in place. Past it, every
+    /// statement waits for a check and fails with its error. A change the
+    /// server announced or reported is never waited out: statements wait for
+    /// the new catalog.
+    pub fn catalog_max_staleness(mut self, age: Duration) -> Self {
+        self.catalog_max_staleness = age;
+        self
+    }
+}
+
+/// How a statement's connection may check the catalog.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CheckContext {
+    /// Some statement ran in the current transaction, so a repeatable-read
+    /// snapshot may predate the latest change.
+    pub(crate) snapshot_may_be_old: bool,
+    /// Inside a transaction block: the check must not set `lock_timeout`
+    /// (it would outlive the check) nor fail on a lock (it would abort the
+    /// application's transaction).
+    pub(crate) in_block: bool,
+}
+
+impl CheckContext {
+    /// For a connection aepg knows nothing of.
+    const UNKNOWN: Self = Self {
+        snapshot_may_be_old: true,
+        in_block: true,
+    };
+}
+
+/// Why a check of the catalog failed: before anything was learned of the
+/// server's catalog (it could not be read), or after.
+enum CheckError {
+    Unread(Error),
+    Failed(Error),
+}
+
+impl From<CheckError> for Error {
+    fn from(error: CheckError) -> Self {
+        match error {
+            CheckError::Unread(error) | CheckError::Failed(error) => error,
+        }
+    }
+}
+
+/// The claim on the one catalog check that runs while only the TTL ran
+/// out, released when dropped (also when the statement is abandoned).
+struct RefreshClaim<'a>(&'a AtomicBool);
+
+impl<'a> RefreshClaim<'a> {
+    fn take(flag: &'a AtomicBool) -> Option<Self> {
+        flag.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .ok()
+            .map(|_| Self(flag))
+    }
+}
+
+impl Drop for RefreshClaim<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 struct Current {
     catalog: Arc<Catalog>,
     checked_at: Instant,
+    loaded_at: Instant,
 }
 
 /// What the server reports of its catalog, and whether the report comes
@@ -113,7 +213,58 @@ impl ServerState {
             snapshot_bound: row.try_get(2)?,
         })
     }
+
+    /// Reads the state outside a transaction block, waiting at most
+    /// `lock_timeout` for a lock on any catalog table: one simple-query
+    /// message runs as one implicit transaction, so `SET LOCAL` ends with
+    /// it, and the probe names every catalog table, so a table locked
+    /// against readers fails the read instead of stalling the later load.
+    async fn read_guarded(
+        client: &tokio_postgres::Client,
+        lock_timeout: Duration,
+    ) -> Result<Self, Error> {
+        let milliseconds = lock_timeout.as_millis().clamp(1, i32::MAX as u128);
+        let sql = format!("SET LOCAL lock_timeout = {milliseconds}; {CATALOG_STATE_PROBE}");
+        let messages = client.simple_query(&sql).await.map_err(|error| {
+            if error.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+                Error::from(CatalogError::RefreshTimedOut {
+                    step: "checked",
+                    timeout: lock_timeout,
+                })
+            } else {
+                error.into()
+            }
+        })?;
+        let row = messages
+            .iter()
+            .find_map(|message| match message {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+                _ => None,
+            })
+            .ok_or(CatalogError::NotInstalled)?;
+        let malformed = || CatalogError::MalformedRow {
+            row: "aepg.catalog_version".to_owned(),
+            reason: "its identity or generation cannot be read".to_owned(),
+        };
+        let id = hex::decode(row.get(0).ok_or_else(malformed)?).map_err(|_| malformed())?;
+        let generation: i64 = row
+            .get(1)
+            .and_then(|text| text.parse().ok())
+            .ok_or_else(malformed)?;
+        Ok(Self {
+            catalog: CatalogId::from_slice(&id)?,
+            generation: generation_from_sql(generation)?,
+            snapshot_bound: false,
+        })
+    }
 }
+
+/// The catalog's identity (hex) and generation, as a probe of every table
+/// of the catalog: reading it takes each table's lock a load will need.
+const CATALOG_STATE_PROBE: &str = "SELECT pg_catalog.encode(v.instance_id, 'hex'), v.generation \
+     FROM aepg.catalog_version v WHERE NOT EXISTS (SELECT FROM aepg.master_keys, aepg.manifests, \
+     aepg.column_keys, aepg.column_key_values, aepg.encryption_settings, aepg.column_assignments \
+     WHERE false)";
 
 /// The highest of everything seen of the catalog: a later load may only
 /// move forward from it.
@@ -133,7 +284,9 @@ struct Seen {
 ///
 /// No lock is held across a query: each client checks and loads on its own
 /// connection (a load may be duplicated under contention), so one stalled
-/// connection never holds up the others.
+/// connection never holds up the others. When only the catalog TTL ran out,
+/// one client checks and the others go on with the verified catalog (see
+/// [`EncryptionConfig::catalog_max_staleness`]).
 pub struct Encryption {
     config: EncryptionConfig,
     current: RwLock<Option<Current>>,
@@ -146,6 +299,13 @@ pub struct Encryption {
     /// until a check of the server shows it was never reached.
     announced_generation: Mutex<u64>,
     seen: Mutex<Seen>,
+    /// The highest generation the server reported outside a transaction
+    /// snapshot: a catalog below it is out of date, whatever its TTL says.
+    reported_generation: AtomicU64,
+    /// Held by the one client checking the catalog because its TTL ran out.
+    refreshing: AtomicBool,
+    /// Why the last check that kept the verified catalog in use failed.
+    refresh_failure: Mutex<Option<String>>,
     keys: Mutex<HashMap<u32, (Arc<CellCipher>, Instant)>>,
 }
 
@@ -159,6 +319,9 @@ impl Encryption {
             confirmed: AtomicU64::new(0),
             announced_generation: Mutex::new(0),
             seen: Mutex::new(Seen::default()),
+            reported_generation: AtomicU64::new(0),
+            refreshing: AtomicBool::new(false),
+            refresh_failure: Mutex::new(None),
             keys: Mutex::new(HashMap::new()),
         })
     }
@@ -166,6 +329,11 @@ impl Encryption {
     /// The key stores.
     pub fn registry(&self) -> &KeyStoreRegistry {
         &self.config.registry
+    }
+
+    /// How many prepared statements each connection keeps.
+    pub(crate) fn statement_cache_capacity(&self) -> usize {
+        self.config.statement_cache_capacity
     }
 
     /// The catalog to analyze against: the loaded one while it is fresh
@@ -176,29 +344,135 @@ impl Encryption {
     /// # Errors
     /// As [`load_catalog`], and a catalog that was replaced or rolled back.
     pub async fn catalog(&self, client: &tokio_postgres::Client) -> Result<Arc<Catalog>, Error> {
-        self.catalog_on(client, true).await
+        self.catalog_on(client, CheckContext::UNKNOWN).await
     }
 
-    /// [`catalog`](Self::catalog), through a connection that knows whether
-    /// a transaction snapshot may already have been taken before this read
-    /// (`snapshot_may_be_old`: some statement ran in its transaction).
+    /// [`catalog`](Self::catalog), through a connection whose transaction
+    /// state `context` describes.
+    ///
+    /// When only the TTL ran out, one client checks (bounded by the refresh
+    /// timeout) while the others go on with the verified catalog; a check
+    /// that cannot read the server's catalog is logged and leaves the
+    /// verified catalog in use until it is older than the staleness limit.
+    /// A change announced or reported, or a catalog past that limit, is
+    /// checked by every statement, which fails if the check does.
     pub(crate) async fn catalog_on(
         &self,
         client: &tokio_postgres::Client,
-        snapshot_may_be_old: bool,
+        context: CheckContext,
     ) -> Result<Arc<Catalog>, Error> {
         if let Some(catalog) = self.fresh() {
             return Ok(catalog);
         }
-        match self.current_catalog() {
-            Some(catalog) => {
-                let announcement = self.announced.load(Ordering::SeqCst);
-                let mut state = ServerState::read(client).await?;
-                state.snapshot_bound &= snapshot_may_be_old;
-                self.observed(&catalog, state, announcement, client).await
-            }
-            None => self.load(client).await,
+        let Some(current) = self.current_catalog() else {
+            return self
+                .bounded("loaded", async {
+                    self.load(client).await.map_err(CheckError::Failed)
+                })
+                .await;
+        };
+        if !self.may_stay(&current) {
+            return self
+                .bounded("checked", self.check(client, &current, context))
+                .await;
         }
+        let Some(_claim) = RefreshClaim::take(&self.refreshing) else {
+            // Another client is checking: the verified catalog serves meanwhile.
+            return Ok(current);
+        };
+        let timeout = self.config.catalog_refresh_timeout;
+        let failure =
+            match tokio::time::timeout(timeout, self.check(client, &current, context)).await {
+                Ok(Ok(catalog)) => {
+                    *lock(&self.refresh_failure) = None;
+                    return Ok(catalog);
+                }
+                Ok(Err(CheckError::Failed(error))) => return Err(error),
+                Ok(Err(CheckError::Unread(error))) => error.to_string(),
+                Err(_) => CatalogError::RefreshTimedOut {
+                    step: "checked",
+                    timeout,
+                }
+                .to_string(),
+            };
+        if !self.may_stay(&current) {
+            // The check learned of a newer catalog before it gave out.
+            return Err(CatalogError::RefreshTimedOut {
+                step: "loaded",
+                timeout,
+            }
+            .into());
+        }
+        tracing::warn!(
+            generation = current.generation(),
+            failure = %failure,
+            "aepg could not check the catalog; the verified catalog stays in use"
+        );
+        *lock(&self.refresh_failure) = Some(failure);
+        Ok(current)
+    }
+
+    /// Why the last check of the catalog failed while the verified catalog
+    /// stayed in use (a lock on a catalog table, a timeout, a connection
+    /// error), until a check succeeds again. For health checks: statements
+    /// fail only once the catalog is older than the staleness limit.
+    pub fn refresh_failure(&self) -> Option<String> {
+        lock(&self.refresh_failure).clone()
+    }
+
+    /// Runs a check or load, bounded by the refresh timeout.
+    async fn bounded<T>(
+        &self,
+        step: &'static str,
+        work: impl std::future::Future<Output = Result<T, CheckError>>,
+    ) -> Result<T, Error> {
+        let timeout = self.config.catalog_refresh_timeout;
+        match tokio::time::timeout(timeout, work).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(CatalogError::RefreshTimedOut { step, timeout }.into()),
+        }
+    }
+
+    /// Reads the server's catalog state through `client` (under
+    /// `lock_timeout` outside a transaction block) and compares it with
+    /// `catalog`, loading the server's catalog if it moved.
+    async fn check(
+        &self,
+        client: &tokio_postgres::Client,
+        catalog: &Arc<Catalog>,
+        context: CheckContext,
+    ) -> Result<Arc<Catalog>, CheckError> {
+        let announcement = self.announced.load(Ordering::SeqCst);
+        let state = if context.in_block {
+            ServerState::read(client).await
+        } else {
+            // Half the time for the locks, so a lock's wait fails the
+            // check (and says so) before the whole check runs out of time.
+            ServerState::read_guarded(client, self.config.catalog_refresh_timeout / 2).await
+        };
+        let mut state = state.map_err(CheckError::Unread)?;
+        state.snapshot_bound &= context.snapshot_may_be_old;
+        self.observed(catalog, state, announcement, client)
+            .await
+            .map_err(CheckError::Failed)
+    }
+
+    /// Whether `catalog` may stay in use while a check of it is pending or
+    /// failed: nothing announced or reported a newer one, and it is not
+    /// older than the staleness limit.
+    fn may_stay(&self, catalog: &Arc<Catalog>) -> bool {
+        if self.announced.load(Ordering::SeqCst) > self.confirmed.load(Ordering::SeqCst)
+            || catalog.generation() < self.reported_generation.load(Ordering::SeqCst)
+        {
+            return false;
+        }
+        let limit = self
+            .config
+            .catalog_max_staleness
+            .max(self.config.catalog_ttl);
+        read(&self.current).as_ref().is_some_and(|current| {
+            Arc::ptr_eq(&current.catalog, catalog) && current.checked_at.elapsed() < limit
+        })
     }
 
     /// Compares what the server reports of its catalog with `catalog`,
@@ -220,6 +494,8 @@ impl Encryption {
     ) -> Result<Arc<Catalog>, Error> {
         if !state.snapshot_bound {
             self.settle_announcements(announcement, state.generation);
+            self.reported_generation
+                .fetch_max(state.generation, Ordering::SeqCst);
         }
         let current = self.current_catalog().unwrap_or_else(|| catalog.clone());
         if state.snapshot_bound
@@ -262,7 +538,34 @@ impl Encryption {
         &self,
         client: &tokio_postgres::Client,
     ) -> Result<Arc<Catalog>, Error> {
-        self.load(client).await
+        self.bounded("loaded", async {
+            self.load(client).await.map_err(CheckError::Failed)
+        })
+        .await
+    }
+
+    /// Loads the catalog again for the tables' shapes, which change
+    /// without a new catalog generation (a column added to an encrypted
+    /// table), unless a catalog newer than `analyzed` is current already,
+    /// or the current one was loaded less than `min_age` ago: a statement
+    /// refused under an old catalog looks again before it fails, and a
+    /// stream of refused statements must not reload the catalog (and have
+    /// every client prepare its statements again) each time.
+    ///
+    /// # Errors
+    /// As [`load_catalog`], and a catalog that was replaced or rolled back.
+    pub(crate) async fn reload_tables(
+        &self,
+        client: &tokio_postgres::Client,
+        analyzed: &Arc<Catalog>,
+        min_age: Duration,
+    ) -> Result<Arc<Catalog>, Error> {
+        if let Some(current) = read(&self.current).as_ref() {
+            if !Arc::ptr_eq(&current.catalog, analyzed) || current.loaded_at.elapsed() < min_age {
+                return Ok(current.catalog.clone());
+            }
+        }
+        self.refresh_catalog(client).await
     }
 
     /// Notes an announced change of the catalog, to `generation` as the
@@ -312,9 +615,11 @@ impl Encryption {
         }
         accept(&mut seen, &catalog)?;
         let catalog = Arc::new(catalog);
+        let now = Instant::now();
         *write(&self.current) = Some(Current {
             catalog: catalog.clone(),
-            checked_at: Instant::now(),
+            checked_at: now,
+            loaded_at: now,
         });
         drop(seen);
         self.confirmed.fetch_max(announcement, Ordering::SeqCst);
@@ -348,9 +653,11 @@ impl Encryption {
         if self.announced.load(Ordering::SeqCst) > self.confirmed.load(Ordering::SeqCst) {
             return None;
         }
+        let reported = self.reported_generation.load(Ordering::SeqCst);
         read(&self.current)
             .as_ref()
             .filter(|current| current.checked_at.elapsed() < self.config.catalog_ttl)
+            .filter(|current| current.catalog.generation() >= reported)
             .map(|current| current.catalog.clone())
     }
 

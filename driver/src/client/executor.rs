@@ -4,12 +4,14 @@
 //! parameters bound for encrypted columns), run, decrypt the rows.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt};
 use postgres_types::ToSql;
+use tokio_postgres::error::SqlState;
 
 use super::connection_state::{ConnectionState, NameResolution};
-use super::encryption::ServerState;
+use super::encryption::{CheckContext, ServerState};
 use super::parameter::{encrypt_parameter, BoundParameter};
 use super::row::{Row, RowStream};
 use super::statement::Statement;
@@ -18,7 +20,7 @@ use crate::analysis::{
     analyze, session_control, ControlText, ParameterTarget, SessionControl, StatementAnalysis,
 };
 use crate::catalog::{Catalog, CatalogError, CATALOG_CHANNEL};
-use crate::error::RowCountExpectation;
+use crate::error::{ResultProblem, RowCountExpectation};
 use crate::record::CatalogId;
 use crate::support::generation_from_sql;
 use crate::Error;
@@ -42,6 +44,11 @@ const SESSION_QUERY: &str = "SELECT v.instance_id, v.generation, \
 /// How often a new statement text is analyzed again because the catalog or
 /// the session changed while it was being prepared, before giving up.
 const MAX_PREPARE_ATTEMPTS: usize = 4;
+
+/// The shortest time between two loads of the catalog made because a
+/// statement was refused (it may have been refused under tables' old
+/// shapes): a stream of refused statements reloads it at most this often.
+const REFUSED_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 
 struct SessionReport {
     state: ServerState,
@@ -89,12 +96,11 @@ impl<'a> Executor<'a> {
         if let Some(catalog) = self.state.encryption.fresh() {
             return Ok(catalog);
         }
-        let snapshot_may_be_old = self.state.snapshot_may_be_old();
-        let catalog = self
-            .state
-            .encryption
-            .catalog_on(self.client, snapshot_may_be_old)
-            .await;
+        let context = CheckContext {
+            snapshot_may_be_old: self.state.snapshot_may_be_old(),
+            in_block: self.in_transaction(),
+        };
+        let catalog = self.state.encryption.catalog_on(self.client, context).await;
         self.state.statement_ran();
         catalog
     }
@@ -148,8 +154,8 @@ impl<'a> Executor<'a> {
     /// (and the catalog generation read) just now rather than found in the cache.
     async fn prepared(&self, sql: &str) -> Result<(Statement, bool), Error> {
         let catalog = self.catalog().await?;
-        if let Some(statement) = self.state.cached(sql) {
-            if Arc::ptr_eq(&statement.0.catalog, &catalog) {
+        if let Some(statement) = self.state.cached(sql, &catalog) {
+            if !statement.is_invalidated() {
                 return Ok((statement, false));
             }
         }
@@ -165,15 +171,33 @@ impl<'a> Executor<'a> {
         mut catalog: Arc<Catalog>,
     ) -> Result<Statement, Error> {
         let mut resolution = self.resolution().await?;
+        // Whether the catalog and the session were read from the server
+        // during this call, and whether the catalog was loaded again.
+        let mut confirmed = false;
+        let mut reloaded = false;
         for _ in 0..MAX_PREPARE_ATTEMPTS {
             // Analyze before the text reaches the server, so a refused
             // statement is never even prepared.
             let view = catalog.schema_view(&resolution.search_path, &resolution.temp_tables);
-            let analysis = analyze(sql, &view)?;
+            let analysis = match analyze(sql, &view) {
+                Ok(analysis) => analysis,
+                Err(_) if !reloaded => {
+                    // The refusal may come from a catalog or session older
+                    // than the server's (a table encrypted or altered
+                    // since): look once before refusing.
+                    let looked = self.look_again(&catalog, &resolution, confirmed).await?;
+                    (catalog, resolution) = looked;
+                    confirmed = true;
+                    reloaded = true;
+                    continue;
+                }
+                Err(refusal) => return Err(refusal.into()),
+            };
             let announcement = self.state.encryption.announcement();
             let (inner, report) =
                 futures_util::join!(self.client.prepare(sql), self.query_session());
             let report = report?;
+            confirmed = true;
             let current = self
                 .state
                 .encryption
@@ -187,21 +211,72 @@ impl<'a> Executor<'a> {
                 self.state.set_resolution(resolution.clone());
                 continue;
             }
-            let statement = Statement::build(sql, inner?, catalog, analysis)?;
-            self.state.cache(sql, statement.clone());
-            return Ok(statement);
+            match Statement::build(sql, inner?, catalog.clone(), analysis) {
+                Ok(statement) => {
+                    self.state.cache(statement.clone());
+                    return Ok(statement);
+                }
+                Err(Error::ResultMismatch {
+                    problem: ResultProblem::ColumnCount { .. },
+                }) if !reloaded => {
+                    // A table changed shape since the catalog was loaded
+                    // (a column added or dropped): load it again, once.
+                    catalog = self
+                        .state
+                        .encryption
+                        .reload_tables(self.client, &catalog, Duration::ZERO)
+                        .await?;
+                    reloaded = true;
+                }
+                Err(error) => return Err(error),
+            }
         }
         Err(CatalogError::Unsettled.into())
     }
 
+    /// Before refusing a statement: reads the catalog generation and the
+    /// session (unless `confirmed` in this call already), and loads the
+    /// catalog again if neither moved, as tables may have changed shape
+    /// since it was loaded. Returns what to analyze against next.
+    async fn look_again(
+        &self,
+        catalog: &Arc<Catalog>,
+        resolution: &NameResolution,
+        confirmed: bool,
+    ) -> Result<(Arc<Catalog>, NameResolution), Error> {
+        if !confirmed {
+            let announcement = self.state.encryption.announcement();
+            let report = self.query_session().await?;
+            let current = self
+                .state
+                .encryption
+                .observed(catalog, report.state, announcement, self.client)
+                .await?;
+            if !Arc::ptr_eq(&current, catalog) || report.resolution != *resolution {
+                self.state.set_resolution(report.resolution.clone());
+                return Ok((current, report.resolution));
+            }
+        }
+        let current = self
+            .state
+            .encryption
+            .reload_tables(self.client, catalog, REFUSED_RELOAD_INTERVAL)
+            .await?;
+        Ok((current, resolution.clone()))
+    }
+
     /// The statement to run: a text prepared (or found in the cache), or a
-    /// prepared statement analyzed again if the catalog changed since.
-    async fn resolve(&self, statement: &(impl ToStatement + ?Sized)) -> Result<Statement, Error> {
+    /// prepared statement analyzed again if the catalog changed since; and
+    /// whether it was prepared just now.
+    async fn resolve(
+        &self,
+        statement: &(impl ToStatement + ?Sized),
+    ) -> Result<(Statement, bool), Error> {
         let (statement, fresh) = match statement.__convert() {
             ToStatementType::Text(sql) => self.prepared(sql).await?,
             ToStatementType::Statement(statement) => {
                 let catalog = self.catalog().await?;
-                if Arc::ptr_eq(&statement.0.catalog, &catalog) {
+                if Arc::ptr_eq(&statement.0.catalog, &catalog) && !statement.is_invalidated() {
                     (statement.clone(), false)
                 } else {
                     self.prepared(&statement.0.sql).await?
@@ -209,9 +284,39 @@ impl<'a> Executor<'a> {
             }
         };
         if fresh {
-            return Ok(statement);
+            return Ok((statement, true));
         }
         self.current(statement).await
+    }
+
+    /// Whether `error`, from running `statement` as cached, says the server
+    /// no longer runs it as prepared: it was deallocated (`DEALLOCATE ALL`,
+    /// `DISCARD ALL` sent past aepg: SQLSTATE 26000), or a table it reads
+    /// changed shape ("cached plan must not change result type": 0A000).
+    /// Both come at bind time, before the statement did anything, and any
+    /// failed statement outside a transaction block is rolled back; so
+    /// there it is prepared again (with a fresh analysis) and run once more.
+    /// Inside a block the error has aborted the transaction: it is returned,
+    /// and the statement is prepared again at its next use.
+    fn retries(&self, statement: &Statement, error: &tokio_postgres::Error) -> bool {
+        let code = error.code();
+        if code != Some(&SqlState::INVALID_SQL_STATEMENT_NAME)
+            && code != Some(&SqlState::FEATURE_NOT_SUPPORTED)
+        {
+            return false;
+        }
+        statement.invalidate();
+        self.state.uncache(statement);
+        // (tokio-postgres's own statements for looking up types went too,
+        // and it cannot prepare them again: its type cache is kept, so the
+        // types it has seen, `aepg.ciphertext` among them, still resolve.)
+        !self.in_transaction()
+    }
+
+    /// `statement`'s text analyzed and prepared again, against the current catalog.
+    async fn prepare_again(&self, statement: &Statement) -> Result<Statement, Error> {
+        let catalog = self.catalog().await?;
+        self.prepare_afresh(&statement.0.sql, catalog).await
     }
 
     /// A client that cannot hear catalog announcements (its connection is
@@ -223,7 +328,7 @@ impl<'a> Executor<'a> {
     /// snapshot does not hide), and the catalog generation is read in the
     /// same round trip. Clients that hear announcements skip it, as do
     /// statements that send no plaintext.
-    async fn current(&self, statement: Statement) -> Result<Statement, Error> {
+    async fn current(&self, statement: Statement) -> Result<(Statement, bool), Error> {
         let sends_plaintext = statement
             .0
             .analysis
@@ -231,10 +336,12 @@ impl<'a> Executor<'a> {
             .iter()
             .any(|target| matches!(target, ParameterTarget::Plaintext));
         if self.hears_announcements() || !sends_plaintext {
-            return Ok(statement);
+            return Ok((statement, false));
         }
-        self.prepare_afresh(&statement.0.sql, statement.0.catalog.clone())
-            .await
+        let statement = self
+            .prepare_afresh(&statement.0.sql, statement.0.catalog.clone())
+            .await?;
+        Ok((statement, true))
     }
 
     /// Whether announcements of catalog changes reach this connection now:
@@ -355,15 +462,23 @@ impl<'a> Executor<'a> {
                 inner: Box::pin(rows),
             });
         }
-        let statement = self.resolve(statement).await?;
-        let bound = self.bind(&statement, params).await?;
-        let rows = self
-            .client
-            .query_raw(&statement.0.inner, as_params(&bound))
-            .await;
-        drop(bound);
-        self.after_execution(&statement);
-        let rows = rows?;
+        let (mut statement, mut fresh) = self.resolve(statement).await?;
+        let rows = loop {
+            let bound = self.bind(&statement, params).await?;
+            let rows = self
+                .client
+                .query_raw(&statement.0.inner, as_params(&bound))
+                .await;
+            drop(bound);
+            self.after_execution(&statement);
+            match rows {
+                Err(error) if !fresh && self.retries(&statement, &error) => {
+                    statement = self.prepare_again(&statement).await?;
+                    fresh = true;
+                }
+                rows => break rows?,
+            }
+        };
         let encryption = &self.state.encryption;
         let plans = statement.0.columns.clone();
         let catalog = statement.0.catalog.clone();
@@ -431,15 +546,23 @@ impl<'a> Executor<'a> {
             self.after_control(control);
             return Ok(affected?);
         }
-        let statement = self.resolve(statement).await?;
-        let bound = self.bind(&statement, params).await?;
-        let affected = self
-            .client
-            .execute(&statement.0.inner, &as_params(&bound))
-            .await;
-        drop(bound);
-        self.after_execution(&statement);
-        Ok(affected?)
+        let (mut statement, mut fresh) = self.resolve(statement).await?;
+        loop {
+            let bound = self.bind(&statement, params).await?;
+            let affected = self
+                .client
+                .execute(&statement.0.inner, &as_params(&bound))
+                .await;
+            drop(bound);
+            self.after_execution(&statement);
+            match affected {
+                Err(error) if !fresh && self.retries(&statement, &error) => {
+                    statement = self.prepare_again(&statement).await?;
+                    fresh = true;
+                }
+                affected => return Ok(affected?),
+            }
+        }
     }
 
     /// Simple-query text gets the same analysis; it cannot carry parameters,

@@ -5,7 +5,7 @@
 //!   (`methods`) over one execution path (`executor`).
 //! - [`Encryption`]: what a pool shares (catalog, what was seen of it, keys).
 //! - [`Connection`]: drives the connection and hears catalog announcements.
-//! - `connection_state`: what aepg keeps per connection.
+//! - `connection_state`, `statement_cache`: what aepg keeps per connection.
 //! - `statement`, `parameter`, `decryption`, `row`: a statement's
 //!   cross-check, its parameters' encryption, its results' decryption.
 
@@ -22,6 +22,7 @@ mod methods;
 mod parameter;
 mod row;
 mod statement;
+mod statement_cache;
 mod to_statement;
 mod transaction;
 
@@ -29,7 +30,10 @@ pub use client::{connect, Client};
 pub use column_index::ColumnIndex;
 pub use connection::Connection;
 pub use decryption::ColumnDecryption;
-pub use encryption::{Encryption, EncryptionConfig, DEFAULT_CATALOG_TTL, DEFAULT_KEY_TTL};
+pub use encryption::{
+    Encryption, EncryptionConfig, DEFAULT_CATALOG_TTL, DEFAULT_KEY_TTL,
+    DEFAULT_STATEMENT_CACHE_CAPACITY,
+};
 pub use explain::{
     Explanation, ParameterEncryption, ParameterExplanation, ResultColumnExplanation,
 };

@@ -2,6 +2,7 @@
 //! the catalog it was analyzed against, and how its result columns are
 //! decrypted.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use postgres_types::{Kind, Type};
@@ -26,6 +27,10 @@ pub(crate) struct PreparedStatement {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) analysis: StatementAnalysis,
     pub(crate) columns: Arc<[ResultColumnPlan]>,
+    /// Set when the server no longer runs it as prepared (it was
+    /// deallocated, or a table it reads changed shape): the text is
+    /// analyzed and prepared again before its next use.
+    invalidated: AtomicBool,
 }
 
 impl Statement {
@@ -52,7 +57,18 @@ impl Statement {
             catalog,
             analysis,
             columns,
+            invalidated: AtomicBool::new(false),
         })))
+    }
+
+    /// Whether the server no longer runs it as prepared.
+    pub(crate) fn is_invalidated(&self) -> bool {
+        self.0.invalidated.load(Ordering::SeqCst)
+    }
+
+    /// Notes that the server no longer runs it as prepared.
+    pub(crate) fn invalidate(&self) {
+        self.0.invalidated.store(true, Ordering::SeqCst);
     }
 
     /// The statement's text.
