@@ -926,3 +926,28 @@ async fn ciphertext_equality_keeps_indexes_and_hash_joins() {
         plan("EXPLAIN SELECT p.id FROM patients p JOIN visits v ON v.patient_ssn = p.ssn").await;
     assert!(join.contains("Hash Join"), "{join}");
 }
+
+#[tokio::test]
+async fn query_opt_and_query_one_count_rows() {
+    let (_db, client) = clinic("client_row_counts").await;
+    let by_diagnosis = "SELECT id FROM patients WHERE name = $1";
+    let none = client.query_opt(by_diagnosis, &[&"Nobody"]).await.unwrap();
+    assert!(none.is_none());
+    let one = client.query_opt(by_diagnosis, &[&"Ada"]).await.unwrap();
+    assert_eq!(one.unwrap().get::<_, i32>("id"), 1);
+    let error = client
+        .query_opt("SELECT id FROM patients", &[])
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::RowCount { got: 2, .. }), "{error}");
+    let error = client
+        .query_one(by_diagnosis, &[&"Nobody"])
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::RowCount { got: 0, .. }), "{error}");
+    // The connection is fine afterwards.
+    assert_eq!(
+        client.query(by_diagnosis, &[&"Grace"]).await.unwrap().len(),
+        1
+    );
+}

@@ -27,7 +27,7 @@ fn live_mib() -> f64 {
 /// The `i`-th distinct text: a literal in the text, or an `IN` list whose
 /// length varies, over an encrypted column, as ORMs write them.
 fn text(i: usize) -> String {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         format!("SELECT id, ssn FROM people WHERE id = $1 AND id <> {i}")
     } else {
         let list: Vec<String> = (1..=(i % 40) + 1).map(|n| format!("${n}")).collect();
@@ -67,7 +67,7 @@ async fn distinct_texts_leave_memory_and_server_statements_flat() {
         let client = &client;
         async move {
             let sql = text(i);
-            let rows = if i % 2 == 0 {
+            let rows = if i.is_multiple_of(2) {
                 client.query(&sql, &[&1]).await.unwrap()
             } else {
                 let params: Vec<&(dyn aepg::types::ToSql + Sync)> =
@@ -98,7 +98,7 @@ async fn distinct_texts_leave_memory_and_server_statements_flat() {
     let mut peak_server = prepared_on_server().await;
     for i in warm_up..texts {
         run(i).await;
-        if i % 10_000 == 0 {
+        if i.is_multiple_of(10_000) {
             peak_server = peak_server.max(prepared_on_server().await);
         }
     }

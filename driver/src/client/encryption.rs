@@ -25,12 +25,15 @@ pub const DEFAULT_CATALOG_TTL: Duration = Duration::from_secs(60);
 pub const DEFAULT_KEY_TTL: Duration = Duration::from_secs(2 * 60 * 60);
 /// Default number of prepared statements each connection keeps.
 pub const DEFAULT_STATEMENT_CACHE_CAPACITY: usize = 256;
-/// Default bound on one check or load of the catalog (also the
-/// `lock_timeout` it runs under, where aepg can set one).
+/// Default `lock_timeout` of a catalog check (see
+/// [`EncryptionConfig::catalog_refresh_timeout`]).
 pub const DEFAULT_CATALOG_REFRESH_TIMEOUT: Duration = Duration::from_secs(2);
+/// A whole check or load of the catalog is bounded by this many times the
+/// refresh timeout.
+pub const LOAD_TIMEOUT_FACTOR: u32 = 5;
 /// Default age past which a catalog that could not be checked again is no
 /// longer used.
-pub const DEFAULT_CATALOG_MAX_STALENESS: Duration = Duration::from_secs(5 * 60);
+pub const DEFAULT_CATALOG_MAX_STALENESS: Duration = Duration::from_secs(2 * 60);
 
 /// How clients encrypt: the key stores, the pins, the cache lifetimes.
 #[derive(Clone, Debug)]
@@ -107,26 +110,40 @@ impl EncryptionConfig {
         self
     }
 
-    /// How long one check or load of the catalog may take (default 2 s).
-    /// Outside a transaction block the check also runs under this
-    /// `lock_timeout`, so a lock held on a catalog table fails it instead of
-    /// stalling the connection.
+    /// How long a check of the catalog may wait for a lock on a catalog
+    /// table (default 2 s): outside a transaction block the check runs
+    /// under this `lock_timeout`, so a lock fails it instead of stalling the
+    /// connection. A whole check, with the load it may need (which reads
+    /// every catalog table and verifies every record), is bounded by
+    /// [`LOAD_TIMEOUT_FACTOR`] times as long.
     pub fn catalog_refresh_timeout(mut self, timeout: Duration) -> Self {
         self.catalog_refresh_timeout = timeout;
         self
     }
 
     /// How old the verified catalog may grow while checks of it fail or
-    /// time out (default five minutes). Until then, when only the
+    /// time out (default two minutes; at most the TTL counts). Until then, when only the
     /// [`catalog_ttl`](Self::catalog_ttl) ran out, one client at a time
     /// checks the catalog and the others go on with the verified one; a
     /// failed check is logged and leaves it in place. Past it, every
     /// statement waits for a check and fails with its error. A change the
     /// server announced or reported is never waited out: statements wait for
     /// the new catalog.
+    ///
+    /// A server that silences announcements and fails every check keeps
+    /// clients on their catalog this long (instead of one TTL): a column
+    /// encrypted meanwhile is noticed only then by statements already
+    /// cached. Set it to the TTL to give up no time for availability.
     pub fn catalog_max_staleness(mut self, age: Duration) -> Self {
         self.catalog_max_staleness = age;
         self
+    }
+}
+
+impl EncryptionConfig {
+    /// The bound on a whole check or load of the catalog.
+    fn load_timeout(&self) -> Duration {
+        self.catalog_refresh_timeout * LOAD_TIMEOUT_FACTOR
     }
 }
 
@@ -380,7 +397,7 @@ impl Encryption {
             // Another client is checking: the verified catalog serves meanwhile.
             return Ok(current);
         };
-        let timeout = self.config.catalog_refresh_timeout;
+        let timeout = self.config.load_timeout();
         let failure =
             match tokio::time::timeout(timeout, self.check(client, &current, context)).await {
                 Ok(Ok(catalog)) => {
@@ -426,7 +443,7 @@ impl Encryption {
         step: &'static str,
         work: impl std::future::Future<Output = Result<T, CheckError>>,
     ) -> Result<T, Error> {
-        let timeout = self.config.catalog_refresh_timeout;
+        let timeout = self.config.load_timeout();
         match tokio::time::timeout(timeout, work).await {
             Ok(result) => Ok(result?),
             Err(_) => Err(CatalogError::RefreshTimedOut { step, timeout }.into()),
@@ -446,9 +463,7 @@ impl Encryption {
         let state = if context.in_block {
             ServerState::read(client).await
         } else {
-            // Half the time for the locks, so a lock's wait fails the
-            // check (and says so) before the whole check runs out of time.
-            ServerState::read_guarded(client, self.config.catalog_refresh_timeout / 2).await
+            ServerState::read_guarded(client, self.config.catalog_refresh_timeout).await
         };
         let mut state = state.map_err(CheckError::Unread)?;
         state.snapshot_bound &= context.snapshot_may_be_old;

@@ -529,11 +529,15 @@ impl<'a> Executor<'a> {
         expected: RowCountExpectation,
     ) -> Result<Option<Row>, Error> {
         let mut rows = self.query_raw(statement, params).await?;
-        let first = rows.next().await.transpose()?;
+        let Some(first) = rows.next().await.transpose()? else {
+            // The stream is over: polling it again would find the
+            // response channel closed.
+            return Ok(None);
+        };
         if rows.next().await.transpose()?.is_some() {
             return Err(Error::RowCount { expected, got: 2 });
         }
-        Ok(first)
+        Ok(Some(first))
     }
 
     pub(crate) async fn execute(

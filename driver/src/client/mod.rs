@@ -31,8 +31,8 @@ pub use column_index::ColumnIndex;
 pub use connection::Connection;
 pub use decryption::ColumnDecryption;
 pub use encryption::{
-    Encryption, EncryptionConfig, DEFAULT_CATALOG_TTL, DEFAULT_KEY_TTL,
-    DEFAULT_STATEMENT_CACHE_CAPACITY,
+    Encryption, EncryptionConfig, DEFAULT_CATALOG_MAX_STALENESS, DEFAULT_CATALOG_REFRESH_TIMEOUT,
+    DEFAULT_CATALOG_TTL, DEFAULT_KEY_TTL, DEFAULT_STATEMENT_CACHE_CAPACITY, LOAD_TIMEOUT_FACTOR,
 };
 pub use explain::{
     Explanation, ParameterEncryption, ParameterExplanation, ResultColumnExplanation,
