@@ -89,12 +89,26 @@ async fn distinct_texts_leave_memory_and_server_statements_flat() {
             .get::<_, i64>(0)
     };
 
+    // The server backend's memory, as its memory contexts count it.
+    let backend_mib = || async {
+        client
+            .query_one(
+                "SELECT sum(total_bytes)::int8 FROM pg_catalog.pg_backend_memory_contexts",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0) as f64
+            / (1024.0 * 1024.0)
+    };
+
     // Warm up: the caches of the client, tokio-postgres and the allocator fill.
     let warm_up = texts.min(2_000);
     for i in 0..warm_up {
         run(i).await;
     }
     let before = live_mib();
+    let backend_before = backend_mib().await;
     let mut peak_server = prepared_on_server().await;
     for i in warm_up..texts {
         run(i).await;
@@ -104,10 +118,12 @@ async fn distinct_texts_leave_memory_and_server_statements_flat() {
     }
     let after = live_mib();
     peak_server = peak_server.max(prepared_on_server().await);
+    let backend_after = backend_mib().await;
     eprintln!(
         "{texts} distinct texts, cache capacity {CAPACITY}: client heap {before:.2} MiB after \
          {warm_up} texts, {after:.2} MiB after all; at most {peak_server} prepared statements \
-         on the server; {} cached",
+         on the server; server backend {backend_before:.2} MiB after {warm_up} texts, \
+         {backend_after:.2} MiB after all; {} cached",
         client.cached_statements()
     );
     assert!(client.cached_statements() <= CAPACITY);
@@ -115,6 +131,10 @@ async fn distinct_texts_leave_memory_and_server_statements_flat() {
     assert!(
         peak_server <= CAPACITY as i64 + 4,
         "{peak_server} prepared statements on the server"
+    );
+    assert!(
+        backend_after - backend_before < 8.0,
+        "the server backend grew from {backend_before:.2} MiB to {backend_after:.2} MiB"
     );
     assert!(
         after - before < 2.0,
