@@ -111,8 +111,13 @@ async fn statements_the_server_invalidated_are_prepared_again() {
     assert_eq!(by_ssn(&client).await.unwrap(), 1, "after DEALLOCATE ALL");
     insert(&client, 2, "222-22-2222").await;
 
-    // Deallocated and discarded in the open.
+    // Deallocated and discarded in the open: aepg forgets its statements
+    // then, so even inside a transaction (where nothing is retried) the
+    // next statement works.
     client.batch_execute("DEALLOCATE ALL").await.unwrap();
+    client.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(by_ssn(&client).await.unwrap(), 1, "in a transaction");
+    client.batch_execute("COMMIT").await.unwrap();
     assert_eq!(
         by_ssn(&client).await.unwrap(),
         1,
@@ -405,4 +410,52 @@ async fn a_blocked_catalog_is_not_trusted_past_the_staleness_limit() {
         .await
         .unwrap();
     assert!(tap.saw(b"sent-now"));
+}
+
+/// A cell naming a setting the loaded catalog does not have makes the next
+/// statement check the catalog, instead of waiting for the TTL.
+#[tokio::test]
+async fn a_cell_of_an_unknown_setting_prompts_a_check() {
+    let db = people("client_state_unknown_setting").await;
+    let encryption = db.encryption_with(|config| config.catalog_ttl(Duration::from_secs(3600)));
+    // A client that hears no announcements, and a warm statement that sends
+    // no plaintext: nothing but the cell tells it the catalog moved.
+    let reader = db.unwatched_client_with(encryption.clone()).await;
+    insert(&reader, 1, "111-11-1111").await;
+    let read = "SELECT ssn FROM people WHERE id = 1";
+    let first = reader.query_one(read, &[]).await.unwrap();
+    assert_eq!(first.get::<_, &str>("ssn"), "111-11-1111");
+    let loaded = reader.catalog().await.unwrap().generation();
+
+    // A column encrypted under a setting created after the reader's load,
+    // written by another application, and its cell copied (by the server)
+    // into the reader's column.
+    db.setting("badge", "text", Deterministic).await;
+    db.table(
+        "CREATE TABLE badges (id int, code aepg.ciphertext)",
+        &[("badges", "code", "badge")],
+    )
+    .await;
+    let writer = db.client().await;
+    writer
+        .execute(
+            "INSERT INTO badges (id, code) VALUES ($1, $2)",
+            &[&1, &"B-1"],
+        )
+        .await
+        .unwrap();
+    db.plain
+        .batch_execute("UPDATE people SET ssn = (SELECT code FROM badges WHERE id = 1)")
+        .await
+        .unwrap();
+
+    let row = reader.query_one(read, &[]).await.unwrap();
+    let error = row.try_get::<_, String>("ssn").unwrap_err().to_string();
+    assert!(error.contains("does not have"), "{error}");
+    // The next statement checked the catalog: it knows the setting now, and
+    // the cell is still refused as another column's.
+    let row = reader.query_one(read, &[]).await.unwrap();
+    let error = row.try_get::<_, String>("ssn").unwrap_err().to_string();
+    assert!(error.contains("\"badge\""), "{error}");
+    assert!(reader.catalog().await.unwrap().generation() > loaded);
 }

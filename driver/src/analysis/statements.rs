@@ -38,12 +38,14 @@ impl Analyzer<'_> {
                 )]
             }
             // These end a transaction (reverting `SET LOCAL`) or set session
-            // state: what later statements resolve to may change.
+            // state: what later statements resolve to may change. (`DEALLOCATE`
+            // drops the client's prepared statements from the session.)
             Statement::Commit { .. }
             | Statement::Rollback { .. }
             | Statement::Set(_)
             | Statement::Reset(_)
-            | Statement::Discard { .. } => {
+            | Statement::Discard { .. }
+            | Statement::Deallocate { .. } => {
                 self.changes_session = true;
                 Vec::new()
             }

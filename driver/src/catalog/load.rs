@@ -786,11 +786,17 @@ pub(crate) fn left_out_note(skipped: &[SkippedRecord]) -> String {
     if reasons.is_empty() {
         return String::new();
     }
-    let reasons: Vec<&str> = reasons.into_iter().collect();
+    // A few reasons are enough to act on; the server controls how many
+    // records there are.
+    const SHOWN: usize = 3;
+    let mut shown: Vec<&str> = reasons.iter().copied().take(SHOWN).collect();
+    if reasons.len() > SHOWN {
+        shown.push("…");
+    }
     format!(
         " ({} catalog records could not be checked: {})",
         unverifiable.len(),
-        reasons.join("; ")
+        shown.join("; ")
     )
 }
 

@@ -123,7 +123,7 @@ pub struct SkippedRecord {
 /// The catalog as one client pool sees it: every record in it was verified
 /// against its column master key when loaded, and the set of encrypted
 /// columns is what the signed manifests and assignments say, never less.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Catalog {
     pub(crate) version: i32,
     pub(crate) id: CatalogId,
@@ -151,6 +151,12 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// Whether `other` holds exactly what this catalog holds (the same
+    /// state loaded twice).
+    pub(crate) fn same_as(&self, other: &Catalog) -> bool {
+        self == other
+    }
+
     /// The catalog's identity: what every signature in it covers. An
     /// application can pin it ([`EncryptionConfig::expect_catalog`](crate::EncryptionConfig::expect_catalog)).
     pub fn id(&self) -> CatalogId {

@@ -234,7 +234,18 @@ pub(crate) async fn decrypt_cell(
     if header.setting_id != setting.cell.setting_id {
         let found = match catalog.settings().get(&header.setting_id) {
             Some(other) => other.label(),
-            None => format!("setting {}", header.setting_id),
+            None => {
+                // Perhaps a setting created after this catalog was loaded:
+                // every client checks the generation before its next
+                // statement instead of waiting for the TTL.
+                encryption.mark_stale(0);
+                format!(
+                    "setting {}, which catalog generation {} does not have (the catalog is \
+                     checked again before the next statement)",
+                    header.setting_id,
+                    catalog.generation()
+                )
+            }
         };
         return Err(DecryptError::FromAnotherSetting {
             expected: setting.label(),

@@ -115,14 +115,20 @@ impl EncryptionConfig {
     /// under this `lock_timeout`, so a lock fails it instead of stalling the
     /// connection. A whole check, with the load it may need (which reads
     /// every catalog table and verifies every record), is bounded by
-    /// [`LOAD_TIMEOUT_FACTOR`] times as long.
+    /// [`LOAD_TIMEOUT_FACTOR`] times as long. Zero sets no bound at all.
+    ///
+    /// A bound that runs out drops aepg's wait, not the server's query: a
+    /// connection that stalled stays behind it. The bounds use Tokio's
+    /// timer, so the runtime needs it enabled (`enable_time`, or
+    /// `enable_all` as `#[tokio::main]` does).
     pub fn catalog_refresh_timeout(mut self, timeout: Duration) -> Self {
         self.catalog_refresh_timeout = timeout;
         self
     }
 
     /// How old the verified catalog may grow while checks of it fail or
-    /// time out (default two minutes; at most the TTL counts). Until then, when only the
+    /// time out (default two minutes; never less than the TTL, and nothing
+    /// when the TTL is zero). Until then, when only the
     /// [`catalog_ttl`](Self::catalog_ttl) ran out, one client at a time
     /// checks the catalog and the others go on with the verified one; a
     /// failed check is logged and leaves it in place. Past it, every
@@ -141,9 +147,10 @@ impl EncryptionConfig {
 }
 
 impl EncryptionConfig {
-    /// The bound on a whole check or load of the catalog.
-    fn load_timeout(&self) -> Duration {
-        self.catalog_refresh_timeout * LOAD_TIMEOUT_FACTOR
+    /// The bound on a whole check or load of the catalog (none when the
+    /// refresh timeout is zero).
+    fn load_timeout(&self) -> Option<Duration> {
+        Some(self.catalog_refresh_timeout * LOAD_TIMEOUT_FACTOR).filter(|bound| !bound.is_zero())
     }
 }
 
@@ -252,16 +259,21 @@ impl ServerState {
                 error.into()
             }
         })?;
-        let row = messages
-            .iter()
-            .find_map(|message| match message {
-                tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
-                _ => None,
-            })
-            .ok_or(CatalogError::NotInstalled)?;
         let malformed = || CatalogError::MalformedRow {
             row: "aepg.catalog_version".to_owned(),
             reason: "its identity or generation cannot be read".to_owned(),
+        };
+        let rows: Vec<_> = messages
+            .iter()
+            .filter_map(|message| match message {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+                _ => None,
+            })
+            .collect();
+        let row = match rows.as_slice() {
+            [] => return Err(CatalogError::NotInstalled.into()),
+            [row] => row,
+            _ => return Err(malformed().into()),
         };
         let id = hex::decode(row.get(0).ok_or_else(malformed)?).map_err(|_| malformed())?;
         let generation: i64 = row
@@ -397,35 +409,36 @@ impl Encryption {
             // Another client is checking: the verified catalog serves meanwhile.
             return Ok(current);
         };
-        let timeout = self.config.load_timeout();
-        let failure =
-            match tokio::time::timeout(timeout, self.check(client, &current, context)).await {
-                Ok(Ok(catalog)) => {
-                    *lock(&self.refresh_failure) = None;
-                    return Ok(catalog);
-                }
-                Ok(Err(CheckError::Failed(error))) => return Err(error),
-                Ok(Err(CheckError::Unread(error))) => error.to_string(),
-                Err(_) => CatalogError::RefreshTimedOut {
-                    step: "checked",
-                    timeout,
-                }
-                .to_string(),
-            };
+        let checked = match self.config.load_timeout() {
+            Some(timeout) => tokio::time::timeout(timeout, self.check(client, &current, context))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(CheckError::Unread(
+                        CatalogError::RefreshTimedOut {
+                            step: "checked",
+                            timeout,
+                        }
+                        .into(),
+                    ))
+                }),
+            None => self.check(client, &current, context).await,
+        };
+        let failure = match checked {
+            Ok(catalog) => return Ok(catalog),
+            Err(CheckError::Failed(error)) => return Err(error),
+            Err(CheckError::Unread(error)) => error,
+        };
         if !self.may_stay(&current) {
-            // The check learned of a newer catalog before it gave out.
-            return Err(CatalogError::RefreshTimedOut {
-                step: "loaded",
-                timeout,
-            }
-            .into());
+            // Past the limit meanwhile, or the check learned of a newer
+            // catalog before it gave out.
+            return Err(failure);
         }
         tracing::warn!(
             generation = current.generation(),
             failure = %failure,
             "aepg could not check the catalog; the verified catalog stays in use"
         );
-        *lock(&self.refresh_failure) = Some(failure);
+        *lock(&self.refresh_failure) = Some(failure.to_string());
         Ok(current)
     }
 
@@ -443,7 +456,9 @@ impl Encryption {
         step: &'static str,
         work: impl std::future::Future<Output = Result<T, CheckError>>,
     ) -> Result<T, Error> {
-        let timeout = self.config.load_timeout();
+        let Some(timeout) = self.config.load_timeout() else {
+            return Ok(work.await?);
+        };
         match tokio::time::timeout(timeout, work).await {
             Ok(result) => Ok(result?),
             Err(_) => Err(CatalogError::RefreshTimedOut { step, timeout }.into()),
@@ -460,10 +475,11 @@ impl Encryption {
         context: CheckContext,
     ) -> Result<Arc<Catalog>, CheckError> {
         let announcement = self.announced.load(Ordering::SeqCst);
-        let state = if context.in_block {
+        let lock_timeout = self.config.catalog_refresh_timeout;
+        let state = if context.in_block || lock_timeout.is_zero() {
             ServerState::read(client).await
         } else {
-            ServerState::read_guarded(client, self.config.catalog_refresh_timeout).await
+            ServerState::read_guarded(client, lock_timeout).await
         };
         let mut state = state.map_err(CheckError::Unread)?;
         state.snapshot_bound &= context.snapshot_may_be_old;
@@ -479,6 +495,10 @@ impl Encryption {
         if self.announced.load(Ordering::SeqCst) > self.confirmed.load(Ordering::SeqCst)
             || catalog.generation() < self.reported_generation.load(Ordering::SeqCst)
         {
+            return false;
+        }
+        if self.config.catalog_ttl.is_zero() {
+            // Checked before every statement, by every statement.
             return false;
         }
         let limit = self
@@ -509,8 +529,6 @@ impl Encryption {
     ) -> Result<Arc<Catalog>, Error> {
         if !state.snapshot_bound {
             self.settle_announcements(announcement, state.generation);
-            self.reported_generation
-                .fetch_max(state.generation, Ordering::SeqCst);
         }
         let current = self.current_catalog().unwrap_or_else(|| catalog.clone());
         if state.snapshot_bound
@@ -524,7 +542,10 @@ impl Encryption {
             // transaction cannot see. (An announcement that names no
             // generation, or a lower one, says nothing here: it cannot lock
             // a client that only runs such transactions out.)
-            let announced = *lock(&self.announced_generation);
+            // A generation another client read outside a snapshot counts
+            // as announced.
+            let announced = (*lock(&self.announced_generation))
+                .max(self.reported_generation.load(Ordering::SeqCst));
             if announced > state.generation.max(current.generation()) {
                 return Err(CatalogError::ChangedDuringTransaction.into());
             }
@@ -539,6 +560,12 @@ impl Encryption {
             return Ok(catalog.clone());
         }
         self.check_seen(state.catalog, state.generation)?;
+        if !state.snapshot_bound {
+            // The server's word on its committed catalog: a catalog below
+            // it is out of date for every client, whatever its TTL.
+            self.reported_generation
+                .fetch_max(state.generation, Ordering::SeqCst);
+        }
         if current.id() == state.catalog && current.generation() == state.generation {
             return Ok(current);
         }
@@ -629,13 +656,21 @@ impl Encryption {
             }
         }
         accept(&mut seen, &catalog)?;
-        let catalog = Arc::new(catalog);
         let now = Instant::now();
-        *write(&self.current) = Some(Current {
+        let mut current = write(&self.current);
+        // The same catalog loaded again keeps its identity, so no client's
+        // statement cache empties for nothing.
+        let catalog = match current.as_ref() {
+            Some(kept) if kept.catalog.same_as(&catalog) => kept.catalog.clone(),
+            _ => Arc::new(catalog),
+        };
+        *current = Some(Current {
             catalog: catalog.clone(),
             checked_at: now,
             loaded_at: now,
         });
+        drop(current);
+        *lock(&self.refresh_failure) = None;
         drop(seen);
         self.confirmed.fetch_max(announcement, Ordering::SeqCst);
         Ok(catalog)
@@ -652,6 +687,7 @@ impl Encryption {
             if Arc::ptr_eq(&current.catalog, catalog) {
                 current.checked_at = Instant::now();
                 self.confirmed.fetch_max(announcement, Ordering::SeqCst);
+                *lock(&self.refresh_failure) = None;
             }
         }
     }

@@ -20,7 +20,7 @@ use crate::analysis::{
     analyze, session_control, ControlText, ParameterTarget, SessionControl, StatementAnalysis,
 };
 use crate::catalog::{Catalog, CatalogError, CATALOG_CHANNEL};
-use crate::error::{ResultProblem, RowCountExpectation};
+use crate::error::{CrossCheckProblem, ResultProblem, RowCountExpectation};
 use crate::record::CatalogId;
 use crate::support::generation_from_sql;
 use crate::Error;
@@ -228,6 +228,21 @@ impl<'a> Executor<'a> {
                         .await?;
                     reloaded = true;
                 }
+                Err(Error::ParameterCrossCheck {
+                    problem: CrossCheckProblem::UnmappedCiphertext,
+                    ..
+                }) if !reloaded => {
+                    // The server types a parameter aepg.ciphertext where the
+                    // catalog knows no encrypted column: a column retyped
+                    // since the load. Load again once (at most once a second
+                    // per pool) before refusing.
+                    catalog = self
+                        .state
+                        .encryption
+                        .reload_tables(self.client, &catalog, REFUSED_RELOAD_INTERVAL)
+                        .await?;
+                    reloaded = true;
+                }
                 Err(error) => return Err(error),
             }
         }
@@ -299,10 +314,16 @@ impl<'a> Executor<'a> {
     /// Inside a block the error has aborted the transaction: it is returned,
     /// and the statement is prepared again at its next use.
     fn retries(&self, statement: &Statement, error: &tokio_postgres::Error) -> bool {
-        let code = error.code();
-        if code != Some(&SqlState::INVALID_SQL_STATEMENT_NAME)
-            && code != Some(&SqlState::FEATURE_NOT_SUPPORTED)
-        {
+        let Some(db) = error.as_db_error() else {
+            return false;
+        };
+        let deallocated = *db.code() == SqlState::INVALID_SQL_STATEMENT_NAME;
+        // The routine names the check that raised it, in any language the
+        // server speaks; any other 0A000 may come from what the statement
+        // ran (a trigger, a function), after it did things.
+        let replanned = *db.code() == SqlState::FEATURE_NOT_SUPPORTED
+            && db.routine() == Some("RevalidateCachedQuery");
+        if !deallocated && !replanned {
             return false;
         }
         statement.invalidate();

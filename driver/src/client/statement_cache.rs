@@ -6,7 +6,9 @@
 //! dropped), so the server's prepared statements stay bounded too. A cache
 //! asked for a statement under a newer catalog than the one its statements
 //! were analyzed against empties itself: those statements would all be
-//! analyzed again anyway, and they would keep the old catalog alive.
+//! analyzed again anyway, and they would keep the old catalog alive. (A
+//! statement of an older catalog, which a slower concurrent task may
+//! bring, is neither cached nor empties it.)
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Weak};
@@ -34,6 +36,9 @@ impl StatementCache {
     /// The statement cached for `sql`, analyzed against `catalog`. Asked
     /// under another catalog than its statements', the cache empties.
     pub(crate) fn get(&mut self, sql: &str, catalog: &Arc<Catalog>) -> Option<Statement> {
+        if self.is_older(catalog) {
+            return None;
+        }
         self.follow(catalog);
         let statements = self.statements.as_mut()?;
         statements.get(sql).cloned()
@@ -42,6 +47,11 @@ impl StatementCache {
     /// Caches `statement` under its text, evicting the least recently used
     /// one when full.
     pub(crate) fn insert(&mut self, statement: Statement) {
+        if self.is_older(&statement.0.catalog) {
+            // Analyzed against an older catalog than the cache's (a slower
+            // concurrent task): used once, not kept.
+            return;
+        }
         self.follow(&statement.0.catalog);
         if let Some(statements) = self.statements.as_mut() {
             statements.put(statement.0.sql.clone(), statement);
@@ -73,6 +83,13 @@ impl StatementCache {
     /// How many statements are cached.
     pub(crate) fn len(&self) -> usize {
         self.statements.as_ref().map_or(0, LruCache::len)
+    }
+
+    /// Whether `catalog` is of an older generation than the cache's.
+    fn is_older(&self, catalog: &Catalog) -> bool {
+        self.catalog
+            .upgrade()
+            .is_some_and(|cached| catalog.generation() < cached.generation())
     }
 
     /// Empties the cache if its statements were analyzed against another
