@@ -409,19 +409,19 @@ impl Encryption {
             // Another client is checking: the verified catalog serves meanwhile.
             return Ok(current);
         };
+        let check = self.check(client, &current, context);
         let checked = match self.config.load_timeout() {
-            Some(timeout) => tokio::time::timeout(timeout, self.check(client, &current, context))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(CheckError::Unread(
-                        CatalogError::RefreshTimedOut {
-                            step: "checked",
-                            timeout,
-                        }
-                        .into(),
-                    ))
-                }),
-            None => self.check(client, &current, context).await,
+            Some(timeout) => match tokio::time::timeout(timeout, check).await {
+                Ok(checked) => checked,
+                Err(_) => Err(CheckError::Unread(
+                    CatalogError::RefreshTimedOut {
+                        step: "checked",
+                        timeout,
+                    }
+                    .into(),
+                )),
+            },
+            None => check.await,
         };
         let failure = match checked {
             Ok(catalog) => return Ok(catalog),
