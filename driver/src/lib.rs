@@ -64,6 +64,8 @@ pub mod cell;
 mod client;
 mod error;
 mod names;
+#[cfg(any(feature = "deadpool", feature = "bb8"))]
+pub mod pool;
 pub mod record;
 mod support;
 

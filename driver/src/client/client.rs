@@ -135,6 +135,28 @@ impl Client {
         self.inner.is_closed()
     }
 
+    /// Checks that the server still answers, with an empty query (no
+    /// statement of the application's, nothing to encrypt).
+    ///
+    /// # Errors
+    /// The connection is closed or broken.
+    pub async fn ping(&self) -> Result<(), Error> {
+        self.inner.simple_query("").await?;
+        Ok(())
+    }
+
+    /// Resets the session with `DISCARD ALL` (settings, temporary tables,
+    /// locks, prepared statements, listening), and forgets what aepg knew
+    /// of it: the next statement reads the session again and prepares its
+    /// text again. What a pool does between two users.
+    ///
+    /// # Errors
+    /// Inside a transaction block, where PostgreSQL refuses `DISCARD ALL`;
+    /// connection errors.
+    pub async fn reset_session(&self) -> Result<(), Error> {
+        self.batch_execute("DISCARD ALL").await
+    }
+
     /// How many prepared statements this connection keeps in its cache
     /// (at most [`EncryptionConfig::statement_cache_capacity`](crate::EncryptionConfig::statement_cache_capacity)).
     pub fn cached_statements(&self) -> usize {

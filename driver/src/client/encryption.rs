@@ -311,9 +311,11 @@ struct Seen {
 /// not once per connection, column keys are unwrapped once per TTL, and a
 /// rollback of the catalog seen by any client is refused by all.
 ///
-/// No lock is held across a query: each client checks and loads on its own
-/// connection (a load may be duplicated under contention), so one stalled
-/// connection never holds up the others. When only the catalog TTL ran out,
+/// No lock is held across a query once a catalog is loaded: each client
+/// checks and loads on its own connection (a load may be duplicated under
+/// contention), so one stalled connection never holds up the others. Only
+/// the first load is made by one client while the others wait (bounded by
+/// the load timeout): a pool's connections starting at once load it once. When only the catalog TTL ran out,
 /// one client checks and the others go on with the verified catalog (see
 /// [`EncryptionConfig::catalog_max_staleness`]).
 pub struct Encryption {
@@ -333,6 +335,8 @@ pub struct Encryption {
     reported_generation: AtomicU64,
     /// Held by the one client checking the catalog because its TTL ran out.
     refreshing: AtomicBool,
+    /// Held by the client loading the first catalog.
+    first_load: tokio::sync::Mutex<()>,
     /// Why the last check that kept the verified catalog in use failed.
     refresh_failure: Mutex<Option<String>>,
     keys: Mutex<HashMap<u32, (Arc<CellCipher>, Instant)>>,
@@ -350,6 +354,7 @@ impl Encryption {
             seen: Mutex::new(Seen::default()),
             reported_generation: AtomicU64::new(0),
             refreshing: AtomicBool::new(false),
+            first_load: tokio::sync::Mutex::new(()),
             refresh_failure: Mutex::new(None),
             keys: Mutex::new(HashMap::new()),
         })
@@ -394,11 +399,7 @@ impl Encryption {
             return Ok(catalog);
         }
         let Some(current) = self.current_catalog() else {
-            return self
-                .bounded("loaded", async {
-                    self.load(client).await.map_err(CheckError::Failed)
-                })
-                .await;
+            return self.bounded("loaded", self.first_load(client)).await;
         };
         if !self.may_stay(&current) {
             return self
@@ -440,6 +441,21 @@ impl Encryption {
         );
         *lock(&self.refresh_failure) = Some(failure.to_string());
         Ok(current)
+    }
+
+    /// The first load of the pool: one client loads, the others (a pool's
+    /// connections all starting at once) wait for it rather than load the
+    /// same catalog again. Nothing else can run without a catalog, so the
+    /// wait holds nobody up; it is bounded like the load.
+    async fn first_load(
+        &self,
+        client: &tokio_postgres::Client,
+    ) -> Result<Arc<Catalog>, CheckError> {
+        let _first = self.first_load.lock().await;
+        if let Some(current) = self.current_catalog() {
+            return Ok(current);
+        }
+        self.load(client).await.map_err(CheckError::Failed)
     }
 
     /// Why the last check of the catalog failed while the verified catalog
