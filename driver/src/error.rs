@@ -320,6 +320,13 @@ pub enum ParameterProblem {
     NoArrayType,
     /// The value is too long to encrypt.
     TooLongToEncrypt,
+    /// The encoded value is not a valid value of the column's type: a Rust
+    /// value of another type, passed through a wrapper that accepts every
+    /// SQL type.
+    InvalidEncoding {
+        /// What is wrong with the encoding (never the value).
+        reason: &'static str,
+    },
 }
 
 impl fmt::Display for ParameterProblem {
@@ -340,6 +347,11 @@ impl fmt::Display for ParameterProblem {
             Self::MalformedArray => f.write_str("the encoded array cannot be read"),
             Self::NoArrayType => f.write_str("this type has no array type"),
             Self::TooLongToEncrypt => f.write_str("the value is too long to encrypt"),
+            Self::InvalidEncoding { reason } => write!(
+                f,
+                "the value's encoding is not one of the column's type ({reason}): a value of \
+                 another Rust type, passed through a wrapper that accepts every type?"
+            ),
         }
     }
 }

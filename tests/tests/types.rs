@@ -4,8 +4,9 @@
 use std::fmt::Debug;
 
 use aepg::cell::EncryptionMode;
+use aepg::cell::EncryptionMode::Deterministic;
 use aepg::types::{FromSql, ToSql};
-use aepg::Client;
+use aepg::{Client, Error};
 use aepg_tests::fixture::EncryptedDatabase;
 
 /// Stores `value` (and NULL) in an encrypted column of `sql_type` in both
@@ -170,4 +171,80 @@ async fn reading_with_the_wrong_rust_type_is_an_error() {
     assert_eq!(row.get::<_, i64>(0), 7);
     let err = row.try_get::<_, String>(0).unwrap_err();
     assert!(err.to_string().contains("bigint"), "{err}");
+}
+
+/// A value that claims every SQL type and writes its own bytes, as a query
+/// builder's wrapper value does.
+#[derive(Debug)]
+struct AnyType(Vec<u8>);
+
+impl aepg::types::ToSql for AnyType {
+    fn to_sql(
+        &self,
+        _: &aepg::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<aepg::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&self.0);
+        Ok(aepg::types::IsNull::No)
+    }
+
+    fn accepts(_: &aepg::types::Type) -> bool {
+        true
+    }
+
+    aepg::types::to_sql_checked!();
+}
+
+#[tokio::test]
+async fn a_value_of_another_type_is_not_encrypted_as_raw_bytes() {
+    let db = EncryptedDatabase::new("types_wrapper").await;
+    db.setting("count", "int4", Deterministic).await;
+    db.setting("label", "text", Deterministic).await;
+    db.table(
+        "CREATE TABLE tally (id int, n aepg.ciphertext, label aepg.ciphertext)",
+        &[("tally", "n", "count"), ("tally", "label", "label")],
+    )
+    .await;
+    let client = db.client().await;
+    let insert = "INSERT INTO tally (id, n, label) VALUES ($1, $2, $3)";
+    // An int8 for an int4 column.
+    let error = client
+        .execute(insert, &[&1, &AnyType(7i64.to_be_bytes().to_vec()), &"ok"])
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(error, Error::ParameterType { number: 2, .. }),
+        "{message}"
+    );
+    assert!(
+        message.contains("public.tally.n") && message.contains("integer"),
+        "{message}"
+    );
+    // Bytes that are not UTF-8 for a text column.
+    let error = client
+        .execute(insert, &[&2, &7i32, &AnyType(vec![0xff, 0xfe, 0x00])])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::ParameterType { number: 3, .. }),
+        "{error}"
+    );
+    // The right bytes pass.
+    client
+        .execute(insert, &[&3, &AnyType(7i32.to_be_bytes().to_vec()), &"ok"])
+        .await
+        .unwrap();
+    let row = client
+        .query_one("SELECT n FROM tally WHERE id = 3", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>("n"), 7);
+    let stored: i64 = db
+        .plain
+        .query_one("SELECT count(*) FROM tally", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 1);
 }

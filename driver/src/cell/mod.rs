@@ -4,6 +4,7 @@
 //! The byte layout is documented, with known-answer vectors, in `docs/FORMAT.md`.
 
 mod cipher;
+mod encoding_check;
 mod error;
 mod header;
 mod padding;
@@ -13,6 +14,7 @@ mod setting;
 #[cfg(test)]
 pub(crate) use cipher::derive_subkey_for_tests;
 pub use cipher::CellCipher;
+pub use encoding_check::{check_encoding, EncodingProblem};
 pub use error::CellError;
 pub use header::{CellHeader, CELL_FORMAT_VERSION, CELL_OVERHEAD, HEADER_LEN};
 pub use plaintext_type::{PlaintextType, UnsupportedType};

@@ -10,7 +10,7 @@ use zeroize::Zeroize;
 
 use crate::analysis::ParameterUse;
 use crate::catalog::EncryptionSetting;
-use crate::cell::CellCipher;
+use crate::cell::{check_encoding, CellCipher};
 use crate::error::ParameterProblem;
 use crate::names::ColumnName;
 use crate::Error;
@@ -107,7 +107,10 @@ fn encrypt_encoded(
     setting: &EncryptionSetting,
     cipher: &CellCipher,
 ) -> Result<Vec<u8>, ParameterProblem> {
-    // The server sees only ciphertext, so it cannot enforce varchar(n): do it here.
+    // The server sees only ciphertext, so it cannot check the value's type
+    // nor enforce varchar(n): do it here.
+    check_encoding(setting.cell.plaintext_type, plaintext)
+        .map_err(|reason| ParameterProblem::InvalidEncoding { reason })?;
     if let Some(max_characters) = setting.cell.plaintext_type.max_characters() {
         let characters = String::from_utf8_lossy(plaintext).chars().count();
         if characters > max_characters {

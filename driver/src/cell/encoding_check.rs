@@ -1,0 +1,157 @@
+//! Whether bytes are a valid binary encoding of a plaintext type.
+//!
+//! The server never sees an encrypted column's plaintext, so it cannot
+//! reject a value of the wrong type. A Rust value that claims to accept
+//! every SQL type (a query builder's wrapper value, say) could otherwise be
+//! encrypted as the raw bytes of another type: an `int8` stored in an
+//! `int4` column, bytes that are not UTF-8 in a `text` one. Each encoded
+//! plaintext is checked here before it is encrypted, as the server's binary
+//! input would check it. Bytes valid for two types (an `int8` of small
+//! value is also a valid `numeric` zero) pass: this is the server's check,
+//! not a proof of the Rust type.
+
+use postgres_protocol::types;
+
+use super::plaintext_type::PlaintextType;
+
+/// Why bytes are not a valid encoding (never quoting them).
+pub type EncodingProblem = &'static str;
+
+/// Checks `bytes` as PostgreSQL's binary input for `ty` would.
+///
+/// # Errors
+/// What is wrong with the encoding; also for a type aepg does not support.
+pub fn check_encoding(ty: PlaintextType, bytes: &[u8]) -> Result<(), EncodingProblem> {
+    let fixed = |len: usize| {
+        if bytes.len() == len {
+            Ok(())
+        } else {
+            Err("its length is not the type's")
+        }
+    };
+    match ty.oid {
+        // boolean: one byte (any value reads as true but zero).
+        16 => fixed(1),
+        // bytea: any bytes.
+        17 => Ok(()),
+        20 | 1114 | 1184 => fixed(8),
+        21 => fixed(2),
+        23 | 1082 => fixed(4),
+        700 => fixed(4),
+        701 => fixed(8),
+        2950 => fixed(16),
+        25 | 1043 => text(bytes),
+        114 => json(bytes),
+        3802 => match bytes.split_first() {
+            Some((1, text)) => json(text),
+            _ => Err("it does not start with jsonb's version byte"),
+        },
+        1700 => numeric(bytes),
+        _ => Err("aepg does not support this type"),
+    }
+}
+
+/// Text as the server stores it: UTF-8 without NUL.
+fn text(bytes: &[u8]) -> Result<(), EncodingProblem> {
+    let text = types::text_from_sql(bytes).map_err(|_| "it is not UTF-8")?;
+    if text.contains('\0') {
+        return Err("it contains a NUL character");
+    }
+    Ok(())
+}
+
+fn json(bytes: &[u8]) -> Result<(), EncodingProblem> {
+    text(bytes)?;
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+        .map(|_| ())
+        .map_err(|_| "it is not JSON")
+}
+
+/// `numeric`'s binary form: digit count, weight, sign, display scale, then
+/// base-10000 digits.
+fn numeric(bytes: &[u8]) -> Result<(), EncodingProblem> {
+    let word = |index: usize| -> Option<u16> {
+        let at = index * 2;
+        Some(u16::from_be_bytes([*bytes.get(at)?, *bytes.get(at + 1)?]))
+    };
+    let malformed = "it is not a numeric's binary form";
+    let digits = usize::from(word(0).ok_or(malformed)?);
+    let sign = word(2).ok_or(malformed)?;
+    let scale = word(3).ok_or(malformed)?;
+    if digits > 0x7FFF || bytes.len() != 8 + 2 * digits || scale > 0x3FFF {
+        return Err(malformed);
+    }
+    // Positive, negative, NaN, +Infinity, -Infinity.
+    if ![0x0000, 0x4000, 0xC000, 0xD000, 0xF000].contains(&sign) {
+        return Err(malformed);
+    }
+    if (4..4 + digits).any(|index| word(index).is_none_or(|digit| digit > 9999)) {
+        return Err(malformed);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use postgres_types::{ToSql, Type};
+
+    use super::*;
+
+    fn encoded(value: &(dyn ToSql + Sync), ty: &Type) -> Vec<u8> {
+        let mut buffer = bytes::BytesMut::new();
+        value.to_sql_checked(ty, &mut buffer).unwrap();
+        buffer.to_vec()
+    }
+
+    fn of(name: &str) -> PlaintextType {
+        PlaintextType::parse(name).unwrap()
+    }
+
+    #[test]
+    fn values_of_the_type_pass() {
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("bool", encoded(&true, &Type::BOOL)),
+            ("int2", encoded(&7i16, &Type::INT2)),
+            ("int4", encoded(&7i32, &Type::INT4)),
+            ("int8", encoded(&7i64, &Type::INT8)),
+            ("float4", encoded(&1.5f32, &Type::FLOAT4)),
+            ("float8", encoded(&1.5f64, &Type::FLOAT8)),
+            ("text", encoded(&"héllo", &Type::TEXT)),
+            ("varchar(9)", encoded(&"héllo", &Type::VARCHAR)),
+            ("bytea", encoded(&vec![0u8, 255], &Type::BYTEA)),
+            ("json", br#"{"a": 1}"#.to_vec()),
+            ("jsonb", b"\x01[1, 2]".to_vec()),
+            ("date", encoded(&7i32, &Type::INT4)),
+            ("uuid", vec![7; 16]),
+            // numeric 12.5: 2 digits, weight 0, positive, scale 1: 12, 5000.
+            ("numeric", vec![0, 2, 0, 0, 0, 0, 0, 1, 0, 12, 0x13, 0x88]),
+        ];
+        for (name, bytes) in cases {
+            assert_eq!(check_encoding(of(name), &bytes), Ok(()), "{name}");
+        }
+    }
+
+    #[test]
+    fn values_of_another_type_are_refused() {
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("int4", encoded(&7i64, &Type::INT8)),
+            ("int8", encoded(&7i32, &Type::INT4)),
+            ("bool", encoded(&7i32, &Type::INT4)),
+            ("date", encoded(&7i64, &Type::INT8)),
+            ("uuid", encoded(&"not a uuid", &Type::TEXT)),
+            ("text", vec![0xff, 0xfe]),
+            ("text", b"a\0b".to_vec()),
+            ("json", encoded(&7i64, &Type::INT8)),
+            ("jsonb", b"{}".to_vec()),
+            ("numeric", encoded(&7i32, &Type::INT4)),
+            ("numeric", vec![0, 1, 0, 0, 0x12, 0x34, 0, 0, 0, 1]),
+            ("numeric", vec![0, 1, 0, 0, 0, 0, 0, 0, 0x27, 0x10]),
+        ];
+        for (name, bytes) in cases {
+            assert!(
+                check_encoding(of(name), &bytes).is_err(),
+                "{name}: {bytes:?}"
+            );
+        }
+    }
+}
