@@ -84,6 +84,17 @@ pub enum Error {
         /// Why it does not fit (never the value).
         problem: ParameterProblem,
     },
+    /// A value given to [`Client::encrypt_for`](crate::Client::encrypt_for)
+    /// does not fit the encrypted column's type.
+    #[error("value for encrypted column {column} ({sql_type}) does not fit: {problem}")]
+    Value {
+        /// The column.
+        column: Box<crate::ColumnName>,
+        /// The column's plaintext type.
+        sql_type: String,
+        /// Why (never the value).
+        problem: ParameterProblem,
+    },
     /// Wrong number of parameters.
     #[error("statement expects {expected} parameters, {given} given")]
     ParameterCount {

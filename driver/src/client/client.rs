@@ -81,7 +81,7 @@ impl Client {
         (client, Connection::new(connection, watch))
     }
 
-    fn executor(&self) -> Executor<'_> {
+    pub(crate) fn executor(&self) -> Executor<'_> {
         Executor {
             client: &self.inner,
             state: &self.state,

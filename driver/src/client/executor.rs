@@ -92,7 +92,7 @@ pub(crate) struct Executor<'a> {
 }
 
 impl<'a> Executor<'a> {
-    async fn catalog(&self) -> Result<Arc<Catalog>, Error> {
+    pub(crate) async fn catalog(&self) -> Result<Arc<Catalog>, Error> {
         if let Some(catalog) = self.state.encryption.fresh() {
             return Ok(catalog);
         }

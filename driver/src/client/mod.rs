@@ -6,6 +6,8 @@
 //! - [`Encryption`]: what a pool shares (catalog, what was seen of it, keys).
 //! - [`Connection`]: drives the connection and hears catalog announcements.
 //! - `connection_state`, `statement_cache`: what aepg keeps per connection.
+//! - `explicit`: a value encrypted for a column, a cell decrypted, outside
+//!   a statement.
 //! - `statement`, `parameter`, `decryption`, `row`: a statement's
 //!   cross-check, its parameters' encryption, its results' decryption.
 
@@ -18,6 +20,7 @@ mod decryption;
 mod encryption;
 mod executor;
 mod explain;
+mod explicit;
 mod methods;
 mod parameter;
 mod row;
