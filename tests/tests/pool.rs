@@ -182,3 +182,62 @@ async fn a_clean_reset_leaves_no_search_path_behind() {
         assert_eq!(row.get::<_, &str>("ssn"), "222-22-2222");
     }
 }
+
+/// Code written once against `aepg::GenericClient` runs on a client, a
+/// transaction and the clients of both pools.
+#[tokio::test]
+async fn generic_code_runs_on_clients_transactions_and_pooled_clients() {
+    use aepg::GenericClient;
+
+    async fn renumber(client: &impl GenericClient, from: i32, to: i32) -> String {
+        client
+            .execute("UPDATE people SET id = $1 WHERE id = $2", &[&to, &from])
+            .await
+            .unwrap();
+        let statement = client
+            .prepare("SELECT ssn FROM people WHERE id = $1")
+            .await
+            .unwrap();
+        let row = client.query_one(&statement, &[&to]).await.unwrap();
+        assert!(client
+            .query_opt("SELECT ssn FROM people WHERE id = $1", &[&from])
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            client
+                .query("SELECT ssn FROM people WHERE id = $1", &[&to])
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        client.batch_execute("SELECT 1").await.unwrap();
+        row.get("ssn")
+    }
+
+    let db = people("pool_generic").await;
+    let encryption = db.encryption_with(|config| config);
+    let mut client = db.client_with(encryption.clone()).await;
+    assert_eq!(renumber(&client, 1, 10).await, "111-11-1111");
+    let transaction = client.transaction().await.unwrap();
+    assert_eq!(renumber(&transaction, 10, 11).await, "111-11-1111");
+    transaction.commit().await.unwrap();
+    let deadpool = DeadpoolPool::builder(manager(&db, &encryption))
+        .max_size(1)
+        .build()
+        .unwrap();
+    assert_eq!(
+        renumber(&deadpool.get().await.unwrap(), 11, 12).await,
+        "111-11-1111"
+    );
+    let bb8 = Bb8Pool::builder()
+        .max_size(1)
+        .build(manager(&db, &encryption))
+        .await
+        .unwrap();
+    assert_eq!(
+        renumber(&bb8.get().await.unwrap(), 12, 13).await,
+        "111-11-1111"
+    );
+}

@@ -21,6 +21,7 @@ mod encryption;
 mod executor;
 mod explain;
 mod explicit;
+mod generic_client;
 mod methods;
 mod parameter;
 mod row;
@@ -40,6 +41,7 @@ pub use encryption::{
 pub use explain::{
     Explanation, ParameterEncryption, ParameterExplanation, ResultColumnExplanation,
 };
+pub use generic_client::GenericClient;
 pub use row::{Row, RowStream};
 pub use statement::Statement;
 pub use to_statement::ToStatement;
