@@ -13,12 +13,12 @@ use aepg::cell::{EncryptionMode, PlaintextType};
 use aepg::{Client, ColumnName, Encryption, EncryptionConfig};
 use aepg_keystore::{KeyStoreRegistry, LocalKeyStore, MasterKeyLocation, TrustedKeyPaths};
 
-type Failure = Box<dyn std::error::Error + Send + Sync>;
+use aepg_examples::{database, Failure};
 
 #[tokio::main]
 async fn main() -> Result<(), Failure> {
     // 1. A database. `_throwaway` keeps a throwaway server alive until the end.
-    let (config, _throwaway) = database().await?;
+    let (config, _throwaway) = database("quickstart").await?;
     let (mut plain, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
 
@@ -169,20 +169,4 @@ async fn show_side_by_side(
 fn describe_cell(cell: &[u8]) -> String {
     let ciphertext = cell.get(22..34).unwrap_or_default();
     format!("{} B, ciphertext {}…", cell.len(), hex::encode(ciphertext))
-}
-
-/// `DATABASE_URL`, or a database on a throwaway server (returned too:
-/// dropping it removes the server, database and all).
-async fn database() -> Result<(String, Option<aepg_pgserver::Server>), Failure> {
-    if let Ok(url) = std::env::var("DATABASE_URL") {
-        println!("using DATABASE_URL");
-        return Ok((url, None));
-    }
-    let server = aepg_pgserver::Server::start(&[]).await?;
-    println!(
-        "using a throwaway PostgreSQL ({})",
-        server.info().description
-    );
-    let database = server.create_database("quickstart").await?;
-    Ok((database.connection_string(), Some(server)))
 }
