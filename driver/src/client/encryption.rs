@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use aepg_keystore::KeyStoreRegistry;
+use tracing::Instrument;
 
 use crate::catalog::{
     load_catalog, Catalog, CatalogError, PinnedColumn, Pins, CATALOG_STATE_QUERY,
@@ -656,7 +657,15 @@ impl Encryption {
     async fn load(&self, client: &tokio_postgres::Client) -> Result<Arc<Catalog>, Error> {
         let announcement = self.announced.load(Ordering::SeqCst);
         let seen_before = lock(&self.seen).generation;
-        let catalog = load_catalog(client, &self.config.registry, &self.config.pins).await?;
+        let catalog = load_catalog(client, &self.config.registry, &self.config.pins)
+            .instrument(tracing::debug_span!("aepg.catalog.load"))
+            .await?;
+        tracing::debug!(
+            generation = catalog.generation(),
+            encrypted_columns = catalog.columns().count(),
+            skipped_records = catalog.skipped().len(),
+            "aepg catalog loaded and verified"
+        );
         // What was seen and what is current change together, under one
         // lock: a late load can neither pass for a rollback nor replace a
         // newer catalog another client stored meanwhile.
@@ -759,6 +768,7 @@ impl Encryption {
                     .map_err(|source: RecordError| DecryptError::KeyUnavailable { key_id, source })
             },
         )
+        .instrument(tracing::debug_span!("aepg.key.unwrap", key_id))
         .await?;
         let cipher = Arc::new(CellCipher::new(key_id, &key));
         if !self.config.key_ttl.is_zero() {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures_util::{StreamExt, TryStreamExt};
 use postgres_types::ToSql;
 use tokio_postgres::error::SqlState;
+use tracing::Instrument;
 
 use super::connection_state::{ConnectionState, NameResolution};
 use super::encryption::{CheckContext, ServerState};
@@ -165,7 +166,14 @@ impl<'a> Executor<'a> {
     /// Analyzes `sql` against `catalog` and prepares it, with the catalog
     /// generation and the session read in the same round trip; again if
     /// either moved meanwhile. Caches the result.
-    async fn prepare_afresh(
+    async fn prepare_afresh(&self, sql: &str, catalog: Arc<Catalog>) -> Result<Statement, Error> {
+        // The span names no SQL text: literals in it may be values.
+        self.prepare_analyzed(sql, catalog)
+            .instrument(tracing::debug_span!("aepg.prepare"))
+            .await
+    }
+
+    async fn prepare_analyzed(
         &self,
         sql: &str,
         mut catalog: Arc<Catalog>,
@@ -179,7 +187,11 @@ impl<'a> Executor<'a> {
             // Analyze before the text reaches the server, so a refused
             // statement is never even prepared.
             let view = catalog.schema_view(&resolution.search_path, &resolution.temp_tables);
-            let analysis = match analyze(sql, &view) {
+            let analyzed = {
+                let _span = tracing::trace_span!("aepg.analyze").entered();
+                analyze(sql, &view)
+            };
+            let analysis = match analyzed {
                 Ok(analysis) => analysis,
                 Err(_) if !reloaded => {
                     // The refusal may come from a catalog or session older
@@ -213,6 +225,17 @@ impl<'a> Executor<'a> {
             }
             match Statement::build(sql, inner?, catalog.clone(), analysis) {
                 Ok(statement) => {
+                    let analysis = &statement.0.analysis;
+                    tracing::debug!(
+                        parameters = analysis.parameters.len(),
+                        encrypted_parameters = analysis
+                            .parameters
+                            .iter()
+                            .filter(|target| matches!(target, ParameterTarget::Encrypted { .. }))
+                            .count(),
+                        encrypted_tables = ?analysis.encrypted_tables,
+                        "aepg statement prepared"
+                    );
                     self.state.cache(statement.clone());
                     return Ok(statement);
                 }
@@ -425,6 +448,12 @@ impl<'a> Executor<'a> {
                         *usage,
                         &cipher,
                     )?);
+                    tracing::trace!(
+                        parameter = index + 1,
+                        column = %column,
+                        setting = %setting.name,
+                        "aepg parameter encrypted"
+                    );
                 }
                 _ => bound.push(BoundParameter::Plain(*value)),
             }

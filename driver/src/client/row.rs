@@ -59,8 +59,18 @@ impl Row {
                         (None, _) => DecryptedValue::Null,
                         (Some(RawValue(cell)), ColumnDecryption::Decrypted { setting, .. }) => {
                             match decrypt_cell(encryption, catalog, setting, cell).await {
-                                Ok(plaintext) => DecryptedValue::Plaintext(plaintext),
-                                Err(error) => DecryptedValue::Failed(Arc::new(error)),
+                                Ok(plaintext) => {
+                                    tracing::trace!(column = %plan.label, "aepg cell decrypted");
+                                    DecryptedValue::Plaintext(plaintext)
+                                }
+                                Err(error) => {
+                                    tracing::debug!(
+                                        column = %plan.label,
+                                        error = %error,
+                                        "aepg cell not decrypted"
+                                    );
+                                    DecryptedValue::Failed(Arc::new(error))
+                                }
                             }
                         }
                         (Some(_), ColumnDecryption::Refused { reason }) => {
