@@ -951,3 +951,47 @@ async fn query_opt_and_query_one_count_rows() {
         1
     );
 }
+
+/// A patient read by column names, encrypted columns decrypted.
+#[derive(Debug, PartialEq)]
+struct Patient {
+    id: i32,
+    name: String,
+    ssn: String,
+    condition: Option<String>,
+}
+
+aepg::from_row!(Patient { id, name, ssn, condition = "diagnosis" });
+
+#[tokio::test]
+async fn rows_decode_into_structs_by_column_name() {
+    let (_db, client) = clinic("client_from_row").await;
+    let patients: Vec<Patient> = client
+        .query(
+            "SELECT id, name, ssn, diagnosis FROM patients WHERE ssn = $1",
+            &[&"222-22-2222"],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.decode().unwrap())
+        .collect();
+    assert_eq!(
+        patients,
+        [Patient {
+            id: 2,
+            name: "Grace".to_owned(),
+            ssn: "222-22-2222".to_owned(),
+            condition: Some("flu".to_owned()),
+        }]
+    );
+    // A column the struct needs and the result lacks.
+    let row = client
+        .query_one("SELECT id, name, ssn FROM patients WHERE id = 2", &[])
+        .await
+        .unwrap();
+    let error = row.decode::<Patient>().unwrap_err();
+    assert!(matches!(error, Error::NoSuchColumn { .. }), "{error}");
+    // The connection's cancel token is tokio-postgres's.
+    let _token = client.cancel_token();
+}

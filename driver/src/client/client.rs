@@ -130,6 +130,12 @@ impl Client {
         self.state.encryption.refresh_catalog(&self.inner).await
     }
 
+    /// A token to cancel the statement this connection is running (as
+    /// tokio-postgres's: the cancel request carries no statement or value).
+    pub fn cancel_token(&self) -> tokio_postgres::CancelToken {
+        self.inner.cancel_token()
+    }
+
     /// Whether the connection is closed.
     pub fn is_closed(&self) -> bool {
         self.inner.is_closed()

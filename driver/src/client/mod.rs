@@ -21,6 +21,7 @@ mod encryption;
 mod executor;
 mod explain;
 mod explicit;
+mod from_row;
 mod generic_client;
 mod methods;
 mod parameter;
@@ -41,6 +42,7 @@ pub use encryption::{
 pub use explain::{
     Explanation, ParameterEncryption, ParameterExplanation, ResultColumnExplanation,
 };
+pub use from_row::FromRow;
 pub use generic_client::GenericClient;
 pub use row::{Row, RowStream};
 pub use statement::Statement;
