@@ -995,3 +995,54 @@ async fn rows_decode_into_structs_by_column_name() {
     // The connection's cancel token is tokio-postgres's.
     let _token = client.cancel_token();
 }
+
+#[tokio::test]
+async fn declared_parameter_types_are_checked_against_encrypted_columns() {
+    use aepg::types::Type;
+    let (db, client) = clinic("client_typed").await;
+    let statement = client
+        .prepare_typed(
+            "INSERT INTO patients (id, name, ssn) VALUES ($1, $2, $3)",
+            &[Type::INT4, Type::TEXT, Type::TEXT],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(&statement, &[&9, &"Kurt", &"999-99-9999"])
+        .await
+        .unwrap();
+    let rows = client
+        .query_typed(
+            "SELECT name FROM patients WHERE ssn = $1",
+            &[(&"999-99-9999", Type::TEXT)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, &str>("name"), "Kurt");
+    // A plaintext parameter declared otherwise than the server would infer.
+    let rows = client
+        .query_typed(
+            "SELECT name FROM patients WHERE id = $1 AND ssn = $2",
+            &[(&9i64, Type::INT8), (&"999-99-9999", Type::TEXT)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    // Stored as a cell, not as the declared text.
+    let stored: Vec<u8> = db
+        .plain
+        .query_one("SELECT ssn::bytea FROM patients WHERE id = 9", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!stored.windows(11).any(|window| window == b"999-99-9999"));
+    // A declared type the encrypted column does not hold is refused.
+    let error = client
+        .prepare_typed("SELECT name FROM patients WHERE ssn = $1", &[Type::INT8])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::ParameterType { number: 1, .. }),
+        "{error}"
+    );
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt};
-use postgres_types::ToSql;
+use postgres_types::{Kind, ToSql, Type};
 use tokio_postgres::error::SqlState;
 use tracing::Instrument;
 
@@ -21,7 +21,7 @@ use crate::analysis::{
     analyze, session_control, ControlText, ParameterTarget, SessionControl, StatementAnalysis,
 };
 use crate::catalog::{Catalog, CatalogError, CATALOG_CHANNEL};
-use crate::error::{CrossCheckProblem, ResultProblem, RowCountExpectation};
+use crate::error::{CrossCheckProblem, ParameterProblem, ResultProblem, RowCountExpectation};
 use crate::record::CatalogId;
 use crate::support::generation_from_sql;
 use crate::Error;
@@ -168,7 +168,23 @@ impl<'a> Executor<'a> {
     /// either moved meanwhile. Caches the result.
     async fn prepare_afresh(&self, sql: &str, catalog: Arc<Catalog>) -> Result<Statement, Error> {
         // The span names no SQL text: literals in it may be values.
-        self.prepare_analyzed(sql, catalog)
+        self.prepare_analyzed(sql, catalog, None)
+            .instrument(tracing::debug_span!("aepg.prepare"))
+            .await
+    }
+
+    /// Prepares `sql` with the parameter types the caller declares (as
+    /// tokio-postgres's `prepare_typed`): a type declared for a parameter
+    /// bound for an encrypted column must be its setting's plaintext type,
+    /// and the server is told nothing of it (it sees ciphertext). Not
+    /// cached: the caller holds the statement.
+    pub(crate) async fn prepare_typed(
+        &self,
+        sql: &str,
+        types: &[Type],
+    ) -> Result<Statement, Error> {
+        let catalog = self.catalog().await?;
+        self.prepare_analyzed(sql, catalog, Some(types))
             .instrument(tracing::debug_span!("aepg.prepare"))
             .await
     }
@@ -177,6 +193,7 @@ impl<'a> Executor<'a> {
         &self,
         sql: &str,
         mut catalog: Arc<Catalog>,
+        declared: Option<&[Type]>,
     ) -> Result<Statement, Error> {
         let mut resolution = self.resolution().await?;
         // Whether the catalog and the session were read from the server
@@ -205,7 +222,13 @@ impl<'a> Executor<'a> {
                 }
                 Err(refusal) => return Err(refusal.into()),
             };
+            let server_types = declared
+                .map(|declared| server_types(&analysis, &catalog, declared))
+                .transpose()?;
             let announcement = self.state.encryption.announcement();
+            // Prepared without declared types first: the server's own typing
+            // is the cross-check's safety net (a declared `text` would hide
+            // a parameter the server types as ciphertext).
             let (inner, report) =
                 futures_util::join!(self.client.prepare(sql), self.query_session());
             let report = report?;
@@ -223,7 +246,17 @@ impl<'a> Executor<'a> {
                 self.state.set_resolution(resolution.clone());
                 continue;
             }
-            match Statement::build(sql, inner?, catalog.clone(), analysis) {
+            let inner = inner?;
+            let built = match &server_types {
+                Some(types) if differs(types, inner.params()) => {
+                    // Checked as inferred; now declared as the caller asks.
+                    Statement::build(sql, inner, catalog.clone(), analysis.clone())?;
+                    let typed = self.client.prepare_typed(sql, types).await?;
+                    Statement::build(sql, typed, catalog.clone(), analysis)
+                }
+                _ => Statement::build(sql, inner, catalog.clone(), analysis),
+            };
+            match built {
                 Ok(statement) => {
                     let analysis = &statement.0.analysis;
                     tracing::debug!(
@@ -236,7 +269,9 @@ impl<'a> Executor<'a> {
                         encrypted_tables = ?analysis.encrypted_tables,
                         "aepg statement prepared"
                     );
-                    self.state.cache(statement.clone());
+                    if declared.is_none() {
+                        self.state.cache(statement.clone());
+                    }
                     return Ok(statement);
                 }
                 Err(Error::ResultMismatch {
@@ -690,4 +725,58 @@ fn as_params<'b>(bound: &'b [BoundParameter<'_>]) -> Vec<&'b (dyn ToSql + Sync)>
         .iter()
         .map(|parameter| parameter as &(dyn ToSql + Sync))
         .collect()
+}
+
+/// The types to declare to the server for a statement whose caller declared
+/// `declared`: the caller's, except for parameters bound for encrypted
+/// columns, which must be declared as the column's plaintext type (or left
+/// unspecified) and are left for the server to type as ciphertext.
+fn server_types(
+    analysis: &StatementAnalysis,
+    catalog: &Catalog,
+    declared: &[Type],
+) -> Result<Vec<Type>, Error> {
+    let unspecified = || {
+        Type::new(
+            "unspecified".to_owned(),
+            0,
+            Kind::Pseudo,
+            "pg_catalog".to_owned(),
+        )
+    };
+    declared
+        .iter()
+        .enumerate()
+        .map(|(index, ty)| match analysis.parameters.get(index) {
+            Some(ParameterTarget::Encrypted {
+                column, encryption, ..
+            }) => {
+                let setting = catalog.settings().get(&encryption.setting_id);
+                let plaintext = setting.map(|setting| setting.cell.plaintext_type.oid);
+                if ty.oid() != 0 && Some(ty.oid()) != plaintext {
+                    return Err(Error::ParameterType {
+                        number: index + 1,
+                        column: Box::new(column.clone()),
+                        sql_type: setting.map_or_else(String::new, |setting| setting.type_name()),
+                        problem: ParameterProblem::WrongType {
+                            rust_type: format!("a parameter declared {}", ty.name()),
+                            sql_type: setting
+                                .map_or_else(String::new, |setting| setting.type_name()),
+                        },
+                    });
+                }
+                Ok(unspecified())
+            }
+            _ => Ok(ty.clone()),
+        })
+        .collect()
+}
+
+/// Whether declared types ask for other types than the server inferred
+/// (an unspecified declaration, oid 0, asks for nothing).
+fn differs(declared: &[Type], inferred: &[Type]) -> bool {
+    declared
+        .iter()
+        .zip(inferred)
+        .any(|(declared, inferred)| declared.oid() != 0 && declared != inferred)
 }

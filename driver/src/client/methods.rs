@@ -14,6 +14,42 @@ macro_rules! query_methods {
             self.executor().prepare(sql).await
         }
 
+        /// Prepares `sql` with declared parameter types, as tokio-postgres's
+        /// `prepare_typed`. A type declared for a parameter bound for an
+        /// encrypted column must be the column's plaintext type; the server
+        /// is told nothing of it (it types the parameter as ciphertext).
+        ///
+        /// # Errors
+        /// [`Error::ParameterType`](crate::Error::ParameterType) for a
+        /// declared type the encrypted column does not hold; as
+        /// [`prepare`](Self::prepare).
+        pub async fn prepare_typed(
+            &self,
+            sql: &str,
+            types: &[postgres_types::Type],
+        ) -> Result<crate::Statement, crate::Error> {
+            self.executor().prepare_typed(sql, types).await
+        }
+
+        /// Runs `sql` with parameters of declared types (tokio-postgres's
+        /// `query_typed`): prepared with [`prepare_typed`](Self::prepare_typed),
+        /// then run.
+        ///
+        /// # Errors
+        /// As [`prepare_typed`](Self::prepare_typed) and [`query`](Self::query).
+        pub async fn query_typed(
+            &self,
+            sql: &str,
+            params: &[(&(dyn postgres_types::ToSql + Sync), postgres_types::Type)],
+        ) -> Result<Vec<crate::Row>, crate::Error> {
+            let types: Vec<postgres_types::Type> =
+                params.iter().map(|(_, ty)| ty.clone()).collect();
+            let values: Vec<&(dyn postgres_types::ToSql + Sync)> =
+                params.iter().map(|(value, _)| *value).collect();
+            let statement = self.executor().prepare_typed(sql, &types).await?;
+            self.executor().query(&statement, &values).await
+        }
+
         /// Runs a statement and returns its rows, encrypted columns decrypted.
         /// Parameters bound for encrypted columns are encrypted before they
         /// are sent.
