@@ -64,6 +64,13 @@ pub enum Error {
         /// The encrypted column.
         column: Box<crate::ColumnName>,
     },
+    /// `simple_query` text that touches a table with encrypted columns: the
+    /// simple protocol returns values as text, which aepg cannot decrypt.
+    #[error("statement refused: simple_query returns values as text, which aepg cannot decrypt, and the statement touches {table}, which has encrypted columns: use query")]
+    TextResults {
+        /// The table with encrypted columns.
+        table: Box<crate::names::TableName>,
+    },
     /// The session is set so that aepg cannot read SQL as the server does.
     #[error("statement refused: this session cannot be analyzed safely: {reason}")]
     UnsafeSession {

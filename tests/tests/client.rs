@@ -1046,3 +1046,43 @@ async fn declared_parameter_types_are_checked_against_encrypted_columns() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn simple_query_runs_plaintext_text_and_refuses_encrypted_tables() {
+    let (db, client) = clinic("client_simple_query").await;
+    db.plain
+        .batch_execute(
+            "CREATE TABLE notes (id int, body text); INSERT INTO notes VALUES (1, 'hello')",
+        )
+        .await
+        .unwrap();
+    let messages = client
+        .simple_query("SELECT body FROM notes WHERE id = 1")
+        .await
+        .unwrap();
+    let bodies: Vec<&str> = messages
+        .iter()
+        .filter_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(bodies, ["hello"]);
+    // Session control passes through.
+    client.simple_query("SHOW search_path").await.unwrap();
+    // Text results of an encrypted table cannot be decrypted: refused.
+    let error = client
+        .simple_query("SELECT name FROM patients")
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::TextResults { .. }), "{error}");
+    assert!(error.to_string().contains("public.patients"), "{error}");
+    // A literal for an encrypted column is refused as in batch_execute.
+    let error = client
+        .simple_query(
+            "SELECT 1 FROM notes WHERE EXISTS (SELECT 1 FROM patients WHERE ssn = '111-11-1111')",
+        )
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("refused"), "{error}");
+}

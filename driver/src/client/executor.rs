@@ -654,17 +654,54 @@ impl<'a> Executor<'a> {
         }
     }
 
-    /// Simple-query text gets the same analysis; it cannot carry parameters,
-    /// so anything it would store into or compare with an encrypted column
-    /// is a literal and is refused. Its literals go to the server with the
-    /// text, so unless this client hears catalog announcements, the
-    /// catalog generation and the session are checked first.
+    /// Runs text with the simple query protocol, checked as
+    /// [`simple_text`](Self::simple_text) says.
     pub(crate) async fn batch_execute(&self, sql: &str) -> Result<(), Error> {
         if let Some(control) = session_control(sql) {
             let result = self.client.batch_execute(sql).await;
             self.after_control(control);
             return Ok(result?);
         }
+        let analysis = self.simple_text(sql).await?;
+        let result = self.client.batch_execute(sql).await;
+        self.state.statement_ran();
+        self.after_analyzed(&analysis);
+        Ok(result?)
+    }
+
+    /// Runs text with the simple query protocol and returns its messages,
+    /// values as text (tokio-postgres's `simple_query`). aepg cannot
+    /// decrypt text results, so text that touches a table with encrypted
+    /// columns is refused; otherwise it is analyzed and checked as
+    /// [`batch_execute`](Self::batch_execute) text is.
+    pub(crate) async fn simple_query(
+        &self,
+        sql: &str,
+    ) -> Result<Vec<tokio_postgres::SimpleQueryMessage>, Error> {
+        if let Some(control) = session_control(sql) {
+            let result = self.client.simple_query(sql).await;
+            self.after_control(control);
+            return Ok(result?);
+        }
+        let analysis = self.simple_text(sql).await?;
+        if let Some(table) = analysis.encrypted_tables.first() {
+            return Err(Error::TextResults {
+                table: Box::new(table.clone()),
+            });
+        }
+        let result = self.client.simple_query(sql).await;
+        self.state.statement_ran();
+        self.after_analyzed(&analysis);
+        Ok(result?)
+    }
+
+    /// Analyzes text for the simple query protocol, which cannot carry
+    /// parameters: anything it would store into or compare with an
+    /// encrypted column is a literal and is refused. Its literals go to the
+    /// server with the text, so unless this client hears catalog
+    /// announcements, the catalog generation and the session are checked
+    /// first.
+    async fn simple_text(&self, sql: &str) -> Result<StatementAnalysis, Error> {
         let mut catalog = self.catalog().await?;
         let mut resolution = self.resolution().await?;
         if !self.hears_announcements() {
@@ -695,10 +732,7 @@ impl<'a> Executor<'a> {
                 column: Box::new(column.clone()),
             });
         }
-        let result = self.client.batch_execute(sql).await;
-        self.state.statement_ran();
-        self.after_analyzed(&analysis);
-        Ok(result?)
+        Ok(analysis)
     }
 }
 

@@ -139,6 +139,22 @@ macro_rules! query_methods {
             self.executor().batch_execute(sql).await
         }
 
+        /// Runs text with the simple query protocol and returns its messages,
+        /// values as text (tokio-postgres's `simple_query`). The text is
+        /// analyzed as [`batch_execute`](Self::batch_execute)'s is.
+        ///
+        /// # Errors
+        /// [`Error::TextResults`](crate::Error::TextResults) for text that
+        /// touches a table with encrypted columns (text results cannot be
+        /// decrypted: use [`query`](Self::query)); as
+        /// [`batch_execute`](Self::batch_execute).
+        pub async fn simple_query(
+            &self,
+            sql: &str,
+        ) -> Result<Vec<tokio_postgres::SimpleQueryMessage>, crate::Error> {
+            self.executor().simple_query(sql).await
+        }
+
         /// Explains what aepg does with a statement: each parameter's target
         /// column, setting, mode and key; each result column's decryption.
         ///
