@@ -71,6 +71,9 @@ pub enum Error {
         /// The table with encrypted columns.
         table: Box<crate::names::TableName>,
     },
+    /// A session reset asked for inside a transaction block.
+    #[error("the session is inside a transaction block: end it before the session is reset or the connection reused")]
+    SessionInTransaction,
     /// The session is set so that aepg cannot read SQL as the server does.
     #[error("statement refused: this session cannot be analyzed safely: {reason}")]
     UnsafeSession {
@@ -338,6 +341,12 @@ pub enum ParameterProblem {
     NoArrayType,
     /// The value is too long to encrypt.
     TooLongToEncrypt,
+    /// The caller declared the parameter as another type than the column's
+    /// plaintext type (`prepare_typed`).
+    DeclaredType {
+        /// The declared type.
+        declared: String,
+    },
     /// The encoded value is not a valid value of the column's type: a Rust
     /// value of another type, passed through a wrapper that accepts every
     /// SQL type.
@@ -365,6 +374,9 @@ impl fmt::Display for ParameterProblem {
             Self::MalformedArray => f.write_str("the encoded array cannot be read"),
             Self::NoArrayType => f.write_str("this type has no array type"),
             Self::TooLongToEncrypt => f.write_str("the value is too long to encrypt"),
+            Self::DeclaredType { declared } => {
+                write!(f, "it is declared {declared}, which the column does not hold")
+            }
             Self::InvalidEncoding { reason } => write!(
                 f,
                 "the value's encoding is not one of the column's type ({reason}): a value of \

@@ -1036,6 +1036,39 @@ async fn declared_parameter_types_are_checked_against_encrypted_columns() {
         .unwrap()
         .get(0);
     assert!(!stored.windows(11).any(|window| window == b"999-99-9999"));
+    // Text only declared types can type, touching no encrypted table.
+    let rows = client
+        .query_typed(
+            "SELECT $1 IS NULL AS missing",
+            &[(&None::<i32>, Type::INT4)],
+        )
+        .await
+        .unwrap();
+    assert!(rows[0].get::<_, bool>("missing"));
+    // = ANY on an encrypted column takes the array of its plaintext type.
+    let statement = client
+        .prepare_typed(
+            "SELECT name FROM patients WHERE ssn = ANY($1)",
+            &[Type::TEXT_ARRAY],
+        )
+        .await
+        .unwrap();
+    let rows = client
+        .query(&statement, &[&vec!["999-99-9999", "111-11-1111"]])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    // Prepared again inside a transaction (where warm statements that send
+    // plaintext are), it keeps its declared types.
+    let by_id = client
+        .prepare_typed("SELECT name FROM patients WHERE id = $1", &[Type::INT8])
+        .await
+        .unwrap();
+    let mut client = client;
+    let transaction = client.transaction().await.unwrap();
+    let row = transaction.query_one(&by_id, &[&9i64]).await.unwrap();
+    assert_eq!(row.get::<_, &str>("name"), "Kurt");
+    transaction.commit().await.unwrap();
     // A declared type the encrypted column does not hold is refused.
     let error = client
         .prepare_typed("SELECT name FROM patients WHERE ssn = $1", &[Type::INT8])

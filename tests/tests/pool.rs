@@ -141,7 +141,7 @@ async fn a_clean_reset_leaves_no_search_path_behind() {
         .await
         .unwrap();
     let encryption = db.encryption_with(|config| config);
-    for recycling in [Recycling::Clean] {
+    for recycling in [Recycling::Clean, Recycling::Verified] {
         let pool = DeadpoolPool::builder(manager(&db, &encryption).recycling(recycling))
             .max_size(1)
             .build()
@@ -165,12 +165,37 @@ async fn a_clean_reset_leaves_no_search_path_behind() {
             .await
             .unwrap()
             .get(0);
-        assert_eq!(search_path, "\"$user\", public");
-        let row = client
-            .query_one("SELECT ssn FROM people WHERE id = $1", &[&1])
+        if recycling == Recycling::Clean {
+            assert_eq!(search_path, "\"$user\", public");
+            let row = client
+                .query_one("SELECT ssn FROM people WHERE id = $1", &[&1])
+                .await
+                .unwrap();
+            assert_eq!(row.get::<_, &str>("ssn"), "111-11-1111");
+        } else {
+            // Kept: aepg read the session again, and refuses the name that
+            // now resolves to the decoy, rather than answer from it.
+            assert_eq!(search_path, "other, public");
+            let error = client
+                .query_one("SELECT ssn FROM people WHERE id = $1", &[&1])
+                .await
+                .unwrap_err();
+            assert!(error.to_string().contains("other.people"), "{error}");
+            client
+                .batch_execute("SET search_path = public")
+                .await
+                .unwrap();
+        }
+        // tokio-postgres can still look types up (the reset kept its
+        // statements): an array of ciphertext is a type it meets only now.
+        let rows = client
+            .query(
+                "SELECT ssn FROM people WHERE ssn = ANY($1)",
+                &[&vec!["111-11-1111", "222-22-2222"]],
+            )
             .await
             .unwrap();
-        assert_eq!(row.get::<_, &str>("ssn"), "111-11-1111");
+        assert_eq!(rows.len(), 2);
         // Handed back inside a transaction block, the connection is dropped.
         client.batch_execute("BEGIN").await.unwrap();
         drop(client);

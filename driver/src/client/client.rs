@@ -15,6 +15,11 @@ use super::transaction::{Transaction, TransactionBuilder};
 use crate::catalog::Catalog;
 use crate::Error;
 
+/// What [`Client::reset_session`] runs: `DISCARD ALL` without
+/// `DEALLOCATE ALL` (as deadpool-postgres's clean recycling does).
+const RESET_SESSION: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
+     UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
+
 /// A PostgreSQL client that encrypts parameters bound for encrypted columns
 /// and decrypts encrypted result columns. Its methods mirror
 /// `tokio_postgres::Client`, so switching is a change of import.
@@ -151,16 +156,33 @@ impl Client {
         Ok(())
     }
 
-    /// Resets the session with `DISCARD ALL` (settings, temporary tables,
-    /// locks, prepared statements, listening), and forgets what aepg knew
-    /// of it: the next statement reads the session again and prepares its
-    /// text again. What a pool does between two users.
+    /// Resets the session between two users of a pooled connection:
+    /// cursors closed, session authorization and every setting reset
+    /// (`search_path` among them), listening ended, advisory locks
+    /// released, temporary tables and sequences dropped: `DISCARD ALL`
+    /// but for `DEALLOCATE ALL`, which would take tokio-postgres's own
+    /// type-lookup statements with it (it never prepares them again). aepg
+    /// forgets what it knew of the session and its cached statements: the
+    /// next statement reads the session again and prepares its text again.
     ///
     /// # Errors
-    /// Inside a transaction block, where PostgreSQL refuses `DISCARD ALL`;
-    /// connection errors.
+    /// [`Error::SessionInTransaction`] inside a transaction block opened by
+    /// text (such a connection is not reusable); connection errors.
     pub async fn reset_session(&self) -> Result<(), Error> {
-        self.batch_execute("DISCARD ALL").await
+        if self.state.in_text_transaction() {
+            return Err(Error::SessionInTransaction);
+        }
+        // A fixed text without values: sent as written.
+        let result = self.inner.batch_execute(RESET_SESSION).await;
+        self.state.session_changed();
+        self.state.transaction_ended();
+        Ok(result?)
+    }
+
+    /// Whether a transaction block opened by text (`BEGIN`) is open.
+    #[cfg(any(feature = "deadpool", feature = "bb8"))]
+    pub(crate) fn in_text_transaction(&self) -> bool {
+        self.state.in_text_transaction()
     }
 
     /// How many prepared statements this connection keeps in its cache

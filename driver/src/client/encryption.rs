@@ -155,6 +155,10 @@ impl EncryptionConfig {
     }
 }
 
+/// How long a client waits for another's first load of the catalog before
+/// it loads on its own connection.
+const FIRST_LOAD_WAIT: Duration = Duration::from_secs(2);
+
 /// How a statement's connection may check the catalog.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct CheckContext {
@@ -315,8 +319,9 @@ struct Seen {
 /// No lock is held across a query once a catalog is loaded: each client
 /// checks and loads on its own connection (a load may be duplicated under
 /// contention), so one stalled connection never holds up the others. Only
-/// the first load is made by one client while the others wait (bounded by
-/// the load timeout): a pool's connections starting at once load it once. When only the catalog TTL ran out,
+/// the first load is made by one client while the others wait (two seconds
+/// at most, then they load on their own): a pool's connections starting at
+/// once load it once. When only the catalog TTL ran out,
 /// one client checks and the others go on with the verified catalog (see
 /// [`EncryptionConfig::catalog_max_staleness`]).
 pub struct Encryption {
@@ -446,13 +451,16 @@ impl Encryption {
 
     /// The first load of the pool: one client loads, the others (a pool's
     /// connections all starting at once) wait for it rather than load the
-    /// same catalog again. Nothing else can run without a catalog, so the
-    /// wait holds nobody up; it is bounded like the load.
+    /// same catalog again — for at most [`FIRST_LOAD_WAIT`]: a loader whose
+    /// connection stalled must not hold the others, which then load on
+    /// their own connections.
     async fn first_load(
         &self,
         client: &tokio_postgres::Client,
     ) -> Result<Arc<Catalog>, CheckError> {
-        let _first = self.first_load.lock().await;
+        let _first = tokio::time::timeout(FIRST_LOAD_WAIT, self.first_load.lock())
+            .await
+            .ok();
         if let Some(current) = self.current_catalog() {
             return Ok(current);
         }

@@ -18,7 +18,8 @@ use super::row::{Row, RowStream};
 use super::statement::Statement;
 use super::to_statement::{ToStatement, ToStatementType};
 use crate::analysis::{
-    analyze, session_control, ControlText, ParameterTarget, SessionControl, StatementAnalysis,
+    analyze, session_control, ControlText, ParameterTarget, ParameterUse, SessionControl,
+    StatementAnalysis,
 };
 use crate::catalog::{Catalog, CatalogError, CATALOG_CHANNEL};
 use crate::error::{CrossCheckProblem, ParameterProblem, ResultProblem, RowCountExpectation};
@@ -160,15 +161,20 @@ impl<'a> Executor<'a> {
                 return Ok((statement, false));
             }
         }
-        Ok((self.prepare_afresh(sql, catalog).await?, true))
+        Ok((self.prepare_afresh(sql, catalog, None).await?, true))
     }
 
     /// Analyzes `sql` against `catalog` and prepares it, with the catalog
     /// generation and the session read in the same round trip; again if
     /// either moved meanwhile. Caches the result.
-    async fn prepare_afresh(&self, sql: &str, catalog: Arc<Catalog>) -> Result<Statement, Error> {
+    async fn prepare_afresh(
+        &self,
+        sql: &str,
+        catalog: Arc<Catalog>,
+        declared: Option<&[Type]>,
+    ) -> Result<Statement, Error> {
         // The span names no SQL text: literals in it may be values.
-        self.prepare_analyzed(sql, catalog, None)
+        self.prepare_analyzed(sql, catalog, declared)
             .instrument(tracing::debug_span!("aepg.prepare"))
             .await
     }
@@ -184,9 +190,7 @@ impl<'a> Executor<'a> {
         types: &[Type],
     ) -> Result<Statement, Error> {
         let catalog = self.catalog().await?;
-        self.prepare_analyzed(sql, catalog, Some(types))
-            .instrument(tracing::debug_span!("aepg.prepare"))
-            .await
+        self.prepare_afresh(sql, catalog, Some(types)).await
     }
 
     async fn prepare_analyzed(
@@ -246,15 +250,33 @@ impl<'a> Executor<'a> {
                 self.state.set_resolution(resolution.clone());
                 continue;
             }
-            let inner = inner?;
-            let built = match &server_types {
-                Some(types) if differs(types, inner.params()) => {
-                    // Checked as inferred; now declared as the caller asks.
-                    Statement::build(sql, inner, catalog.clone(), analysis.clone())?;
-                    let typed = self.client.prepare_typed(sql, types).await?;
-                    Statement::build(sql, typed, catalog.clone(), analysis)
+            let declared_types: Option<Arc<[Type]>> = declared.map(Arc::from);
+            let built = match (inner, &server_types) {
+                (Ok(inner), Some(types)) if differs(types, inner.params()) => {
+                    // Checked as the server infers it; then prepared as the
+                    // caller declares, and checked again.
+                    match Statement::build(sql, inner, catalog.clone(), analysis.clone(), None) {
+                        Ok(_) => {
+                            let typed = self.client.prepare_typed(sql, types).await?;
+                            Statement::build(sql, typed, catalog.clone(), analysis, declared_types)
+                        }
+                        Err(error) => Err(error),
+                    }
                 }
-                _ => Statement::build(sql, inner, catalog.clone(), analysis),
+                (Ok(inner), _) => {
+                    Statement::build(sql, inner, catalog.clone(), analysis, declared_types)
+                }
+                (Err(error), Some(types))
+                    if error.code() == Some(&SqlState::INDETERMINATE_DATATYPE)
+                        && !analysis.touches_encrypted_table
+                        && !has_encrypted_parameter(&analysis) =>
+                {
+                    // `SELECT $1 IS NULL`: only declared types can type it,
+                    // and it touches no encrypted table.
+                    let typed = self.client.prepare_typed(sql, types).await?;
+                    Statement::build(sql, typed, catalog.clone(), analysis, declared_types)
+                }
+                (Err(error), _) => return Err(error.into()),
             };
             match built {
                 Ok(statement) => {
@@ -351,6 +373,13 @@ impl<'a> Executor<'a> {
                 let catalog = self.catalog().await?;
                 if Arc::ptr_eq(&statement.0.catalog, &catalog) && !statement.is_invalidated() {
                     (statement.clone(), false)
+                } else if let Some(declared) = &statement.0.declared {
+                    // Prepared again as its caller declared it.
+                    let sql = &statement.0.sql;
+                    (
+                        self.prepare_afresh(sql, catalog, Some(declared)).await?,
+                        true,
+                    )
                 } else {
                     self.prepared(&statement.0.sql).await?
                 }
@@ -395,7 +424,8 @@ impl<'a> Executor<'a> {
     /// `statement`'s text analyzed and prepared again, against the current catalog.
     async fn prepare_again(&self, statement: &Statement) -> Result<Statement, Error> {
         let catalog = self.catalog().await?;
-        self.prepare_afresh(&statement.0.sql, catalog).await
+        self.prepare_afresh(&statement.0.sql, catalog, statement.0.declared.as_deref())
+            .await
     }
 
     /// A client that cannot hear catalog announcements (its connection is
@@ -418,7 +448,11 @@ impl<'a> Executor<'a> {
             return Ok((statement, false));
         }
         let statement = self
-            .prepare_afresh(&statement.0.sql, statement.0.catalog.clone())
+            .prepare_afresh(
+                &statement.0.sql,
+                statement.0.catalog.clone(),
+                statement.0.declared.as_deref(),
+            )
             .await?;
         Ok((statement, true))
     }
@@ -763,8 +797,9 @@ fn as_params<'b>(bound: &'b [BoundParameter<'_>]) -> Vec<&'b (dyn ToSql + Sync)>
 
 /// The types to declare to the server for a statement whose caller declared
 /// `declared`: the caller's, except for parameters bound for encrypted
-/// columns, which must be declared as the column's plaintext type (or left
-/// unspecified) and are left for the server to type as ciphertext.
+/// columns, which must be declared as the column's plaintext type (its
+/// array type for `= ANY($n)`), or left unspecified, and are left for the
+/// server to type as ciphertext.
 fn server_types(
     analysis: &StatementAnalysis,
     catalog: &Catalog,
@@ -783,19 +818,23 @@ fn server_types(
         .enumerate()
         .map(|(index, ty)| match analysis.parameters.get(index) {
             Some(ParameterTarget::Encrypted {
-                column, encryption, ..
+                column,
+                encryption,
+                usage,
             }) => {
                 let setting = catalog.settings().get(&encryption.setting_id);
-                let plaintext = setting.map(|setting| setting.cell.plaintext_type.oid);
-                if ty.oid() != 0 && Some(ty.oid()) != plaintext {
+                let plaintext = setting.map(|setting| setting.cell.plaintext_type);
+                let expected = match usage {
+                    ParameterUse::CompareAny => plaintext.and_then(|ty| ty.array_oid()),
+                    _ => plaintext.map(|ty| ty.oid),
+                };
+                if ty.oid() != 0 && Some(ty.oid()) != expected {
                     return Err(Error::ParameterType {
                         number: index + 1,
                         column: Box::new(column.clone()),
-                        sql_type: setting.map_or_else(String::new, |setting| setting.type_name()),
-                        problem: ParameterProblem::WrongType {
-                            rust_type: format!("a parameter declared {}", ty.name()),
-                            sql_type: setting
-                                .map_or_else(String::new, |setting| setting.type_name()),
+                        sql_type: plaintext.map_or_else(String::new, |ty| ty.display_name()),
+                        problem: ParameterProblem::DeclaredType {
+                            declared: ty.name().to_owned(),
                         },
                     });
                 }
@@ -804,6 +843,14 @@ fn server_types(
             _ => Ok(ty.clone()),
         })
         .collect()
+}
+
+/// Whether any parameter is bound for an encrypted column.
+fn has_encrypted_parameter(analysis: &StatementAnalysis) -> bool {
+    analysis
+        .parameters
+        .iter()
+        .any(|target| matches!(target, ParameterTarget::Encrypted { .. }))
 }
 
 /// Whether declared types ask for other types than the server inferred

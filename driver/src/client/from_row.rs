@@ -30,8 +30,8 @@ impl Row {
 }
 
 /// Implements [`FromRow`] for a struct whose fields are named after the
-/// result's columns (`column = field` renames one). Fields must own their
-/// values (`String`, not `&str`).
+/// result's columns (`field = "column"` reads a field from another
+/// column). Fields must own their values (`String`, not `&str`).
 ///
 /// ```
 /// struct Patient {

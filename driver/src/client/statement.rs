@@ -27,6 +27,9 @@ pub(crate) struct PreparedStatement {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) analysis: StatementAnalysis,
     pub(crate) columns: Arc<[ResultColumnPlan]>,
+    /// The parameter types its caller declared (`prepare_typed`), kept so
+    /// that preparing it again declares them again.
+    pub(crate) declared: Option<Arc<[Type]>>,
     /// Set when the server no longer runs it as prepared (it was
     /// deallocated, or a table it reads changed shape): the text is
     /// analyzed and prepared again before its next use.
@@ -42,6 +45,7 @@ impl Statement {
         inner: tokio_postgres::Statement,
         catalog: Arc<Catalog>,
         analysis: StatementAnalysis,
+        declared: Option<Arc<[Type]>>,
     ) -> Result<Self, Error> {
         cross_check(&analysis, inner.params(), &catalog)?;
         let columns = plan_columns(
@@ -57,6 +61,7 @@ impl Statement {
             catalog,
             analysis,
             columns,
+            declared,
             invalidated: AtomicBool::new(false),
         })))
     }

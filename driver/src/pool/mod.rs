@@ -48,7 +48,8 @@ pub type DeadpoolPool<T> = deadpool::managed::Pool<ClientManager<T>>;
 pub type Bb8Pool<T> = bb8::Pool<ClientManager<T>>;
 
 /// What a pool does to a connection handed back before it hands it out
-/// again.
+/// again. Under every method, a connection handed back inside a
+/// transaction block opened by text (`BEGIN`) is dropped, not reused.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Recycling {
@@ -59,11 +60,11 @@ pub enum Recycling {
     /// session's prepared statements.
     #[default]
     Verified,
-    /// Resets the session with `DISCARD ALL` through aepg: settings
-    /// (`search_path`, roles), temporary tables, locks and prepared
-    /// statements go, and aepg forgets what it knew of the session. A
-    /// connection handed back inside a transaction block fails this and is
-    /// dropped. Each checkout then prepares its statements again.
+    /// Also resets the session ([`Client::reset_session`]: `DISCARD ALL`
+    /// but for `DEALLOCATE ALL`): settings (`search_path`, roles),
+    /// temporary tables, locks and listening go, and aepg forgets what it
+    /// knew of the session and its cached statements, so each checkout
+    /// prepares its statements again.
     Clean,
 }
 
@@ -120,6 +121,10 @@ where
 
     /// Readies a client handed back for its next user.
     async fn recycle_client(&self, client: &Client) -> Result<(), Error> {
+        if client.in_text_transaction() {
+            // Handed back inside a `BEGIN` block: not reusable.
+            return Err(Error::SessionInTransaction);
+        }
         match self.recycling {
             // A closed client's ping fails at once, with the reason.
             Recycling::Fast if !client.is_closed() => Ok(()),
