@@ -23,6 +23,18 @@ async fn settle() {
     tokio::time::sleep(Duration::from_millis(400)).await;
 }
 
+/// A database with `patients (id int, ssn aepg.ciphertext)`, ssn deterministic.
+async fn patients(label: &str) -> EncryptedDatabase {
+    let db = EncryptedDatabase::new(label).await;
+    db.setting("ssn", "text", Deterministic).await;
+    db.table(
+        "CREATE TABLE patients (id int, ssn aepg.ciphertext)",
+        &[("patients", "ssn", "ssn")],
+    )
+    .await;
+    db
+}
+
 fn text_setting(name: &str, mode: aepg::cell::EncryptionMode, key_id: u32) -> NewEncryptionSetting {
     NewEncryptionSetting::new(name, PlaintextType::parse("text").unwrap(), mode, key_id)
 }
@@ -280,13 +292,7 @@ async fn an_administrator_refuses_to_re_sign_a_stripped_catalog() {
 /// refused.
 #[tokio::test]
 async fn registering_a_master_key_again_does_not_sign_a_stripped_catalog() {
-    let db = EncryptedDatabase::new("race_reregister").await;
-    db.setting("ssn", "text", Deterministic).await;
-    db.table(
-        "CREATE TABLE patients (id int, ssn aepg.ciphertext)",
-        &[("patients", "ssn", "ssn")],
-    )
-    .await;
+    let db = patients("race_reregister").await;
     let tap = WireTap::start(&db.database.config()).await;
     let routed = tap.route(&db.database.config());
     let warm = db.client_at(&routed, db.encryption_with(|c| c)).await;
@@ -638,19 +644,20 @@ async fn a_lone_client_inside_a_transaction_does_not_miss_a_change() {
 /// fresh snapshot.
 #[tokio::test]
 async fn an_empty_announcement_does_not_lock_repeatable_read_transactions_out() {
-    let db = EncryptedDatabase::new("race_notify_dos").await;
-    db.setting("ssn", "text", Deterministic).await;
-    db.table(
-        "CREATE TABLE patients (id int, ssn aepg.ciphertext)",
-        &[("patients", "ssn", "ssn")],
+    snapshot_transactions_run_after(
+        "race_notify_dos",
+        "NOTIFY aepg_catalog; NOTIFY aepg_catalog, '1'",
     )
     .await;
+}
+
+/// After the server sends `announcement`, a client's repeatable-read
+/// transactions still run.
+async fn snapshot_transactions_run_after(label: &str, announcement: &str) {
+    let db = patients(label).await;
     let mut client = db.client().await;
     client.query("SELECT 1", &[]).await.unwrap();
-    db.plain
-        .batch_execute("NOTIFY aepg_catalog; NOTIFY aepg_catalog, '1'")
-        .await
-        .unwrap();
+    db.plain.batch_execute(announcement).await.unwrap();
     settle().await;
     for _ in 0..3 {
         let tx = client
@@ -742,32 +749,11 @@ async fn every_way_of_opening_a_transaction_block_is_noticed() {
 /// repeatable-read transactions are not locked out for good.
 #[tokio::test]
 async fn a_spoofed_announcement_does_not_lock_snapshot_transactions_out() {
-    let db = EncryptedDatabase::new("race_notify_max").await;
-    db.setting("ssn", "text", Deterministic).await;
-    db.table(
-        "CREATE TABLE patients (id int, ssn aepg.ciphertext)",
-        &[("patients", "ssn", "ssn")],
+    snapshot_transactions_run_after(
+        "race_notify_max",
+        "NOTIFY aepg_catalog, '18446744073709551615'",
     )
     .await;
-    let mut client = db.client().await;
-    client.query("SELECT 1", &[]).await.unwrap();
-    db.plain
-        .batch_execute("NOTIFY aepg_catalog, '18446744073709551615'")
-        .await
-        .unwrap();
-    settle().await;
-    for _ in 0..3 {
-        let tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .start()
-            .await
-            .unwrap();
-        tx.query("SELECT id FROM patients WHERE ssn = $1", &[&"x"])
-            .await
-            .unwrap();
-        tx.rollback().await.unwrap();
-    }
 }
 
 /// A function the server hooks into the application's session can
@@ -827,13 +813,7 @@ async fn a_zero_catalog_ttl_holds_when_announcements_are_silenced() {
 /// clients alike; `build_transaction` sets the options up front.
 #[tokio::test]
 async fn transaction_control_reaches_the_server_first() {
-    let db = EncryptedDatabase::new("race_set_tx").await;
-    db.setting("ssn", "text", Deterministic).await;
-    db.table(
-        "CREATE TABLE patients (id int, ssn aepg.ciphertext)",
-        &[("patients", "ssn", "ssn")],
-    )
-    .await;
+    let db = patients("race_set_tx").await;
     let mut watched = db.client().await;
     let mut unwatched = db.unwatched_client_with(db.encryption_with(|c| c)).await;
     for client in [&mut watched, &mut unwatched] {
@@ -893,13 +873,7 @@ async fn transaction_control_reaches_the_server_first() {
 /// refused rather than analyzed with the wrong reading of `\'`.
 #[tokio::test]
 async fn a_session_without_standard_strings_is_refused() {
-    let db = EncryptedDatabase::new("race_scs").await;
-    db.setting("ssn", "text", Deterministic).await;
-    db.table(
-        "CREATE TABLE patients (id int, ssn aepg.ciphertext)",
-        &[("patients", "ssn", "ssn")],
-    )
-    .await;
+    let db = patients("race_scs").await;
     let client = db.client().await;
     client.query("SELECT 1", &[]).await.unwrap();
     client

@@ -185,6 +185,14 @@ impl Catalog {
         &self.manifests
     }
 
+    /// The generation of the verified manifest of master key `name`.
+    pub fn manifest_generation(&self, name: &str) -> Option<u64> {
+        self.manifests
+            .iter()
+            .find(|manifest| manifest.master_key_name == name)
+            .map(|manifest| manifest.generation)
+    }
+
     /// Ids of the column encryption keys with at least one verified wrapped
     /// value, with the names of the master keys wrapping each.
     pub fn column_keys(&self) -> impl Iterator<Item = (u32, Vec<&str>)> + '_ {

@@ -259,11 +259,7 @@ impl Pins {
             }
         }
         for (name, minimum) in &self.manifests {
-            let found = catalog
-                .manifests()
-                .iter()
-                .find(|manifest| &manifest.master_key_name == name)
-                .map(|manifest| manifest.generation);
+            let found = catalog.manifest_generation(name);
             match found {
                 Some(found) if found >= *minimum => {}
                 found => {

@@ -832,11 +832,7 @@ impl std::fmt::Debug for Encryption {
 fn accept(seen: &mut Seen, catalog: &Catalog) -> Result<(), CatalogError> {
     check_seen(seen, catalog.id(), catalog.generation())?;
     for (name, seen_generation) in &seen.manifests {
-        let found = catalog
-            .manifests()
-            .iter()
-            .find(|manifest| &manifest.master_key_name == name)
-            .map(|manifest| manifest.generation);
+        let found = catalog.manifest_generation(name);
         if found.is_none_or(|found| found < *seen_generation) {
             return Err(CatalogError::ManifestRollback {
                 master_key: name.clone(),

@@ -581,23 +581,7 @@ impl<'a> Executor<'a> {
                 inner: Box::pin(rows),
             });
         }
-        let (mut statement, mut fresh) = self.resolve(statement).await?;
-        let rows = loop {
-            let bound = self.bind(&statement, params).await?;
-            let rows = self
-                .client
-                .query_raw(&statement.0.inner, as_params(&bound))
-                .await;
-            drop(bound);
-            self.after_execution(&statement);
-            match rows {
-                Err(error) if !fresh && self.retries(&statement, &error) => {
-                    statement = self.prepare_again(&statement).await?;
-                    fresh = true;
-                }
-                rows => break rows?,
-            }
-        };
+        let (statement, rows) = self.run(statement, params).await?;
         let encryption = &self.state.encryption;
         let plans = statement.0.columns.clone();
         let catalog = statement.0.catalog.clone();
@@ -669,21 +653,38 @@ impl<'a> Executor<'a> {
             self.after_control(control);
             return Ok(affected?);
         }
+        // As tokio-postgres's `execute`: the rows are read and dropped, the
+        // count comes with the end of the stream.
+        let (_, rows) = self.run(statement, params).await?;
+        futures_util::pin_mut!(rows);
+        while rows.as_mut().try_next().await?.is_some() {}
+        Ok(rows.rows_affected().unwrap_or(0))
+    }
+
+    /// Resolves `statement`, encrypts its parameters and runs it: the one
+    /// path of every statement with parameters. A cached statement the
+    /// server no longer runs as prepared is prepared again and run once
+    /// more ([`retries`](Self::retries)).
+    async fn run(
+        &self,
+        statement: &(impl ToStatement + ?Sized),
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<(Statement, tokio_postgres::RowStream), Error> {
         let (mut statement, mut fresh) = self.resolve(statement).await?;
         loop {
             let bound = self.bind(&statement, params).await?;
-            let affected = self
+            let outcome = self
                 .client
-                .execute(&statement.0.inner, &as_params(&bound))
+                .query_raw(&statement.0.inner, as_params(&bound))
                 .await;
             drop(bound);
             self.after_execution(&statement);
-            match affected {
+            match outcome {
                 Err(error) if !fresh && self.retries(&statement, &error) => {
                     statement = self.prepare_again(&statement).await?;
                     fresh = true;
                 }
-                affected => return Ok(affected?),
+                outcome => return Ok((statement, outcome?)),
             }
         }
     }
