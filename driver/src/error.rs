@@ -14,7 +14,7 @@ use aepg_keystore::KeyStoreError;
 
 use crate::analysis::Refusal;
 use crate::catalog::CatalogError;
-use crate::cell::{CellError, UnsupportedType};
+use crate::cell::{CellError, CoercionProblem, UnsupportedType};
 use crate::record::RecordError;
 
 /// Everything that can go wrong in aepg.
@@ -328,10 +328,17 @@ pub enum ParameterProblem {
     /// The value failed to encode (the encoder's own message is not kept:
     /// it may quote the value).
     NotEncodable,
-    /// Longer than `varchar(n)` allows.
+    /// Longer than `varchar(n)` or `char(n)` allows.
     TooLong {
         /// The longest value allowed, in characters.
         max_characters: usize,
+    },
+    /// Too large for `numeric(p,s)`, or an infinity, which it cannot hold.
+    NumericOverflow {
+        /// The column's precision.
+        precision: i32,
+        /// The column's scale.
+        scale: i32,
     },
     /// `= ANY($n)` needs an array, and NULL was given.
     NullArray,
@@ -370,6 +377,11 @@ impl fmt::Display for ParameterProblem {
             Self::TooLong { max_characters } => {
                 write!(f, "longer than {max_characters} characters")
             }
+            Self::NumericOverflow { precision, scale } => CoercionProblem::NumericOverflow {
+                precision: *precision,
+                scale: *scale,
+            }
+            .fmt(f),
             Self::NullArray => f.write_str("= ANY needs an array, not NULL"),
             Self::MalformedArray => f.write_str("the encoded array cannot be read"),
             Self::NoArrayType => f.write_str("this type has no array type"),
@@ -382,6 +394,18 @@ impl fmt::Display for ParameterProblem {
                 "the value's encoding is not one of the column's type ({reason}): a value of \
                  another Rust type, passed through a wrapper that accepts every type?"
             ),
+        }
+    }
+}
+
+impl From<CoercionProblem> for ParameterProblem {
+    fn from(problem: CoercionProblem) -> Self {
+        match problem {
+            CoercionProblem::TooLong { max_characters } => Self::TooLong { max_characters },
+            CoercionProblem::NumericOverflow { precision, scale } => {
+                Self::NumericOverflow { precision, scale }
+            }
+            CoercionProblem::InvalidEncoding(reason) => Self::InvalidEncoding { reason },
         }
     }
 }

@@ -119,6 +119,162 @@ async fn every_type_round_trips_in_both_modes() {
 }
 
 #[tokio::test]
+async fn network_time_and_array_types_round_trip_in_both_modes() {
+    let db = EncryptedDatabase::new("types_more").await;
+    let client = db.client().await;
+    round_trip(&db, &client, "char(6)", "Ada   ".to_owned()).await;
+    round_trip(
+        &db,
+        &client,
+        "time",
+        chrono::NaiveTime::from_hms_micro_opt(23, 59, 58, 999_999).unwrap(),
+    )
+    .await;
+    round_trip(&db, &client, "timetz", TimeTz(45_296_000_001, -19_800)).await;
+    round_trip(
+        &db,
+        &client,
+        "interval",
+        Interval {
+            micros: -3_723_000_004,
+            days: 40,
+            months: -14,
+        },
+    )
+    .await;
+    round_trip(
+        &db,
+        &client,
+        "inet",
+        "2001:db8::7".parse::<std::net::IpAddr>().unwrap(),
+    )
+    .await;
+    round_trip(
+        &db,
+        &client,
+        "cidr",
+        "10.1.0.0/16".parse::<cidr::IpCidr>().unwrap(),
+    )
+    .await;
+    round_trip(
+        &db,
+        &client,
+        "macaddr",
+        eui48::MacAddress::new([0x08, 0x00, 0x2b, 0x01, 0x02, 0x03]),
+    )
+    .await;
+    round_trip(&db, &client, "money", Money(-1_234_567)).await;
+    round_trip(&db, &client, "int4[]", vec![3, -1, 4, 1, 5]).await;
+    round_trip(&db, &client, "int8[]", Vec::<i64>::new()).await;
+    round_trip(
+        &db,
+        &client,
+        "text[]",
+        vec![Some("Ada".to_owned()), None, Some("Charles".to_owned())],
+    )
+    .await;
+    round_trip(
+        &db,
+        &client,
+        "uuid[]",
+        vec![uuid::Uuid::from_u128(7), uuid::Uuid::from_u128(8)],
+    )
+    .await;
+    round_trip(
+        &db,
+        &client,
+        "numeric(8,2)[]",
+        vec![rust_decimal::Decimal::new(1250, 2)],
+    )
+    .await;
+}
+
+/// `timetz`, which tokio-postgres maps to no Rust type: microseconds since
+/// midnight and the zone's offset in seconds west of UTC, its binary form.
+#[derive(Debug, PartialEq)]
+struct TimeTz(i64, i32);
+
+/// `interval`, which tokio-postgres maps to no Rust type: its binary form.
+#[derive(Debug, PartialEq)]
+struct Interval {
+    micros: i64,
+    days: i32,
+    months: i32,
+}
+
+/// `money`, which tokio-postgres maps to no Rust type: cents in an `int8`.
+#[derive(Debug, PartialEq)]
+struct Money(i64);
+
+/// Binary `ToSql`/`FromSql` for a type with a fixed layout of big-endian fields.
+macro_rules! binary_type {
+    ($rust:ident, $sql:ident, |$value:ident| $encode:expr, |$raw:ident| $decode:expr) => {
+        impl ToSql for $rust {
+            fn to_sql(
+                &self,
+                _: &aepg::types::Type,
+                out: &mut bytes::BytesMut,
+            ) -> Result<aepg::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+                let $value = self;
+                out.extend_from_slice(&$encode);
+                Ok(aepg::types::IsNull::No)
+            }
+
+            fn accepts(ty: &aepg::types::Type) -> bool {
+                *ty == aepg::types::Type::$sql
+            }
+
+            aepg::types::to_sql_checked!();
+        }
+
+        impl<'a> FromSql<'a> for $rust {
+            fn from_sql(
+                _: &aepg::types::Type,
+                $raw: &'a [u8],
+            ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+                Ok($decode)
+            }
+
+            fn accepts(ty: &aepg::types::Type) -> bool {
+                *ty == aepg::types::Type::$sql
+            }
+        }
+    };
+}
+
+fn field<const N: usize>(raw: &[u8], at: usize) -> [u8; N] {
+    raw[at..at + N].try_into().unwrap()
+}
+
+binary_type!(
+    TimeTz,
+    TIMETZ,
+    |value| [value.0.to_be_bytes().as_slice(), &value.1.to_be_bytes()].concat(),
+    |raw| TimeTz(
+        i64::from_be_bytes(field(raw, 0)),
+        i32::from_be_bytes(field(raw, 8))
+    )
+);
+binary_type!(
+    Interval,
+    INTERVAL,
+    |value| [
+        value.micros.to_be_bytes().as_slice(),
+        &value.days.to_be_bytes(),
+        &value.months.to_be_bytes()
+    ]
+    .concat(),
+    |raw| Interval {
+        micros: i64::from_be_bytes(field(raw, 0)),
+        days: i32::from_be_bytes(field(raw, 8)),
+        months: i32::from_be_bytes(field(raw, 12)),
+    }
+);
+binary_type!(Money, MONEY, |value| value.0.to_be_bytes(), |raw| Money(
+    i64::from_be_bytes(field(raw, 0))
+));
+
+#[tokio::test]
 async fn varchar_length_is_enforced_before_sending() {
     let db = EncryptedDatabase::new("varchar").await;
     db.setting("code", "varchar(3)", EncryptionMode::Deterministic)

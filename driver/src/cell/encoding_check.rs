@@ -22,6 +22,9 @@ pub type EncodingProblem = &'static str;
 /// # Errors
 /// What is wrong with the encoding; also for a type aepg does not support.
 pub fn check_encoding(ty: PlaintextType, bytes: &[u8]) -> Result<(), EncodingProblem> {
+    if let Some(element) = ty.element() {
+        return array(element, bytes);
+    }
     let fixed = |len: usize| {
         if bytes.len() == len {
             Ok(())
@@ -34,13 +37,21 @@ pub fn check_encoding(ty: PlaintextType, bytes: &[u8]) -> Result<(), EncodingPro
         16 => fixed(1),
         // bytea: any bytes.
         17 => Ok(()),
-        20 | 1114 | 1184 => fixed(8),
+        20 | 1114 | 1184 | 790 => fixed(8),
         21 => fixed(2),
         23 | 1082 => fixed(4),
         700 => fixed(4),
         701 => fixed(8),
         2950 => fixed(16),
-        25 | 1043 => text(bytes),
+        829 => fixed(6),
+        1186 => fixed(16),
+        1083 => fixed(8).and_then(|()| time_of_day(bytes)),
+        1266 => fixed(12)
+            .and_then(|()| time_of_day(bytes))
+            .and_then(|()| zone(bytes)),
+        650 => network(bytes, true),
+        869 => network(bytes, false),
+        25 | 1042 | 1043 => text(bytes),
         114 => json(bytes),
         3802 => match bytes.split_first() {
             Some((1, text)) => json(text),
@@ -58,6 +69,88 @@ fn text(bytes: &[u8]) -> Result<(), EncodingProblem> {
         return Err("it contains a NUL character");
     }
     Ok(())
+}
+
+/// `time`: microseconds since midnight, 00:00 to 24:00 included.
+fn time_of_day(bytes: &[u8]) -> Result<(), EncodingProblem> {
+    let micros = i64::from_be_bytes(bytes[..8].try_into().map_err(|_| "it is too short")?);
+    if (0..=MICROS_PER_DAY).contains(&micros) {
+        Ok(())
+    } else {
+        Err("its time of day is out of range")
+    }
+}
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+/// `TZDISP_LIMIT`: a `timetz` zone offset is under 16 hours, in seconds.
+const ZONE_LIMIT: i32 = 16 * 3600;
+
+/// `timetz`'s zone offset, after the time of day.
+fn zone(bytes: &[u8]) -> Result<(), EncodingProblem> {
+    let zone = i32::from_be_bytes(bytes[8..12].try_into().map_err(|_| "it is too short")?);
+    if zone.abs() < ZONE_LIMIT {
+        Ok(())
+    } else {
+        Err("its time zone offset is out of range")
+    }
+}
+
+/// `inet`/`cidr`: family, mask bits, is_cidr, address length, address; a
+/// `cidr` has no bits set right of its mask.
+fn network(bytes: &[u8], is_cidr: bool) -> Result<(), EncodingProblem> {
+    let malformed = "it is not an inet's binary form";
+    let [family, bits, _, length, address @ ..] = bytes else {
+        return Err(malformed);
+    };
+    let size = match family {
+        2 => 4,
+        3 => 16,
+        _ => return Err(malformed),
+    };
+    if usize::from(*length) != size || address.len() != size || usize::from(*bits) > size * 8 {
+        return Err(malformed);
+    }
+    if is_cidr {
+        let bits = usize::from(*bits);
+        let host_bits_set = address.iter().enumerate().any(|(index, byte)| {
+            let kept = bits.saturating_sub(index * 8).min(8);
+            let host_mask = if kept == 8 { 0 } else { 0xFFu8 >> kept };
+            byte & host_mask != 0
+        });
+        if host_bits_set {
+            return Err("a cidr has bits set to the right of its mask");
+        }
+    }
+    Ok(())
+}
+
+/// A one-dimensional array of `element`, each element valid.
+fn array(element: PlaintextType, bytes: &[u8]) -> Result<(), EncodingProblem> {
+    use fallible_iterator::FallibleIterator;
+    let malformed = "it is not a one-dimensional array of the column's type";
+    let parsed = types::array_from_sql(bytes).map_err(|_| malformed)?;
+    if parsed.element_type() != element.oid {
+        return Err(malformed);
+    }
+    let dimensions: Vec<_> = parsed.dimensions().collect().map_err(|_| malformed)?;
+    let expected = match dimensions.as_slice() {
+        [] => 0,
+        [dimension] => usize::try_from(dimension.len).map_err(|_| malformed)?,
+        _ => return Err("arrays of more than one dimension are not supported"),
+    };
+    let mut count = 0;
+    let mut values = parsed.values();
+    while let Some(value) = values.next().map_err(|_| malformed)? {
+        count += 1;
+        if let Some(value) = value {
+            check_encoding(element, value)?;
+        }
+    }
+    if count == expected {
+        Ok(())
+    } else {
+        Err(malformed)
+    }
 }
 
 fn json(bytes: &[u8]) -> Result<(), EncodingProblem> {

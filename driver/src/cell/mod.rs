@@ -4,6 +4,7 @@
 //! The byte layout is documented, with known-answer vectors, in `docs/FORMAT.md`.
 
 mod cipher;
+mod coercion;
 mod encoding_check;
 mod error;
 mod header;
@@ -14,6 +15,8 @@ mod setting;
 #[cfg(test)]
 pub(crate) use cipher::derive_subkey_for_tests;
 pub use cipher::CellCipher;
+pub use coercion::CoercionProblem;
+pub(crate) use coercion::{coerce, Coercion};
 pub use encoding_check::{check_encoding, EncodingProblem};
 pub use error::CellError;
 pub use header::{CellHeader, CELL_FORMAT_VERSION, CELL_OVERHEAD, HEADER_LEN};

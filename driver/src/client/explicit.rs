@@ -11,14 +11,16 @@ use super::client::Client;
 use super::decryption::decrypt_cell;
 use super::parameter::encrypt_value;
 use crate::catalog::{Catalog, ColumnState, EncryptionSetting};
+use crate::cell::Coercion;
 use crate::error::{DecryptError, ResultTypeProblem};
 use crate::names::ColumnName;
 use crate::Error;
 
 impl Client {
     /// Encrypts `value` as a cell of encrypted column `column`, exactly as a
-    /// parameter bound for it would be (`None` for SQL `NULL`, which stays
-    /// `NULL`). The catalog is checked as for a statement.
+    /// parameter stored into it would be, the column's typmod applied
+    /// (`None` for SQL `NULL`, which stays `NULL`). The catalog is checked as
+    /// for a statement.
     ///
     /// # Errors
     /// [`Error::Encrypt`] for a column no verified record makes encrypted,
@@ -42,7 +44,7 @@ impl Client {
                 column: Box::new(column.clone()),
                 source,
             })?;
-        encrypt_value(value, &setting, &cipher).map_err(|problem| Error::Value {
+        encrypt_value(value, &setting, &cipher, Coercion::Store).map_err(|problem| Error::Value {
             column: Box::new(column.clone()),
             sql_type: setting.type_name(),
             problem,

@@ -10,7 +10,7 @@ use zeroize::Zeroize;
 
 use crate::analysis::ParameterUse;
 use crate::catalog::EncryptionSetting;
-use crate::cell::{check_encoding, CellCipher};
+use crate::cell::{coerce, CellCipher, Coercion};
 use crate::error::ParameterProblem;
 use crate::names::ColumnName;
 use crate::Error;
@@ -78,7 +78,7 @@ impl ToSql for BoundParameter<'_> {
 
 /// Encodes `value` as `setting`'s plaintext type (its binary send format)
 /// and encrypts it: the one path every value bound for an encrypted column
-/// takes, so types are checked and `varchar(n)` enforced the same way for
+/// takes, so types are checked and typmods applied the same way for
 /// parameters, arrays and bulk rows. `Ok(None)` for SQL NULL, which stays
 /// NULL. The encoded plaintext is zeroized.
 ///
@@ -88,13 +88,14 @@ pub(crate) fn encrypt_value(
     value: &(dyn ToSql + Sync),
     setting: &EncryptionSetting,
     cipher: &CellCipher,
+    coercion: Coercion,
 ) -> Result<Option<Vec<u8>>, ParameterProblem> {
     let ty = plaintext_type(setting.cell.plaintext_type.oid)?;
     let mut buffer = BytesMut::new();
     let outcome = value.to_sql_checked(&ty, &mut buffer);
     let cell = match outcome {
         Ok(IsNull::Yes) => Ok(None),
-        Ok(IsNull::No) => encrypt_encoded(&buffer, setting, cipher).map(Some),
+        Ok(IsNull::No) => encrypt_encoded(&buffer, setting, cipher, coercion).map(Some),
         Err(error) => Err(encode_problem(&*error, setting)),
     };
     buffer.as_mut().zeroize();
@@ -106,17 +107,12 @@ fn encrypt_encoded(
     plaintext: &[u8],
     setting: &EncryptionSetting,
     cipher: &CellCipher,
+    coercion: Coercion,
 ) -> Result<Vec<u8>, ParameterProblem> {
-    // The server sees only ciphertext, so it cannot check the value's type
-    // nor enforce varchar(n): do it here.
-    check_encoding(setting.cell.plaintext_type, plaintext)
-        .map_err(|reason| ParameterProblem::InvalidEncoding { reason })?;
-    if let Some(max_characters) = setting.cell.plaintext_type.max_characters() {
-        let characters = String::from_utf8_lossy(plaintext).chars().count();
-        if characters > max_characters {
-            return Err(ParameterProblem::TooLong { max_characters });
-        }
-    }
+    // The server sees only ciphertext, so it can neither check the value's
+    // type nor apply the column's typmod: do both here, as it would.
+    let coerced = coerce(setting.cell.plaintext_type, plaintext, coercion)?;
+    let plaintext = coerced.as_deref().map_or(plaintext, Vec::as_slice);
     cipher
         .encrypt(&setting.cell, plaintext)
         .map_err(|_| ParameterProblem::TooLongToEncrypt)
@@ -166,7 +162,10 @@ pub(crate) fn encrypt_parameter<'a>(
         ParameterUse::CompareAny => encrypt_array(value, setting, cipher)
             .map(BoundParameter::Cells)
             .map_err(problem),
-        _ => encrypt_value(value, setting, cipher)
+        ParameterUse::Compare => encrypt_value(value, setting, cipher, Coercion::Compare)
+            .map(BoundParameter::Cell)
+            .map_err(problem),
+        ParameterUse::Store => encrypt_value(value, setting, cipher, Coercion::Store)
             .map(BoundParameter::Cell)
             .map_err(problem),
     }
@@ -209,7 +208,7 @@ fn encrypt_elements(
     {
         cells.push(
             element
-                .map(|plaintext| encrypt_encoded(plaintext, setting, cipher))
+                .map(|plaintext| encrypt_encoded(plaintext, setting, cipher, Coercion::Compare))
                 .transpose()?,
         );
     }
