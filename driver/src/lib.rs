@@ -68,6 +68,8 @@ mod names;
 pub mod pool;
 pub mod record;
 mod support;
+#[cfg(feature = "rustls")]
+pub mod tls;
 
 pub use aepg_keystore as keystore;
 pub use client::{
