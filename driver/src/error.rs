@@ -333,6 +333,8 @@ pub enum ParameterProblem {
         /// The longest value allowed, in characters.
         max_characters: usize,
     },
+    /// Not one of the labels of the column's enum type.
+    NotALabel,
     /// Too large for `numeric(p,s)`, or an infinity, which it cannot hold.
     NumericOverflow {
         /// The column's precision.
@@ -382,6 +384,7 @@ impl fmt::Display for ParameterProblem {
                 scale: *scale,
             }
             .fmt(f),
+            Self::NotALabel => f.write_str("the value is not one of the enum's labels"),
             Self::NullArray => f.write_str("= ANY needs an array, not NULL"),
             Self::MalformedArray => f.write_str("the encoded array cannot be read"),
             Self::NoArrayType => f.write_str("this type has no array type"),

@@ -3,7 +3,9 @@
 //! tests, which run the same checks over the analyzer's corpus.
 //!
 //! - [`cell`]: any bytes as a cell never panic the parser or the cipher,
-//!   and any plaintext round-trips.
+//!   and any plaintext round-trips; as a plaintext of any type, coercion to
+//!   the type never panics, and what it yields is valid and its own
+//!   coercion (canonical).
 //! - [`record`]: any bytes as any kind of catalog record either fail to
 //!   decode or decode to a record whose canonical encoding is those bytes.
 //! - [`analysis`]: any text is analyzed without panicking; what an accepted
@@ -18,7 +20,8 @@ use zeroize::Zeroizing;
 use crate::analysis::test_schema::TestSchema;
 use crate::analysis::{analyze, ParameterTarget, Refusal, StatementAnalysis};
 use crate::cell::{
-    CellCipher, CellHeader, CellSetting, EncryptionMode, PaddingPolicy, PlaintextType,
+    coerce, CellCipher, CellHeader, CellSetting, Coercion, EncryptionMode, PaddingPolicy,
+    PlaintextType,
 };
 use crate::record::{
     CatalogRecord, ColumnAssignment, ColumnManifest, EncryptionSettingRecord, WrappedColumnKey,
@@ -59,6 +62,50 @@ pub fn cell(data: &[u8]) {
         .decrypt(&setting, &cell)
         .unwrap_or_else(|error| panic!("a fresh cell does not decrypt: {error}"));
     assert_eq!(&plaintext[..], rest, "round trip");
+    coercion(selector, rest);
+}
+
+/// Types whose coercion does something.
+const COERCED_TYPES: &[&str] = &[
+    "numeric",
+    "numeric(6,2)",
+    "numeric(3,3)",
+    "numeric(4)",
+    "varchar(3)",
+    "char(3)",
+    "bpchar",
+    "timestamp(0)",
+    "timestamptz(3)",
+    "interval(2)",
+    "time(1)",
+    "timetz(3)",
+    "inet",
+    "cidr",
+    "int4[]",
+    "char(2)[]",
+    "numeric(5,1)[]",
+    "text",
+    "jsonb",
+    "macaddr",
+    "money",
+];
+
+/// Bytes as a plaintext of one of [`COERCED_TYPES`]: no panic, and a
+/// coerced value is valid and coerces to itself.
+fn coercion(selector: u8, plaintext: &[u8]) {
+    let name = COERCED_TYPES[usize::from(selector) % COERCED_TYPES.len()];
+    let ty = PlaintextType::parse(name).unwrap_or_else(|error| panic!("{name}: {error}"));
+    let _ = coerce(ty, plaintext, Coercion::Compare);
+    if let Ok(first) = coerce(ty, plaintext, Coercion::Store) {
+        let once = first.as_deref().map_or(plaintext, Vec::as_slice);
+        let twice = coerce(ty, once, Coercion::Store)
+            .unwrap_or_else(|error| panic!("{name}: a coerced value is refused: {error}"));
+        assert_eq!(
+            twice.as_deref().map_or(once, Vec::as_slice),
+            once,
+            "{name}: coercion is not idempotent"
+        );
+    }
 }
 
 /// Catalog records: strict decoding, one encoding per record.

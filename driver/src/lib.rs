@@ -20,6 +20,19 @@
 //!   or randomized; `docs/FORMAT.md`), [`record`] the canonical signed
 //!   encodings of catalog records. Neither does I/O.
 //! - [`keystore`] (the `aepg-keystore` crate) holds the master keys.
+//! - [`GenericClient`] is implemented by [`Client`], [`Transaction`] and
+//!   pooled clients, so data-access code is written once:
+//!
+//!   ```no_run
+//!   async fn patient_name(db: &impl aepg::GenericClient, ssn: &str) -> Result<String, aepg::Error> {
+//!       let row = db.query_one("SELECT name FROM patients WHERE ssn = $1", &[&ssn]).await?;
+//!       Ok(row.get("name"))
+//!   }
+//!   ```
+//! - `pool` (features `deadpool`, `bb8`) opens a pool's clients over one
+//!   shared [`Encryption`]: one catalog load and one unwrap per column key
+//!   for the whole pool, sessions reset through aepg between users.
+//! - `tls` (feature `rustls`) connects over TLS, required and verified.
 //!
 //! # Behaviour
 //!

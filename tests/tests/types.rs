@@ -3,8 +3,9 @@
 
 use std::fmt::Debug;
 
-use aepg::cell::EncryptionMode;
+use aepg::catalog::NewEncryptionSetting;
 use aepg::cell::EncryptionMode::Deterministic;
+use aepg::cell::{EncryptionMode, NamedType};
 use aepg::types::{FromSql, ToSql};
 use aepg::{Client, Error};
 use aepg_tests::fixture::EncryptedDatabase;
@@ -187,6 +188,167 @@ async fn network_time_and_array_types_round_trip_in_both_modes() {
         vec![rust_decimal::Decimal::new(1250, 2)],
     )
     .await;
+}
+
+/// An enum as an application declares it for tokio-postgres.
+#[derive(Debug, PartialEq, Clone, Copy, postgres_types::ToSql, postgres_types::FromSql)]
+#[postgres(name = "mood")]
+enum Mood {
+    #[postgres(name = "sad")]
+    Sad,
+    #[postgres(name = "ok")]
+    Ok,
+    #[postgres(name = "happy")]
+    Happy,
+}
+
+/// The same type name with other labels than the signed setting's.
+#[derive(Debug, PartialEq, postgres_types::ToSql)]
+#[postgres(name = "mood")]
+enum OtherMood {
+    #[allow(dead_code)] // its label is what matters
+    #[postgres(name = "sad")]
+    Sad,
+    #[postgres(name = "angry")]
+    Angry,
+}
+
+/// Creates setting `name` of a named type in `mode`, and a table of that
+/// name whose column `v` it encrypts.
+async fn named_setting_table(
+    db: &EncryptedDatabase,
+    name: &str,
+    named: NamedType,
+    mode: EncryptionMode,
+) {
+    let setting = NewEncryptionSetting::named(name, named, mode, db.key_id);
+    db.admin
+        .create_setting(&mut *db.admin_connection().await, &setting)
+        .await
+        .unwrap();
+    db.table(
+        &format!("CREATE TABLE {name} (id int, v aepg.ciphertext)"),
+        &[(name, "v", name)],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn enums_and_citext_round_trip_in_both_modes_without_the_type_on_the_server() {
+    let db = EncryptedDatabase::new("types_named").await;
+    let mood = NamedType::enumeration("mood", ["sad", "ok", "happy"]).unwrap();
+    for mode in [EncryptionMode::Deterministic, EncryptionMode::Randomized] {
+        named_setting_table(&db, &format!("mood_{mode}"), mood.clone(), mode).await;
+        named_setting_table(&db, &format!("note_{mode}"), NamedType::citext(), mode).await;
+    }
+    let client = db.client().await;
+    round_trip_named(&client, "mood_deterministic", Mood::Happy).await;
+    round_trip_named(&client, "mood_randomized", Mood::Sad).await;
+    round_trip_named(&client, "note_deterministic", "Ada".to_owned()).await;
+    round_trip_named(&client, "note_randomized", "Ada".to_owned()).await;
+
+    // Deterministic: IN and = ANY find by label; citext compares bytes.
+    client
+        .execute(
+            "INSERT INTO mood_deterministic (id, v) VALUES (2, $1), (3, $2)",
+            &[&Mood::Ok, &Mood::Happy],
+        )
+        .await
+        .unwrap();
+    let any = client
+        .query(
+            "SELECT id FROM mood_deterministic WHERE v = ANY($1) ORDER BY id",
+            &[&vec![Mood::Happy, Mood::Sad]],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        any.iter()
+            .map(|row| row.get::<_, i32>(0))
+            .collect::<Vec<_>>(),
+        [1, 3]
+    );
+    let found = client
+        .query("SELECT id FROM note_deterministic WHERE v = $1", &[&"ADA"])
+        .await
+        .unwrap();
+    assert!(found.is_empty(), "deterministic citext equality is binary");
+
+    // What the server would refuse on a plaintext enum column is refused
+    // here: a value that is not a label, a Rust enum with other labels, a
+    // string for an enum.
+    let insert = "INSERT INTO mood_deterministic (id, v) VALUES (9, $1)";
+    let error = client
+        .execute(insert, &[&AnyType(b"angry".to_vec())])
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("public.mood_deterministic.v") && message.contains("mood"),
+        "{message}"
+    );
+    assert!(
+        message.contains("labels") && !message.contains("angry"),
+        "{message}"
+    );
+    let error = client
+        .execute(insert, &[&OtherMood::Angry])
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("cannot convert"), "{error}");
+    let error = client.execute(insert, &[&"happy"]).await.unwrap_err();
+    assert!(error.to_string().contains("cannot convert"), "{error}");
+
+    // The server has no such type, and holds ciphertext.
+    let types: i64 = db
+        .plain
+        .query_one(
+            "SELECT count(*) FROM pg_type WHERE typname IN ('mood', 'citext')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(types, 0);
+    let cells: Vec<Vec<u8>> = db
+        .plain
+        .query("SELECT v::bytea FROM mood_deterministic", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(cells.len(), 3);
+    assert!(cells
+        .iter()
+        .all(|cell| cell[0] == 1 && !cell.windows(5).any(|w| w == b"happy")));
+}
+
+/// Stores `value` in table `name`, reads it back, and for a deterministic
+/// setting finds it by equality.
+async fn round_trip_named<T>(client: &Client, name: &str, value: T)
+where
+    T: ToSql + Sync + for<'a> FromSql<'a> + PartialEq + Debug,
+{
+    client
+        .execute(
+            &format!("INSERT INTO {name} (id, v) VALUES (1, $1)"),
+            &[&value],
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{name}: {error}"));
+    let row = client
+        .query_one(&format!("SELECT v FROM {name} WHERE id = 1"), &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, T>(0), value, "{name}");
+    if name.ends_with("deterministic") {
+        let found = client
+            .query(&format!("SELECT id FROM {name} WHERE v = $1"), &[&value])
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1, "{name}");
+    }
 }
 
 /// `timetz`, which tokio-postgres maps to no Rust type: microseconds since

@@ -19,7 +19,7 @@ use super::install::{require_installed, CATALOG_CHANNEL};
 use super::load::load_verified;
 use super::model::Catalog;
 use super::pin::Pins;
-use crate::cell::{CellSetting, EncryptionMode, PaddingPolicy, PlaintextType};
+use crate::cell::{CellSetting, EncryptionMode, NamedType, PaddingPolicy, PlaintextType};
 use crate::names::ColumnName;
 use crate::record::{
     ColumnAssignment, ColumnManifest, EncryptionSettingRecord, SignedRecord, WrappedColumnKey,
@@ -41,6 +41,9 @@ pub struct NewEncryptionSetting {
     pub padding: Option<PaddingPolicy>,
     /// The column encryption key.
     pub key_id: u32,
+    /// For an enum or `citext`: the type by name; the plaintext type is
+    /// then `text` (see [`NamedType`]).
+    pub named_type: Option<NamedType>,
 }
 
 impl NewEncryptionSetting {
@@ -58,6 +61,21 @@ impl NewEncryptionSetting {
             mode,
             padding: None,
             key_id,
+            named_type: None,
+        }
+    }
+
+    /// A setting named `name` for values of a type known by name (an enum,
+    /// `citext`), whose values are text, in `mode` under column key `key_id`.
+    pub fn named(
+        name: impl Into<String>,
+        named_type: NamedType,
+        mode: EncryptionMode,
+        key_id: u32,
+    ) -> Self {
+        Self {
+            named_type: Some(named_type),
+            ..Self::new(name, TEXT, mode, key_id)
         }
     }
 
@@ -67,6 +85,12 @@ impl NewEncryptionSetting {
         self
     }
 }
+
+/// `text`: the plaintext type of a setting of a named type.
+const TEXT: PlaintextType = PlaintextType {
+    oid: 25,
+    typmod: -1,
+};
 
 /// Writes the catalog: master keys, column keys, settings, assignments, and
 /// the signed manifests of every encrypted column.
@@ -283,9 +307,22 @@ impl CatalogAdmin {
         client: &mut impl GenericClient,
         new: &NewEncryptionSetting,
     ) -> Result<u32, Error> {
-        if !new.plaintext_type.is_supported() {
+        let named_ok = new
+            .named_type
+            .as_ref()
+            .is_none_or(|named| named.check().is_ok() && new.plaintext_type == TEXT);
+        if !new.plaintext_type.is_supported() || !named_ok {
             return Err(crate::cell::UnsupportedType {
-                name: new.plaintext_type.display_name(),
+                name: new.named_type.as_ref().map_or_else(
+                    || new.plaintext_type.display_name(),
+                    |named| {
+                        format!(
+                            "{} (as {})",
+                            named.name(),
+                            new.plaintext_type.display_name()
+                        )
+                    },
+                ),
             }
             .into());
         }
@@ -328,6 +365,7 @@ impl CatalogAdmin {
                     .unwrap_or_else(|| new.plaintext_type.default_padding()),
             },
             key_id: new.key_id,
+            named_type: new.named_type.clone(),
         };
         let signed =
             SignedRecord::sign(record, &change.catalog.id(), &self.registry, &signer).await?;

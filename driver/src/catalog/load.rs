@@ -412,6 +412,7 @@ impl<'r> Loader<'r> {
             name: record.name.clone(),
             cell: record.setting,
             key_id: record.key_id,
+            named_type: record.named_type.clone(),
         })
     }
 

@@ -4,9 +4,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use aepg_keystore::MasterKeyLocation;
+use postgres_types::Type;
 
 use crate::analysis::{ColumnEncryption, SchemaView, TableInfo};
-use crate::cell::CellSetting;
+use crate::cell::{CellSetting, NamedType};
 use crate::names::{ColumnName, TableName};
 use crate::record::{CatalogId, SignedRecord, WrappedColumnKey};
 
@@ -19,12 +20,39 @@ pub struct EncryptionSetting {
     pub cell: CellSetting,
     /// The column encryption key new cells are made with.
     pub key_id: u32,
+    /// For an enum or `citext`, the type by name (its values are text).
+    pub named_type: Option<NamedType>,
 }
 
 impl EncryptionSetting {
-    /// The plaintext type as SQL writes it.
+    /// The plaintext type as SQL writes it (a named type by its name).
     pub fn type_name(&self) -> String {
-        self.cell.plaintext_type.display_name()
+        match &self.named_type {
+            Some(named) => named.name().to_owned(),
+            None => self.cell.plaintext_type.display_name(),
+        }
+    }
+
+    /// The type `ToSql`/`FromSql` see for its values; `None` for an
+    /// unsupported oid (which a verified catalog never holds).
+    pub fn sql_type(&self) -> Option<Type> {
+        match &self.named_type {
+            Some(named) => Some(named.sql_type()),
+            None => Type::from_oid(self.cell.plaintext_type.oid),
+        }
+    }
+
+    /// The type of arrays of its values, for `= ANY($n)`; `None` when its
+    /// values are arrays already.
+    pub fn sql_array_type(&self) -> Option<Type> {
+        match &self.named_type {
+            Some(named) => Some(named.sql_array_type()),
+            None => self
+                .cell
+                .plaintext_type
+                .array_oid()
+                .and_then(Type::from_oid),
+        }
     }
 
     /// What the analysis knows of it.

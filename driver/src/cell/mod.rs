@@ -8,6 +8,7 @@ mod coercion;
 mod encoding_check;
 mod error;
 mod header;
+mod named_type;
 mod padding;
 mod plaintext_type;
 mod setting;
@@ -20,6 +21,7 @@ pub(crate) use coercion::{coerce, Coercion};
 pub use encoding_check::{check_encoding, EncodingProblem};
 pub use error::CellError;
 pub use header::{CellHeader, CELL_FORMAT_VERSION, CELL_OVERHEAD, HEADER_LEN};
+pub use named_type::{NamedType, NamedTypeError};
 pub use plaintext_type::{PlaintextType, UnsupportedType};
 pub use setting::{CellSetting, EncryptionMode, PaddingPolicy};
 

@@ -118,9 +118,7 @@ fn decide(
 ) -> ResultColumnPlan {
     let plan = |label: String, decryption: ColumnDecryption| {
         let plaintext_type = match &decryption {
-            ColumnDecryption::Decrypted { setting, .. } => {
-                Type::from_oid(setting.cell.plaintext_type.oid)
-            }
+            ColumnDecryption::Decrypted { setting, .. } => setting.sql_type(),
             _ => None,
         };
         ResultColumnPlan {

@@ -824,16 +824,21 @@ fn server_types(
                 usage,
             }) => {
                 let setting = catalog.settings().get(&encryption.setting_id);
-                let plaintext = setting.map(|setting| setting.cell.plaintext_type);
-                let expected = match usage {
-                    ParameterUse::CompareAny => plaintext.and_then(|ty| ty.array_oid()),
-                    _ => plaintext.map(|ty| ty.oid),
-                };
-                if ty.oid() != 0 && Some(ty.oid()) != expected {
+                let expected = setting.and_then(|setting| match usage {
+                    ParameterUse::CompareAny => setting.sql_array_type(),
+                    _ => setting.sql_type(),
+                });
+                // A named type (enum, citext) has another oid in every
+                // database: it is matched by name.
+                let matches = expected.is_some_and(|expected| match expected.oid() {
+                    0 => ty.name() == expected.name(),
+                    oid => ty.oid() == oid,
+                });
+                if ty.oid() != 0 && !matches {
                     return Err(Error::ParameterType {
                         number: index + 1,
                         column: Box::new(column.clone()),
-                        sql_type: plaintext.map_or_else(String::new, |ty| ty.display_name()),
+                        sql_type: setting.map_or_else(String::new, |setting| setting.type_name()),
                         problem: ParameterProblem::DeclaredType {
                             declared: ty.name().to_owned(),
                         },

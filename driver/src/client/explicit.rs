@@ -72,7 +72,7 @@ impl Client {
         let plaintext = decrypt_cell(self.encryption(), &catalog, &setting, cell)
             .await
             .map_err(failed)?;
-        let ty = Type::from_oid(setting.cell.plaintext_type.oid).unwrap_or(Type::BYTEA);
+        let ty = setting.sql_type().unwrap_or(Type::BYTEA);
         let wrong_type = |problem: ResultTypeProblem| Error::ResultType {
             column: column.to_string(),
             sql_type: setting.type_name(),

@@ -90,7 +90,7 @@ pub(crate) fn encrypt_value(
     cipher: &CellCipher,
     coercion: Coercion,
 ) -> Result<Option<Vec<u8>>, ParameterProblem> {
-    let ty = plaintext_type(setting.cell.plaintext_type.oid)?;
+    let ty = setting.sql_type().ok_or(ParameterProblem::NotEncodable)?;
     let mut buffer = BytesMut::new();
     let outcome = value.to_sql_checked(&ty, &mut buffer);
     let cell = match outcome {
@@ -113,6 +113,12 @@ fn encrypt_encoded(
     // type nor apply the column's typmod: do both here, as it would.
     let coerced = coerce(setting.cell.plaintext_type, plaintext, coercion)?;
     let plaintext = coerced.as_deref().map_or(plaintext, Vec::as_slice);
+    if let Some(named) = &setting.named_type {
+        // Text already checked: an enum's value must be one of its labels.
+        if !std::str::from_utf8(plaintext).is_ok_and(|text| named.admits(text)) {
+            return Err(ParameterProblem::NotALabel);
+        }
+    }
     cipher
         .encrypt(&setting.cell, plaintext)
         .map_err(|_| ParameterProblem::TooLongToEncrypt)
@@ -178,12 +184,9 @@ fn encrypt_array(
     setting: &EncryptionSetting,
     cipher: &CellCipher,
 ) -> Result<Vec<Option<Vec<u8>>>, ParameterProblem> {
-    let array_oid = setting
-        .cell
-        .plaintext_type
-        .array_oid()
+    let ty = setting
+        .sql_array_type()
         .ok_or(ParameterProblem::NoArrayType)?;
-    let ty = plaintext_type(array_oid)?;
     let mut buffer = BytesMut::new();
     let cells = match value.to_sql_checked(&ty, &mut buffer) {
         Ok(IsNull::Yes) => Err(ParameterProblem::NullArray),
@@ -213,8 +216,4 @@ fn encrypt_elements(
         );
     }
     Ok(cells)
-}
-
-fn plaintext_type(oid: u32) -> Result<Type, ParameterProblem> {
-    Type::from_oid(oid).ok_or(ParameterProblem::NotEncodable)
 }

@@ -187,6 +187,14 @@ impl<'a> RecordReader<'a> {
         Ok(self.take(len)?.to_vec())
     }
 
+    /// The next byte, left unread.
+    pub(crate) fn peek_u8(&self) -> Result<u8, RecordError> {
+        self.rest
+            .first()
+            .copied()
+            .ok_or_else(|| self.malformed("record ends in the middle of a field"))
+    }
+
     /// Ends reading; trailing bytes are an error.
     pub(crate) fn finish(self) -> Result<(), RecordError> {
         if self.rest.is_empty() {

@@ -8,7 +8,7 @@ use aepg_keystore::{
 
 use super::RecordError as Error;
 use super::*;
-use crate::cell::{CellSetting, EncryptionMode, PaddingPolicy, PlaintextType};
+use crate::cell::{CellSetting, EncryptionMode, NamedType, PaddingPolicy, PlaintextType};
 
 fn setting_record() -> EncryptionSettingRecord {
     EncryptionSettingRecord {
@@ -23,6 +23,7 @@ fn setting_record() -> EncryptionSettingRecord {
             padding: PaddingPolicy::Bucket,
         },
         key_id: 2,
+        named_type: None,
     }
 }
 
@@ -54,22 +55,68 @@ fn assert_strict<T: CatalogRecord + std::fmt::Debug + PartialEq>(record: &T) {
             "prefix {len} accepted"
         );
     }
-    let mut extended = bytes.clone();
-    extended.push(0);
-    assert!(matches!(
-        T::from_canonical_bytes(&extended),
-        Err(Error::Malformed {
-            reason: "trailing bytes after the last field",
-            ..
-        })
-    ));
+    for extension in [&[0u8][..], &[1], &[2, 0, 0], &[0; 12]] {
+        let mut extended = bytes.clone();
+        extended.extend_from_slice(extension);
+        assert!(
+            matches!(
+                T::from_canonical_bytes(&extended),
+                Err(Error::Malformed {
+                    reason: "trailing bytes after the last field",
+                    ..
+                })
+            ),
+            "extension {extension:?} accepted"
+        );
+    }
+}
+
+fn named_setting(named_type: NamedType) -> EncryptionSettingRecord {
+    let mut record = setting_record();
+    record.setting.plaintext_type = PlaintextType {
+        oid: 25,
+        typmod: -1,
+    };
+    record.named_type = Some(named_type);
+    record
 }
 
 #[test]
 fn encodings_round_trip_and_are_strict() {
     assert_strict(&setting_record());
+    assert_strict(&named_setting(NamedType::citext()));
+    assert_strict(&named_setting(
+        NamedType::enumeration("mood", ["sad", "ok", "happy"]).unwrap(),
+    ));
     assert_strict(&assignment());
     assert_strict(&wrapped_key());
+}
+
+#[test]
+fn a_named_type_is_refused_unless_well_formed_and_text() {
+    let enumeration = NamedType::enumeration("mood", ["sad", "ok"]).unwrap();
+    // The plaintext type of a named type's setting is text.
+    let mut record = named_setting(enumeration.clone());
+    record.setting.plaintext_type.oid = 23;
+    let bytes = record.canonical_bytes().unwrap();
+    assert!(EncryptionSettingRecord::from_canonical_bytes(&bytes).is_err());
+    // Labels that repeat or are empty, an unnamed enum, another text type.
+    for named in [
+        NamedType::from_parts("mood".into(), Some(vec!["ok".into(), "ok".into()])),
+        NamedType::from_parts("mood".into(), Some(vec![String::new()])),
+        NamedType::from_parts("mood".into(), Some(vec![])),
+        NamedType::from_parts(String::new(), Some(vec!["ok".into()])),
+        NamedType::from_parts("citext".into(), Some(vec!["ok".into()])),
+        NamedType::from_parts("ltree".into(), None),
+    ] {
+        let bytes = named_setting(named.clone()).canonical_bytes().unwrap();
+        assert!(
+            EncryptionSettingRecord::from_canonical_bytes(&bytes).is_err(),
+            "{named:?}"
+        );
+    }
+    assert!(NamedType::enumeration("mood", Vec::<String>::new()).is_err());
+    assert!(NamedType::enumeration("citext", ["a"]).is_err());
 }
 
 #[test]
