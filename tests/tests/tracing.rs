@@ -106,6 +106,8 @@ async fn traces_name_what_happens_and_never_a_value() {
         "aepg.key.unwrap",
         "aepg.prepare",
         "aepg.analyze",
+        "aepg.encrypt",
+        "aepg.decrypt",
         "aepg statement prepared",
         "aepg parameter encrypted",
         "aepg cell decrypted",

@@ -470,8 +470,20 @@ impl<'a> Executor<'a> {
         self.in_transaction || self.state.in_text_transaction()
     }
 
-    /// Encrypts the parameters bound for encrypted columns.
+    /// Encrypts the parameters bound for encrypted columns, in an
+    /// `aepg.encrypt` span.
     async fn bind<'p>(
+        &self,
+        statement: &Statement,
+        params: &'p [&'p (dyn ToSql + Sync)],
+    ) -> Result<Vec<BoundParameter<'p>>, Error> {
+        let span = tracing::trace_span!("aepg.encrypt", parameters = params.len());
+        self.bind_parameters(statement, params)
+            .instrument(span)
+            .await
+    }
+
+    async fn bind_parameters<'p>(
         &self,
         statement: &Statement,
         params: &'p [&'p (dyn ToSql + Sync)],
@@ -588,7 +600,8 @@ impl<'a> Executor<'a> {
         let stream = rows.map_err(Error::from).and_then(move |row| {
             let plans = plans.clone();
             let catalog = catalog.clone();
-            async move { Row::decrypt(row, plans, encryption, &catalog).await }
+            let span = tracing::trace_span!("aepg.decrypt", columns = plans.len());
+            async move { Row::decrypt(row, plans, encryption, &catalog).await }.instrument(span)
         });
         Ok(RowStream {
             inner: Box::pin(stream),
