@@ -456,6 +456,71 @@ impl CatalogAdmin {
         Ok(())
     }
 
+    /// Drops column key `key_id` and its wrapped values, if no setting uses
+    /// it (cells are made with their setting's key, so no cell can need a
+    /// key no setting names).
+    ///
+    /// # Errors
+    /// [`CatalogError::NotFound`] for an unknown key, [`CatalogError::InUse`]
+    /// naming the settings that use it, the key store's refusal (the
+    /// manifests are signed again), database errors.
+    pub async fn drop_column_key(
+        &self,
+        client: &mut impl GenericClient,
+        key_id: u32,
+    ) -> Result<(), Error> {
+        let change = Change::begin(client, self, Manifests::Required).await?;
+        let known = change.catalog.column_keys.contains_key(&key_id);
+        let users: Vec<String> = change
+            .catalog
+            .settings()
+            .values()
+            .filter(|setting| setting.key_id == key_id)
+            .map(|setting| format!("setting {:?}", setting.name))
+            .collect();
+        // A setting row naming the key, verified or not, keeps it too: its
+        // foreign key would refuse the delete anyway.
+        let sql_id = id_to_sql(key_id, "column key id")?;
+        let rows: i64 = change
+            .transaction
+            .query_one(
+                "SELECT count(*) FROM aepg.encryption_settings WHERE key_id = $1",
+                &[&sql_id],
+            )
+            .await?
+            .get(0);
+        if !users.is_empty() || rows > 0 {
+            return Err(CatalogError::InUse {
+                object: CatalogObject::ColumnKey,
+                name: key_id.to_string(),
+                users: if users.is_empty() {
+                    format!("{rows} setting row(s) that do not verify")
+                } else {
+                    users.join(", ")
+                },
+            }
+            .into());
+        }
+        let deleted = change
+            .transaction
+            .execute(
+                "WITH values_gone AS (DELETE FROM aepg.column_key_values WHERE key_id = $1)
+                 DELETE FROM aepg.column_keys WHERE id = $1",
+                &[&sql_id],
+            )
+            .await?;
+        if deleted == 0 && !known {
+            return Err(CatalogError::NotFound {
+                object: CatalogObject::ColumnKey,
+                name: key_id.to_string(),
+            }
+            .into());
+        }
+        let signers = change.signers();
+        change.commit(&self.registry, signers).await?;
+        Ok(())
+    }
+
     /// Signs a new manifest, at a new generation, for every registered
     /// master key this administrator holds: after an upgrade from a catalog
     /// without manifests, or to refresh them. Returns the new generation.

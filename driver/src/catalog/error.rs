@@ -102,6 +102,16 @@ pub enum CatalogError {
         /// Where the caller says it is.
         expected: MasterKeyLocation,
     },
+    /// An object cannot be dropped: others still use it.
+    #[error("{object} {name} is still used by {users}: drop or move them first")]
+    InUse {
+        /// What was to be dropped.
+        object: CatalogObject,
+        /// Its name or id.
+        name: String,
+        /// What uses it.
+        users: String,
+    },
     /// A column cannot be assigned to a setting.
     #[error("column {column} cannot be encrypted: {reason}")]
     ColumnNotAssignable {

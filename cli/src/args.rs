@@ -1,0 +1,202 @@
+//! The command line, as clap reads it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// aepg: administer client-side column encryption for PostgreSQL.
+///
+/// Every command connects to the database (`--database-url`, else
+/// `DATABASE_URL`, else `database_url` in the config file) and, where it
+/// signs or verifies catalog records, uses the key stores of the config
+/// file and `--key-dir`. Exit status: 0 success, 1 the operation failed,
+/// 2 a usage or configuration error.
+#[derive(Debug, Parser)]
+#[command(name = "aepg", version, propagate_version = true)]
+pub struct Cli {
+    /// The connection: a libpq `key=value` string or a `postgres://` URL.
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// The config file [default: ./aepg.toml when it exists].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// A directory of PEM master keys (a `local` key store), in addition to
+    /// the config file's.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub key_dir: Option<PathBuf>,
+    /// A key path in `--key-dir` this run may use (repeat it); every
+    /// `*.pem` file in it when omitted.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub trust: Vec<String>,
+    /// Print JSON instead of text (field names are stable, see docs/CLI.md).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install the aepg catalog (schema `aepg`), or upgrade an older one.
+    Init,
+    /// Column master keys.
+    #[command(subcommand)]
+    Cmk(CmkCommand),
+    /// Column encryption keys.
+    #[command(subcommand)]
+    Cek(CekCommand),
+    /// Column encryption settings.
+    #[command(subcommand)]
+    Setting(SettingCommand),
+    /// Encrypted columns.
+    #[command(subcommand)]
+    Column(ColumnCommand),
+    /// The catalog: identity, generation, keys, settings, columns, and the
+    /// records left out.
+    Status,
+    /// What aepg does with a statement: each parameter's target column,
+    /// setting, mode and key, or the refusal; each result column's
+    /// decryption.
+    Explain {
+        /// The statement, with `$n` parameters.
+        sql: String,
+    },
+    /// Load and verify the whole catalog and report every record that
+    /// fails, changing nothing. Exits 1 when any fails.
+    Verify,
+}
+
+/// `aepg cmk …`
+#[derive(Debug, Subcommand)]
+pub enum CmkCommand {
+    /// Register a master key in the catalog, under a name.
+    Register {
+        /// The name records refer to it by.
+        name: String,
+        #[command(flatten)]
+        location: LocationArgs,
+        /// Create the key file first if it does not exist (a 3072-bit RSA
+        /// key; `local` provider only).
+        #[arg(long)]
+        generate: bool,
+    },
+    /// List the registered master keys and their manifests.
+    List,
+}
+
+/// Where a master key is.
+#[derive(Debug, Args)]
+pub struct LocationArgs {
+    /// The key store provider.
+    #[arg(long, default_value = "local")]
+    pub provider: String,
+    /// The key's path in its store (a file name in the key directory for
+    /// `local`) [default: the config file's `[[master_keys]]` entry].
+    #[arg(long, value_name = "KEY_PATH")]
+    pub path: Option<String>,
+}
+
+/// `aepg cek …`
+#[derive(Debug, Subcommand)]
+pub enum CekCommand {
+    /// Create a column key, wrapped and signed by a master key.
+    Create {
+        /// The master key's name.
+        #[arg(long)]
+        cmk: String,
+        #[command(flatten)]
+        location: LocationArgs,
+    },
+    /// List the column keys, their master keys and the settings using them.
+    List,
+    /// Drop a column key no setting uses.
+    Drop {
+        /// The column key's id.
+        id: u32,
+    },
+}
+
+/// `aepg setting …`
+#[derive(Debug, Subcommand)]
+pub enum SettingCommand {
+    /// Create a column encryption setting.
+    Create {
+        /// Its unique name.
+        name: String,
+        /// The plaintext type (`text`, `varchar(20)`, `numeric(10,2)`,
+        /// `int4[]`, `citext`, …).
+        #[arg(
+            long = "type",
+            value_name = "SQL_TYPE",
+            required_unless_present = "enum_name"
+        )]
+        sql_type: Option<String>,
+        /// An enum type's name (its labels in `--labels`) instead of `--type`.
+        #[arg(
+            long = "enum",
+            value_name = "NAME",
+            conflicts_with = "sql_type",
+            requires = "labels"
+        )]
+        enum_name: Option<String>,
+        /// The enum's labels, in order, comma-separated.
+        #[arg(long, value_delimiter = ',', requires = "enum_name")]
+        labels: Vec<String>,
+        /// Deterministic (equality works, equal values show) or randomized.
+        #[arg(long, value_enum)]
+        mode: Mode,
+        /// The column key.
+        #[arg(long)]
+        cek: u32,
+        /// Padding [default: `block16` for variable-length types, `none` otherwise].
+        #[arg(long, value_enum)]
+        padding: Option<Padding>,
+    },
+    /// List the settings.
+    List,
+}
+
+/// `aepg column …`
+#[derive(Debug, Subcommand)]
+pub enum ColumnCommand {
+    /// Make an empty `aepg.ciphertext` column encrypted under a setting.
+    Assign {
+        /// `table` or `schema.table` (`public` when unqualified).
+        #[arg(long)]
+        table: String,
+        /// The column.
+        #[arg(long)]
+        column: String,
+        /// The setting's name.
+        #[arg(long)]
+        setting: String,
+    },
+    /// List the encrypted columns and whether this run can use them.
+    Status {
+        /// Only this table (`table` or `schema.table`).
+        #[arg(long)]
+        table: Option<String>,
+    },
+}
+
+/// Encryption modes.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Mode {
+    /// Equal values give equal cells: `=`, `IN`, joins, `UNIQUE` work.
+    Deterministic,
+    /// Every cell differs: nothing but storing and reading.
+    Randomized,
+}
+
+/// Padding policies.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Padding {
+    /// None: the cell shows the exact length.
+    None,
+    /// To a multiple of 16 bytes.
+    Block16,
+    /// To a power of two.
+    Bucket,
+}

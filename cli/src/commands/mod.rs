@@ -1,0 +1,47 @@
+//! One module per group of commands; [`run`] dispatches.
+
+mod catalog;
+mod keys;
+mod report;
+mod settings;
+
+use crate::args::{CekCommand, CmkCommand, ColumnCommand, Command, SettingCommand};
+use crate::config::Settings;
+use crate::failure::Failure;
+use crate::output::Output;
+
+/// Runs `command`.
+///
+/// # Errors
+/// [`Failure`]: a usage error or the operation's failure.
+pub async fn run(command: &Command, settings: &Settings, output: Output) -> Result<(), Failure> {
+    match command {
+        Command::Init => catalog::init(settings, output).await,
+        Command::Cmk(CmkCommand::Register {
+            name,
+            location,
+            generate,
+        }) => keys::register_master_key(settings, output, name, location, *generate).await,
+        Command::Cmk(CmkCommand::List) => keys::list_master_keys(settings, output).await,
+        Command::Cek(CekCommand::Create { cmk, location }) => {
+            keys::create_column_key(settings, output, cmk, location).await
+        }
+        Command::Cek(CekCommand::List) => keys::list_column_keys(settings, output).await,
+        Command::Cek(CekCommand::Drop { id }) => keys::drop_column_key(settings, output, *id).await,
+        Command::Setting(SettingCommand::Create { .. }) => {
+            settings::create_setting(settings, output, command).await
+        }
+        Command::Setting(SettingCommand::List) => settings::list_settings(settings, output).await,
+        Command::Column(ColumnCommand::Assign {
+            table,
+            column,
+            setting,
+        }) => settings::assign_column(settings, output, table, column, setting).await,
+        Command::Column(ColumnCommand::Status { table }) => {
+            settings::column_status(settings, output, table.as_deref()).await
+        }
+        Command::Status => report::status(settings, output).await,
+        Command::Explain { sql } => report::explain(settings, output, sql).await,
+        Command::Verify => report::verify(settings, output).await,
+    }
+}

@@ -1,0 +1,177 @@
+//! `status`, `explain`, `verify`.
+
+use aepg::catalog::SkipReason;
+use aepg::ColumnDecryption;
+use serde_json::{json, Value};
+
+use super::catalog::load;
+use crate::config::Settings;
+use crate::connect;
+use crate::failure::{with_causes, Failure};
+use crate::output::Output;
+
+/// `aepg status`
+pub async fn status(settings: &Settings, output: Output) -> Result<(), Failure> {
+    let (_client, catalog) = load(settings).await?;
+    let usable = catalog
+        .columns()
+        .filter(|column| column.setting_id().is_some())
+        .count();
+    let columns = catalog.columns().count();
+    output.result(
+        || {
+            format!(
+                "catalog {} (version {}), generation {}\n\
+                 master keys: {}\ncolumn keys: {}\nsettings: {}\n\
+                 encrypted columns: {columns} ({usable} usable here)\n\
+                 records left out: {}{}",
+                catalog.id(),
+                catalog.version(),
+                catalog.generation(),
+                catalog.master_keys().len(),
+                catalog.column_keys().count(),
+                catalog.settings().len(),
+                catalog.skipped().len(),
+                if catalog.skipped().is_empty() {
+                    ""
+                } else {
+                    " (aepg verify lists them)"
+                }
+            )
+        },
+        || {
+            json!({
+                "catalog_id": catalog.id().to_string(),
+                "version": catalog.version(),
+                "generation": catalog.generation(),
+                "master_keys": catalog.master_keys().len(),
+                "column_keys": catalog.column_keys().count(),
+                "settings": catalog.settings().len(),
+                "encrypted_columns": columns,
+                "usable_columns": usable,
+                "records_left_out": catalog.skipped().len(),
+            })
+        },
+    );
+    Ok(())
+}
+
+/// `aepg verify`: every record that fails, and exit 1 if any does.
+pub async fn verify(settings: &Settings, output: Output) -> Result<(), Failure> {
+    let (_client, catalog) = load(settings).await?;
+    let skipped = catalog.skipped();
+    let kind = |kind: &SkipReason| match kind {
+        SkipReason::Unverifiable => "unverifiable",
+        SkipReason::Tampered => "tampered",
+        SkipReason::Dependency => "dependency",
+        _ => "other",
+    };
+    output.result(
+        || {
+            let mut text = format!(
+                "catalog {} at generation {}: {} record(s) fail",
+                catalog.id(),
+                catalog.generation(),
+                skipped.len()
+            );
+            for record in skipped {
+                text.push_str(&format!(
+                    "\n{} [{}]: {}",
+                    record.what,
+                    kind(&record.kind),
+                    record.reason
+                ));
+            }
+            text
+        },
+        || {
+            json!({
+                "catalog_id": catalog.id().to_string(),
+                "generation": catalog.generation(),
+                "failed": skipped.iter().map(|record| json!({
+                    "record": record.what,
+                    "kind": kind(&record.kind),
+                    "reason": record.reason,
+                })).collect::<Vec<_>>(),
+            })
+        },
+    );
+    if skipped.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::reported(format!(
+            "{} catalog record(s) failed verification",
+            skipped.len()
+        )))
+    }
+}
+
+/// `aepg explain SQL`: the plan, or the refusal (which is an answer, not a
+/// failure of the command).
+pub async fn explain(settings: &Settings, output: Output, sql: &str) -> Result<(), Failure> {
+    let client = connect::encrypted(settings).await?;
+    match client.explain(sql).await {
+        Ok(explanation) => {
+            output.result(
+                || explanation.to_string(),
+                || explanation_json(&explanation),
+            );
+            Ok(())
+        }
+        Err(error @ (aepg::Error::Refused(_) | aepg::Error::ParameterCrossCheck { .. })) => {
+            let reason = with_causes(&error);
+            output.result(
+                || format!("refused: {reason}"),
+                || json!({ "refused": reason }),
+            );
+            Ok(())
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn explanation_json(explanation: &aepg::Explanation) -> Value {
+    let parameters: Vec<Value> = explanation
+        .parameters
+        .iter()
+        .map(|parameter| {
+            let encryption = parameter.encryption.as_ref().map(|e| {
+                json!({
+                    "column": e.column.to_string(),
+                    "usage": e.usage.to_string(),
+                    "setting": e.setting,
+                    "mode": e.mode.to_string(),
+                    "column_key": e.key_id,
+                    "plaintext_type": e.plaintext_type,
+                })
+            });
+            json!({
+                "number": parameter.number,
+                "server_type": parameter.server_type,
+                "encryption": encryption,
+            })
+        })
+        .collect();
+    let columns: Vec<Value> = explanation
+        .columns
+        .iter()
+        .map(|column| {
+            let decryption = match &column.decryption {
+                ColumnDecryption::Plaintext => json!({ "kind": "plaintext" }),
+                ColumnDecryption::Refused { reason } => {
+                    json!({ "kind": "refused", "reason": reason.to_string() })
+                }
+                ColumnDecryption::Decrypted { column, setting } => json!({
+                    "kind": "decrypted",
+                    "column": column.as_ref().map(ToString::to_string),
+                    "setting": setting.name,
+                    "mode": setting.cell.mode.to_string(),
+                    "plaintext_type": setting.type_name(),
+                }),
+                _ => json!({ "kind": "other" }),
+            };
+            json!({ "name": column.name, "decryption": decryption })
+        })
+        .collect();
+    json!({ "parameters": parameters, "columns": columns })
+}

@@ -1,0 +1,233 @@
+//! What a run uses: the connection, key stores, pins and known master keys,
+//! from flags, the environment and the config file (`aepg.toml`).
+//!
+//! ```toml
+//! database_url = "host=db.internal user=admin dbname=app"
+//! ca_file = "ca.pem"            # TLS, required and verified against this CA
+//! pins = "aepg-pins.json"       # the application's pin file, checked on every load
+//!
+//! [[key_stores]]
+//! provider = "local"            # a directory of PEM master keys
+//! directory = "keys"            # relative paths are relative to this file
+//! trusted = ["cmk1.pem"]        # key paths this tool may use
+//!
+//! [[master_keys]]               # where named master keys are, for `cek create`
+//! name = "cmk1"
+//! provider = "local"
+//! path = "cmk1.pem"
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aepg::catalog::Pins;
+use aepg::keystore::{KeyStoreRegistry, LocalKeyStore, MasterKeyLocation, TrustedKeyPaths};
+use serde::Deserialize;
+
+use crate::args::Cli;
+use crate::failure::Failure;
+
+/// The config file's contents.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    database_url: Option<String>,
+    ca_file: Option<PathBuf>,
+    pins: Option<PathBuf>,
+    #[serde(default)]
+    key_stores: Vec<KeyStoreEntry>,
+    #[serde(default)]
+    master_keys: Vec<MasterKeyEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyStoreEntry {
+    provider: String,
+    directory: PathBuf,
+    trusted: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MasterKeyEntry {
+    name: String,
+    provider: String,
+    path: String,
+}
+
+/// Everything a command may need, resolved.
+#[derive(Debug)]
+pub struct Settings {
+    /// The connection string.
+    database_url: Option<String>,
+    /// The CA to verify the server with; TLS is required when set.
+    pub ca_file: Option<PathBuf>,
+    /// The application's pins.
+    pub pins: Option<Pins>,
+    /// The key stores.
+    pub registry: KeyStoreRegistry,
+    /// Local key stores by directory, for `cmk register --generate`.
+    local_stores: Vec<(PathBuf, Arc<LocalKeyStore>)>,
+    /// Master keys the config file places.
+    master_keys: Vec<MasterKeyEntry>,
+}
+
+impl Settings {
+    /// Reads the config file (the one named, else `./aepg.toml` if any) and
+    /// merges the flags.
+    ///
+    /// # Errors
+    /// A usage error: an unreadable or invalid file, a key directory that
+    /// cannot be opened, an unknown provider.
+    pub fn resolve(cli: &Cli) -> Result<Self, Failure> {
+        let (file, base) = match &cli.config {
+            Some(path) => (read_config(path)?, parent(path)),
+            None => {
+                let default = Path::new("aepg.toml");
+                if default.exists() {
+                    (read_config(default)?, PathBuf::from("."))
+                } else {
+                    (ConfigFile::default(), PathBuf::from("."))
+                }
+            }
+        };
+        let mut settings = Self {
+            database_url: cli.database_url.clone().or(file.database_url),
+            ca_file: file.ca_file.map(|path| base.join(path)),
+            pins: file
+                .pins
+                .map(|path| read_pins(&base.join(path)))
+                .transpose()?,
+            registry: KeyStoreRegistry::new(),
+            local_stores: Vec::new(),
+            master_keys: file.master_keys,
+        };
+        for store in file.key_stores {
+            if store.provider != "local" {
+                return Err(Failure::usage(format!(
+                    "key store provider {:?} in the config file is not one this build has \
+                     (it has: local)",
+                    store.provider
+                )));
+            }
+            settings.add_local(&base.join(&store.directory), store.trusted)?;
+        }
+        if let Some(directory) = &cli.key_dir {
+            let trusted = if cli.trust.is_empty() {
+                pem_files(directory)?
+            } else {
+                cli.trust.clone()
+            };
+            settings.add_local(directory, trusted)?;
+        }
+        Ok(settings)
+    }
+
+    fn add_local(&mut self, directory: &Path, trusted: Vec<String>) -> Result<(), Failure> {
+        if self.local_stores.iter().any(|(dir, _)| dir == directory) {
+            return Err(Failure::usage(format!(
+                "key directory {} is given twice",
+                directory.display()
+            )));
+        }
+        let store = Arc::new(LocalKeyStore::open(directory).map_err(|error| {
+            Failure::usage(format!("key directory {}: {error}", directory.display()))
+        })?);
+        self.registry
+            .register(store.clone(), TrustedKeyPaths::only(trusted))
+            .map_err(|error| {
+                Failure::usage(format!("key directory {}: {error}", directory.display()))
+            })?;
+        self.local_stores.push((directory.to_owned(), store));
+        Ok(())
+    }
+
+    /// The connection string.
+    ///
+    /// # Errors
+    /// A usage error when none was given.
+    pub fn database_url(&self) -> Result<&str, Failure> {
+        self.database_url.as_deref().ok_or_else(|| {
+            Failure::usage(
+                "no database: give --database-url, set DATABASE_URL, or put database_url in aepg.toml",
+            )
+        })
+    }
+
+    /// Where master key `name` is: the flags, else the config file.
+    ///
+    /// # Errors
+    /// A usage error when neither says.
+    pub fn master_key_location(
+        &self,
+        name: &str,
+        provider: &str,
+        path: Option<&str>,
+    ) -> Result<MasterKeyLocation, Failure> {
+        if let Some(path) = path {
+            return Ok(MasterKeyLocation::new(provider, path));
+        }
+        self.master_keys
+            .iter()
+            .find(|entry| entry.name == name)
+            .map(|entry| MasterKeyLocation::new(&entry.provider, &entry.path))
+            .ok_or_else(|| {
+                Failure::usage(format!(
+                    "where is master key {name:?}? give --path (and --provider), or add it to \
+                     [[master_keys]] in aepg.toml"
+                ))
+            })
+    }
+
+    /// The local store to create a key file in: the only one configured.
+    ///
+    /// # Errors
+    /// A usage error when no local store is configured.
+    pub fn local_store(&self) -> Result<&LocalKeyStore, Failure> {
+        match self.local_stores.as_slice() {
+            [(_, store)] => Ok(store),
+            [] => Err(Failure::usage(
+                "no local key store: give --key-dir, or a [[key_stores]] entry in aepg.toml",
+            )),
+            _ => Err(Failure::usage(
+                "several local key stores are configured: give only the one to create the key in \
+                 (--key-dir with no config file)",
+            )),
+        }
+    }
+}
+
+fn parent(path: &Path) -> PathBuf {
+    path.parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_owned)
+}
+
+fn read_config(path: &Path) -> Result<ConfigFile, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| Failure::usage(format!("config file {}: {error}", path.display())))?;
+    toml::from_str(&text)
+        .map_err(|error| Failure::usage(format!("config file {}: {error}", path.display())))
+}
+
+fn read_pins(path: &Path) -> Result<Pins, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| Failure::usage(format!("pin file {}: {error}", path.display())))?;
+    Pins::from_json(&text)
+        .map_err(|error| Failure::usage(format!("pin file {}: {error}", path.display())))
+}
+
+/// The `*.pem` files of `directory`.
+fn pem_files(directory: &Path) -> Result<Vec<String>, Failure> {
+    let entries = std::fs::read_dir(directory).map_err(|error| {
+        Failure::usage(format!("key directory {}: {error}", directory.display()))
+    })?;
+    let mut files: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".pem"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
