@@ -71,6 +71,22 @@ pub enum Error {
         /// The table with encrypted columns.
         table: Box<crate::names::TableName>,
     },
+    /// A `COPY` that [`Client::copy_in`](crate::Client::copy_in) or
+    /// [`Client::copy_out`](crate::Client::copy_out) does not run.
+    #[error("COPY refused: {reason}")]
+    CopyRefused {
+        /// Why, and what is allowed.
+        reason: String,
+    },
+    /// A row given to a COPY writer has another number of values than the
+    /// COPY has columns.
+    #[error("a COPY row has {given} values for {expected} columns")]
+    CopyRowLength {
+        /// The COPY's columns.
+        expected: usize,
+        /// The values given.
+        given: usize,
+    },
     /// A session reset asked for inside a transaction block.
     #[error("the session is inside a transaction block: end it before the session is reset or the connection reused")]
     SessionInTransaction,

@@ -86,11 +86,12 @@ pub mod tls;
 
 pub use aepg_keystore as keystore;
 pub use client::{
-    connect, Client, ColumnDecryption, ColumnIndex, Connection, Encryption, EncryptionConfig,
-    Explanation, FromRow, GenericClient, ParameterEncryption, ParameterExplanation,
-    ResultColumnExplanation, Row, RowStream, Statement, ToStatement, Transaction,
-    TransactionBuilder, DEFAULT_CATALOG_MAX_STALENESS, DEFAULT_CATALOG_REFRESH_TIMEOUT,
-    DEFAULT_CATALOG_TTL, DEFAULT_KEY_TTL, DEFAULT_STATEMENT_CACHE_CAPACITY, LOAD_TIMEOUT_FACTOR,
+    connect, Client, ColumnDecryption, ColumnIndex, Connection, CopyInWriter, Encryption,
+    EncryptionConfig, Explanation, FromRow, GenericClient, ParameterEncryption,
+    ParameterExplanation, ResultColumnExplanation, Row, RowStream, Statement, ToStatement,
+    Transaction, TransactionBuilder, DEFAULT_CATALOG_MAX_STALENESS,
+    DEFAULT_CATALOG_REFRESH_TIMEOUT, DEFAULT_CATALOG_TTL, DEFAULT_KEY_TTL,
+    DEFAULT_STATEMENT_CACHE_CAPACITY, LOAD_TIMEOUT_FACTOR,
 };
 pub use error::{
     CrossCheckProblem, DatabaseError, DecryptError, Error, ParameterProblem, ResultProblem,

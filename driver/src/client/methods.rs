@@ -164,6 +164,43 @@ macro_rules! query_methods {
             let statement = self.executor().prepare(sql).await?;
             Ok(crate::Explanation::of(&statement))
         }
+
+        /// Starts a binary bulk load, `COPY table (columns) FROM STDIN
+        /// (FORMAT binary)`: rows written to the returned writer are sent
+        /// as the server's binary COPY format, the values of encrypted
+        /// columns encrypted (and checked, typmods applied) as parameters of
+        /// the equivalent `INSERT` would be. The `COPY` is planned as that
+        /// `INSERT`: what it would refuse, the `COPY` refuses.
+        ///
+        /// ```no_run
+        /// # async fn demo(client: &aepg::Client) -> Result<(), aepg::Error> {
+        /// let mut writer = client
+        ///     .copy_in("COPY patients (id, name, ssn) FROM STDIN (FORMAT binary)")
+        ///     .await?;
+        /// writer.write(&[&1i32, &"Ada", &"078-05-1120"]).await?;
+        /// let stored = writer.finish().await?;
+        /// # Ok(()) }
+        /// ```
+        ///
+        /// # Errors
+        /// [`Error::CopyRefused`](crate::Error::CopyRefused) for text format, a
+        /// missing column list, a server file or program, options other than
+        /// `FORMAT` and `FREEZE`; the `INSERT`'s refusal; database errors.
+        pub async fn copy_in(&self, sql: &str) -> Result<crate::CopyInWriter, crate::Error> {
+            self.executor().copy_in(sql).await
+        }
+
+        /// Runs a binary `COPY table (columns) TO STDOUT (FORMAT binary)` or
+        /// `COPY (query) TO STDOUT (FORMAT binary)` and streams its rows,
+        /// encrypted columns decrypted, as [`query_raw`](Self::query_raw)
+        /// does. The `COPY` is planned as its query.
+        ///
+        /// # Errors
+        /// [`Error::CopyRefused`](crate::Error::CopyRefused) as for
+        /// [`copy_in`](Self::copy_in); the query's refusal; database errors.
+        pub async fn copy_out(&self, sql: &str) -> Result<crate::RowStream<'static>, crate::Error> {
+            self.executor().copy_out(sql).await
+        }
     };
 }
 

@@ -16,6 +16,7 @@ mod client;
 mod column_index;
 mod connection;
 mod connection_state;
+mod copy;
 mod decryption;
 mod encryption;
 mod executor;
@@ -34,6 +35,7 @@ mod transaction;
 pub use client::{connect, Client};
 pub use column_index::ColumnIndex;
 pub use connection::Connection;
+pub use copy::CopyInWriter;
 pub use decryption::ColumnDecryption;
 pub use encryption::{
     Encryption, EncryptionConfig, DEFAULT_CATALOG_MAX_STALENESS, DEFAULT_CATALOG_REFRESH_TIMEOUT,

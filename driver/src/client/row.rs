@@ -7,6 +7,8 @@ use std::task::{Context, Poll};
 
 use futures_util::Stream;
 use postgres_types::{FromSql, Type};
+use tokio_postgres::binary_copy::BinaryCopyOutRow;
+use tokio_postgres::Column;
 use zeroize::Zeroizing;
 
 use super::column_index::ColumnIndex;
@@ -15,6 +17,42 @@ use super::encryption::Encryption;
 use crate::catalog::Catalog;
 use crate::error::{DecryptError, ResultTypeProblem};
 use crate::Error;
+
+/// Where a row's values come from.
+pub(crate) enum Source {
+    /// A row of a query's result.
+    Query(tokio_postgres::Row),
+    /// A row of a binary `COPY … TO STDOUT`, described by the columns of
+    /// the query it was planned as.
+    Copy {
+        /// The row.
+        row: BinaryCopyOutRow,
+        /// The prepared query, whose columns describe the row's.
+        query: tokio_postgres::Statement,
+    },
+}
+
+impl Source {
+    fn columns(&self) -> &[Column] {
+        match self {
+            Self::Query(row) => row.columns(),
+            Self::Copy { query, .. } => query.columns(),
+        }
+    }
+
+    fn try_get<'a, T: FromSql<'a>>(&'a self, index: usize) -> Result<T, tokio_postgres::Error> {
+        match self {
+            Self::Query(row) => row.try_get(index),
+            Self::Copy { row, .. } => row.try_get(index),
+        }
+    }
+}
+
+impl From<tokio_postgres::Row> for Source {
+    fn from(row: tokio_postgres::Row) -> Self {
+        Self::Query(row)
+    }
+}
 
 /// One value of an encrypted (or refused) column, after decryption.
 enum DecryptedValue {
@@ -34,7 +72,7 @@ enum DecryptedValue {
 /// [`try_get`](Self::try_get) of that column, with an error naming it.
 /// Plaintexts are zeroized when the row is dropped.
 pub struct Row {
-    inner: tokio_postgres::Row,
+    inner: Source,
     plans: Arc<[ResultColumnPlan]>,
     /// `None` for a plaintext column, read from `inner`.
     values: Vec<Option<DecryptedValue>>,
@@ -43,11 +81,12 @@ pub struct Row {
 impl Row {
     /// Decrypts the encrypted columns of `inner` as `plans` say.
     pub(crate) async fn decrypt(
-        inner: tokio_postgres::Row,
+        inner: impl Into<Source>,
         plans: Arc<[ResultColumnPlan]>,
         encryption: &Encryption,
         catalog: &Catalog,
     ) -> Result<Self, Error> {
+        let inner = inner.into();
         let mut values = Vec::with_capacity(plans.len());
         for (index, plan) in plans.iter().enumerate() {
             let value = match &plan.decryption {
@@ -96,6 +135,7 @@ impl Row {
     /// A row of a result that holds no cells (session control such as
     /// `SHOW`): every column passes through.
     pub(crate) fn plaintext(inner: tokio_postgres::Row) -> Self {
+        let inner = Source::Query(inner);
         let plans: Arc<[ResultColumnPlan]> = inner
             .columns()
             .iter()
@@ -121,12 +161,12 @@ impl Row {
 
     /// The number of columns.
     pub fn len(&self) -> usize {
-        self.inner.len()
+        self.columns().len()
     }
 
     /// Whether the row has no columns.
     pub fn is_empty(&self) -> bool {
-        self.inner.is_empty()
+        self.columns().is_empty()
     }
 
     /// The PostgreSQL type a column's values read as: the plaintext type for

@@ -1,0 +1,350 @@
+//! Encrypted binary `COPY`: bulk loading and reading with encrypted
+//! columns encrypted and decrypted on the way.
+//!
+//! A `COPY` is planned as the statement it stands for, through the same
+//! analysis, `prepare` and cross-check as any statement:
+//! `COPY t (a, b) FROM STDIN` as `INSERT INTO t (a, b) VALUES ($1, $2)`,
+//! `COPY t (a, b) TO STDOUT` as `SELECT a, b FROM t`, `COPY (query) TO
+//! STDOUT` as the query. So a column the analysis maps to an encrypted
+//! column gets cells, one the server types as ciphertext but the analysis
+//! does not map is refused, a refused column or statement is refused, and
+//! a `COPY` into a table with encrypted columns goes to the table the
+//! analysis resolved (its name qualified). Only the binary format: text
+//! cannot carry cells, nor be decrypted. The column list is required for
+//! `FROM STDIN`: the server's column order is not signed.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use postgres_types::{ToSql, Type};
+use sqlparser::ast::{CopyLegacyOption, CopyOption, CopySource, CopyTarget, Ident, ObjectName};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
+
+use super::executor::Executor;
+use super::parameter::{encrypt_value, BoundParameter};
+use super::row::{Row, RowStream, Source};
+use crate::analysis::ParameterTarget;
+use crate::catalog::EncryptionSetting;
+use crate::cell::{CellCipher, Coercion};
+use crate::names::{ColumnName, TableName};
+use crate::Error;
+
+/// A `COPY` as written, reduced to what aepg runs.
+struct CopyCommand {
+    source: CopySource,
+    freeze: bool,
+}
+
+fn refused(reason: impl Into<String>) -> Error {
+    Error::CopyRefused {
+        reason: reason.into(),
+    }
+}
+
+/// Reads `sql` as one PostgreSQL `COPY … (FORMAT binary)` to or from the
+/// client.
+fn parse(sql: &str, to: bool) -> Result<CopyCommand, Error> {
+    let usage = if to {
+        "copy_out runs COPY table (columns) TO STDOUT (FORMAT binary) or COPY (query) TO STDOUT (FORMAT binary)"
+    } else {
+        "copy_in runs COPY table (columns) FROM STDIN (FORMAT binary)"
+    };
+    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+        .map_err(|_| refused(format!("the text is not one COPY statement: {usage}")))?;
+    let [sqlparser::ast::Statement::Copy {
+        source,
+        to: is_to,
+        target,
+        options,
+        legacy_options,
+        payload: None,
+    }] = statements.as_slice()
+    else {
+        return Err(refused(format!(
+            "the text is not one COPY statement: {usage}"
+        )));
+    };
+    let wanted_target = if to {
+        CopyTarget::Stdout
+    } else {
+        CopyTarget::Stdin
+    };
+    if *is_to != to || *target != wanted_target {
+        return Err(refused(format!(
+            "only to or from the client, never a server file or program: {usage}"
+        )));
+    }
+    let mut binary = false;
+    let mut freeze = false;
+    for option in options {
+        match option {
+            CopyOption::Format(format) if format.value.eq_ignore_ascii_case("binary") => {
+                binary = true;
+            }
+            CopyOption::Freeze(value) if !to => freeze = *value,
+            _ => {
+                return Err(refused(format!(
+                    "option {option} is not supported: {usage}"
+                )))
+            }
+        }
+    }
+    for option in legacy_options {
+        match option {
+            CopyLegacyOption::Binary => binary = true,
+            _ => {
+                return Err(refused(format!(
+                    "option {option} is not supported: {usage}"
+                )))
+            }
+        }
+    }
+    if !binary {
+        return Err(refused(format!(
+            "only the binary format: text can neither carry cells nor be decrypted ({usage})"
+        )));
+    }
+    if let CopySource::Table { columns, .. } = source {
+        if columns.is_empty() {
+            return Err(refused(format!(
+                "name the columns: the server's column order is not signed ({usage})"
+            )));
+        }
+    }
+    Ok(CopyCommand {
+        source: source.clone(),
+        freeze,
+    })
+}
+
+fn column_list(columns: &[Ident]) -> String {
+    columns
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `"schema"."table"`.
+fn qualified(table: &TableName) -> String {
+    let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    format!("{}.{}", quote(&table.schema), quote(&table.name))
+}
+
+/// The table a `COPY` names, as the analysis of its statement resolved it
+/// when the table has encrypted columns.
+fn target(table_name: &ObjectName, encrypted_tables: &[TableName]) -> Result<String, Error> {
+    match encrypted_tables {
+        [] => Ok(table_name.to_string()),
+        [table] => Ok(qualified(table)),
+        _ => Err(refused(format!(
+            "{table_name} resolves to more than one table with encrypted columns"
+        ))),
+    }
+}
+
+/// One column of a `COPY FROM STDIN`: sent as given, or encrypted.
+enum CopyColumn {
+    Plain,
+    Encrypted {
+        column: ColumnName,
+        setting: Arc<EncryptionSetting>,
+        cipher: Arc<CellCipher>,
+    },
+}
+
+/// Writes the rows of a binary `COPY … FROM STDIN`, encrypting the values
+/// of encrypted columns as they go, from [`Client::copy_in`](crate::Client::copy_in).
+///
+/// Call [`finish`](Self::finish) at the end: a writer dropped before it
+/// aborts the `COPY`, and no row of it is stored.
+pub struct CopyInWriter {
+    inner: Pin<Box<BinaryCopyInWriter>>,
+    columns: Vec<CopyColumn>,
+}
+
+impl CopyInWriter {
+    /// Writes one row: a value per column of the `COPY`, in its order, of
+    /// the Rust types a statement's parameters for those columns take.
+    ///
+    /// # Errors
+    /// [`Error::CopyRowLength`]; [`Error::Value`] naming the encrypted
+    /// column whose value does not fit its type (never the value); database
+    /// errors. After an error, drop the writer: the `COPY` is aborted.
+    pub async fn write(&mut self, values: &[&(dyn ToSql + Sync)]) -> Result<(), Error> {
+        if values.len() != self.columns.len() {
+            return Err(Error::CopyRowLength {
+                expected: self.columns.len(),
+                given: values.len(),
+            });
+        }
+        let mut bound = Vec::with_capacity(values.len());
+        for (value, column) in values.iter().zip(&self.columns) {
+            bound.push(match column {
+                CopyColumn::Plain => BoundParameter::Plain(*value),
+                CopyColumn::Encrypted {
+                    column,
+                    setting,
+                    cipher,
+                } => BoundParameter::Cell(
+                    encrypt_value(*value, setting, cipher, Coercion::Store).map_err(|problem| {
+                        Error::Value {
+                            column: Box::new(column.clone()),
+                            sql_type: setting.type_name(),
+                            problem,
+                        }
+                    })?,
+                ),
+            });
+        }
+        let refs: Vec<&(dyn ToSql + Sync)> = bound
+            .iter()
+            .map(|value| value as &(dyn ToSql + Sync))
+            .collect();
+        self.inner.as_mut().write(&refs).await?;
+        Ok(())
+    }
+
+    /// Ends the `COPY`; returns the number of rows stored.
+    ///
+    /// # Errors
+    /// Database errors (a constraint, a type the server refuses).
+    pub async fn finish(mut self) -> Result<u64, Error> {
+        Ok(self.inner.as_mut().finish().await?)
+    }
+}
+
+impl std::fmt::Debug for CopyInWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopyInWriter")
+            .field("columns", &self.columns.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Executor<'a> {
+    /// Plans and starts `COPY table (columns) FROM STDIN (FORMAT binary)`.
+    pub(crate) async fn copy_in(&self, sql: &str) -> Result<CopyInWriter, Error> {
+        let command = parse(sql, false)?;
+        let CopySource::Table {
+            table_name,
+            columns,
+        } = &command.source
+        else {
+            return Err(refused("COPY FROM takes a table, not a query"));
+        };
+        let placeholders: Vec<String> = (1..=columns.len()).map(|n| format!("${n}")).collect();
+        let insert = format!(
+            "INSERT INTO {table_name} ({}) VALUES ({})",
+            column_list(columns),
+            placeholders.join(", ")
+        );
+        let statement = self.prepare(&insert).await?;
+        let prepared = &statement.0;
+        let target = target(table_name, &prepared.analysis.encrypted_tables)?;
+        let mut copy_columns = Vec::with_capacity(columns.len());
+        let mut types = Vec::with_capacity(columns.len());
+        for (index, server_type) in statement.params().iter().enumerate() {
+            match prepared.analysis.parameters.get(index) {
+                Some(ParameterTarget::Encrypted {
+                    column, encryption, ..
+                }) => {
+                    let setting = prepared
+                        .catalog
+                        .settings()
+                        .get(&encryption.setting_id)
+                        .cloned()
+                        .ok_or_else(|| refused(format!("column {column} has no usable setting")))?;
+                    let cipher = self
+                        .state
+                        .encryption
+                        .cipher(&prepared.catalog, setting.key_id)
+                        .await
+                        .map_err(|source| Error::Encrypt {
+                            column: Box::new(column.clone()),
+                            source,
+                        })?;
+                    copy_columns.push(CopyColumn::Encrypted {
+                        column: column.clone(),
+                        setting,
+                        cipher,
+                    });
+                    types.push(Type::BYTEA);
+                }
+                _ => {
+                    copy_columns.push(CopyColumn::Plain);
+                    types.push(server_type.clone());
+                }
+            }
+        }
+        let freeze = if command.freeze { ", FREEZE" } else { "" };
+        let copy = format!(
+            "COPY {target} ({}) FROM STDIN (FORMAT binary{freeze})",
+            column_list(columns)
+        );
+        let sink = self.client.copy_in(&copy).await?;
+        self.state.statement_ran();
+        Ok(CopyInWriter {
+            inner: Box::pin(BinaryCopyInWriter::new(sink, &types)),
+            columns: copy_columns,
+        })
+    }
+
+    /// Plans and starts `COPY … TO STDOUT (FORMAT binary)`; the rows come
+    /// decrypted.
+    pub(crate) async fn copy_out(&self, sql: &str) -> Result<RowStream<'static>, Error> {
+        let command = parse(sql, true)?;
+        let (select, table_name) = match &command.source {
+            CopySource::Table {
+                table_name,
+                columns,
+            } => (
+                format!("SELECT {} FROM {table_name}", column_list(columns)),
+                Some(table_name),
+            ),
+            CopySource::Query(query) => (query.to_string(), None),
+        };
+        let statement = self.prepare(&select).await?;
+        if !statement.params().is_empty() {
+            return Err(refused("a COPY cannot carry parameters"));
+        }
+        let prepared = statement.0.clone();
+        let select = match (&command.source, table_name) {
+            (CopySource::Table { columns, .. }, Some(table_name)) => format!(
+                "SELECT {} FROM {}",
+                column_list(columns),
+                target(table_name, &prepared.analysis.encrypted_tables)?
+            ),
+            _ => select,
+        };
+        let types: Vec<Type> = statement
+            .columns()
+            .iter()
+            .map(|column| column.type_().clone())
+            .collect();
+        let stream = self
+            .client
+            .copy_out(&format!("COPY ({select}) TO STDOUT (FORMAT binary)"))
+            .await?;
+        self.state.statement_ran();
+        let encryption = self.state.encryption.clone();
+        let rows = BinaryCopyOutStream::new(stream, &types)
+            .map_err(Error::from)
+            .and_then(move |row| {
+                let (plans, catalog, query, encryption) = (
+                    prepared.columns.clone(),
+                    prepared.catalog.clone(),
+                    prepared.inner.clone(),
+                    encryption.clone(),
+                );
+                async move {
+                    Row::decrypt(Source::Copy { row, query }, plans, &encryption, &catalog).await
+                }
+            });
+        let rows: Pin<Box<dyn Stream<Item = Result<Row, Error>> + Send>> = Box::pin(rows.boxed());
+        Ok(RowStream { inner: rows })
+    }
+}

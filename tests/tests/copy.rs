@@ -1,0 +1,252 @@
+//! Encrypted binary COPY: bulk loading and reading through aepg, against a
+//! real server; what the server stores, and what is refused.
+#![allow(clippy::unwrap_used)] // a test fails by panicking
+
+use aepg::cell::EncryptionMode::{Deterministic, Randomized};
+use aepg::Error;
+use aepg_tests::fixture::EncryptedDatabase;
+use futures_util::TryStreamExt;
+
+const ROWS: i32 = 2_000;
+
+async fn people() -> (EncryptedDatabase, aepg::Client) {
+    let db = EncryptedDatabase::new("copy").await;
+    db.setting("ssn", "text", Deterministic).await;
+    db.setting("balance", "int8", Randomized).await;
+    db.setting("code", "varchar(3)", Deterministic).await;
+    db.table(
+        "CREATE TABLE people (id int PRIMARY KEY, name text, ssn aepg.ciphertext, \
+         balance aepg.ciphertext, code aepg.ciphertext)",
+        &[
+            ("people", "ssn", "ssn"),
+            ("people", "balance", "balance"),
+            ("people", "code", "code"),
+        ],
+    )
+    .await;
+    let client = db.client().await;
+    (db, client)
+}
+
+fn ssn(id: i32) -> String {
+    format!("{:03}-{:02}-{:04}", id % 1000, id % 100, id)
+}
+
+#[tokio::test]
+async fn rows_copied_in_are_encrypted_and_copied_out_decrypted() {
+    let (db, client) = people().await;
+    let mut writer = client
+        .copy_in("COPY people (id, name, ssn, balance, code) FROM STDIN (FORMAT binary)")
+        .await
+        .unwrap();
+    for id in 0..ROWS {
+        let balance = i64::from(id) * 100;
+        let code = if id % 2 == 0 { Some("ab") } else { None };
+        writer
+            .write(&[&id, &format!("name {id}"), &ssn(id), &balance, &code])
+            .await
+            .unwrap();
+    }
+    assert_eq!(writer.finish().await.unwrap(), u64::try_from(ROWS).unwrap());
+
+    // Through a query: decrypted, and found by equality.
+    let row = client
+        .query_one(
+            "SELECT id, balance, code FROM people WHERE ssn = $1",
+            &[&ssn(1234)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>("id"), 1234);
+    assert_eq!(row.get::<_, i64>("balance"), 123_400);
+    assert_eq!(row.get::<_, Option<String>>("code").as_deref(), Some("ab"));
+    // The server holds cells.
+    let stored = db
+        .plain
+        .query_one(
+            "SELECT ssn::bytea, balance::bytea FROM people WHERE id = 1234",
+            &[],
+        )
+        .await
+        .unwrap();
+    for index in 0..2 {
+        let cell: Vec<u8> = stored.get(index);
+        assert_eq!(cell[0], 1, "a cell");
+        assert!(!cell.windows(4).any(|w| w == b"1234"), "no plaintext");
+    }
+
+    // Out again, decrypted: a table's columns, and a query.
+    let rows: Vec<aepg::Row> = client
+        .copy_out("COPY people (id, ssn, balance) TO STDOUT (FORMAT binary)")
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), usize::try_from(ROWS).unwrap());
+    for row in &rows {
+        let id: i32 = row.get("id");
+        assert_eq!(row.get::<_, String>("ssn"), ssn(id));
+        assert_eq!(row.get::<_, i64>("balance"), i64::from(id) * 100);
+    }
+    let rows: Vec<aepg::Row> = client
+        .copy_out("COPY (SELECT id, code FROM people WHERE id < 10 ORDER BY id) TO STDOUT (FORMAT binary)")
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let codes: Vec<Option<String>> = rows.iter().map(|row| row.get("code")).collect();
+    assert_eq!(codes.len(), 10);
+    assert_eq!(codes[0].as_deref(), Some("ab"));
+    assert_eq!(codes[1], None);
+}
+
+#[tokio::test]
+async fn a_value_that_does_not_fit_aborts_the_copy_and_names_the_column() {
+    let (db, client) = people().await;
+    let mut writer = client
+        .copy_in("COPY people (id, ssn, code) FROM STDIN (FORMAT binary)")
+        .await
+        .unwrap();
+    writer.write(&[&1, &ssn(1), &"ok"]).await.unwrap();
+    // varchar(3), as the server would enforce it on a plaintext column.
+    let error = writer.write(&[&2, &ssn(2), &"toolong"]).await.unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, Error::Value { .. }), "{message}");
+    assert!(
+        message.contains("public.people.code") && message.contains("3 characters"),
+        "{message}"
+    );
+    assert!(!message.contains("toolong"), "{message}");
+    // An int4 for the int8 column.
+    let error = writer.write(&[&3, &ssn(3), &7i32]).await.unwrap_err();
+    assert!(error.to_string().contains("public.people.code"), "{error}");
+    let error = writer.write(&[&3]).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::CopyRowLength {
+                expected: 3,
+                given: 1
+            }
+        ),
+        "{error}"
+    );
+    drop(writer);
+    // Nothing of the aborted COPY is stored, and the connection goes on.
+    let count: i64 = db
+        .plain
+        .query_one("SELECT count(*) FROM people", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 0);
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM people", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 0);
+}
+
+#[tokio::test]
+async fn copies_that_could_leak_or_cannot_be_decrypted_are_refused() {
+    let (db, client) = people().await;
+    for sql in [
+        // Text: cells cannot travel, nor be decrypted.
+        "COPY people (id, ssn) FROM STDIN",
+        "COPY people (id, ssn) FROM STDIN (FORMAT csv)",
+        // No column list: the server's column order is not signed.
+        "COPY people FROM STDIN (FORMAT binary)",
+        // Server files and programs.
+        "COPY people (id, ssn) FROM '/tmp/people' (FORMAT binary)",
+        "COPY people (id, ssn) FROM PROGRAM 'cat' (FORMAT binary)",
+        // Not a COPY, or two statements.
+        "INSERT INTO people (id) VALUES (1)",
+        "COPY people (id) FROM STDIN (FORMAT binary); SELECT 1",
+    ] {
+        let error = client.copy_in(sql).await.unwrap_err();
+        assert!(matches!(error, Error::CopyRefused { .. }), "{sql}: {error}");
+    }
+    for sql in [
+        "COPY people (id, ssn) TO STDOUT",
+        "COPY people (id, ssn) TO '/tmp/people' (FORMAT binary)",
+        "COPY (SELECT ssn FROM people WHERE ssn = $1) TO STDOUT (FORMAT binary)",
+    ] {
+        assert!(client.copy_out(sql).await.is_err(), "{sql}");
+    }
+    // What the equivalent statement refuses, the COPY refuses: an
+    // encrypted column compared with LIKE, a ciphertext column no signed
+    // record names.
+    assert!(matches!(
+        client
+            .copy_out("COPY (SELECT id FROM people WHERE ssn LIKE 'a%') TO STDOUT (FORMAT binary)")
+            .await
+            .unwrap_err(),
+        Error::Refused(_)
+    ));
+    db.plain
+        .batch_execute("ALTER TABLE people ADD COLUMN secret aepg.ciphertext")
+        .await
+        .unwrap();
+    client.refresh_catalog().await.unwrap();
+    let error = client
+        .copy_in("COPY people (id, secret) FROM STDIN (FORMAT binary)")
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("secret"), "{error}");
+    // The plain client path still refuses COPY on encrypted tables.
+    assert!(client
+        .batch_execute("COPY people (id, ssn) FROM STDIN (FORMAT binary)")
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn a_copy_goes_to_the_table_the_analysis_resolved() {
+    let (db, client) = people().await;
+    // A schema ahead of public in the search path, empty when the COPY is
+    // first planned; a same-named table without encrypted columns appears
+    // there afterwards, while the plan is cached.
+    db.plain.batch_execute("CREATE SCHEMA decoy").await.unwrap();
+    client
+        .batch_execute("SET search_path = decoy, public")
+        .await
+        .unwrap();
+    let copy = "COPY people (id, ssn) FROM STDIN (FORMAT binary)";
+    for id in [1, 2] {
+        if id == 2 {
+            db.plain
+                .batch_execute("CREATE TABLE decoy.people (id int, ssn text)")
+                .await
+                .unwrap();
+        }
+        let mut writer = client.copy_in(copy).await.unwrap();
+        writer.write(&[&id, &ssn(id)]).await.unwrap();
+        writer.finish().await.unwrap();
+    }
+    // Both rows are in the table the analysis resolved, as cells; nothing
+    // reached the decoy as plaintext.
+    let decoy: i64 = db
+        .plain
+        .query_one("SELECT count(*) FROM decoy.people", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(decoy, 0);
+    let found = client
+        .query(
+            "SELECT id FROM public.people WHERE ssn = $1 OR ssn = $2 ORDER BY id",
+            &[&ssn(1), &ssn(2)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        found
+            .iter()
+            .map(|row| row.get::<_, i32>(0))
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+}
