@@ -1,0 +1,268 @@
+//! `cargo run --release -p aepg-bench`: aepg against plain tokio-postgres
+//! on the same rows, in the same run, interleaved in blocks so that the
+//! machine's noise falls on both alike; prints each workload's ratio
+//! (aepg's throughput over plain's: 1.0 is parity) with its spread.
+//!
+//! It starts its own PostgreSQL through the test harness (a container, or
+//! a local cluster) with `fsync`, `synchronous_commit` and
+//! `full_page_writes` on. The table: `id int, name text`, and `ssn`
+//! (deterministic `text`) and `note` (randomized `text`, ~100 bytes),
+//! encrypted for aepg and plain `text` for tokio-postgres.
+//!
+//! Workloads so far: binary `COPY … FROM STDIN` (bulk load) and binary
+//! `COPY … TO STDOUT` (a full decrypting scan). Options: `--rows N`
+//! (default 1,000,000), `--blocks B` (default 10), `--quick` (20,000 rows
+//! in 2 blocks: checks that the program works, as CI runs it).
+
+use std::time::{Duration, Instant};
+
+use aepg::cell::EncryptionMode::{Deterministic, Randomized};
+use aepg_tests::fixture::EncryptedDatabase;
+use aepg_tests::DedicatedServer;
+use futures_util::{pin_mut, TryStreamExt};
+use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
+use tokio_postgres::types::Type;
+
+/// A failed run.
+type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+/// What to run.
+struct Options {
+    rows: usize,
+    blocks: usize,
+}
+
+impl Options {
+    fn from_args() -> Result<Self, Failure> {
+        let mut options = Self {
+            rows: 1_000_000,
+            blocks: 10,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut number = || -> Result<usize, Failure> {
+                Ok(args.next().ok_or("a number must follow")?.parse()?)
+            };
+            match arg.as_str() {
+                "--rows" => options.rows = number()?,
+                "--blocks" => options.blocks = number()?,
+                "--quick" => {
+                    options.rows = 20_000;
+                    options.blocks = 2;
+                }
+                other => {
+                    return Err(
+                        format!("unknown option {other}: --rows N, --blocks B, --quick").into(),
+                    )
+                }
+            }
+        }
+        if options.blocks == 0 || options.rows < options.blocks {
+            return Err("need at least one row per block".into());
+        }
+        Ok(options)
+    }
+}
+
+/// One row of the table.
+struct Person {
+    id: i32,
+    name: String,
+    ssn: String,
+    note: String,
+}
+
+fn people(rows: usize) -> Vec<Person> {
+    (0..rows)
+        .map(|index| {
+            let id = i32::try_from(index).unwrap_or(i32::MAX);
+            Person {
+                id,
+                name: format!("person {id}"),
+                ssn: format!("{:03}-{:02}-{:04}", id % 1000, id % 100, id % 10_000),
+                note: format!("{id:08} seen for a routine check-up; no findings; next visit in twelve months. "),
+            }
+        })
+        .collect()
+}
+
+/// Per-block ratios of one workload.
+struct Ratios {
+    name: &'static str,
+    values: Vec<f64>,
+}
+
+impl Ratios {
+    fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            values: Vec::new(),
+        }
+    }
+
+    /// aepg's throughput over plain's for one block: plain time ÷ aepg time.
+    fn add(&mut self, plain: Duration, aepg: Duration) {
+        self.values.push(plain.as_secs_f64() / aepg.as_secs_f64());
+    }
+
+    fn print(&self) {
+        let mut sorted = self.values.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted[sorted.len() / 2];
+        println!(
+            "{:<28} {:>6.2}   ({:.2} .. {:.2}, {} blocks)",
+            self.name,
+            median,
+            sorted[0],
+            sorted[sorted.len() - 1],
+            sorted.len()
+        );
+    }
+}
+
+async fn copy_in_plain(
+    client: &tokio_postgres::Client,
+    rows: &[Person],
+) -> Result<Duration, Failure> {
+    let started = Instant::now();
+    let sink = client
+        .copy_in("COPY plain_people (id, name, ssn, note) FROM STDIN (FORMAT binary)")
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, &[Type::INT4, Type::TEXT, Type::TEXT, Type::TEXT]);
+    pin_mut!(writer);
+    for row in rows {
+        writer
+            .as_mut()
+            .write(&[&row.id, &row.name, &row.ssn, &row.note])
+            .await?;
+    }
+    writer.finish().await?;
+    Ok(started.elapsed())
+}
+
+async fn copy_in_aepg(client: &aepg::Client, rows: &[Person]) -> Result<Duration, Failure> {
+    let started = Instant::now();
+    let mut writer = client
+        .copy_in("COPY enc_people (id, name, ssn, note) FROM STDIN (FORMAT binary)")
+        .await?;
+    for row in rows {
+        writer
+            .write(&[&row.id, &row.name, &row.ssn, &row.note])
+            .await?;
+    }
+    writer.finish().await?;
+    Ok(started.elapsed())
+}
+
+/// Reads every row of `plain_people`, each column decoded.
+async fn scan_plain(client: &tokio_postgres::Client) -> Result<(Duration, usize), Failure> {
+    let started = Instant::now();
+    let stream = client
+        .copy_out("COPY plain_people (id, name, ssn, note) TO STDOUT (FORMAT binary)")
+        .await?;
+    let rows = BinaryCopyOutStream::new(stream, &[Type::INT4, Type::TEXT, Type::TEXT, Type::TEXT]);
+    pin_mut!(rows);
+    let mut count = 0;
+    while let Some(row) = rows.try_next().await? {
+        let _: (i32, &str, &str, &str) = (
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+        );
+        count += 1;
+    }
+    Ok((started.elapsed(), count))
+}
+
+/// Reads every row of `enc_people`, each column decrypted and decoded.
+async fn scan_aepg(client: &aepg::Client) -> Result<(Duration, usize), Failure> {
+    let started = Instant::now();
+    let rows = client
+        .copy_out("COPY enc_people (id, name, ssn, note) TO STDOUT (FORMAT binary)")
+        .await?;
+    pin_mut!(rows);
+    let mut count = 0;
+    while let Some(row) = rows.try_next().await? {
+        let _: (i32, &str, &str, &str) = (
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+        );
+        count += 1;
+    }
+    Ok((started.elapsed(), count))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Failure> {
+    let options = Options::from_args()?;
+    let durable = [
+        ("fsync", "on"),
+        ("synchronous_commit", "on"),
+        ("full_page_writes", "on"),
+    ];
+    let server = DedicatedServer::start(&durable).await?;
+    println!("server: {}", server.info().description);
+    let db = EncryptedDatabase::on(server.create_database("bench").await?).await;
+    db.setting("ssn", "text", Deterministic).await;
+    db.setting("note", "text", Randomized).await;
+    db.table(
+        "CREATE TABLE enc_people (id int, name text, ssn aepg.ciphertext, note aepg.ciphertext); \
+         CREATE TABLE plain_people (id int, name text, ssn text, note text)",
+        &[("enc_people", "ssn", "ssn"), ("enc_people", "note", "note")],
+    )
+    .await;
+    let aepg = db.client().await;
+    let plain = db.database.connect().await;
+    let fsync: String = plain.query_one("SHOW fsync", &[]).await?.get(0);
+    if fsync != "on" {
+        return Err("the server runs with fsync off".into());
+    }
+    let rows = people(options.rows);
+    println!(
+        "{} rows in {} blocks; ratio = aepg throughput / plain tokio-postgres throughput (median, min .. max)\n",
+        options.rows, options.blocks
+    );
+
+    let mut load = Ratios::new("binary COPY in (bulk load)");
+    let block = options.rows.div_ceil(options.blocks);
+    for (index, chunk) in rows.chunks(block).enumerate() {
+        // Alternate who goes first, so that neither always meets a warm
+        // (or a busy) server.
+        let (plain_time, aepg_time) = if index % 2 == 0 {
+            (
+                copy_in_plain(&plain, chunk).await?,
+                copy_in_aepg(&aepg, chunk).await?,
+            )
+        } else {
+            let aepg_time = copy_in_aepg(&aepg, chunk).await?;
+            (copy_in_plain(&plain, chunk).await?, aepg_time)
+        };
+        load.add(plain_time, aepg_time);
+    }
+
+    let mut scan = Ratios::new("binary COPY out (full scan)");
+    for index in 0..options.blocks {
+        let ((plain_time, plain_rows), (aepg_time, aepg_rows)) = if index % 2 == 0 {
+            (scan_plain(&plain).await?, scan_aepg(&aepg).await?)
+        } else {
+            let aepg_scan = scan_aepg(&aepg).await?;
+            (scan_plain(&plain).await?, aepg_scan)
+        };
+        if plain_rows != options.rows || aepg_rows != options.rows {
+            return Err(format!(
+                "scanned {plain_rows} plain and {aepg_rows} aepg rows of {}",
+                options.rows
+            )
+            .into());
+        }
+        scan.add(plain_time, aepg_time);
+    }
+
+    println!("{:<28} {:>6}   spread", "workload", "ratio");
+    load.print();
+    scan.print();
+    Ok(())
+}
