@@ -14,8 +14,9 @@
 //!   to 32 bytes; the AAD is the 18-byte BSON header (subtype, key UUID, type).
 
 use aes::cipher::block_padding::Pkcs7;
-use aes::cipher::{BlockModeDecrypt, BlockModeEncrypt, InnerIvInit, KeyInit};
+use aes::cipher::{BlockDecryptMut, BlockEncryptMut, InnerIvInit, KeyInit as AesKeyInit};
 use aes::Aes256;
+use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use sha2::{Sha256, Sha512};
@@ -59,7 +60,7 @@ impl SqlServerCell {
         let mac_key = derive(b"Microsoft SQL Server cell MAC key");
         let iv_key = derive(b"Microsoft SQL Server cell IV key");
         Self {
-            aes: Aes256::new(&enc_key.into()),
+            aes: <Aes256 as AesKeyInit>::new(&enc_key.into()),
             mac: <Hmac<Sha256> as KeyInit>::new_from_slice(&mac_key).unwrap(),
             iv_mac: <Hmac<Sha256> as KeyInit>::new_from_slice(&iv_key).unwrap(),
         }
@@ -84,7 +85,7 @@ impl SqlServerCell {
             random_iv()
         };
         let ciphertext = CbcEncryptor::inner_iv_init(self.aes.clone(), &iv.into())
-            .encrypt_padded_vec::<Pkcs7>(plaintext);
+            .encrypt_padded_vec_mut::<Pkcs7>(plaintext);
         let tag = self.tag_mac(&iv, &ciphertext).finalize().into_bytes();
         let mut cell = Vec::with_capacity(1 + 32 + 16 + ciphertext.len());
         cell.push(Self::VERSION);
@@ -104,7 +105,7 @@ impl SqlServerCell {
             .verify_slice(tag)
             .map_err(|_| Invalid)?;
         CbcDecryptor::inner_iv_init(self.aes.clone(), &truncated_iv(iv).into())
-            .decrypt_padded_vec::<Pkcs7>(ciphertext)
+            .decrypt_padded_vec_mut::<Pkcs7>(ciphertext)
             .map_err(|_| Invalid)
     }
 }
@@ -125,7 +126,7 @@ impl MongoCell {
         aad[17] = 0x02; // BSON string
         Self {
             mac: <Hmac<Sha512> as KeyInit>::new_from_slice(&key[..32]).unwrap(),
-            aes: Aes256::new_from_slice(&key[32..64]).unwrap(),
+            aes: <Aes256 as AesKeyInit>::new_from_slice(&key[32..64]).unwrap(),
             iv_mac: <Hmac<Sha512> as KeyInit>::new_from_slice(&key[64..]).unwrap(),
             aad,
         }
@@ -151,7 +152,7 @@ impl MongoCell {
             random_iv()
         };
         let ciphertext = CbcEncryptor::inner_iv_init(self.aes.clone(), &iv.into())
-            .encrypt_padded_vec::<Pkcs7>(plaintext);
+            .encrypt_padded_vec_mut::<Pkcs7>(plaintext);
         let tag = self.tag_mac(&iv, &ciphertext).finalize().into_bytes();
         let mut cell = Vec::with_capacity(self.aad.len() + 16 + ciphertext.len() + 32);
         cell.extend_from_slice(&self.aad);
@@ -173,7 +174,7 @@ impl MongoCell {
             .verify_truncated_left(tag)
             .map_err(|_| Invalid)?;
         CbcDecryptor::inner_iv_init(self.aes.clone(), &truncated_iv(iv).into())
-            .decrypt_padded_vec::<Pkcs7>(ciphertext)
+            .decrypt_padded_vec_mut::<Pkcs7>(ciphertext)
             .map_err(|_| Invalid)
     }
 }

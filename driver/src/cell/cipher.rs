@@ -3,8 +3,9 @@
 use std::fmt;
 
 use aepg_keystore::ColumnKey;
-use aes_gcm_siv::aead::{AeadInOut, KeyInit};
+use aes_gcm_siv::aead::{AeadInPlace, KeyInit as _};
 use aes_gcm_siv::{Aes256GcmSiv, Nonce, Tag};
+use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use sha2::Sha256;
@@ -91,10 +92,10 @@ impl CellCipher {
             EncryptionMode::Randomized => nonce_source(),
         };
         cell[BOUND_HEADER_LEN..HEADER_LEN].copy_from_slice(&nonce);
-        match self.aead.encrypt_inout_detached(
-            &Nonce::from(nonce),
+        match self.aead.encrypt_in_place_detached(
+            Nonce::from_slice(&nonce),
             &aad,
-            (&mut cell[HEADER_LEN..]).into(),
+            &mut cell[HEADER_LEN..],
         ) {
             Ok(tag) => {
                 cell.extend_from_slice(&tag);
@@ -146,14 +147,14 @@ impl CellCipher {
         };
         let aad = associated_data(&cell[..BOUND_HEADER_LEN], setting.plaintext_type);
         let (body, tag) = cell[HEADER_LEN..].split_at(cell.len() - HEADER_LEN - TAG_LEN);
-        let tag = Tag::try_from(tag).map_err(|_| failed())?;
+        let tag = Tag::from_slice(tag);
         let mut plaintext = Zeroizing::new(body.to_vec());
         self.aead
-            .decrypt_inout_detached(
-                &Nonce::from(header.nonce),
+            .decrypt_in_place_detached(
+                Nonce::from_slice(&header.nonce),
                 &aad,
-                plaintext.as_mut_slice().into(),
-                &tag,
+                plaintext.as_mut_slice(),
+                tag,
             )
             .map_err(|_| failed())?;
         let len = padding::unpadded_len(setting.padding, &plaintext).ok_or(
