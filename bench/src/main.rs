@@ -102,6 +102,9 @@ impl Ratios {
 
     /// aepg's throughput over plain's for one block: plain time ÷ aepg time.
     fn add(&mut self, plain: Duration, aepg: Duration) {
+        if std::env::var_os("AEPG_BENCH_VERBOSE").is_some() {
+            eprintln!("{}: plain {plain:?}, aepg {aepg:?}", self.name);
+        }
         self.values.push(plain.as_secs_f64() / aepg.as_secs_f64());
     }
 

@@ -23,6 +23,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
 
+use super::decryption::QueryCiphers;
 use super::executor::Executor;
 use super::parameter::{encrypt_value, BoundParameter};
 use super::row::{Row, RowStream, Source};
@@ -331,17 +332,20 @@ impl<'a> Executor<'a> {
             .await?;
         self.state.statement_ran();
         let encryption = self.state.encryption.clone();
+        let ciphers = Arc::new(QueryCiphers::for_plans(&prepared.columns));
         let rows = BinaryCopyOutStream::new(stream, &types)
             .map_err(Error::from)
             .and_then(move |row| {
-                let (plans, catalog, query, encryption) = (
+                let (plans, catalog, query, encryption, ciphers) = (
                     prepared.columns.clone(),
                     prepared.catalog.clone(),
                     prepared.inner.clone(),
                     encryption.clone(),
+                    ciphers.clone(),
                 );
                 async move {
-                    Row::decrypt(Source::Copy { row, query }, plans, &encryption, &catalog).await
+                    let source = Source::Copy { row, query };
+                    Row::decrypt(source, plans, &encryption, &catalog, &ciphers).await
                 }
             });
         let rows: Pin<Box<dyn Stream<Item = Result<Row, Error>> + Send>> = Box::pin(rows.boxed());

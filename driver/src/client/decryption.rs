@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 use super::encryption::Encryption;
 use crate::analysis::{ResultColumn, ResultColumnSource};
 use crate::catalog::{left_out_note, Catalog, ColumnState, EncryptionSetting};
-use crate::cell::{CellError, CellHeader};
+use crate::cell::{CellCipher, CellError};
 use crate::error::{DecryptError, ResultProblem};
 use crate::names::ColumnName;
 use crate::Error;
@@ -217,49 +217,92 @@ impl<'a> FromSql<'a> for RawValue<'a> {
     }
 }
 
-/// Decrypts one `cell` of a column whose cells must carry `setting`.
+/// The ciphers one query's cells need: each looked up in the key cache (or
+/// unwrapped) once per query, not once per cell, so a cell costs no lock
+/// or clock read; a key that cannot be had fails every cell of the query
+/// that needs it, without asking the key store again for each.
+#[derive(Debug, Default)]
+pub(crate) struct QueryCiphers {
+    keys: Vec<(u32, CipherSlot)>,
+}
+
+type CipherSlot = tokio::sync::OnceCell<Result<Arc<CellCipher>, Arc<DecryptError>>>;
+
+impl QueryCiphers {
+    /// Slots for the column keys of `plans`' decrypted columns.
+    pub(crate) fn for_plans(plans: &[ResultColumnPlan]) -> Self {
+        let mut keys: Vec<(u32, CipherSlot)> = Vec::new();
+        for plan in plans {
+            if let ColumnDecryption::Decrypted { setting, .. } = &plan.decryption {
+                if !keys.iter().any(|(key_id, _)| *key_id == setting.key_id) {
+                    keys.push((setting.key_id, CipherSlot::new()));
+                }
+            }
+        }
+        Self { keys }
+    }
+
+    async fn cipher(
+        &self,
+        encryption: &Encryption,
+        catalog: &Catalog,
+        key_id: u32,
+    ) -> Result<Arc<CellCipher>, Arc<DecryptError>> {
+        let lookup = || async { encryption.cipher(catalog, key_id).await.map_err(Arc::new) };
+        match self.keys.iter().find(|(id, _)| *id == key_id) {
+            Some((_, slot)) => slot.get_or_init(lookup).await.clone(),
+            None => lookup().await,
+        }
+    }
+}
+
+/// Decrypts one `cell` of a column whose cells must carry `setting`, with
+/// the column key that setting names.
 ///
 /// # Errors
-/// [`DecryptError`]: a malformed or tampered cell, one of another setting,
-/// a key that is unavailable.
+/// [`DecryptError`]: a malformed or tampered cell, one of another setting
+/// or key, a key that is unavailable.
 pub(crate) async fn decrypt_cell(
     encryption: &Encryption,
     catalog: &Catalog,
     setting: &EncryptionSetting,
     cell: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
-    let header = CellHeader::parse(cell).map_err(DecryptError::Cell)?;
-    if header.setting_id != setting.cell.setting_id {
-        let found = match catalog.settings().get(&header.setting_id) {
-            Some(other) => other.label(),
-            None => {
-                // Perhaps a setting created after this catalog was loaded:
-                // every client checks the generation before its next
-                // statement instead of waiting for the TTL.
-                encryption.mark_stale(0);
-                format!(
-                    "setting {}, which catalog generation {} does not have (the catalog is \
-                     checked again before the next statement)",
-                    header.setting_id,
-                    catalog.generation()
-                )
-            }
-        };
-        return Err(DecryptError::FromAnotherSetting {
-            expected: setting.label(),
-            found,
-        });
-    }
-    if header.key_id != setting.key_id {
-        // A setting's cells are made with its column key; another key in
-        // the header is a cell forged or moved from elsewhere.
-        return Err(DecryptError::Cell(CellError::KeyMismatch {
-            expected: setting.key_id,
-            found: header.key_id,
-        }));
-    }
-    let cipher = encryption.cipher(catalog, setting.key_id).await?;
+    ciphers: &QueryCiphers,
+) -> Result<Zeroizing<Vec<u8>>, Arc<DecryptError>> {
+    // A setting's cells are made with its column key: the cipher checks
+    // that the header names this setting, its mode and this key.
+    let cipher = ciphers.cipher(encryption, catalog, setting.key_id).await?;
     cipher
         .decrypt(&setting.cell, cell)
-        .map_err(DecryptError::Cell)
+        .map_err(|error| Arc::new(cell_error(encryption, catalog, setting, error)))
+}
+
+/// A cell's error, with a cell of another setting named by that setting.
+fn cell_error(
+    encryption: &Encryption,
+    catalog: &Catalog,
+    setting: &EncryptionSetting,
+    error: CellError,
+) -> DecryptError {
+    let CellError::FromAnotherSetting { found, .. } = error else {
+        return DecryptError::Cell(error);
+    };
+    let found = match catalog.settings().get(&found) {
+        Some(other) => other.label(),
+        None => {
+            // Perhaps a setting created after this catalog was loaded:
+            // every client checks the generation before its next statement
+            // instead of waiting for the TTL.
+            encryption.mark_stale(0);
+            format!(
+                "setting {found}, which catalog generation {} does not have (the catalog is \
+                 checked again before the next statement)",
+                catalog.generation()
+            )
+        }
+    };
+    DecryptError::FromAnotherSetting {
+        expected: setting.label(),
+        found,
+    }
 }

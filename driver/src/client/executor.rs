@@ -12,6 +12,7 @@ use tokio_postgres::error::SqlState;
 use tracing::Instrument;
 
 use super::connection_state::{ConnectionState, NameResolution};
+use super::decryption::QueryCiphers;
 use super::encryption::{CheckContext, ServerState};
 use super::parameter::{encrypt_parameter, BoundParameter};
 use super::row::{Row, RowStream};
@@ -597,11 +598,12 @@ impl<'a> Executor<'a> {
         let encryption = &self.state.encryption;
         let plans = statement.0.columns.clone();
         let catalog = statement.0.catalog.clone();
+        let ciphers = Arc::new(QueryCiphers::for_plans(&plans));
         let stream = rows.map_err(Error::from).and_then(move |row| {
-            let plans = plans.clone();
-            let catalog = catalog.clone();
+            let (plans, catalog, ciphers) = (plans.clone(), catalog.clone(), ciphers.clone());
             let span = tracing::trace_span!("aepg.decrypt", columns = plans.len());
-            async move { Row::decrypt(row, plans, encryption, &catalog).await }.instrument(span)
+            async move { Row::decrypt(row, plans, encryption, &catalog, &ciphers).await }
+                .instrument(span)
         });
         Ok(RowStream {
             inner: Box::pin(stream),

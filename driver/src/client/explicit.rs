@@ -8,7 +8,7 @@ use std::sync::Arc;
 use postgres_types::{FromSql, ToSql, Type};
 
 use super::client::Client;
-use super::decryption::decrypt_cell;
+use super::decryption::{decrypt_cell, QueryCiphers};
 use super::parameter::encrypt_value;
 use crate::catalog::{Catalog, ColumnState, EncryptionSetting};
 use crate::cell::Coercion;
@@ -69,9 +69,13 @@ impl Client {
             source: Arc::new(source),
         };
         let setting = usable_setting(&catalog, column).map_err(failed)?;
-        let plaintext = decrypt_cell(self.encryption(), &catalog, &setting, cell)
+        let ciphers = QueryCiphers::default();
+        let plaintext = decrypt_cell(self.encryption(), &catalog, &setting, cell, &ciphers)
             .await
-            .map_err(failed)?;
+            .map_err(|source| Error::Decrypt {
+                column: column.to_string(),
+                source,
+            })?;
         let ty = setting.sql_type().unwrap_or(Type::BYTEA);
         let wrong_type = |problem: ResultTypeProblem| Error::ResultType {
             column: column.to_string(),

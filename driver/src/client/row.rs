@@ -12,7 +12,7 @@ use tokio_postgres::Column;
 use zeroize::Zeroizing;
 
 use super::column_index::ColumnIndex;
-use super::decryption::{decrypt_cell, ColumnDecryption, RawValue, ResultColumnPlan};
+use super::decryption::{decrypt_cell, ColumnDecryption, QueryCiphers, RawValue, ResultColumnPlan};
 use super::encryption::Encryption;
 use crate::catalog::Catalog;
 use crate::error::{DecryptError, ResultTypeProblem};
@@ -85,6 +85,7 @@ impl Row {
         plans: Arc<[ResultColumnPlan]>,
         encryption: &Encryption,
         catalog: &Catalog,
+        ciphers: &QueryCiphers,
     ) -> Result<Self, Error> {
         let inner = inner.into();
         let mut values = Vec::with_capacity(plans.len());
@@ -97,7 +98,7 @@ impl Row {
                         // NULL stays NULL under encryption.
                         (None, _) => DecryptedValue::Null,
                         (Some(RawValue(cell)), ColumnDecryption::Decrypted { setting, .. }) => {
-                            match decrypt_cell(encryption, catalog, setting, cell).await {
+                            match decrypt_cell(encryption, catalog, setting, cell, ciphers).await {
                                 Ok(plaintext) => {
                                     tracing::trace!(column = %plan.label, "aepg cell decrypted");
                                     DecryptedValue::Plaintext(plaintext)
@@ -108,7 +109,7 @@ impl Row {
                                         error = %error,
                                         "aepg cell not decrypted"
                                     );
-                                    DecryptedValue::Failed(Arc::new(error))
+                                    DecryptedValue::Failed(error)
                                 }
                             }
                         }
