@@ -17,7 +17,8 @@ pub const MASTER_KEY: &str = "cmk1";
 
 /// A 2048-bit RSA key generated once per test process: key generation is
 /// the slowest part of setting up a fixture, and one key serves every test.
-fn master_key_pem() -> &'static str {
+/// Its PKCS#8 PEM (a test key: for putting it back in a store).
+pub fn master_key_pem() -> &'static str {
     static PEM: OnceLock<String> = OnceLock::new();
     PEM.get_or_init(|| {
         let key = rsa::PrivateKey::new(&mut rand::rngs::SysRng, 2048)
