@@ -351,6 +351,11 @@ pub enum ParameterProblem {
     },
     /// Not one of the labels of the column's enum type.
     NotALabel,
+    /// The column's type modifier would change a value that the statement
+    /// also compares as given.
+    ChangedByTypmod,
+    /// Outside the type's range (or rounding would take it there).
+    OutOfRange,
     /// Too large for `numeric(p,s)`, or an infinity, which it cannot hold.
     NumericOverflow {
         /// The column's precision.
@@ -401,6 +406,8 @@ impl fmt::Display for ParameterProblem {
             }
             .fmt(f),
             Self::NotALabel => f.write_str("the value is not one of the enum's labels"),
+            Self::ChangedByTypmod => CoercionProblem::ChangedByTypmod.fmt(f),
+            Self::OutOfRange => CoercionProblem::OutOfRange.fmt(f),
             Self::NullArray => f.write_str("= ANY needs an array, not NULL"),
             Self::MalformedArray => f.write_str("the encoded array cannot be read"),
             Self::NoArrayType => f.write_str("this type has no array type"),
@@ -425,6 +432,8 @@ impl From<CoercionProblem> for ParameterProblem {
                 Self::NumericOverflow { precision, scale }
             }
             CoercionProblem::InvalidEncoding(reason) => Self::InvalidEncoding { reason },
+            CoercionProblem::ChangedByTypmod => Self::ChangedByTypmod,
+            CoercionProblem::OutOfRange => Self::OutOfRange,
         }
     }
 }

@@ -204,30 +204,31 @@ async fn copies_that_could_leak_or_cannot_be_decrypted_are_refused() {
 }
 
 #[tokio::test]
-async fn a_copy_goes_to_the_table_the_analysis_resolved() {
+async fn a_copy_never_goes_to_a_same_named_table_ahead_in_the_search_path() {
     let (db, client) = people().await;
     // A schema ahead of public in the search path, empty when the COPY is
     // first planned; a same-named table without encrypted columns appears
-    // there afterwards, while the plan is cached.
+    // there afterwards.
     db.plain.batch_execute("CREATE SCHEMA decoy").await.unwrap();
     client
         .batch_execute("SET search_path = decoy, public")
         .await
         .unwrap();
     let copy = "COPY people (id, ssn) FROM STDIN (FORMAT binary)";
-    for id in [1, 2] {
-        if id == 2 {
-            db.plain
-                .batch_execute("CREATE TABLE decoy.people (id int, ssn text)")
-                .await
-                .unwrap();
-        }
-        let mut writer = client.copy_in(copy).await.unwrap();
-        writer.write(&[&id, &ssn(id)]).await.unwrap();
-        writer.finish().await.unwrap();
-    }
-    // Both rows are in the table the analysis resolved, as cells; nothing
-    // reached the decoy as plaintext.
+    let mut writer = client.copy_in(copy).await.unwrap();
+    writer.write(&[&1, &ssn(1)]).await.unwrap();
+    writer.finish().await.unwrap();
+    db.plain
+        .batch_execute("CREATE TABLE decoy.people (id int, ssn text)")
+        .await
+        .unwrap();
+    // Planned afresh: the server now resolves `people` to the decoy, whose
+    // ssn is text, where the analysis has an encrypted column: refused.
+    let error = client.copy_in(copy).await.unwrap_err();
+    assert!(
+        matches!(error, Error::ParameterCrossCheck { number: 2, .. }),
+        "{error}"
+    );
     let decoy: i64 = db
         .plain
         .query_one("SELECT count(*) FROM decoy.people", &[])
@@ -236,17 +237,94 @@ async fn a_copy_goes_to_the_table_the_analysis_resolved() {
         .get(0);
     assert_eq!(decoy, 0);
     let found = client
-        .query(
-            "SELECT id FROM public.people WHERE ssn = $1 OR ssn = $2 ORDER BY id",
-            &[&ssn(1), &ssn(2)],
+        .query("SELECT id FROM public.people WHERE ssn = $1", &[&ssn(1)])
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+}
+
+/// A column encrypted after a COPY was first planned: the next COPY (within
+/// the catalog TTL, on a connection that hears no announcements) plans
+/// afresh and encrypts it; the plaintext never reaches the column.
+#[tokio::test]
+async fn a_column_encrypted_after_a_copy_was_planned_never_receives_plaintext() {
+    let (db, _client) = people().await;
+    db.plain
+        .batch_execute("CREATE TABLE contacts (id int, email text)")
+        .await
+        .unwrap();
+    let encryption =
+        db.encryption_with(|config| config.catalog_ttl(std::time::Duration::from_secs(3600)));
+    let client = db.unwatched_client_with(encryption).await;
+    let copy = "COPY contacts (id, email) FROM STDIN (FORMAT binary)";
+    let mut writer = client.copy_in(copy).await.unwrap();
+    writer.write(&[&1, &"first@example.com"]).await.unwrap();
+    writer.finish().await.unwrap();
+
+    // The administrator encrypts the (emptied) column.
+    db.plain
+        .batch_execute(
+            "DELETE FROM contacts; \
+             ALTER TABLE contacts ALTER COLUMN email TYPE aepg.ciphertext USING NULL",
         )
         .await
         .unwrap();
-    assert_eq!(
-        found
-            .iter()
-            .map(|row| row.get::<_, i32>(0))
-            .collect::<Vec<_>>(),
-        [1, 2]
-    );
+    db.admin
+        .assign_column(
+            &mut *db.admin_connection().await,
+            &aepg::ColumnName::new("public", "contacts", "email"),
+            "ssn",
+        )
+        .await
+        .unwrap();
+
+    let mut writer = client.copy_in(copy).await.unwrap();
+    writer.write(&[&2, &"second@example.com"]).await.unwrap();
+    writer.finish().await.unwrap();
+    let cell: Vec<u8> = db
+        .plain
+        .query_one("SELECT email::bytea FROM contacts WHERE id = 2", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(cell[0], 1, "a cell");
+    assert!(!cell.windows(6).any(|w| w == b"second"), "no plaintext");
+}
+
+#[tokio::test]
+async fn copy_out_of_a_table_reads_it_alone_and_odd_names_are_refused() {
+    let (db, client) = people().await;
+    let mut writer = client
+        .copy_in("COPY people (id, ssn) FROM STDIN (FORMAT binary)")
+        .await
+        .unwrap();
+    writer.write(&[&1, &ssn(1)]).await.unwrap();
+    writer.finish().await.unwrap();
+    // A table inheriting people, with a row of its own: COPY people TO
+    // reads people alone, as PostgreSQL's COPY does.
+    db.plain
+        .batch_execute("CREATE TABLE people_child () INHERITS (people)")
+        .await
+        .unwrap();
+    // (A DBA's row, made of the parent's cells: it would decrypt.)
+    db.plain
+        .batch_execute("INSERT INTO people_child SELECT * FROM people")
+        .await
+        .unwrap();
+    let rows: Vec<aepg::Row> = client
+        .copy_out("COPY people (id, ssn) TO STDOUT (FORMAT binary)")
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    // Names sqlparser would print otherwise than written.
+    for sql in [
+        r#"COPY people (id, "s""sn") FROM STDIN (FORMAT binary)"#,
+        r#"COPY "peo\ple" (id) FROM STDIN (FORMAT binary)"#,
+    ] {
+        let error = client.copy_in(sql).await.unwrap_err();
+        assert!(matches!(error, Error::CopyRefused { .. }), "{sql}: {error}");
+    }
 }

@@ -12,7 +12,7 @@ use aepg_tests::fixture::{master_key_pem, EncryptedDatabase, MASTER_KEY};
 const KEY_TTL: Duration = Duration::from_millis(1500);
 
 #[tokio::test]
-async fn a_revoked_master_key_cuts_off_writers_at_once_and_readers_after_the_key_ttl() {
+async fn a_revoked_master_key_cuts_clients_off_after_the_key_ttl_and_nothing_is_half_written() {
     let db = EncryptedDatabase::new("revocation").await;
     db.setting("ssn", "text", Deterministic).await;
     db.setting("note", "text", Randomized).await;

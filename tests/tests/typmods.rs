@@ -193,3 +193,40 @@ async fn fractional_seconds_round_as_on_the_server() {
     same_as_plaintext(&db, &client, "time(1)", &times).await;
     same_as_plaintext(&db, &client, "time(0) without time zone", &times).await;
 }
+
+/// One parameter stored into a column and compared with it in the same
+/// statement: the server would store the rounded value and compare the
+/// value as given; one cell cannot be both, so a value the typmod changes
+/// is refused, and one it does not change works both ways.
+#[tokio::test]
+async fn a_value_both_stored_and_compared_must_fit_the_typmod_unchanged() {
+    let db = EncryptedDatabase::new("typmod_both").await;
+    db.setting("amount", "numeric(6,2)", Deterministic).await;
+    db.table(
+        "CREATE TABLE ledger (id int, v aepg.ciphertext)",
+        &[("ledger", "v", "amount")],
+    )
+    .await;
+    let client = db.client().await;
+    let once = "INSERT INTO ledger (id, v) SELECT $1, $2 \
+                WHERE NOT EXISTS (SELECT 1 FROM ledger WHERE v = $2)";
+    let amount: Decimal = "12.5".parse().unwrap();
+    assert_eq!(client.execute(once, &[&1, &amount]).await.unwrap(), 1);
+    assert_eq!(client.execute(once, &[&2, &amount]).await.unwrap(), 0);
+    let rounded: Decimal = "12.345".parse().unwrap();
+    let error = client.execute(once, &[&3, &rounded]).await.unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("public.ledger.v") && message.contains("type modifier"),
+        "{message}"
+    );
+    assert!(!message.contains("12.345"), "{message}");
+    let stored: Vec<Decimal> = client
+        .query("SELECT v FROM ledger", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(stored, ["12.50".parse::<Decimal>().unwrap()]);
+}

@@ -163,6 +163,11 @@ pub enum ParameterUse {
     Compare,
     /// An array whose elements are compared with the column (`= ANY($n)`).
     CompareAny,
+    /// Both stored into the column and compared with it (or with another
+    /// column of its setting), in one statement: stored as the column's
+    /// typmod makes it, and refused when that changes it, since the
+    /// comparison must see the value as given.
+    StoreAndCompare,
 }
 
 impl fmt::Display for ParameterUse {
@@ -171,6 +176,7 @@ impl fmt::Display for ParameterUse {
             Self::Store => "stored into",
             Self::Compare => "compared with",
             Self::CompareAny => "an array compared with",
+            Self::StoreAndCompare => "stored into and compared with",
         })
     }
 }

@@ -30,8 +30,29 @@ impl ParameterBindings {
                 Ok(())
             }
             // The first appearance names the column; a later one of the same
-            // setting and shape is encrypted identically, so it adds nothing.
-            Some(existing) if encrypt_alike(existing, &target) => Ok(()),
+            // setting and shape is encrypted identically, but a value both
+            // stored and compared must fit the column's typmod unchanged.
+            Some(existing) if encrypt_alike(existing, &target) => {
+                if let (
+                    ParameterTarget::Encrypted {
+                        column,
+                        encryption,
+                        usage,
+                    },
+                    ParameterTarget::Encrypted { usage: added, .. },
+                ) = (existing, &target)
+                {
+                    if *usage != *added && *usage != ParameterUse::CompareAny {
+                        let merged = ParameterTarget::Encrypted {
+                            column: column.clone(),
+                            encryption: encryption.clone(),
+                            usage: ParameterUse::StoreAndCompare,
+                        };
+                        self.targets.insert(number, merged);
+                    }
+                }
+                Ok(())
+            }
             Some(existing) => Err(Box::new(Refusal::ParameterConflict {
                 parameter: number,
                 first: describe(existing),
@@ -144,7 +165,7 @@ mod tests {
     fn same_setting_and_shape_agree_and_keep_the_first_column() {
         let mut bindings = ParameterBindings::default();
         bindings
-            .bind(1, encrypted("ssn", 1, ParameterUse::Store))
+            .bind(1, encrypted("ssn", 1, ParameterUse::Compare))
             .unwrap();
         bindings
             .bind(1, encrypted("other", 1, ParameterUse::Compare))
@@ -152,10 +173,27 @@ mod tests {
         assert_eq!(
             bindings.into_targets(2),
             vec![
-                encrypted("ssn", 1, ParameterUse::Store),
+                encrypted("ssn", 1, ParameterUse::Compare),
                 ParameterTarget::Plaintext
             ]
         );
+    }
+
+    #[test]
+    fn a_parameter_stored_and_compared_is_marked_so_whichever_comes_first() {
+        for (first, second) in [
+            (ParameterUse::Store, ParameterUse::Compare),
+            (ParameterUse::Compare, ParameterUse::Store),
+        ] {
+            let mut bindings = ParameterBindings::default();
+            bindings.bind(1, encrypted("ssn", 1, first)).unwrap();
+            bindings.bind(1, encrypted("ssn", 1, second)).unwrap();
+            bindings.bind(1, encrypted("ssn", 1, first)).unwrap();
+            assert_eq!(
+                bindings.into_targets(1),
+                vec![encrypted("ssn", 1, ParameterUse::StoreAndCompare)]
+            );
+        }
     }
 
     #[test]

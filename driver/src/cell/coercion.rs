@@ -16,7 +16,7 @@ use fallible_iterator::FallibleIterator;
 use postgres_protocol::types::{array_from_sql, array_to_sql, ArrayDimension};
 use zeroize::Zeroizing;
 
-use super::encoding_check::check_encoding;
+use super::encoding_check::{check_encoding, valid_timestamp};
 use super::plaintext_type::{Modifiers, PlaintextType, MAX_SECONDS_PRECISION};
 
 /// Why a value does not fit its column's type modifier. Names the limit,
@@ -40,6 +40,10 @@ pub enum CoercionProblem {
     },
     /// Not a valid encoding of the type (see [`check_encoding`]).
     InvalidEncoding(&'static str),
+    /// The typmod would change a value the statement also compares.
+    ChangedByTypmod,
+    /// Outside the type's range, or rounding would take it there.
+    OutOfRange,
 }
 
 impl fmt::Display for CoercionProblem {
@@ -55,6 +59,11 @@ impl fmt::Display for CoercionProblem {
                 precision - scale
             ),
             Self::InvalidEncoding(reason) => f.write_str(reason),
+            Self::ChangedByTypmod => f.write_str(
+                "the column's type modifier would change this value (rounded, cut), and the \
+                 statement also compares it as given: give it as the column stores it",
+            ),
+            Self::OutOfRange => f.write_str("the value is out of the type's range"),
         }
     }
 }
@@ -66,6 +75,11 @@ pub(crate) enum Coercion {
     /// Stored into the column: coerced as the server coerces what it
     /// stores, refused where the server refuses.
     Store,
+    /// Stored and also compared in the same statement: coerced as for
+    /// [`Store`](Self::Store), and refused when the coercion changes the
+    /// value, since the comparison must see it as given and one cell cannot
+    /// be both.
+    StoreUnchanged,
     /// Compared with the column's cells. The server compares a parameter
     /// without applying the column's typmod (`WHERE v = 12.345` finds no
     /// `numeric(6,2)` row), so a value the typmod would change is sent as
@@ -111,11 +125,13 @@ pub(crate) fn coerce(
     check_encoding(ty, bytes).map_err(CoercionProblem::InvalidEncoding)?;
     match (convert(ty, bytes, coercion), coercion) {
         (Ok(coerced), Coercion::Store) => Ok(coerced.bytes),
+        (Ok(coerced), Coercion::StoreUnchanged) if coerced.exact => Ok(coerced.bytes),
+        (Ok(_), Coercion::StoreUnchanged) => Err(CoercionProblem::ChangedByTypmod),
         (Ok(coerced), Coercion::Compare) => Ok(coerced.bytes.filter(|_| coerced.exact)),
         (Err(CoercionProblem::InvalidEncoding(reason)), _) => {
             Err(CoercionProblem::InvalidEncoding(reason))
         }
-        (Err(problem), Coercion::Store) => Err(problem),
+        (Err(problem), Coercion::Store | Coercion::StoreUnchanged) => Err(problem),
         (Err(_), Coercion::Compare) => Ok(None),
     }
 }
@@ -139,7 +155,7 @@ fn convert(
         (1043, Modifiers::Length(length)) => characters(bytes, length, false).map(Coerced::changed),
         (1700, modifiers) => numeric(bytes, modifiers),
         (1114 | 1184 | 1083 | 1266 | 1186, Modifiers::SecondsPrecision(digits)) => {
-            Ok(Coerced::changed(round_seconds(ty.oid, bytes, digits)))
+            round_seconds(ty.oid, bytes, digits).map(Coerced::changed)
         }
         // inet/cidr: the server ignores the is_cidr byte it is sent and
         // sends its own; send the one it would.
@@ -327,23 +343,48 @@ fn encode_numeric(weight: i32, sign: u16, display_scale: u16, words: &[u16]) -> 
 
 /// `timestamp(p)`, `timestamptz(p)`, `time(p)`, `timetz(p)`, `interval(p)`:
 /// the microseconds rounded half away from zero to `digits` fractional
-/// digits, as `AdjustTimestampForTypmod` does; infinities stay.
-fn round_seconds(oid: u32, bytes: &[u8], digits: i32) -> Option<Zeroizing<Vec<u8>>> {
-    let micros = i64::from_be_bytes(bytes[..8].try_into().ok()?);
-    let infinite = micros == i64::MIN || micros == i64::MAX;
-    if digits >= MAX_SECONDS_PRECISION || (infinite && oid != 1083 && oid != 1266) {
-        return None;
+/// digits, as `AdjustTimestampForTypmod` does; infinities stay; a value
+/// rounding takes out of its type's range is refused, as the server
+/// refuses it.
+fn round_seconds(
+    oid: u32,
+    bytes: &[u8],
+    digits: i32,
+) -> Result<Option<Zeroizing<Vec<u8>>>, CoercionProblem> {
+    let field = |at: usize| -> Option<[u8; 8]> { bytes.get(at..at + 8)?.try_into().ok() };
+    let micros = i64::from_be_bytes(field(0).ok_or(CoercionProblem::OutOfRange)?);
+    let infinite = match oid {
+        TIMESTAMP_OID | TIMESTAMPTZ_OID => micros == i64::MIN || micros == i64::MAX,
+        // An interval is infinite only with all three fields at an end
+        // (PostgreSQL 17); one end in `time` alone is an ordinary value.
+        INTERVAL_OID => {
+            (micros == i64::MIN && bytes[8..] == [0x80, 0, 0, 0, 0x80, 0, 0, 0])
+                || (micros == i64::MAX
+                    && bytes[8..] == [0x7F, 0xFF, 0xFF, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF])
+        }
+        _ => false,
+    };
+    if digits >= MAX_SECONDS_PRECISION || infinite {
+        return Ok(None);
     }
-    let unit = 10i128.pow(u32::try_from(MAX_SECONDS_PRECISION - digits).ok()?);
+    let unit = 10i128.pow(u32::try_from(MAX_SECONDS_PRECISION - digits).unwrap_or(0));
     let magnitude = (i128::from(micros).abs() + unit / 2) / unit * unit;
-    let rounded = i64::try_from(magnitude * i128::from(micros.signum())).ok()?;
+    let rounded = i64::try_from(magnitude * i128::from(micros.signum()))
+        .map_err(|_| CoercionProblem::OutOfRange)?;
+    if matches!(oid, TIMESTAMP_OID | TIMESTAMPTZ_OID) && !valid_timestamp(rounded) {
+        return Err(CoercionProblem::OutOfRange);
+    }
     if rounded == micros {
-        return None;
+        return Ok(None);
     }
     let mut out = Zeroizing::new(bytes.to_vec());
     out[..8].copy_from_slice(&rounded.to_be_bytes());
-    Some(out)
+    Ok(Some(out))
 }
+
+const TIMESTAMP_OID: u32 = 1114;
+const TIMESTAMPTZ_OID: u32 = 1184;
+const INTERVAL_OID: u32 = 1186;
 
 /// A one-dimensional array: each element coerced as its type, the whole
 /// written back as the server writes it (no dimension when empty, the
@@ -367,7 +408,7 @@ fn array(
         let coerced = match convert(element, value, coercion) {
             Ok(coerced) => coerced,
             Err(problem @ CoercionProblem::InvalidEncoding(_)) => return Err(problem),
-            Err(problem) if coercion == Coercion::Store => return Err(problem),
+            Err(problem) if coercion != Coercion::Compare => return Err(problem),
             Err(_) => Coerced {
                 bytes: None,
                 exact: false,
@@ -498,11 +539,67 @@ mod tests {
             coerce(of("interval(0)"), &interval(-1_500_000), Coercion::Compare),
             Ok(None)
         );
-        // An infinite interval stays infinite.
+        // An infinite interval (all three fields at an end) stays infinite;
+        // a `time` at the end alone is an ordinary value, out of range once
+        // rounded, as PostgreSQL says.
+        let infinite = [
+            i64::MAX.to_be_bytes().as_slice(),
+            &[0x7F, 0xFF, 0xFF, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF],
+        ]
+        .concat();
         assert_eq!(
-            coerce(of("interval(0)"), &interval(i64::MAX), Coercion::Store),
+            coerce(of("interval(0)"), &infinite, Coercion::Store),
             Ok(None)
         );
+        assert_eq!(
+            coerce(of("interval(0)"), &interval(i64::MAX), Coercion::Store),
+            Err(CoercionProblem::OutOfRange)
+        );
+    }
+
+    #[test]
+    fn out_of_range_times_are_refused_as_the_server_refuses_them() {
+        let timetz = |zone: i32| [7_i64.to_be_bytes().as_slice(), &zone.to_be_bytes()].concat();
+        assert!(coerce(of("timetz"), &timetz(-57_599), Coercion::Store).is_ok());
+        for zone in [i32::MIN, -57_600, 57_600, i32::MAX] {
+            assert!(
+                coerce(of("timetz"), &timetz(zone), Coercion::Store).is_err(),
+                "{zone}"
+            );
+        }
+        let past_the_end = 9_223_372_000_000_000_000_i64.to_be_bytes();
+        assert!(coerce(of("timestamp"), &past_the_end, Coercion::Store).is_err());
+        // The last microsecond before the end rounds past it.
+        let last = (9_223_371_331_200_000_000_i64 - 1).to_be_bytes();
+        assert!(coerce(of("timestamp"), &last, Coercion::Store).is_ok());
+        assert_eq!(
+            coerce(of("timestamp(0)"), &last, Coercion::Store),
+            Err(CoercionProblem::OutOfRange)
+        );
+        assert!(coerce(of("timestamp(0)"), &i64::MAX.to_be_bytes(), Coercion::Store).is_ok());
+        assert!(coerce(of("date"), &i32::MAX.to_be_bytes(), Coercion::Store).is_ok());
+        assert!(coerce(
+            of("date"),
+            &2_145_031_949_i32.to_be_bytes(),
+            Coercion::Store
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn a_value_stored_and_compared_must_fit_unchanged() {
+        let rounded = numeric_bytes(0, 0, 3, &[12, 3450]); // 12.345
+        assert_eq!(
+            coerce(of("numeric(6,2)"), &rounded, Coercion::StoreUnchanged),
+            Err(CoercionProblem::ChangedByTypmod)
+        );
+        let exact = numeric_bytes(0, 0, 1, &[12, 5000]); // 12.5 → 12.50
+        assert!(coerce(of("numeric(6,2)"), &exact, Coercion::StoreUnchanged).is_ok());
+        assert_eq!(
+            coerce(of("varchar(2)"), b"ab ", Coercion::StoreUnchanged),
+            Err(CoercionProblem::ChangedByTypmod)
+        );
+        assert!(coerce(of("char(4)"), b"ab", Coercion::StoreUnchanged).is_ok());
     }
 
     #[test]

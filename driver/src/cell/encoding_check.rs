@@ -37,9 +37,11 @@ pub fn check_encoding(ty: PlaintextType, bytes: &[u8]) -> Result<(), EncodingPro
         16 => fixed(1),
         // bytea: any bytes.
         17 => Ok(()),
-        20 | 1114 | 1184 | 790 => fixed(8),
+        20 | 790 => fixed(8),
+        1114 | 1184 => fixed(8).and_then(|()| timestamp(bytes)),
         21 => fixed(2),
-        23 | 1082 => fixed(4),
+        23 => fixed(4),
+        1082 => fixed(4).and_then(|()| date(bytes)),
         700 => fixed(4),
         701 => fixed(8),
         2950 => fixed(16),
@@ -82,13 +84,43 @@ fn time_of_day(bytes: &[u8]) -> Result<(), EncodingProblem> {
 }
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
+/// `MIN_TIMESTAMP` and `END_TIMESTAMP` (exclusive): 4714-11-24 BC to
+/// 294277-01-01, in microseconds from 2000-01-01.
+const TIMESTAMP_RANGE: std::ops::Range<i64> = -211_813_488_000_000_000..9_223_371_331_200_000_000;
+/// `IS_VALID_DATE`: days from 2000-01-01, 4714-11-24 BC to 5874898-01-01.
+const DATE_RANGE: std::ops::Range<i32> = -2_451_545..2_145_031_949;
+
+/// Whether `micros` is a timestamp PostgreSQL accepts (or an infinity).
+pub(crate) fn valid_timestamp(micros: i64) -> bool {
+    micros == i64::MIN || micros == i64::MAX || TIMESTAMP_RANGE.contains(&micros)
+}
+
+/// `timestamp`/`timestamptz`: within the server's range, or infinite.
+fn timestamp(bytes: &[u8]) -> Result<(), EncodingProblem> {
+    let micros = i64::from_be_bytes(bytes.try_into().map_err(|_| "it is too short")?);
+    if valid_timestamp(micros) {
+        Ok(())
+    } else {
+        Err("the timestamp is out of range")
+    }
+}
+
+/// `date`: within the server's range, or infinite.
+fn date(bytes: &[u8]) -> Result<(), EncodingProblem> {
+    let days = i32::from_be_bytes(bytes.try_into().map_err(|_| "it is too short")?);
+    if days == i32::MIN || days == i32::MAX || DATE_RANGE.contains(&days) {
+        Ok(())
+    } else {
+        Err("the date is out of range")
+    }
+}
 /// `TZDISP_LIMIT`: a `timetz` zone offset is under 16 hours, in seconds.
 const ZONE_LIMIT: i32 = 16 * 3600;
 
 /// `timetz`'s zone offset, after the time of day.
 fn zone(bytes: &[u8]) -> Result<(), EncodingProblem> {
     let zone = i32::from_be_bytes(bytes[8..12].try_into().map_err(|_| "it is too short")?);
-    if zone.abs() < ZONE_LIMIT {
+    if (-ZONE_LIMIT + 1..ZONE_LIMIT).contains(&zone) {
         Ok(())
     } else {
         Err("its time zone offset is out of range")

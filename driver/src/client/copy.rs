@@ -108,11 +108,31 @@ fn parse(sql: &str, to: bool) -> Result<CopyCommand, Error> {
             "only the binary format: text can neither carry cells nor be decrypted ({usage})"
         )));
     }
-    if let CopySource::Table { columns, .. } = source {
+    if let CopySource::Table {
+        table_name,
+        columns,
+    } = source
+    {
         if columns.is_empty() {
             return Err(refused(format!(
                 "name the columns: the server's column order is not signed ({usage})"
             )));
+        }
+        // The COPY is rebuilt from the parsed names, and sqlparser prints a
+        // quoted identifier holding `"` or `\` otherwise than it was
+        // written: such a name could reach another column than the one
+        // analyzed.
+        let names = table_name
+            .0
+            .iter()
+            .filter_map(|part| part.as_ident())
+            .chain(columns.iter());
+        for name in names {
+            if name.value.contains(['"', '\\']) {
+                return Err(refused(format!(
+                    "a table or column name with a double quote or a backslash ({usage})"
+                )));
+            }
         }
     }
     Ok(CopyCommand {
@@ -243,7 +263,12 @@ impl<'a> Executor<'a> {
             column_list(columns),
             placeholders.join(", ")
         );
-        let statement = self.prepare(&insert).await?;
+        // Prepared afresh, never taken from the cache: the server types the
+        // columns against the table as it is now, and the catalog
+        // generation is read in the same round trip, before any plaintext
+        // value is sent.
+        let catalog = self.catalog().await?;
+        let statement = self.prepare_afresh(&insert, catalog, None).await?;
         let prepared = &statement.0;
         let target = target(table_name, &prepared.analysis.encrypted_tables)?;
         let mut copy_columns = Vec::with_capacity(columns.len());
@@ -303,19 +328,21 @@ impl<'a> Executor<'a> {
                 table_name,
                 columns,
             } => (
-                format!("SELECT {} FROM {table_name}", column_list(columns)),
+                // `COPY t TO` reads `t` alone, not the tables inheriting it.
+                format!("SELECT {} FROM ONLY {table_name}", column_list(columns)),
                 Some(table_name),
             ),
             CopySource::Query(query) => (query.to_string(), None),
         };
-        let statement = self.prepare(&select).await?;
+        let catalog = self.catalog().await?;
+        let statement = self.prepare_afresh(&select, catalog, None).await?;
         if !statement.params().is_empty() {
             return Err(refused("a COPY cannot carry parameters"));
         }
         let prepared = statement.0.clone();
         let select = match (&command.source, table_name) {
             (CopySource::Table { columns, .. }, Some(table_name)) => format!(
-                "SELECT {} FROM {}",
+                "SELECT {} FROM ONLY {}",
                 column_list(columns),
                 target(table_name, &prepared.analysis.encrypted_tables)?
             ),
@@ -332,7 +359,7 @@ impl<'a> Executor<'a> {
             .await?;
         self.state.statement_ran();
         let encryption = self.state.encryption.clone();
-        let ciphers = Arc::new(QueryCiphers::for_plans(&prepared.columns));
+        let ciphers = Arc::new(QueryCiphers::for_plans(&prepared.columns, &encryption));
         let rows = BinaryCopyOutStream::new(stream, &types)
             .map_err(Error::from)
             .and_then(move |row| {

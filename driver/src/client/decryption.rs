@@ -229,9 +229,13 @@ pub(crate) struct QueryCiphers {
 type CipherSlot = tokio::sync::OnceCell<Result<Arc<CellCipher>, Arc<DecryptError>>>;
 
 impl QueryCiphers {
-    /// Slots for the column keys of `plans`' decrypted columns.
-    pub(crate) fn for_plans(plans: &[ResultColumnPlan]) -> Self {
+    /// Slots for the column keys of `plans`' decrypted columns; none when
+    /// `encryption` keeps no keys (a zero key TTL: every cell asks).
+    pub(crate) fn for_plans(plans: &[ResultColumnPlan], encryption: &Encryption) -> Self {
         let mut keys: Vec<(u32, CipherSlot)> = Vec::new();
+        if !encryption.keeps_keys() {
+            return Self { keys };
+        }
         for plan in plans {
             if let ColumnDecryption::Decrypted { setting, .. } = &plan.decryption {
                 if !keys.iter().any(|(key_id, _)| *key_id == setting.key_id) {

@@ -94,8 +94,10 @@ impl EncryptionConfig {
     }
 
     /// How long an unwrapped column key is kept (default 2 h; zero = ask the
-    /// key store on every use). Revoking a master key cuts readers off within
-    /// this time.
+    /// key store on every use, every cell included). Revoking a master key
+    /// cuts readers off within this time, plus the time of a result being
+    /// read: one result stream (a query's rows, a `COPY`'s) looks each key
+    /// up once, when its first cell needs it, and keeps it to its end.
     pub fn key_ttl(mut self, ttl: Duration) -> Self {
         self.key_ttl = ttl;
         self
@@ -783,6 +785,11 @@ impl Encryption {
             lock(&self.keys).insert(key_id, (cipher.clone(), Instant::now()));
         }
         Ok(cipher)
+    }
+
+    /// Whether unwrapped keys are kept at all (a key TTL above zero).
+    pub(crate) fn keeps_keys(&self) -> bool {
+        !self.config.key_ttl.is_zero()
     }
 
     fn cached_cipher(&self, key_id: u32) -> Option<Arc<CellCipher>> {

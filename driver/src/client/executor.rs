@@ -168,7 +168,7 @@ impl<'a> Executor<'a> {
     /// Analyzes `sql` against `catalog` and prepares it, with the catalog
     /// generation and the session read in the same round trip; again if
     /// either moved meanwhile. Caches the result.
-    async fn prepare_afresh(
+    pub(crate) async fn prepare_afresh(
         &self,
         sql: &str,
         catalog: Arc<Catalog>,
@@ -598,7 +598,7 @@ impl<'a> Executor<'a> {
         let encryption = &self.state.encryption;
         let plans = statement.0.columns.clone();
         let catalog = statement.0.catalog.clone();
-        let ciphers = Arc::new(QueryCiphers::for_plans(&plans));
+        let ciphers = Arc::new(QueryCiphers::for_plans(&plans, encryption));
         let stream = rows.map_err(Error::from).and_then(move |row| {
             let (plans, catalog, ciphers) = (plans.clone(), catalog.clone(), ciphers.clone());
             let span = tracing::trace_span!("aepg.decrypt", columns = plans.len());

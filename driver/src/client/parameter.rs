@@ -174,6 +174,9 @@ pub(crate) fn encrypt_parameter<'a>(
         ParameterUse::Store => encrypt_value(value, setting, cipher, Coercion::Store)
             .map(BoundParameter::Cell)
             .map_err(problem),
+        _ => encrypt_value(value, setting, cipher, Coercion::StoreUnchanged)
+            .map(BoundParameter::Cell)
+            .map_err(problem),
     }
 }
 

@@ -131,8 +131,8 @@ fn cross_check(
         match target {
             ParameterTarget::Encrypted { column, usage, .. } => {
                 let fits = match usage {
-                    ParameterUse::Store | ParameterUse::Compare => holds_bytes(ty),
                     ParameterUse::CompareAny => element.is_some_and(holds_bytes),
+                    _ => holds_bytes(ty),
                 };
                 if !fits {
                     return Err(refuse(CrossCheckProblem::NotCiphertext {
