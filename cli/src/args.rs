@@ -78,7 +78,8 @@ pub enum CmkCommand {
         #[command(flatten)]
         location: LocationArgs,
         /// Create the key file first if it does not exist (a 3072-bit RSA
-        /// key; `local` provider only).
+        /// key; `local` provider only). Its path must be trusted already:
+        /// in the config file's `trusted`, or given with `--trust`.
         #[arg(long)]
         generate: bool,
     },

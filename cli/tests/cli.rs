@@ -245,6 +245,24 @@ async fn a_catalog_administered_from_the_command_line() {
             .any(|f| f["record"].as_str().unwrap().contains("mood") && f["kind"] == "tampered"),
         "{failed:?}"
     );
+    // A row whose names carry terminal control sequences: listed, escaped.
+    client
+        .batch_execute(
+            "INSERT INTO aepg.column_assignments \
+             (schema_name, table_name, column_name, setting_id, record, signature) \
+             SELECT 'public', 'people', E'x\\x1b[2K\\rall records verify', id, '\\x00', '\\x00' \
+             FROM aepg.encryption_settings WHERE name = 'ssn'",
+        )
+        .await
+        .unwrap();
+    let verify = aepg(dir, &["verify"]);
+    assert_eq!(verify.status, 1);
+    assert!(
+        !verify.stdout.contains('\u{1b}') && !verify.stdout.contains('\r'),
+        "{:?}",
+        verify.stdout
+    );
+    assert!(verify.stdout.contains("\\u{1b}[2K"), "{}", verify.stdout);
 }
 
 #[tokio::test]
@@ -300,7 +318,8 @@ async fn usage_errors_exit_2_and_failures_exit_1() {
     let run = aepg(dir, &["cmk", "register", "cmk1"]);
     assert_eq!(run.status, 1);
     assert!(run.stderr.contains("cmk1.pem"), "{}", run.stderr);
-    // A key path outside the trusted list is refused before the store runs.
+    // A key path outside the trusted list is refused before any key file
+    // is made.
     let run = aepg(
         dir,
         &[
@@ -312,7 +331,8 @@ async fn usage_errors_exit_2_and_failures_exit_1() {
             "--generate",
         ],
     );
-    assert_eq!(run.status, 1, "{}", run.stderr);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(!dir.join("keys/other.pem").exists());
     assert!(run.stderr.contains("other.pem"), "{}", run.stderr);
     // --json reports the error as JSON too.
     let run = aepg(

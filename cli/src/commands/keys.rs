@@ -29,6 +29,12 @@ pub async fn register_master_key(
                 "--generate creates keys in a local key store only; create the key in its store",
             ));
         }
+        // Only a key this run may use is created: a refused path leaves no
+        // key file behind.
+        settings
+            .registry
+            .checked_provider(&location)
+            .map_err(|error| Failure::usage(format!("{location}: {error}")))?;
         let store = settings.local_store()?;
         if !store.root().join(&location.key_path).exists() {
             store

@@ -8,7 +8,7 @@ use super::catalog::load;
 use crate::config::Settings;
 use crate::connect;
 use crate::failure::{with_causes, Failure};
-use crate::output::Output;
+use crate::output::{clean, Output};
 
 /// `aepg status`
 pub async fn status(settings: &Settings, output: Output) -> Result<(), Failure> {
@@ -77,9 +77,9 @@ pub async fn verify(settings: &Settings, output: Output) -> Result<(), Failure> 
             for record in skipped {
                 text.push_str(&format!(
                     "\n{} [{}]: {}",
-                    record.what,
+                    clean(&record.what),
                     kind(&record.kind),
-                    record.reason
+                    clean(&record.reason)
                 ));
             }
             text
