@@ -233,3 +233,42 @@ async fn unwrap_under_another_key_fails() {
         .unwrap_err();
     assert!(matches!(err, KeyStoreError::UnwrapFailed { .. }), "{err}");
 }
+
+/// A key is read and parsed once while its file stays the same; a file
+/// replaced, opened up or removed takes effect at the next use.
+#[tokio::test]
+async fn a_kept_key_follows_its_file() {
+    let (dir, store) = store();
+    let file = dir.path().join("cmk.pem");
+    let first = store.generate_key("cmk.pem", 2048).await.unwrap();
+    let reads = store.key_file_reads();
+    for _ in 0..5 {
+        store.sign("cmk.pem", b"record").await.unwrap();
+        assert_eq!(store.describe("cmk.pem").await.unwrap(), first);
+    }
+    assert_eq!(store.key_file_reads(), reads + 1, "read once");
+
+    // Replaced by another key (same size, same mode): the new one is used.
+    let other = rsa::PrivateKey::new(&mut rand::rngs::SysRng, 2048).unwrap();
+    let pem = other.to_pkcs8_pem(LineEnding::LF).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    write_key_file(&file, &pem, 0o600);
+    let replaced = store.describe("cmk.pem").await.unwrap();
+    assert_ne!(replaced.public_key_sha256, first.public_key_sha256);
+
+    // Opened up to the group: refused at once, though it was kept.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert!(matches!(
+        store.sign("cmk.pem", b"record").await.unwrap_err(),
+        KeyStoreError::KeyFileTooOpen { .. }
+    ));
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    store.sign("cmk.pem", b"record").await.unwrap();
+
+    // Removed: gone at once.
+    std::fs::remove_file(&file).unwrap();
+    assert!(matches!(
+        store.sign("cmk.pem", b"record").await.unwrap_err(),
+        KeyStoreError::KeyNotFound { .. }
+    ));
+}
