@@ -278,21 +278,9 @@ impl<'a> Executor<'a> {
                 Some(ParameterTarget::Encrypted {
                     column, encryption, ..
                 }) => {
-                    let setting = prepared
-                        .catalog
-                        .settings()
-                        .get(&encryption.setting_id)
-                        .cloned()
-                        .ok_or_else(|| refused(format!("column {column} has no usable setting")))?;
-                    let cipher = self
-                        .state
-                        .encryption
-                        .cipher(&prepared.catalog, setting.key_id)
-                        .await
-                        .map_err(|source| Error::Encrypt {
-                            column: Box::new(column.clone()),
-                            source,
-                        })?;
+                    let (setting, cipher) = self
+                        .column_cipher(&prepared.catalog, column, encryption)
+                        .await?;
                     copy_columns.push(CopyColumn::Encrypted {
                         column: column.clone(),
                         setting,

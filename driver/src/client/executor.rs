@@ -19,11 +19,13 @@ use super::row::{Row, RowStream};
 use super::statement::Statement;
 use super::to_statement::{ToStatement, ToStatementType};
 use crate::analysis::{
-    analyze, session_control, ControlText, ParameterTarget, ParameterUse, SessionControl,
-    StatementAnalysis,
+    analyze, session_control, ColumnEncryption, ControlText, ParameterTarget, ParameterUse,
+    SessionControl, StatementAnalysis,
 };
-use crate::catalog::{Catalog, CatalogError, CATALOG_CHANNEL};
+use crate::catalog::{Catalog, CatalogError, EncryptionSetting, CATALOG_CHANNEL};
+use crate::cell::CellCipher;
 use crate::error::{CrossCheckProblem, ParameterProblem, ResultProblem, RowCountExpectation};
+use crate::names::ColumnName;
 use crate::record::CatalogId;
 use crate::support::generation_from_sql;
 use crate::Error;
@@ -505,28 +507,14 @@ impl<'a> Executor<'a> {
                     encryption,
                     usage,
                 }) => {
-                    let setting = prepared
-                        .catalog
-                        .settings()
-                        .get(&encryption.setting_id)
-                        .ok_or_else(|| CatalogError::NotFound {
-                            object: crate::catalog::CatalogObject::EncryptionSetting,
-                            name: encryption.setting_name.to_string(),
-                        })?;
-                    let cipher = self
-                        .state
-                        .encryption
-                        .cipher(&prepared.catalog, setting.key_id)
-                        .await
-                        .map_err(|source| Error::Encrypt {
-                            column: Box::new(column.clone()),
-                            source,
-                        })?;
+                    let (setting, cipher) = self
+                        .column_cipher(&prepared.catalog, column, encryption)
+                        .await?;
                     bound.push(encrypt_parameter(
                         *value,
                         index + 1,
                         column,
-                        setting,
+                        &setting,
                         *usage,
                         &cipher,
                     )?);
@@ -541,6 +529,34 @@ impl<'a> Executor<'a> {
             }
         }
         Ok(bound)
+    }
+
+    /// The setting and cipher that values for encrypted `column` are
+    /// encrypted with, under `catalog`.
+    pub(crate) async fn column_cipher(
+        &self,
+        catalog: &Catalog,
+        column: &ColumnName,
+        encryption: &ColumnEncryption,
+    ) -> Result<(Arc<EncryptionSetting>, Arc<CellCipher>), Error> {
+        let setting = catalog
+            .settings()
+            .get(&encryption.setting_id)
+            .cloned()
+            .ok_or_else(|| CatalogError::NotFound {
+                object: crate::catalog::CatalogObject::EncryptionSetting,
+                name: encryption.setting_name.to_string(),
+            })?;
+        let cipher = self
+            .state
+            .encryption
+            .cipher(catalog, setting.key_id)
+            .await
+            .map_err(|source| Error::Encrypt {
+                column: Box::new(column.clone()),
+                source,
+            })?;
+        Ok((setting, cipher))
     }
 
     /// After running `statement`: forgets session state if it may have
