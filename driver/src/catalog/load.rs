@@ -887,19 +887,12 @@ async fn server_relations(
              JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid
              WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,f}'::pg_catalog.\"char\"[])
                AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
-               AND n.nspname OPERATOR(pg_catalog.<>) ALL
-                   ('{pg_catalog,information_schema,aepg}'::pg_catalog.name[])
-               AND NOT pg_catalog.starts_with(n.nspname::pg_catalog.text, 'pg_toast')
-               AND NOT pg_catalog.starts_with(n.nspname::pg_catalog.text, 'pg_temp_')
              ORDER BY n.nspname, c.relname, a.attnum",
             &[&ciphertext_type_oid],
         )
         .await?;
     let mut relations: Vec<ServerRelation> = Vec::new();
     for row in rows {
-        // The server left these out already (the system's own relations,
-        // a few thousand columns, are the bulk of a fresh database); it is
-        // not trusted to.
         let schema: String = row.try_get(0)?;
         if is_temp_schema(&schema)
             || schema.starts_with("pg_toast")
