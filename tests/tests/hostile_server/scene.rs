@@ -158,8 +158,12 @@ impl<'l> Scene<'l> {
             .await
             .unwrap();
         self.pins = Pins::of_catalog(&self.db.admin.load(&self.db.plain).await.unwrap());
-        // The warm client catches up with the new generation.
-        self.warm.catalog().await.unwrap();
+        // The warm client catches up with the new generation: a load, not
+        // `catalog()`, which may answer from the catalog it holds when the
+        // announcement of the change has not reached it yet (then it never
+        // saw the generation the attack rolls back, and takes the replay for
+        // the current catalog, as it should).
+        self.warm.refresh_catalog().await.unwrap();
     }
 
     /// Runs `sql` as the attacker: a superuser on the server side.
