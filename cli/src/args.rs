@@ -123,40 +123,44 @@ pub enum CekCommand {
 #[derive(Debug, Subcommand)]
 pub enum SettingCommand {
     /// Create a column encryption setting.
-    Create {
-        /// Its unique name.
-        name: String,
-        /// The plaintext type (`text`, `varchar(20)`, `numeric(10,2)`,
-        /// `int4[]`, `citext`, …).
-        #[arg(
-            long = "type",
-            value_name = "SQL_TYPE",
-            required_unless_present = "enum_name"
-        )]
-        sql_type: Option<String>,
-        /// An enum type's name (its labels in `--labels`) instead of `--type`.
-        #[arg(
-            long = "enum",
-            value_name = "NAME",
-            conflicts_with = "sql_type",
-            requires = "labels"
-        )]
-        enum_name: Option<String>,
-        /// The enum's labels, in order, comma-separated.
-        #[arg(long, value_delimiter = ',', requires = "enum_name")]
-        labels: Vec<String>,
-        /// Deterministic (equality works, equal values show) or randomized.
-        #[arg(long, value_enum)]
-        mode: Mode,
-        /// The column key.
-        #[arg(long)]
-        cek: u32,
-        /// Padding [default: `block16` for variable-length types, `none` otherwise].
-        #[arg(long, value_enum)]
-        padding: Option<Padding>,
-    },
+    Create(NewSettingArgs),
     /// List the settings.
     List,
+}
+
+/// `aepg setting create …`
+#[derive(Debug, Args)]
+pub struct NewSettingArgs {
+    /// Its unique name.
+    pub name: String,
+    /// The plaintext type (`text`, `varchar(20)`, `numeric(10,2)`,
+    /// `int4[]`, `citext`, …).
+    #[arg(
+        long = "type",
+        value_name = "SQL_TYPE",
+        required_unless_present = "enum_name"
+    )]
+    pub sql_type: Option<String>,
+    /// An enum type's name (its labels in `--labels`) instead of `--type`.
+    #[arg(
+        long = "enum",
+        value_name = "NAME",
+        conflicts_with = "sql_type",
+        requires = "labels"
+    )]
+    pub enum_name: Option<String>,
+    /// The enum's labels, in order, comma-separated.
+    #[arg(long, value_delimiter = ',', requires = "enum_name")]
+    pub labels: Vec<String>,
+    /// Deterministic (equality works, equal values show) or randomized.
+    #[arg(long, value_enum)]
+    pub mode: Mode,
+    /// The column key.
+    #[arg(long)]
+    pub cek: u32,
+    /// Padding [default: `block16` for variable-length types, `none` otherwise].
+    #[arg(long, value_enum)]
+    pub padding: Option<Padding>,
 }
 
 /// `aepg column …`

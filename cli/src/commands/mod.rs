@@ -28,8 +28,8 @@ pub async fn run(command: &Command, settings: &Settings, output: Output) -> Resu
         }
         Command::Cek(CekCommand::List) => keys::list_column_keys(settings, output).await,
         Command::Cek(CekCommand::Drop { id }) => keys::drop_column_key(settings, output, *id).await,
-        Command::Setting(SettingCommand::Create { .. }) => {
-            settings::create_setting(settings, output, command).await
+        Command::Setting(SettingCommand::Create(new)) => {
+            settings::create_setting(settings, output, new).await
         }
         Command::Setting(SettingCommand::List) => settings::list_settings(settings, output).await,
         Command::Column(ColumnCommand::Assign {

@@ -6,7 +6,7 @@ use aepg::ColumnName;
 use serde_json::json;
 
 use super::catalog::{admin, load};
-use crate::args::{Command, Mode, Padding, SettingCommand};
+use crate::args::{Mode, NewSettingArgs, Padding};
 use crate::config::Settings;
 use crate::connect;
 use crate::failure::Failure;
@@ -16,9 +16,9 @@ use crate::output::{table, Output};
 pub async fn create_setting(
     settings: &Settings,
     output: Output,
-    command: &Command,
+    new: &NewSettingArgs,
 ) -> Result<(), Failure> {
-    let Command::Setting(SettingCommand::Create {
+    let NewSettingArgs {
         name,
         sql_type,
         enum_name,
@@ -26,10 +26,7 @@ pub async fn create_setting(
         mode,
         cek,
         padding,
-    }) = command
-    else {
-        return Err(Failure::usage("not a setting create command"));
-    };
+    } = new;
     let mode = match mode {
         Mode::Deterministic => EncryptionMode::Deterministic,
         Mode::Randomized => EncryptionMode::Randomized,

@@ -17,6 +17,10 @@ use postgres_types::{Kind, Type};
 pub struct NamedType {
     name: String,
     labels: Option<Vec<String>>,
+    /// The types handed to `ToSql`/`FromSql`, built once: a value encrypted
+    /// or decrypted clones them (a reference count), never rebuilds them.
+    sql_type: Type,
+    sql_array_type: Type,
 }
 
 /// Why a named type is not acceptable.
@@ -44,10 +48,7 @@ impl NamedType {
     /// collation for deterministic columns: store values in one case if
     /// they are to be found by equality.
     pub fn citext() -> Self {
-        Self {
-            name: CITEXT.to_owned(),
-            labels: None,
-        }
+        Self::from_parts(CITEXT.to_owned(), None)
     }
 
     /// An enum type called `name` (unqualified: what a Rust type's
@@ -59,10 +60,10 @@ impl NamedType {
         name: impl Into<String>,
         labels: impl IntoIterator<Item = impl Into<String>>,
     ) -> Result<Self, NamedTypeError> {
-        let named = Self {
-            name: name.into(),
-            labels: Some(labels.into_iter().map(Into::into).collect()),
-        };
+        let named = Self::from_parts(
+            name.into(),
+            Some(labels.into_iter().map(Into::into).collect()),
+        );
         named.check()?;
         Ok(named)
     }
@@ -90,7 +91,24 @@ impl NamedType {
 
     /// Built from a record's fields.
     pub(crate) fn from_parts(name: String, labels: Option<Vec<String>>) -> Self {
-        Self { name, labels }
+        let kind = match &labels {
+            Some(labels) => Kind::Enum(labels.clone()),
+            None => Kind::Simple,
+        };
+        // Oid 0: the server's oid for the type is neither known nor needed.
+        let sql_type = Type::new(name.clone(), 0, kind, "public".to_owned());
+        let sql_array_type = Type::new(
+            format!("_{name}"),
+            0,
+            Kind::Array(sql_type.clone()),
+            "public".to_owned(),
+        );
+        Self {
+            name,
+            labels,
+            sql_type,
+            sql_array_type,
+        }
     }
 
     /// The type's name.
@@ -115,20 +133,11 @@ impl NamedType {
     /// derived enum or `String` (which accepts `citext` by name) converts.
     /// Its oid is 0: the server's oid for it is neither known nor needed.
     pub fn sql_type(&self) -> Type {
-        let kind = match &self.labels {
-            Some(labels) => Kind::Enum(labels.clone()),
-            None => Kind::Simple,
-        };
-        Type::new(self.name.clone(), 0, kind, "public".to_owned())
+        self.sql_type.clone()
     }
 
     /// The type of arrays of it, for `= ANY($n)`.
     pub fn sql_array_type(&self) -> Type {
-        Type::new(
-            format!("_{}", self.name),
-            0,
-            Kind::Array(self.sql_type()),
-            "public".to_owned(),
-        )
+        self.sql_array_type.clone()
     }
 }

@@ -311,16 +311,16 @@ impl<'a> Executor<'a> {
     /// decrypted.
     pub(crate) async fn copy_out(&self, sql: &str) -> Result<RowStream<'static>, Error> {
         let command = parse(sql, true)?;
-        let (select, table_name) = match &command.source {
+        // `COPY t TO` reads `t` alone, not the tables inheriting it.
+        let select_from = |columns: &[Ident], table: &str| {
+            format!("SELECT {} FROM ONLY {table}", column_list(columns))
+        };
+        let select = match &command.source {
             CopySource::Table {
                 table_name,
                 columns,
-            } => (
-                // `COPY t TO` reads `t` alone, not the tables inheriting it.
-                format!("SELECT {} FROM ONLY {table_name}", column_list(columns)),
-                Some(table_name),
-            ),
-            CopySource::Query(query) => (query.to_string(), None),
+            } => select_from(columns, &table_name.to_string()),
+            CopySource::Query(query) => query.to_string(),
         };
         let catalog = self.catalog().await?;
         let statement = self.prepare_afresh(&select, catalog, None).await?;
@@ -328,13 +328,16 @@ impl<'a> Executor<'a> {
             return Err(refused("a COPY cannot carry parameters"));
         }
         let prepared = statement.0.clone();
-        let select = match (&command.source, table_name) {
-            (CopySource::Table { columns, .. }, Some(table_name)) => format!(
-                "SELECT {} FROM ONLY {}",
-                column_list(columns),
-                target(table_name, &prepared.analysis.encrypted_tables)?
+        // What runs names the table the analysis resolved.
+        let select = match &command.source {
+            CopySource::Table {
+                table_name,
+                columns,
+            } => select_from(
+                columns,
+                &target(table_name, &prepared.analysis.encrypted_tables)?,
             ),
-            _ => select,
+            CopySource::Query(_) => select,
         };
         let types: Vec<Type> = statement
             .columns()
