@@ -44,6 +44,10 @@ pub enum Error {
     /// The database returned an error, or the connection failed.
     #[error(transparent)]
     Database(#[from] DatabaseError),
+    /// A column cannot be encrypted or decrypted in place, or its
+    /// migration stopped.
+    #[error(transparent)]
+    Migration(Box<crate::migration::MigrationError>),
     /// The statement was refused by SQL analysis.
     #[error("statement refused: {0}")]
     Refused(#[from] Refusal),
@@ -180,6 +184,12 @@ pub enum Error {
         /// Why (never the value).
         problem: ResultTypeProblem,
     },
+}
+
+impl From<crate::migration::MigrationError> for Error {
+    fn from(error: crate::migration::MigrationError) -> Self {
+        Self::Migration(Box::new(error))
+    }
 }
 
 impl Error {

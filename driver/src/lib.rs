@@ -76,6 +76,7 @@ pub mod catalog;
 pub mod cell;
 mod client;
 mod error;
+pub mod migration;
 mod names;
 #[cfg(any(feature = "deadpool", feature = "bb8"))]
 pub mod pool;

@@ -6,7 +6,7 @@
 //! on [`CATALOG_CHANNEL`]: clients that listen drop what they analyzed
 //! against the older catalog before their next statement.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aepg_keystore::{
     ColumnKey, KeyStoreError, KeyStoreRegistry, MasterKeyLocation, MIN_MASTER_KEY_BITS,
@@ -17,7 +17,7 @@ use tokio_postgres::GenericClient;
 use super::error::{CatalogError, CatalogObject};
 use super::install::{require_installed, CATALOG_CHANNEL};
 use super::load::load_verified;
-use super::model::Catalog;
+use super::model::{Catalog, EncryptionSetting};
 use super::pin::Pins;
 use crate::cell::{CellSetting, EncryptionMode, NamedType, PaddingPolicy, PlaintextType};
 use crate::names::ColumnName;
@@ -123,7 +123,7 @@ const TEXT: PlaintextType = PlaintextType {
 /// ```
 #[derive(Clone, Debug)]
 pub struct CatalogAdmin {
-    registry: KeyStoreRegistry,
+    pub(crate) registry: KeyStoreRegistry,
     pins: Pins,
     /// Whether it may register its first master key in a catalog with history.
     joining: bool,
@@ -425,33 +425,9 @@ impl CatalogAdmin {
             };
         }
         check_column_assignable(&change.transaction, column).await?;
-        let signer = signer_of_key(&change.catalog, setting.key_id)?;
-        let record = ColumnAssignment {
-            schema: column.schema.clone(),
-            table: column.table.clone(),
-            column: column.column.clone(),
-            setting_id,
-        };
-        let signed =
-            SignedRecord::sign(record, &change.catalog.id(), &self.registry, &signer).await?;
-        change
-            .transaction
-            .execute(
-                "INSERT INTO aepg.column_assignments (schema_name, table_name, column_name, setting_id, record, signature)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &[
-                    &column.schema,
-                    &column.table,
-                    &column.column,
-                    &id_to_sql(setting_id, "setting id")?,
-                    &signed.canonical_bytes(),
-                    &signed.signature(),
-                ],
-            )
-            .await?;
-        let signers = change.signers();
         let mut change = change;
-        change.added.insert(column.clone(), setting_id);
+        change.assign(&self.registry, column, &setting).await?;
+        let signers = change.signers();
         change.commit(&self.registry, signers).await?;
         Ok(())
     }
@@ -552,16 +528,19 @@ impl CatalogAdmin {
 
 /// One administrative change in progress: a transaction holding the lock on
 /// the catalog's version row, and the catalog as it was when it began.
-struct Change<'t> {
-    transaction: tokio_postgres::Transaction<'t>,
-    catalog: Catalog,
+pub(crate) struct Change<'t> {
+    pub(crate) transaction: tokio_postgres::Transaction<'t>,
+    pub(crate) catalog: Catalog,
     /// Columns assigned by this change, which the loaded catalog lacks.
-    added: BTreeMap<ColumnName, u32>,
+    pub(crate) added: BTreeMap<ColumnName, u32>,
+    /// Columns whose assignment this change deletes (a column decrypted in
+    /// place): the new manifests leave them out.
+    pub(crate) removed: BTreeSet<ColumnName>,
 }
 
 /// Whether a change may sign the first manifest of a master key it holds.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Manifests {
+pub(crate) enum Manifests {
     /// Every registered master key the administrator holds has a verified
     /// manifest, or the catalog was stripped.
     Required,
@@ -570,7 +549,7 @@ enum Manifests {
 }
 
 impl<'t> Change<'t> {
-    async fn begin(
+    pub(crate) async fn begin(
         client: &'t mut impl GenericClient,
         admin: &CatalogAdmin,
         manifests: Manifests,
@@ -595,18 +574,68 @@ impl<'t> Change<'t> {
             transaction,
             catalog,
             added: BTreeMap::new(),
+            removed: BTreeSet::new(),
         })
+    }
+
+    /// Signs and inserts the assignment of `column` to `setting`, which the
+    /// new manifests then list.
+    pub(crate) async fn assign(
+        &mut self,
+        registry: &KeyStoreRegistry,
+        column: &ColumnName,
+        setting: &EncryptionSetting,
+    ) -> Result<(), Error> {
+        let setting_id = setting.cell.setting_id;
+        let signer = signer_of_key(&self.catalog, setting.key_id)?;
+        let record = ColumnAssignment {
+            schema: column.schema.clone(),
+            table: column.table.clone(),
+            column: column.column.clone(),
+            setting_id,
+        };
+        let signed = SignedRecord::sign(record, &self.catalog.id(), registry, &signer).await?;
+        self.transaction
+            .execute(
+                "INSERT INTO aepg.column_assignments (schema_name, table_name, column_name, setting_id, record, signature)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    &column.schema,
+                    &column.table,
+                    &column.column,
+                    &id_to_sql(setting_id, "setting id")?,
+                    &signed.canonical_bytes(),
+                    &signed.signature(),
+                ],
+            )
+            .await?;
+        self.added.insert(column.clone(), setting_id);
+        Ok(())
+    }
+
+    /// Deletes the assignment of `column`, which the new manifests then
+    /// leave out.
+    pub(crate) async fn unassign(&mut self, column: &ColumnName) -> Result<(), Error> {
+        self.transaction
+            .execute(
+                "DELETE FROM aepg.column_assignments
+                 WHERE schema_name = $1 AND table_name = $2 AND column_name = $3",
+                &[&column.schema, &column.table, &column.column],
+            )
+            .await?;
+        self.removed.insert(column.clone());
+        Ok(())
     }
 
     /// The registered master keys, by name: those this administrator holds
     /// sign the new manifests.
-    fn signers(&self) -> BTreeMap<String, MasterKeyLocation> {
+    pub(crate) fn signers(&self) -> BTreeMap<String, MasterKeyLocation> {
         self.catalog.master_keys.clone()
     }
 
     /// Raises the generation, signs a manifest under each of `signers` that
     /// this administrator holds, announces the generation and commits.
-    async fn commit(
+    pub(crate) async fn commit(
         self,
         registry: &KeyStoreRegistry,
         signers: BTreeMap<String, MasterKeyLocation>,
@@ -677,6 +706,7 @@ impl<'t> Change<'t> {
         }
         columns.extend(self.catalog.assignments.clone());
         columns.extend(self.added.clone());
+        columns.retain(|column, _| !self.removed.contains(column));
         columns
     }
 }

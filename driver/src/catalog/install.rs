@@ -9,7 +9,7 @@ use crate::record::CatalogId;
 use crate::Error;
 
 /// The catalog version this library installs and reads.
-pub const CATALOG_VERSION: i32 = 2;
+pub const CATALOG_VERSION: i32 = 3;
 
 /// The channel on which administrative changes announce the new catalog
 /// generation (`NOTIFY aepg_catalog, '<generation>'`).
@@ -22,6 +22,7 @@ const INSTALL_LOCK: i64 = 0x6165_7067;
 const SCRIPTS: &[(i32, &str)] = &[
     (1, include_str!("install_v1.sql")),
     (2, include_str!("upgrade_v2.sql")),
+    (3, include_str!("upgrade_v3.sql")),
 ];
 
 /// What [`install`] did.

@@ -9,7 +9,7 @@
 //! a trusted master key, a manifest newer than the catalog's generation,
 //! pins that do not hold, database errors.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use aepg_keystore::{KeyStoreRegistry, MasterKeyLocation};
@@ -23,6 +23,7 @@ use super::model::{
 };
 use super::pin::Pins;
 use crate::analysis::{ColumnInfo, ColumnProtection, TableInfo};
+use crate::migration::Direction;
 use crate::names::{ColumnName, TableName};
 use crate::record::{
     CatalogId, CatalogRecord, ColumnAssignment, ColumnManifest, EncryptionSettingRecord,
@@ -75,6 +76,7 @@ pub(crate) async fn load_verified(
         loader.column_keys(client).await?;
         loader.settings(client).await?;
         loader.assignments(client).await?;
+        loader.migrations(client).await?;
         let relations = server_relations(client, ciphertext_type_oid).await?;
         if catalog_state(client).await? == (id, generation) {
             return Ok(loader.finish(relations));
@@ -103,6 +105,9 @@ struct Loader<'r> {
     assignments: BTreeMap<ColumnName, u32>,
     /// Columns named by a record that was left out: why they cannot be used.
     unusable: BTreeMap<ColumnName, String>,
+    /// Columns in the final swap of a migration, which no statement may
+    /// use until it is over: why.
+    swapping: BTreeMap<ColumnName, String>,
 }
 
 impl<'r> Loader<'r> {
@@ -132,9 +137,11 @@ impl<'r> Loader<'r> {
                 assignments: BTreeMap::new(),
                 ciphertext_type_oid,
                 skipped: Vec::new(),
+                swapping_tables: BTreeSet::new(),
             },
             assignments: BTreeMap::new(),
             unusable: BTreeMap::new(),
+            swapping: BTreeMap::new(),
         }
     }
 
@@ -475,6 +482,24 @@ impl<'r> Loader<'r> {
         Ok(())
     }
 
+    /// Notes the columns in the final swap of a migration. The rows are not
+    /// signed: they only ever make a column unusable, never usable.
+    async fn migrations(&mut self, client: &impl GenericClient) -> Result<(), Error> {
+        for (column, direction) in crate::migration::swapping_columns(client).await? {
+            let reason = format!(
+                "it is being {} in place (`aepg column {}`) and its final swap is under way: \
+                 retry in a few seconds",
+                match direction {
+                    Direction::Encrypt => "encrypted",
+                    _ => "decrypted",
+                },
+                direction.as_str(),
+            );
+            self.swapping.insert(column, reason);
+        }
+        Ok(())
+    }
+
     async fn assignment(&self, row: &tokio_postgres::Row, name: &ColumnName) -> Result<u32, Skip> {
         let setting_id: i32 = row.try_get(3).map_err(Skip::unreadable)?;
         let signed = decode::<ColumnAssignment>(row, 4)?;
@@ -666,6 +691,7 @@ impl<'r> Loader<'r> {
         for names in self.catalog.encrypted_table_names.values_mut() {
             names.sort();
         }
+        self.catalog.swapping_tables = self.swapping.keys().map(ColumnName::table_name).collect();
         self.catalog.tables = tables;
         self.catalog.assignments = self.assignments;
         self.catalog
@@ -691,7 +717,8 @@ impl<'r> Loader<'r> {
         for column in disagreeing {
             signed.insert(column, None);
         }
-        for column in self.assignments.keys().chain(self.unusable.keys()) {
+        let others = self.unusable.keys().chain(self.swapping.keys());
+        for column in self.assignments.keys().chain(others) {
             signed.entry(column.clone()).or_insert(None);
         }
         signed
@@ -706,6 +733,9 @@ impl<'r> Loader<'r> {
         let unusable = |reason: String| ColumnState::Unusable {
             reason: reason.into(),
         };
+        if let Some(reason) = self.swapping.get(name) {
+            return unusable(reason.clone());
+        }
         let listed = self
             .catalog
             .manifests

@@ -17,6 +17,7 @@ mod model;
 mod pin;
 
 pub use admin::{CatalogAdmin, NewEncryptionSetting};
+pub(crate) use admin::{Change, Manifests};
 pub use error::{CatalogError, CatalogObject};
 pub use install::{
     catalog_id, install, installed_version, InstallOutcome, CATALOG_CHANNEL, CATALOG_VERSION,

@@ -1,6 +1,6 @@
 //! The verified, in-memory catalog.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use aepg_keystore::MasterKeyLocation;
@@ -176,6 +176,9 @@ pub struct Catalog {
     pub(crate) assignments: BTreeMap<ColumnName, u32>,
     pub(crate) ciphertext_type_oid: u32,
     pub(crate) skipped: Vec<SkippedRecord>,
+    /// Tables with a column in the final swap of a migration (unsigned:
+    /// it only ever makes statements wait or fail).
+    pub(crate) swapping_tables: BTreeSet<TableName>,
 }
 
 impl Catalog {
@@ -189,6 +192,12 @@ impl Catalog {
     /// application can pin it ([`EncryptionConfig::expect_catalog`](crate::EncryptionConfig::expect_catalog)).
     pub fn id(&self) -> CatalogId {
         self.id
+    }
+
+    /// The tables with a column in the final swap of an in-place
+    /// migration: statements on them wait for it to end.
+    pub fn swapping_tables(&self) -> &BTreeSet<TableName> {
+        &self.swapping_tables
     }
 
     /// The installed catalog version.

@@ -35,6 +35,9 @@ pub const LOAD_TIMEOUT_FACTOR: u32 = 5;
 /// Default age past which a catalog that could not be checked again is no
 /// longer used.
 pub const DEFAULT_CATALOG_MAX_STALENESS: Duration = Duration::from_secs(2 * 60);
+/// Default time a statement waits for the final swap of a column migration
+/// on a table it uses (see [`EncryptionConfig::migration_swap_wait`]).
+pub const DEFAULT_MIGRATION_SWAP_WAIT: Duration = Duration::from_secs(30);
 
 /// How clients encrypt: the key stores, the pins, the cache lifetimes.
 #[derive(Clone, Debug)]
@@ -46,6 +49,7 @@ pub struct EncryptionConfig {
     statement_cache_capacity: usize,
     catalog_refresh_timeout: Duration,
     catalog_max_staleness: Duration,
+    migration_swap_wait: Duration,
 }
 
 impl EncryptionConfig {
@@ -59,6 +63,7 @@ impl EncryptionConfig {
             statement_cache_capacity: DEFAULT_STATEMENT_CACHE_CAPACITY,
             catalog_refresh_timeout: DEFAULT_CATALOG_REFRESH_TIMEOUT,
             catalog_max_staleness: DEFAULT_CATALOG_MAX_STALENESS,
+            migration_swap_wait: DEFAULT_MIGRATION_SWAP_WAIT,
         }
     }
 
@@ -145,6 +150,16 @@ impl EncryptionConfig {
     /// cached. Set it to the TTL to give up no time for availability.
     pub fn catalog_max_staleness(mut self, age: Duration) -> Self {
         self.catalog_max_staleness = age;
+        self
+    }
+
+    /// How long a statement on a table waits while a column of it is in the
+    /// final swap of an in-place migration (`aepg column encrypt` or
+    /// `decrypt`; default 30 s). Outside a transaction block the statement
+    /// waits for the swap, then runs under the new catalog; inside one, or
+    /// past this time, it is refused with an error that says to retry.
+    pub fn migration_swap_wait(mut self, wait: Duration) -> Self {
+        self.migration_swap_wait = wait;
         self
     }
 }
@@ -374,6 +389,10 @@ impl Encryption {
     }
 
     /// How many prepared statements each connection keeps.
+    pub(crate) fn migration_swap_wait(&self) -> Duration {
+        self.config.migration_swap_wait
+    }
+
     pub(crate) fn statement_cache_capacity(&self) -> usize {
         self.config.statement_cache_capacity
     }

@@ -215,6 +215,15 @@ impl<'a> Executor<'a> {
                 let _span = tracing::trace_span!("aepg.analyze").entered();
                 analyze(sql, &view)
             };
+            let analyzed = match self.after_swaps(sql, &catalog, &analyzed).await? {
+                Some(current) => {
+                    catalog = current;
+                    let view =
+                        catalog.schema_view(&resolution.search_path, &resolution.temp_tables);
+                    analyze(sql, &view)
+                }
+                None => analyzed,
+            };
             let analysis = match analyzed {
                 Ok(analysis) => analysis,
                 Err(_) if !reloaded => {
@@ -469,7 +478,9 @@ impl<'a> Executor<'a> {
 
     /// Inside a transaction: an aepg [`Transaction`](super::Transaction),
     /// or a block opened with `BEGIN` text.
-    fn in_transaction(&self) -> bool {
+    /// Inside a transaction: an aepg [`Transaction`](super::Transaction),
+    /// or a block opened with `BEGIN` text.
+    pub(super) fn in_transaction(&self) -> bool {
         self.in_transaction || self.state.in_text_transaction()
     }
 

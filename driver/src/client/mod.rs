@@ -29,6 +29,7 @@ mod parameter;
 mod row;
 mod statement;
 mod statement_cache;
+mod swap_wait;
 mod to_statement;
 mod transaction;
 
@@ -37,6 +38,7 @@ pub use column_index::ColumnIndex;
 pub use connection::Connection;
 pub use copy::CopyInWriter;
 pub use decryption::ColumnDecryption;
+pub(crate) use decryption::{decrypt_cell, QueryCiphers};
 pub use encryption::{
     Encryption, EncryptionConfig, DEFAULT_CATALOG_MAX_STALENESS, DEFAULT_CATALOG_REFRESH_TIMEOUT,
     DEFAULT_CATALOG_TTL, DEFAULT_KEY_TTL, DEFAULT_STATEMENT_CACHE_CAPACITY, LOAD_TIMEOUT_FACTOR,

@@ -1,0 +1,418 @@
+//! Starting a migration, and filling its shadow column batch by batch.
+
+use std::sync::Arc;
+
+use postgres_protocol::escape::escape_identifier;
+use tokio_postgres::GenericClient;
+use zeroize::Zeroizing;
+
+use super::error::MigrationError;
+use super::raw::{RawArray, RawValue};
+use super::state::{MigrationState, Phase};
+use super::{preflight, Direction, MigrationOptions, MigrationProgress, MigrationStage};
+use crate::catalog::{Catalog, EncryptionSetting};
+use crate::cell::CellCipher;
+use crate::client::{decrypt_cell, Encryption, QueryCiphers};
+use crate::names::ColumnName;
+use crate::Error;
+
+/// Adds the shadow column and its trigger, and records the migration: the
+/// start of a migration, in one transaction.
+pub(super) async fn start(
+    client: &mut tokio_postgres::Client,
+    column: &ColumnName,
+    direction: Direction,
+    setting: &EncryptionSetting,
+    options: &MigrationOptions,
+) -> Result<MigrationState, Error> {
+    let transaction = client.transaction().await?;
+    set_lock_timeout(&transaction, options).await?;
+    let facts = preflight::check(&transaction, column, direction, setting).await?;
+    let shadow = format!("aepg_shadow_{}", facts.attnum);
+    let taken: bool = transaction
+        .query_one(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute
+                            WHERE attrelid OPERATOR(pg_catalog.=) $1
+                              AND attname OPERATOR(pg_catalog.=) $2 AND NOT attisdropped)",
+            &[&facts.table_oid, &shadow],
+        )
+        .await?
+        .try_get(0)?;
+    if taken {
+        return Err(MigrationError::NotMigratable {
+            column: Box::new(column.clone()),
+            action: direction.past_participle(),
+            reason: format!(
+                "its table already has a column {shadow:?}, the name its shadow column takes"
+            ),
+        }
+        .into());
+    }
+    let names = Names::new(column, &shadow, facts.table_oid, facts.attnum);
+    let shadow_type = shadow_type(direction, setting, column)?;
+    let body = format!(
+        "BEGIN
+             IF TG_OP = 'INSERT' OR NEW.{column}::text IS DISTINCT FROM OLD.{column}::text THEN
+                 NEW.{shadow} := NULL;
+             END IF;
+             RETURN NEW;
+         END",
+        column = names.column,
+        shadow = names.shadow,
+    );
+    let tag = dollar_tag(&body);
+    transaction
+        .batch_execute(&format!(
+            "ALTER TABLE ONLY {table} ADD COLUMN {shadow} {shadow_type};
+             CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql
+                 SET search_path = pg_catalog AS {tag}{body}{tag};
+             CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE ON {table}
+                 FOR EACH ROW EXECUTE FUNCTION {function}();",
+            table = names.table,
+            shadow = names.shadow,
+            function = names.function,
+            trigger = names.trigger,
+        ))
+        .await?;
+    let end_block: i64 = transaction
+        .query_one(
+            "SELECT pg_catalog.pg_relation_size($1::pg_catalog.oid)
+                    OPERATOR(pg_catalog./) pg_catalog.current_setting('block_size')::int8",
+            &[&facts.table_oid],
+        )
+        .await?
+        .try_get(0)?;
+    let state = MigrationState {
+        direction,
+        setting_id: setting.cell.setting_id,
+        shadow,
+        phase: Phase::Backfill,
+        next_block: 0,
+        end_block,
+        rows_done: 0,
+    };
+    state.insert(&transaction, column).await?;
+    transaction.commit().await?;
+    tracing::info!(column = %column, direction = direction.as_str(), "aepg migration started");
+    Ok(state)
+}
+
+/// Bounds how long a statement of the migration waits for a table lock.
+pub(super) async fn set_lock_timeout(
+    client: &impl GenericClient,
+    options: &MigrationOptions,
+) -> Result<(), Error> {
+    let millis = options.lock_timeout.as_millis().clamp(1, i32::MAX as u128);
+    client
+        .batch_execute(&format!("SET LOCAL lock_timeout = {millis}"))
+        .await?;
+    Ok(())
+}
+
+/// The SQL type of the shadow column: cells (`bytea`) when encrypting, the
+/// setting's plaintext type when decrypting.
+pub(super) fn shadow_type(
+    direction: Direction,
+    setting: &EncryptionSetting,
+    column: &ColumnName,
+) -> Result<String, Error> {
+    if direction == Direction::Encrypt {
+        return Ok("bytea".to_owned());
+    }
+    if let Some(named) = &setting.named_type {
+        return Ok(match named.name().rsplit_once('.') {
+            Some((schema, name)) => {
+                format!("{}.{}", escape_identifier(schema), escape_identifier(name))
+            }
+            None => escape_identifier(named.name()),
+        });
+    }
+    setting.cell.plaintext_type.sql_name().ok_or_else(|| {
+        MigrationError::NotMigratable {
+            column: Box::new(column.clone()),
+            action: direction.past_participle(),
+            reason: format!("its {} has a type aepg cannot name", setting.label()),
+        }
+        .into()
+    })
+}
+
+/// A dollar-quote tag that `body` does not contain.
+fn dollar_tag(body: &str) -> String {
+    (0..)
+        .map(|n| format!("$aepg{n}$"))
+        .find(|tag| !body.contains(tag.as_str()))
+        .unwrap_or_default()
+}
+
+/// The migration's objects, as SQL names them (quoted here, never by the server).
+#[derive(Clone, Debug)]
+pub(super) struct Names {
+    pub(super) table: String,
+    pub(super) column: String,
+    pub(super) shadow: String,
+    pub(super) function: String,
+    pub(super) trigger: String,
+}
+
+impl Names {
+    pub(super) fn new(column: &ColumnName, shadow: &str, table_oid: u32, attnum: i16) -> Self {
+        Self {
+            table: format!(
+                "{}.{}",
+                escape_identifier(&column.schema),
+                escape_identifier(&column.table)
+            ),
+            column: escape_identifier(&column.column),
+            shadow: escape_identifier(shadow),
+            function: format!(
+                "aepg.{}",
+                escape_identifier(&format!("migrate_{table_oid}_{attnum}"))
+            ),
+            // Last of the table's BEFORE triggers (they fire in name
+            // order), so it sees the value the others leave.
+            trigger: escape_identifier(&format!("zzz_aepg_migrate_{attnum}")),
+        }
+    }
+
+    /// The names of a migration under way, found again on the server.
+    pub(super) async fn find(
+        client: &impl GenericClient,
+        column: &ColumnName,
+        shadow: &str,
+    ) -> Result<Self, Error> {
+        let row = client
+            .query_opt(
+                "SELECT c.oid, a.attnum
+                 FROM pg_catalog.pg_attribute a
+                 JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.attrelid
+                 JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                 WHERE n.nspname OPERATOR(pg_catalog.=) $1
+                   AND c.relname OPERATOR(pg_catalog.=) $2
+                   AND a.attname OPERATOR(pg_catalog.=) $3
+                   AND NOT a.attisdropped",
+                &[&column.schema, &column.table, &column.column],
+            )
+            .await?
+            .ok_or_else(|| MigrationError::Damaged {
+                column: Box::new(column.clone()),
+                reason: "the column is gone from the database".to_owned(),
+            })?;
+        Ok(Self::new(column, shadow, row.try_get(0)?, row.try_get(1)?))
+    }
+}
+
+/// Converts values of the column into values of its shadow column.
+pub(super) struct Converter<'a> {
+    pub(super) column: &'a ColumnName,
+    pub(super) direction: Direction,
+    pub(super) setting: &'a EncryptionSetting,
+    pub(super) catalog: &'a Catalog,
+    pub(super) encryption: &'a Encryption,
+    pub(super) cipher: Arc<CellCipher>,
+    pub(super) names: Names,
+    /// The shadow column's type, for the update's array.
+    pub(super) shadow_type: String,
+}
+
+impl Converter<'_> {
+    /// Converts `rows` (`ctid` as text, the column's value) and writes the
+    /// results into their shadow column, by `ctid`: the rows must be locked
+    /// by the transaction `client` runs. Returns how many rows it wrote.
+    pub(super) async fn convert(
+        &self,
+        client: &impl GenericClient,
+        rows: Vec<tokio_postgres::Row>,
+    ) -> Result<i64, Error> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut ids: Vec<String> = Vec::with_capacity(rows.len());
+        let mut values = Vec::with_capacity(rows.len());
+        let ciphers = QueryCiphers::default();
+        for row in rows {
+            let id: String = row.try_get(0)?;
+            let RawValue(value) = row.try_get(1)?;
+            let converted = match self.direction {
+                Direction::Encrypt => {
+                    Zeroizing::new(self.cipher.encrypt(&self.setting.cell, &value)?)
+                }
+                Direction::Decrypt => decrypt_cell(
+                    self.encryption,
+                    self.catalog,
+                    self.setting,
+                    &value,
+                    &ciphers,
+                )
+                .await
+                .map_err(|source| MigrationError::Cell {
+                    column: Box::new(self.column.clone()),
+                    row: id.clone(),
+                    reason: source.to_string(),
+                })?,
+            };
+            ids.push(id);
+            values.push(Some(converted));
+        }
+        let count = ids.len();
+        // The `= ANY` lets the server find the rows by their ctid (a TID
+        // scan), the join pairs each with its value.
+        let sql = format!(
+            "UPDATE ONLY {table} AS t SET {shadow} = u.v
+             FROM unnest($1::text[]::tid[], $2::{ty}[]) AS u(id, v)
+             WHERE t.ctid = ANY ($1::text[]::tid[]) AND t.ctid = u.id",
+            table = self.names.table,
+            shadow = self.names.shadow,
+            ty = self.shadow_type,
+        );
+        client.execute(&sql, &[&ids, &RawArray(values)]).await?;
+        Ok(i64::try_from(count).unwrap_or(i64::MAX))
+    }
+
+    /// The rows with a value but no shadow value yet, at most `limit`,
+    /// locked.
+    pub(super) fn dirty_rows_sql(&self, limit: usize) -> String {
+        format!(
+            "SELECT ctid::text, {column} FROM ONLY {table}
+             WHERE {shadow} IS NULL AND {column} IS NOT NULL LIMIT {limit} FOR UPDATE",
+            column = self.names.column,
+            table = self.names.table,
+            shadow = self.names.shadow,
+        )
+    }
+}
+
+/// The backfill of one migration: a walk through the table's blocks, then
+/// catch-up passes for the rows written behind the walk.
+pub(super) struct Backfill<'a> {
+    pub(super) client: &'a mut tokio_postgres::Client,
+    pub(super) converter: Converter<'a>,
+    pub(super) options: &'a MigrationOptions,
+    pub(super) state: MigrationState,
+    pub(super) progress: &'a mut (dyn FnMut(&MigrationProgress) + Send),
+    /// Rows done before this run, plus those left when it began.
+    pub(super) rows_total: i64,
+}
+
+/// Blocks the walk's first batch covers; later batches adapt to the rows found.
+const FIRST_STEP_BLOCKS: i64 = 64;
+
+/// The most blocks one batch covers.
+const MAX_STEP_BLOCKS: i64 = 1 << 20;
+
+impl Backfill<'_> {
+    /// Counts what is left, for progress reports.
+    pub(super) async fn count_remaining(&mut self) -> Result<(), Error> {
+        let names = &self.converter.names;
+        let remaining: i64 = self
+            .client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM ONLY {table} WHERE {shadow} IS NULL AND {column} IS NOT NULL",
+                    table = names.table,
+                    shadow = names.shadow,
+                    column = names.column,
+                ),
+                &[],
+            )
+            .await?
+            .try_get(0)?;
+        self.rows_total = self.state.rows_done.saturating_add(remaining);
+        Ok(())
+    }
+
+    /// Walks the table's blocks from where the last run stopped, then
+    /// catches up with the rows written behind the walk until a pass finds
+    /// fewer than a batch.
+    pub(super) async fn run(&mut self) -> Result<(), Error> {
+        let batch = self.options.batch_size.max(1);
+        let select_range = format!(
+            "SELECT ctid::text, {column} FROM ONLY {table}
+             WHERE ctid >= $1::text::tid AND ctid < $2::text::tid
+               AND {shadow} IS NULL AND {column} IS NOT NULL
+             FOR UPDATE",
+            column = self.converter.names.column,
+            table = self.converter.names.table,
+            shadow = self.converter.names.shadow,
+        );
+        let mut step = FIRST_STEP_BLOCKS;
+        while self.state.next_block < self.state.end_block {
+            let from = self.state.next_block;
+            let to = from.saturating_add(step).min(self.state.end_block);
+            let transaction = self.client.transaction().await?;
+            let rows = transaction
+                .query(
+                    &select_range,
+                    &[&format!("({from},0)"), &format!("({to},0)")],
+                )
+                .await?;
+            let done = self.converter.convert(&transaction, rows).await?;
+            self.state.next_block = to;
+            self.state.rows_done = self.state.rows_done.saturating_add(done);
+            self.state
+                .save_progress(&transaction, self.converter.column)
+                .await?;
+            transaction.commit().await?;
+            self.report(MigrationStage::Backfill);
+            step = next_step(step, done, batch);
+        }
+        let select_dirty = self.converter.dirty_rows_sql(batch);
+        loop {
+            let transaction = self.client.transaction().await?;
+            let rows = transaction.query(&select_dirty, &[]).await?;
+            let found = rows.len();
+            let done = self.converter.convert(&transaction, rows).await?;
+            self.state.rows_done = self.state.rows_done.saturating_add(done);
+            self.state
+                .save_progress(&transaction, self.converter.column)
+                .await?;
+            transaction.commit().await?;
+            self.report(MigrationStage::CatchUp);
+            if found < batch {
+                return Ok(());
+            }
+        }
+    }
+
+    pub(super) fn report(&mut self, stage: MigrationStage) {
+        let rows_done = u64::try_from(self.state.rows_done).unwrap_or(0);
+        let rows_total = u64::try_from(self.rows_total.max(self.state.rows_done)).unwrap_or(0);
+        (self.progress)(&MigrationProgress {
+            stage,
+            rows_done,
+            rows_total,
+        });
+    }
+}
+
+/// The next batch's blocks: as many as should hold `batch` rows at the
+/// density the last batch found, growing at most fourfold.
+fn next_step(step: i64, done: i64, batch: usize) -> i64 {
+    let batch = i64::try_from(batch).unwrap_or(i64::MAX);
+    let next = if done == 0 {
+        step.saturating_mul(4)
+    } else {
+        (step.saturating_mul(batch) / done).min(step.saturating_mul(4))
+    };
+    next.clamp(1, MAX_STEP_BLOCKS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_walk_adapts_to_the_rows_it_finds() {
+        assert_eq!(next_step(64, 0, 5000), 256);
+        assert_eq!(next_step(64, 10_000, 5000), 32);
+        assert_eq!(next_step(64, 5000, 5000), 64);
+        assert_eq!(next_step(1, 100_000, 5000), 1);
+        assert_eq!(next_step(MAX_STEP_BLOCKS, 0, 5000), MAX_STEP_BLOCKS);
+    }
+
+    #[test]
+    fn the_dollar_tag_is_not_in_the_body() {
+        assert_eq!(dollar_tag("BEGIN END"), "$aepg0$");
+        assert_eq!(dollar_tag("x $aepg0$ y"), "$aepg1$");
+    }
+}
