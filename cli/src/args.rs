@@ -178,12 +178,58 @@ pub enum ColumnCommand {
         #[arg(long)]
         setting: String,
     },
+    /// Encrypt a column of plaintext values in place, while applications
+    /// keep using it; resumes a run that stopped (re-run the same command).
+    Encrypt {
+        /// `table` or `schema.table` (`public` when unqualified).
+        #[arg(long)]
+        table: String,
+        /// The column.
+        #[arg(long)]
+        column: String,
+        /// The setting to encrypt it under (its type must be the column's).
+        #[arg(long)]
+        setting: String,
+        #[command(flatten)]
+        migration: MigrationArgs,
+    },
+    /// Decrypt an encrypted column in place: the reverse of `encrypt`.
+    Decrypt {
+        /// `table` or `schema.table` (`public` when unqualified).
+        #[arg(long)]
+        table: String,
+        /// The column.
+        #[arg(long)]
+        column: String,
+        #[command(flatten)]
+        migration: MigrationArgs,
+    },
     /// List the encrypted columns and whether this run can use them.
     Status {
         /// Only this table (`table` or `schema.table`).
         #[arg(long)]
         table: Option<String>,
     },
+}
+
+/// How a column migration runs.
+#[derive(Debug, Args)]
+pub struct MigrationArgs {
+    /// Rows converted per transaction.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+    /// Seconds between telling clients the column is being swapped and the
+    /// swap: at least the catalog TTL of clients that do not hear catalog
+    /// announcements (see docs/OPERATIONS.md).
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    pub grace: f64,
+    /// Seconds the swap waits for the table's lock before it lets go and
+    /// tries again.
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+    pub lock_timeout: f64,
+    /// How many times the swap tries to take the table's lock.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub swap_attempts: u32,
 }
 
 /// Encryption modes.

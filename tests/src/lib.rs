@@ -34,6 +34,7 @@ mod dedicated;
 pub mod env_vars;
 pub mod fixture;
 mod wire_tap;
+pub mod workload;
 
 pub use aepg_pgserver::{
     container_image, BackendKind, Error as HarnessError, ErrorKind as HarnessErrorKind, Result,

@@ -4,198 +4,20 @@
 //! writer wrote, no read failed and no equality lookup missed.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aepg::cell::EncryptionMode::{Deterministic, Randomized};
 use aepg::migration::{MigrationError, MigrationOptions, MigrationStage};
 use aepg::{ColumnName, Error};
 use aepg_tests::fixture::EncryptedDatabase;
-
-const ROWS: i32 = 20_000;
-/// Rows no writer touches: the reader looks them up by their `ssn`.
-const STABLE: i32 = 1_000;
+use aepg_tests::workload::{aepg_writer, check_rows, people, plain_writer, reader, ROWS};
 
 fn options() -> MigrationOptions {
     MigrationOptions::default()
         .batch_size(1_000)
         .grace(Duration::from_millis(300))
-}
-
-/// What the writers wrote, by id, and what went wrong.
-#[derive(Default)]
-struct Ledger {
-    expected: Mutex<BTreeMap<i32, String>>,
-    writes: AtomicU64,
-    failed_writes: AtomicU64,
-    reads: AtomicU64,
-    failed_reads: AtomicU64,
-    misses: AtomicU64,
-    failures: Mutex<Vec<String>>,
-}
-
-impl Ledger {
-    fn failed(&self, counter: &AtomicU64, what: String) {
-        counter.fetch_add(1, Ordering::SeqCst);
-        let mut failures = self.failures.lock().unwrap();
-        if failures.len() < 10 {
-            failures.push(what);
-        }
-    }
-}
-
-async fn people(db: &EncryptedDatabase) -> Arc<Ledger> {
-    db.plain
-        .batch_execute(&format!(
-            "CREATE TABLE people (id int PRIMARY KEY, name text NOT NULL, ssn text UNIQUE);
-             INSERT INTO people SELECT i, 'name ' || i, 'ssn-' || i FROM generate_series(1, {ROWS}) i;
-             UPDATE people SET ssn = NULL WHERE id % 97 = 0;"
-        ))
-        .await
-        .unwrap();
-    let ledger = Arc::new(Ledger::default());
-    let mut expected = ledger.expected.lock().unwrap();
-    for id in 1..=ROWS {
-        if id % 97 != 0 {
-            expected.insert(id, format!("ssn-{id}"));
-        }
-    }
-    drop(expected);
-    ledger
-}
-
-/// Through aepg: updates existing rows' `ssn` and inserts new rows, until `stop`.
-fn aepg_writer(
-    client: aepg::Client,
-    ledger: Arc<Ledger>,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut n: i32 = 0;
-        while !stop.load(Ordering::SeqCst) {
-            n += 1;
-            let (result, id, value) = if n % 3 == 0 {
-                let id = ROWS + n;
-                let value = format!("new-{n}");
-                let result = client
-                    .execute(
-                        "INSERT INTO people (id, name, ssn) VALUES ($1, $2, $3)",
-                        &[&id, &format!("new {n}"), &value],
-                    )
-                    .await;
-                (result, id, value)
-            } else {
-                let id = STABLE + 1 + (n * 7919) % (ROWS / 2 - STABLE);
-                let value = format!("upd-{n}");
-                let result = client
-                    .execute("UPDATE people SET ssn = $2 WHERE id = $1", &[&id, &value])
-                    .await;
-                (result, id, value)
-            };
-            match result {
-                Ok(_) => {
-                    ledger.writes.fetch_add(1, Ordering::SeqCst);
-                    ledger.expected.lock().unwrap().insert(id, value);
-                }
-                Err(error) => ledger.failed(&ledger.failed_writes, format!("aepg write: {error}")),
-            }
-        }
-    })
-}
-
-/// Through plain tokio-postgres, before the swap: plaintext into the
-/// plaintext column, which the backfill must catch up with.
-fn plain_writer(
-    client: tokio_postgres::Client,
-    ledger: Arc<Ledger>,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut n: i32 = 0;
-        while !stop.load(Ordering::SeqCst) {
-            n += 1;
-            let id = ROWS / 2 + 1 + (n * 104_729) % (ROWS / 2);
-            let value = format!("plain-{n}");
-            match client
-                .execute("UPDATE people SET ssn = $2 WHERE id = $1", &[&id, &value])
-                .await
-            {
-                Ok(_) => {
-                    ledger.writes.fetch_add(1, Ordering::SeqCst);
-                    ledger.expected.lock().unwrap().insert(id, value);
-                }
-                Err(error) => ledger.failed(&ledger.failed_writes, format!("plain write: {error}")),
-            }
-        }
-    })
-}
-
-/// Through aepg: equality lookups of the stable rows, and reads by id.
-fn reader(
-    client: aepg::Client,
-    ledger: Arc<Ledger>,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut n: i32 = 0;
-        while !stop.load(Ordering::SeqCst) {
-            n += 1;
-            let id = 1 + (n * 31) % STABLE;
-            if id % 97 == 0 {
-                continue;
-            }
-            let ssn = format!("ssn-{id}");
-            ledger.reads.fetch_add(1, Ordering::SeqCst);
-            match client
-                .query("SELECT id, ssn FROM people WHERE ssn = $1", &[&ssn])
-                .await
-            {
-                Ok(rows) if rows.len() == 1 && rows[0].get::<_, i32>(0) == id => {}
-                Ok(rows) => ledger.failed(
-                    &ledger.misses,
-                    format!("lookup of {ssn}: {} rows", rows.len()),
-                ),
-                Err(error) => ledger.failed(&ledger.failed_reads, format!("lookup: {error}")),
-            }
-            let read = match client
-                .query_one("SELECT ssn FROM people WHERE id = $1", &[&id])
-                .await
-            {
-                Ok(row) => row.try_get::<_, Option<String>>(0),
-                Err(error) => Err(error),
-            };
-            match read {
-                Ok(Some(found)) if found == ssn => {}
-                Ok(found) => ledger.failed(&ledger.misses, format!("row {id}: {found:?}")),
-                Err(error) => ledger.failed(&ledger.failed_reads, format!("read: {error}")),
-            }
-        }
-    })
-}
-
-/// Every row through `client` is what the ledger expects.
-async fn check_rows(client: &aepg::Client, ledger: &Ledger) {
-    let rows = client
-        .query("SELECT id, ssn FROM people", &[])
-        .await
-        .unwrap();
-    let found: BTreeMap<i32, String> = rows
-        .iter()
-        .filter_map(|row| row.get::<_, Option<String>>(1).map(|ssn| (row.get(0), ssn)))
-        .collect();
-    let expected = ledger.expected.lock().unwrap().clone();
-    assert_eq!(found.len(), expected.len());
-    let wrong: Vec<_> = expected
-        .iter()
-        .filter(|(id, ssn)| found.get(id) != Some(ssn))
-        .take(5)
-        .collect();
-    assert!(
-        wrong.is_empty(),
-        "rows differ from their last write: {wrong:?}"
-    );
 }
 
 async fn column_type(db: &EncryptedDatabase) -> String {
@@ -214,7 +36,7 @@ async fn column_type(db: &EncryptedDatabase) -> String {
 async fn a_column_is_encrypted_in_place_under_load_and_decrypted_back() {
     let db = EncryptedDatabase::new("migration").await;
     db.setting("ssn", "text", Deterministic).await;
-    let ledger = people(&db).await;
+    let ledger = people(&db.plain).await;
     let column = ColumnName::new("public", "people", "ssn");
 
     let stop_all = Arc::new(AtomicBool::new(false));
@@ -301,20 +123,7 @@ async fn a_column_is_encrypted_in_place_under_load_and_decrypted_back() {
         task.await.unwrap();
     }
     assert_eq!(column_type(&db).await, "text");
-    let failures = ledger.failures.lock().unwrap().clone();
-    assert_eq!(
-        ledger.failed_writes.load(Ordering::SeqCst),
-        0,
-        "{failures:?}"
-    );
-    assert_eq!(
-        ledger.failed_reads.load(Ordering::SeqCst),
-        0,
-        "{failures:?}"
-    );
-    assert_eq!(ledger.misses.load(Ordering::SeqCst), 0, "{failures:?}");
-    assert!(ledger.writes.load(Ordering::SeqCst) > 100);
-    assert!(ledger.reads.load(Ordering::SeqCst) > 100);
+    ledger.assert_clean();
     check_rows(&db.client().await, &ledger).await;
     // The shadow column, its trigger and function, and the work state are gone.
     let leftovers: i64 = db

@@ -2,6 +2,7 @@
 
 mod catalog;
 mod keys;
+mod migrate;
 mod report;
 mod settings;
 
@@ -37,6 +38,17 @@ pub async fn run(command: &Command, settings: &Settings, output: Output) -> Resu
             column,
             setting,
         }) => settings::assign_column(settings, output, table, column, setting).await,
+        Command::Column(ColumnCommand::Encrypt {
+            table,
+            column,
+            setting,
+            migration,
+        }) => migrate::encrypt(settings, output, table, column, setting, migration).await,
+        Command::Column(ColumnCommand::Decrypt {
+            table,
+            column,
+            migration,
+        }) => migrate::decrypt(settings, output, table, column, migration).await,
         Command::Column(ColumnCommand::Status { table }) => {
             settings::column_status(settings, output, table.as_deref()).await
         }

@@ -106,7 +106,7 @@ pub async fn list_settings(settings: &Settings, output: Output) -> Result<(), Fa
 }
 
 /// `public.people` from `people` or `public.people`.
-fn column_name(table: &str, column: &str) -> ColumnName {
+pub(super) fn column_name(table: &str, column: &str) -> ColumnName {
     match table.split_once('.') {
         Some((schema, table)) => ColumnName::new(schema, table, column),
         None => ColumnName::new("public", table, column),
