@@ -204,6 +204,19 @@ pub enum ColumnCommand {
         #[command(flatten)]
         migration: MigrationArgs,
     },
+    /// Abandon a column's encryption or decryption that has not swapped:
+    /// drop its trigger and shadow column, leave the column as it was.
+    Abort {
+        /// `table` or `schema.table` (`public` when unqualified).
+        #[arg(long)]
+        table: String,
+        /// The column.
+        #[arg(long)]
+        column: String,
+        /// Seconds to wait for the table's lock.
+        #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+        lock_timeout: f64,
+    },
     /// List the encrypted columns and whether this run can use them.
     Status {
         /// Only this table (`table` or `schema.table`).

@@ -32,6 +32,7 @@
 mod database;
 mod dedicated;
 pub mod env_vars;
+pub mod faults;
 pub mod fixture;
 mod wire_tap;
 pub mod workload;

@@ -86,7 +86,7 @@ pub fn aepg_writer(
     tokio::spawn(async move {
         let mut n: i32 = 0;
         while !stop.load(Ordering::SeqCst) {
-            n += 1;
+            n = n.wrapping_add(1);
             let (result, id, value) = if n % 3 == 0 {
                 let id = ROWS + n;
                 let value = format!("new-{n}");
@@ -98,7 +98,7 @@ pub fn aepg_writer(
                     .await;
                 (result, id, value)
             } else {
-                let id = STABLE + 1 + (n * 7919) % (ROWS / 2 - STABLE);
+                let id = STABLE + 1 + (n.wrapping_mul(7919) & i32::MAX) % (ROWS / 2 - STABLE);
                 let value = format!("upd-{n}");
                 let result = client
                     .execute("UPDATE people SET ssn = $2 WHERE id = $1", &[&id, &value])
@@ -110,7 +110,12 @@ pub fn aepg_writer(
                     ledger.writes.fetch_add(1, Ordering::SeqCst);
                     ledger.expected.lock().unwrap().insert(id, value);
                 }
-                Err(error) => ledger.failed(&ledger.failed_writes, format!("aepg write: {error}")),
+                Err(error) => {
+                    ledger.failed(&ledger.failed_writes, format!("aepg write: {error}"));
+                    // A closed connection fails at once: yield, so a test
+                    // that failed can stop this task.
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
             }
         }
     })
@@ -126,8 +131,8 @@ pub fn plain_writer(
     tokio::spawn(async move {
         let mut n: i32 = 0;
         while !stop.load(Ordering::SeqCst) {
-            n += 1;
-            let id = ROWS / 2 + 1 + (n * 104_729) % (ROWS / 2);
+            n = n.wrapping_add(1);
+            let id = ROWS / 2 + 1 + (n.wrapping_mul(104_729) & i32::MAX) % (ROWS / 2);
             let value = format!("plain-{n}");
             match client
                 .execute("UPDATE people SET ssn = $2 WHERE id = $1", &[&id, &value])
@@ -137,7 +142,12 @@ pub fn plain_writer(
                     ledger.writes.fetch_add(1, Ordering::SeqCst);
                     ledger.expected.lock().unwrap().insert(id, value);
                 }
-                Err(error) => ledger.failed(&ledger.failed_writes, format!("plain write: {error}")),
+                Err(error) => {
+                    ledger.failed(&ledger.failed_writes, format!("plain write: {error}"));
+                    // A closed connection fails at once: yield, so a test
+                    // that failed can stop this task.
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
             }
         }
     })
@@ -152,8 +162,8 @@ pub fn reader(
     tokio::spawn(async move {
         let mut n: i32 = 0;
         while !stop.load(Ordering::SeqCst) {
-            n += 1;
-            let id = 1 + (n * 31) % STABLE;
+            n = n.wrapping_add(1);
+            let id = 1 + (n.wrapping_mul(31) & i32::MAX) % STABLE;
             if id % 97 == 0 {
                 continue;
             }
@@ -168,7 +178,12 @@ pub fn reader(
                     &ledger.misses,
                     format!("lookup of {ssn}: {} rows", rows.len()),
                 ),
-                Err(error) => ledger.failed(&ledger.failed_reads, format!("lookup: {error}")),
+                Err(error) => {
+                    ledger.failed(&ledger.failed_reads, format!("lookup: {error}"));
+                    // A closed connection fails at once: yield, so a test
+                    // that failed can stop this task.
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
             }
             let read = match client
                 .query_one("SELECT ssn FROM people WHERE id = $1", &[&id])
@@ -180,7 +195,12 @@ pub fn reader(
             match read {
                 Ok(Some(found)) if found == ssn => {}
                 Ok(found) => ledger.failed(&ledger.misses, format!("row {id}: {found:?}")),
-                Err(error) => ledger.failed(&ledger.failed_reads, format!("read: {error}")),
+                Err(error) => {
+                    ledger.failed(&ledger.failed_reads, format!("read: {error}"));
+                    // A closed connection fails at once: yield, so a test
+                    // that failed can stop this task.
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
             }
         }
     })

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aepg::cell::EncryptionMode::{Deterministic, Randomized};
-use aepg::migration::{MigrationError, MigrationOptions, MigrationStage};
+use aepg::migration::{MigrationError, MigrationOptions, MigrationProgress, MigrationStage};
 use aepg::{ColumnName, Error};
 use aepg_tests::fixture::EncryptedDatabase;
 use aepg_tests::workload::{aepg_writer, check_rows, people, plain_writer, reader, ROWS};
@@ -197,13 +197,22 @@ async fn columns_that_cannot_be_migrated_are_refused_before_anything_changes() {
         .await
         .unwrap();
     let mut admin = db.admin_connection().await;
-    let cases: [(&str, &str, &str); 6] = [
+    db.plain
+        .batch_execute(
+            "ALTER TABLE t ADD COLUMN k int4 GENERATED ALWAYS AS IDENTITY,
+                           ADD COLUMN cs text COLLATE \"C\";",
+        )
+        .await
+        .unwrap();
+    let cases: [(&str, &str, &str); 8] = [
         ("ssn", "ssn", "view v"),
         ("note", "note", "randomized"),
         ("n", "ssn", "integer"),
         ("d", "ssn", "default"),
         ("c", "ssn", "constraint"),
         ("id", "short", "character varying(8)"),
+        ("cs", "ssn", "collation"),
+        ("k", "ssn", "integer"),
     ];
     for (column, setting, needle) in cases {
         let column = ColumnName::new("public", "t", column);
@@ -227,7 +236,7 @@ async fn columns_that_cannot_be_migrated_are_refused_before_anything_changes() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(columns, 6);
+    assert_eq!(columns, 8);
     let migrations: i64 = db
         .plain
         .query_one("SELECT count(*) FROM aepg.column_migrations", &[])
@@ -317,4 +326,324 @@ async fn a_cell_that_does_not_decrypt_stops_the_decryption_and_changes_nothing()
         values,
         (1..=50).map(|id| format!("s{id}")).collect::<Vec<_>>()
     );
+}
+
+/// Runs `encrypt_column` on a connection of its own and drops it after the
+/// first batch: a run that died.
+async fn interrupted_encryption(db: &EncryptedDatabase, column: &ColumnName, setting: &str) {
+    let mut connection = db.database.connect().await;
+    let (first_batch, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut first_batch = Some(first_batch);
+    let mut progress = |_: &MigrationProgress| {
+        if let Some(signal) = first_batch.take() {
+            let _ = signal.send(());
+        }
+    };
+    let options = options().batch_size(200);
+    tokio::select! {
+        outcome = db.admin.encrypt_column(&mut connection, column, setting, &options, &mut progress) => {
+            panic!("finished before it could be stopped: {outcome:?}")
+        }
+        _ = stopped => {}
+    }
+    drop(connection);
+    // The server rolls the open batch back when it notices the session gone.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn a_dba_who_alters_a_stopped_migration_gains_nothing() {
+    let db = EncryptedDatabase::new("migration_tampered").await;
+    db.setting("ssn", "text", Deterministic).await;
+    db.setting("other", "text", Randomized).await;
+    let ledger = people(&db.plain).await;
+    let column = ColumnName::new("public", "people", "ssn");
+    interrupted_encryption(&db, &column, "ssn").await;
+
+    // Another setting in the work state: the re-run refuses to resume it.
+    db.plain
+        .batch_execute(
+            "UPDATE aepg.column_migrations SET setting_id = (SELECT id FROM aepg.encryption_settings WHERE name = 'other')",
+        )
+        .await
+        .unwrap();
+    let error = db
+        .admin
+        .encrypt_column(
+            &mut *db.admin_connection().await,
+            &column,
+            "ssn",
+            &options(),
+            &mut |_| {},
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Migration(migration) if matches!(**migration, MigrationError::Conflict { .. })),
+        "{error}"
+    );
+    assert!(error.to_string().contains("public.people.ssn"), "{error}");
+
+    // The walk said to be over, and shadow values planted in rows it did
+    // not reach: the catch-up still converts every row, and the planted
+    // values are cleared by the trigger only when the column changes, so
+    // the swap's final pass is what must not trust them either.
+    db.plain
+        .batch_execute(
+            "UPDATE aepg.column_migrations
+                SET setting_id = (SELECT id FROM aepg.encryption_settings WHERE name = 'ssn'),
+                    next_block = end_block;",
+        )
+        .await
+        .unwrap();
+    let report = db
+        .admin
+        .encrypt_column(
+            &mut *db.admin_connection().await,
+            &column,
+            "ssn",
+            &options(),
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+    assert!(report.resumed);
+    check_rows(&db.client().await, &ledger).await;
+}
+
+#[tokio::test]
+async fn a_forged_swap_makes_clients_wait_and_refuse_but_never_send_plaintext() {
+    let db = EncryptedDatabase::new("migration_forged").await;
+    db.plain
+        .batch_execute(
+            "CREATE TABLE people (id int, ssn text);
+             INSERT INTO aepg.column_migrations
+                 (schema_name, table_name, column_name, direction, setting_id, shadow_name, phase)
+             VALUES ('public', 'people', 'ssn', 'encrypt', 1, 'x', 'swapping');",
+        )
+        .await
+        .unwrap();
+    let tap = aepg_tests::WireTap::start(&db.database.config()).await;
+    let client = db
+        .client_at(
+            &tap.route(&db.database.config()),
+            db.encryption_with(|config| config.migration_swap_wait(Duration::from_millis(600))),
+        )
+        .await;
+    let started = std::time::Instant::now();
+    let error = client
+        .execute(
+            "INSERT INTO people (id, ssn) VALUES ($1, $2)",
+            &[&1, &"forged-swap-secret"],
+        )
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    assert!(
+        matches!(&error, Error::Migration(migration) if matches!(**migration, MigrationError::Swapping { .. })),
+        "{error}"
+    );
+    assert!(error.to_string().contains("public.people"), "{error}");
+    assert!(!tap.saw(b"forged-swap-secret"));
+    // Statements on other tables are not held up.
+    client.query("SELECT 1", &[]).await.unwrap();
+    // Inside a transaction block the statement is refused at once: waiting
+    // would hold locks a swap needs.
+    let mut client = client;
+    let transaction = client.transaction().await.unwrap();
+    let started = std::time::Instant::now();
+    transaction
+        .query("SELECT ssn FROM people", &[])
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_millis(400));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_crash_in_the_middle_of_a_migration_loses_nothing() {
+    let server = aepg_tests::DedicatedServer::start(&[]).await.unwrap();
+    let db = EncryptedDatabase::on(server.create_database("migration_crash").await.unwrap()).await;
+    db.setting("ssn", "text", Deterministic).await;
+    let ledger = people(&db.plain).await;
+    let column = ColumnName::new("public", "people", "ssn");
+    let config = db.database.config();
+    let mut connection = db.database.connect().await;
+    let mut crash = None;
+    let outcome = {
+        let config = config.clone();
+        let mut progress = |_: &MigrationProgress| {
+            if crash.is_none() {
+                let config = config.clone();
+                crash = Some(tokio::spawn(async move {
+                    aepg_tests::faults::crash_restart(&config).await
+                }));
+            }
+        };
+        db.admin
+            .encrypt_column(
+                &mut connection,
+                &column,
+                "ssn",
+                &options().batch_size(100),
+                &mut progress,
+            )
+            .await
+    };
+    assert!(crash.unwrap().await.unwrap(), "the crash was not sent");
+    let error = outcome.unwrap_err();
+    assert!(matches!(error, Error::Database(_)), "{error}");
+    // Back after recovery: the same call finishes the migration.
+    let mut connection = loop {
+        if let Some(connection) = aepg_tests::faults::plain(&config).await {
+            if connection.simple_query("SELECT 1").await.is_ok() {
+                break connection;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let report = db
+        .admin
+        .encrypt_column(&mut connection, &column, "ssn", &options(), &mut |_| {})
+        .await
+        .unwrap();
+    assert!(report.resumed);
+    check_rows(&db.client().await, &ledger).await;
+}
+
+#[tokio::test]
+async fn tables_whose_triggers_or_row_type_could_defeat_a_migration_are_refused() {
+    let db = EncryptedDatabase::new("migration_refused_tables").await;
+    db.setting("ssn", "text", Deterministic).await;
+    db.setting("id", "int4", Deterministic).await;
+    db.plain
+        .batch_execute(
+            "CREATE TABLE t (id int GENERATED ALWAYS AS IDENTITY, ssn text);
+             CREATE FUNCTION late() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
+             CREATE TRIGGER zzzz_late BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION late();
+             CREATE TABLE r (ssn text);
+             CREATE TABLE uses_r (x r);",
+        )
+        .await
+        .unwrap();
+    let mut admin = db.admin_connection().await;
+    for (column, setting, needle) in [
+        (ColumnName::new("public", "t", "ssn"), "ssn", "zzzz_late"),
+        (ColumnName::new("public", "t", "id"), "id", "identity"),
+        (ColumnName::new("public", "r", "ssn"), "ssn", "uses_r.x"),
+    ] {
+        let error = db
+            .admin
+            .encrypt_column(&mut admin, &column, setting, &options(), &mut |_| {})
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains(needle), "{needle}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn array_values_are_encrypted_and_decrypted_in_place() {
+    let db = EncryptedDatabase::new("migration_arrays").await;
+    db.setting("scores", "int4[]", Randomized).await;
+    db.plain
+        .batch_execute(
+            "CREATE TABLE t (id int, scores int4[]);
+             INSERT INTO t SELECT i, ARRAY[i, NULL, -i] FROM generate_series(1, 300) i;
+             INSERT INTO t VALUES (0, NULL), (-1, '{}');",
+        )
+        .await
+        .unwrap();
+    let before: Vec<tokio_postgres::Row> = db
+        .plain
+        .query("SELECT id, scores FROM t ORDER BY id", &[])
+        .await
+        .unwrap();
+    let column = ColumnName::new("public", "t", "scores");
+    let mut admin = db.admin_connection().await;
+    db.admin
+        .encrypt_column(&mut admin, &column, "scores", &options(), &mut |_| {})
+        .await
+        .unwrap();
+    let client = db.client().await;
+    let row = client
+        .query_one("SELECT scores FROM t WHERE id = 7", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, Vec<Option<i32>>>(0),
+        vec![Some(7), None, Some(-7)]
+    );
+    db.admin
+        .decrypt_column(&mut admin, &column, &options(), &mut |_| {})
+        .await
+        .unwrap();
+    let after = db
+        .plain
+        .query("SELECT id, scores FROM t ORDER BY id", &[])
+        .await
+        .unwrap();
+    let values = |rows: &[tokio_postgres::Row]| -> Vec<(i32, Option<Vec<Option<i32>>>)> {
+        rows.iter().map(|row| (row.get(0), row.get(1))).collect()
+    };
+    assert_eq!(values(&after), values(&before));
+}
+
+#[tokio::test]
+async fn a_disabled_trigger_stops_the_swap_and_an_abort_restores_the_column() {
+    let db = EncryptedDatabase::new("migration_abort").await;
+    db.setting("ssn", "text", Deterministic).await;
+    let ledger = people(&db.plain).await;
+    let column = ColumnName::new("public", "people", "ssn");
+    interrupted_encryption(&db, &column, "ssn").await;
+    // The DBA turns the trigger off: writes from now on go unseen.
+    db.plain
+        .batch_execute("ALTER TABLE people DISABLE TRIGGER zzz_aepg_migrate_3")
+        .await
+        .unwrap();
+    let error = db
+        .admin
+        .encrypt_column(
+            &mut *db.admin_connection().await,
+            &column,
+            "ssn",
+            &options(),
+            &mut |_| {},
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Migration(migration) if matches!(**migration, MigrationError::Damaged { .. })),
+        "{error}"
+    );
+    assert!(error.to_string().contains("abort"), "{error}");
+    assert!(db
+        .admin
+        .abort_migration(&mut *db.admin_connection().await, &column, &options())
+        .await
+        .unwrap());
+    let leftovers: i64 = db
+        .plain
+        .query_one(
+            "SELECT (SELECT count(*) FROM pg_attribute WHERE attrelid = 'people'::regclass
+                       AND attname LIKE 'aepg%' AND NOT attisdropped)
+                  + (SELECT count(*) FROM pg_trigger WHERE tgrelid = 'people'::regclass)
+                  + (SELECT count(*) FROM aepg.column_migrations)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(leftovers, 0);
+    assert_eq!(column_type(&db).await, "text");
+    // Started again, it finishes.
+    db.admin
+        .encrypt_column(
+            &mut *db.admin_connection().await,
+            &column,
+            "ssn",
+            &options(),
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+    check_rows(&db.client().await, &ledger).await;
 }

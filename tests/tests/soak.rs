@@ -17,6 +17,7 @@ use aepg::catalog::{CatalogError, NewEncryptionSetting};
 use aepg::cell::EncryptionMode::{Deterministic, Randomized};
 use aepg::cell::PlaintextType;
 use aepg::{Client, Encryption, Error};
+use aepg_tests::faults::{crash_restart, plain};
 use aepg_tests::fixture::EncryptedDatabase;
 use aepg_tests::DedicatedServer;
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
@@ -97,13 +98,6 @@ impl Dice {
         self.0 ^= self.0 << 17;
         self.0 % n
     }
-}
-
-/// A plain connection, if the server takes one now.
-async fn plain(database: &Config) -> Option<tokio_postgres::Client> {
-    let (client, connection) = database.connect(tokio_postgres::NoTls).await.ok()?;
-    tokio::spawn(connection);
-    Some(client)
 }
 
 /// An aepg client sharing `encryption`, if the server takes one now.
@@ -236,23 +230,6 @@ async fn worker(
         }
         client = Some(live);
     }
-}
-
-/// Crash-restarts the server: a backend killed with SIGKILL makes the
-/// postmaster end every session and replay the WAL (superuser's COPY TO
-/// PROGRAM runs the kill on the server's machine).
-async fn crash_restart(database: &Config) -> bool {
-    let (Some(victim), Some(killer)) = (plain(database).await, plain(database).await) else {
-        return false;
-    };
-    let Ok(row) = victim.query_one("SELECT pg_backend_pid()", &[]).await else {
-        return false;
-    };
-    let pid: i32 = row.get(0);
-    let _ = killer
-        .batch_execute(&format!("COPY (SELECT 1) TO PROGRAM 'kill -9 {pid}'"))
-        .await;
-    true
 }
 
 async fn terminate_sessions(database: &Config) -> bool {

@@ -75,11 +75,40 @@ pub async fn decrypt(
     Ok(())
 }
 
+/// `aepg column abort --table T --column C`
+pub async fn abort(
+    settings: &Settings,
+    output: Output,
+    table: &str,
+    column: &str,
+    lock_timeout: f64,
+) -> Result<(), Failure> {
+    let column = column_name(table, column);
+    let options =
+        MigrationOptions::default().lock_timeout(seconds(lock_timeout, "--lock-timeout")?);
+    let mut client = connect::plain(settings).await?;
+    let abandoned = admin(settings)
+        .abort_migration(&mut client, &column, &options)
+        .await?;
+    output.result(
+        || {
+            if abandoned {
+                format!("the migration of column {column} is abandoned; the column is as it was")
+            } else {
+                format!("column {column} has no migration under way")
+            }
+        },
+        || json!({ "column": column.to_string(), "abandoned": abandoned }),
+    );
+    Ok(())
+}
+
+fn seconds(value: f64, flag: &str) -> Result<Duration, Failure> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| Failure::usage(format!("{flag} takes a number of seconds, not {value}")))
+}
+
 fn options(args: &MigrationArgs) -> Result<MigrationOptions, Failure> {
-    let seconds = |value: f64, flag: &str| {
-        Duration::try_from_secs_f64(value)
-            .map_err(|_| Failure::usage(format!("{flag} takes a number of seconds, not {value}")))
-    };
     Ok(MigrationOptions::default()
         .batch_size(usize::try_from(args.batch_size).unwrap_or(usize::MAX))
         .grace(seconds(args.grace, "--grace")?)

@@ -49,6 +49,11 @@ pub async fn run(command: &Command, settings: &Settings, output: Output) -> Resu
             column,
             migration,
         }) => migrate::decrypt(settings, output, table, column, migration).await,
+        Command::Column(ColumnCommand::Abort {
+            table,
+            column,
+            lock_timeout,
+        }) => migrate::abort(settings, output, table, column, *lock_timeout).await,
         Command::Column(ColumnCommand::Status { table }) => {
             settings::column_status(settings, output, table.as_deref()).await
         }

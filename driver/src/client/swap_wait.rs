@@ -46,13 +46,25 @@ impl Executor<'_> {
         }
         let deadline = Instant::now() + self.state.encryption.migration_swap_wait();
         let mut table = table;
+        let mut waiting_on = catalog.generation();
         loop {
             if Instant::now() >= deadline {
                 return Err(refuse(&table));
             }
             tracing::debug!(table = %table, "aepg statement waits for a migration's swap");
             tokio::time::sleep(POLL_INTERVAL).await;
+            // A look at the generation; the catalog is loaded again only
+            // when it moved.
+            let generation: i64 = self
+                .client
+                .query_one("SELECT generation FROM aepg.catalog_version", &[])
+                .await?
+                .try_get(0)?;
+            if u64::try_from(generation).unwrap_or(0) == waiting_on {
+                continue;
+            }
             let current = self.state.encryption.refresh_catalog(self.client).await?;
+            waiting_on = current.generation();
             match current
                 .swapping_tables()
                 .iter()

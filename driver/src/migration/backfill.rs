@@ -3,13 +3,14 @@
 use std::sync::Arc;
 
 use postgres_protocol::escape::escape_identifier;
+use postgres_types::ToSql;
 use tokio_postgres::GenericClient;
 use zeroize::Zeroizing;
 
 use super::error::MigrationError;
 use super::raw::{RawArray, RawValue};
 use super::state::{MigrationState, Phase};
-use super::{preflight, Direction, MigrationOptions, MigrationProgress, MigrationStage};
+use super::{preflight, trigger, Direction, MigrationOptions, MigrationProgress, MigrationStage};
 use crate::catalog::{Catalog, EncryptionSetting};
 use crate::cell::CellCipher;
 use crate::client::{decrypt_cell, Encryption, QueryCiphers};
@@ -28,13 +29,13 @@ pub(super) async fn start(
     let transaction = client.transaction().await?;
     set_lock_timeout(&transaction, options).await?;
     let facts = preflight::check(&transaction, column, direction, setting).await?;
-    let shadow = format!("aepg_shadow_{}", facts.attnum);
+    let names = Names::new(column, facts.table_oid, facts.attnum);
     let taken: bool = transaction
         .query_one(
             "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute
                             WHERE attrelid OPERATOR(pg_catalog.=) $1
                               AND attname OPERATOR(pg_catalog.=) $2 AND NOT attisdropped)",
-            &[&facts.table_oid, &shadow],
+            &[&facts.table_oid, &names.shadow_name],
         )
         .await?
         .try_get(0)?;
@@ -43,37 +44,21 @@ pub(super) async fn start(
             column: Box::new(column.clone()),
             action: direction.past_participle(),
             reason: format!(
-                "its table already has a column {shadow:?}, the name its shadow column takes"
+                "its table already has a column {:?}, the name its shadow column takes",
+                names.shadow_name
             ),
         }
         .into());
     }
-    let names = Names::new(column, &shadow, facts.table_oid, facts.attnum);
+    trigger::check(&transaction, column, direction, &names, true).await?;
     let shadow_type = shadow_type(direction, setting, column)?;
-    let body = format!(
-        "BEGIN
-             IF TG_OP = 'INSERT' OR NEW.{column}::text IS DISTINCT FROM OLD.{column}::text THEN
-                 NEW.{shadow} := NULL;
-             END IF;
-             RETURN NEW;
-         END",
-        column = names.column,
-        shadow = names.shadow,
-    );
-    let tag = dollar_tag(&body);
     transaction
         .batch_execute(&format!(
-            "ALTER TABLE ONLY {table} ADD COLUMN {shadow} {shadow_type};
-             CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql
-                 SET search_path = pg_catalog AS {tag}{body}{tag};
-             CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE ON {table}
-                 FOR EACH ROW EXECUTE FUNCTION {function}();",
-            table = names.table,
-            shadow = names.shadow,
-            function = names.function,
-            trigger = names.trigger,
+            "ALTER TABLE ONLY {} ADD COLUMN {} {shadow_type}",
+            names.table, names.shadow
         ))
         .await?;
+    trigger::create(&transaction, &names).await?;
     let end_block: i64 = transaction
         .query_one(
             "SELECT pg_catalog.pg_relation_size($1::pg_catalog.oid)
@@ -85,7 +70,7 @@ pub(super) async fn start(
     let state = MigrationState {
         direction,
         setting_id: setting.cell.setting_id,
-        shadow,
+        shadow: names.shadow_name,
         phase: Phase::Backfill,
         next_block: 0,
         end_block,
@@ -137,70 +122,119 @@ pub(super) fn shadow_type(
     })
 }
 
-/// A dollar-quote tag that `body` does not contain.
-fn dollar_tag(body: &str) -> String {
-    (0..)
-        .map(|n| format!("$aepg{n}$"))
-        .find(|tag| !body.contains(tag.as_str()))
-        .unwrap_or_default()
-}
-
-/// The migration's objects, as SQL names them (quoted here, never by the server).
+/// The migration's objects, as SQL names them (quoted here, never by the
+/// server). The shadow column and the trigger are named after the
+/// column's `attnum`, never after what the (unsigned) work state says.
 #[derive(Clone, Debug)]
 pub(super) struct Names {
+    pub(super) table_oid: u32,
+    pub(super) attnum: i16,
     pub(super) table: String,
     pub(super) column: String,
+    pub(super) shadow_name: String,
     pub(super) shadow: String,
     pub(super) function: String,
+    pub(super) trigger_name: String,
     pub(super) trigger: String,
 }
 
 impl Names {
-    pub(super) fn new(column: &ColumnName, shadow: &str, table_oid: u32, attnum: i16) -> Self {
+    pub(super) fn new(column: &ColumnName, table_oid: u32, attnum: i16) -> Self {
+        let shadow_name = format!("aepg_shadow_{attnum}");
+        // Last of the table's BEFORE triggers (they fire in name order),
+        // so it sees the value the others leave; `trigger::check` refuses
+        // tables with triggers named to sort after it.
+        let trigger_name = format!("zzz_aepg_migrate_{attnum}");
         Self {
+            table_oid,
+            attnum,
             table: format!(
                 "{}.{}",
                 escape_identifier(&column.schema),
                 escape_identifier(&column.table)
             ),
             column: escape_identifier(&column.column),
-            shadow: escape_identifier(shadow),
+            shadow: escape_identifier(&shadow_name),
             function: format!(
                 "aepg.{}",
                 escape_identifier(&format!("migrate_{table_oid}_{attnum}"))
             ),
-            // Last of the table's BEFORE triggers (they fire in name
-            // order), so it sees the value the others leave.
-            trigger: escape_identifier(&format!("zzz_aepg_migrate_{attnum}")),
+            trigger: escape_identifier(&trigger_name),
+            shadow_name,
+            trigger_name,
         }
     }
 
-    /// The names of a migration under way, found again on the server.
+    /// The names of the migration under way in `state`, found again on the
+    /// server, whose shadow column must be the one `state` names, of the
+    /// type the migration writes.
     pub(super) async fn find(
         client: &impl GenericClient,
         column: &ColumnName,
-        shadow: &str,
+        state: &MigrationState,
+        setting: &EncryptionSetting,
     ) -> Result<Self, Error> {
+        let damaged = |reason: String| MigrationError::Damaged {
+            column: Box::new(column.clone()),
+            reason,
+        };
         let row = client
             .query_opt(
-                "SELECT c.oid, a.attnum
+                "SELECT c.oid, a.attnum, s.atttypid::int8, s.atttypmod,
+                        s.atttypid OPERATOR(pg_catalog.=) pg_catalog.to_regtype($5)
                  FROM pg_catalog.pg_attribute a
                  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.attrelid
                  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                 LEFT JOIN pg_catalog.pg_attribute s
+                   ON s.attrelid OPERATOR(pg_catalog.=) c.oid
+                  AND s.attname OPERATOR(pg_catalog.=) $4 AND NOT s.attisdropped
                  WHERE n.nspname OPERATOR(pg_catalog.=) $1
                    AND c.relname OPERATOR(pg_catalog.=) $2
                    AND a.attname OPERATOR(pg_catalog.=) $3
                    AND NOT a.attisdropped",
-                &[&column.schema, &column.table, &column.column],
+                &[
+                    &column.schema,
+                    &column.table,
+                    &column.column,
+                    &state.shadow,
+                    &setting.named_type.as_ref().map(|named| named.name()),
+                ],
             )
             .await?
-            .ok_or_else(|| MigrationError::Damaged {
-                column: Box::new(column.clone()),
-                reason: "the column is gone from the database".to_owned(),
-            })?;
-        Ok(Self::new(column, shadow, row.try_get(0)?, row.try_get(1)?))
+            .ok_or_else(|| damaged("the column is gone from the database".to_owned()))?;
+        let names = Self::new(column, row.try_get(0)?, row.try_get(1)?);
+        if state.shadow != names.shadow_name {
+            return Err(damaged(format!(
+                "it names shadow column {:?}, not {:?}",
+                state.shadow, names.shadow_name
+            ))
+            .into());
+        }
+        let shadow_type: Option<i64> = row.try_get(2)?;
+        let typmod: Option<i32> = row.try_get(3)?;
+        let expected = match state.direction {
+            Direction::Encrypt => shadow_type == Some(i64::from(BYTEA_OID)),
+            Direction::Decrypt => match &setting.named_type {
+                Some(_) => row.try_get::<_, Option<bool>>(4)?.unwrap_or(false),
+                None => {
+                    shadow_type == Some(i64::from(setting.cell.plaintext_type.oid))
+                        && typmod == Some(setting.cell.plaintext_type.typmod)
+                }
+            },
+        };
+        if !expected {
+            return Err(damaged(format!(
+                "its shadow column {:?} is missing or of another type",
+                names.shadow_name
+            ))
+            .into());
+        }
+        Ok(names)
     }
 }
+
+/// `pg_type.oid` of `bytea`.
+const BYTEA_OID: u32 = 17;
 
 /// Converts values of the column into values of its shadow column.
 pub(super) struct Converter<'a> {
@@ -213,6 +247,8 @@ pub(super) struct Converter<'a> {
     pub(super) names: Names,
     /// The shadow column's type, for the update's array.
     pub(super) shadow_type: String,
+    /// Whether the shadow column holds arrays (a decrypted array setting).
+    pub(super) shadow_is_array: bool,
 }
 
 impl Converter<'_> {
@@ -254,7 +290,29 @@ impl Converter<'_> {
             ids.push(id);
             values.push(Some(converted));
         }
-        let count = ids.len();
+        let count = i64::try_from(ids.len()).unwrap_or(i64::MAX);
+        if self.shadow_is_array {
+            // An array of arrays is one array to PostgreSQL, which `unnest`
+            // would take apart: one update per row, pipelined.
+            let statement = client
+                .prepare(&format!(
+                    "UPDATE ONLY {table} SET {shadow} = $2 WHERE ctid = $1::text::tid",
+                    table = self.names.table,
+                    shadow = self.names.shadow,
+                ))
+                .await?;
+            let values: Vec<RawValue> = values.into_iter().flatten().map(RawValue).collect();
+            let params: Vec<[&(dyn ToSql + Sync); 2]> = ids
+                .iter()
+                .zip(&values)
+                .map(|(id, value)| [id as &(dyn ToSql + Sync), value])
+                .collect();
+            let updates = params
+                .iter()
+                .map(|params| client.execute(&statement, params));
+            futures_util::future::try_join_all(updates).await?;
+            return Ok(count);
+        }
         // The `= ANY` lets the server find the rows by their ctid (a TID
         // scan), the join pairs each with its value.
         let sql = format!(
@@ -266,7 +324,7 @@ impl Converter<'_> {
             ty = self.shadow_type,
         );
         client.execute(&sql, &[&ids, &RawArray(values)]).await?;
-        Ok(i64::try_from(count).unwrap_or(i64::MAX))
+        Ok(count)
     }
 
     /// The rows with a value but no shadow value yet, at most `limit`,
@@ -296,6 +354,9 @@ pub(super) struct Backfill<'a> {
 
 /// Blocks the walk's first batch covers; later batches adapt to the rows found.
 const FIRST_STEP_BLOCKS: i64 = 64;
+
+/// Catch-up passes before the swap.
+const MAX_CATCH_UP_PASSES: usize = 8;
 
 /// The most blocks one batch covers.
 const MAX_STEP_BLOCKS: i64 = 1 << 20;
@@ -335,6 +396,27 @@ impl Backfill<'_> {
             table = self.converter.names.table,
             shadow = self.converter.names.shadow,
         );
+        let converter = &self.converter;
+        trigger::check(
+            &*self.client,
+            converter.column,
+            converter.direction,
+            &converter.names,
+            false,
+        )
+        .await?;
+        // The walk ends where the table ended when it began, and never past
+        // where it ends now (the work state is the server's to alter).
+        let blocks: i64 = self
+            .client
+            .query_one(
+                "SELECT pg_catalog.pg_relation_size($1::pg_catalog.oid)
+                        OPERATOR(pg_catalog./) pg_catalog.current_setting('block_size')::int8",
+                &[&converter.names.table_oid],
+            )
+            .await?
+            .try_get(0)?;
+        self.state.end_block = self.state.end_block.min(blocks);
         let mut step = FIRST_STEP_BLOCKS;
         while self.state.next_block < self.state.end_block {
             let from = self.state.next_block;
@@ -357,7 +439,10 @@ impl Backfill<'_> {
             step = next_step(step, done, batch);
         }
         let select_dirty = self.converter.dirty_rows_sql(batch);
-        loop {
+        // Each pass scans the table; writers may dirty rows as fast as they
+        // are caught up with, so the passes stop after a few and the swap's
+        // own pass, under the table's lock, takes the rest.
+        for _ in 0..MAX_CATCH_UP_PASSES {
             let transaction = self.client.transaction().await?;
             let rows = transaction.query(&select_dirty, &[]).await?;
             let found = rows.len();
@@ -369,9 +454,10 @@ impl Backfill<'_> {
             transaction.commit().await?;
             self.report(MigrationStage::CatchUp);
             if found < batch {
-                return Ok(());
+                break;
             }
         }
+        Ok(())
     }
 
     pub(super) fn report(&mut self, stage: MigrationStage) {
@@ -408,11 +494,5 @@ mod tests {
         assert_eq!(next_step(64, 5000, 5000), 64);
         assert_eq!(next_step(1, 100_000, 5000), 1);
         assert_eq!(next_step(MAX_STEP_BLOCKS, 0, 5000), MAX_STEP_BLOCKS);
-    }
-
-    #[test]
-    fn the_dollar_tag_is_not_in_the_body() {
-        assert_eq!(dollar_tag("BEGIN END"), "$aepg0$");
-        assert_eq!(dollar_tag("x $aepg0$ y"), "$aepg1$");
     }
 }

@@ -11,12 +11,14 @@
 //! recorded in `aepg.column_migrations`, so a run that was killed is
 //! resumed by running it again. `docs/OPERATIONS.md` is the runbook.
 
+mod abort;
 mod backfill;
 mod error;
 mod preflight;
 mod raw;
 mod state;
 mod swap;
+mod trigger;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -257,7 +259,16 @@ impl CatalogAdmin {
         let setting_id = match (catalog.assignments.get(column), &under_way) {
             (Some(setting_id), _) => *setting_id,
             (None, None) => return Ok(MigrationReport::already_done()),
-            (None, Some(state)) => state.setting_id,
+            // The work state is unsigned: it never says how to decrypt.
+            (None, Some(_)) => {
+                return Err(MigrationError::Damaged {
+                    column: Box::new(column.clone()),
+                    reason: "a migration is recorded, but no verified assignment makes the column \
+                             encrypted; run `aepg column abort`"
+                        .to_owned(),
+                }
+                .into())
+            }
         };
         let setting = catalog
             .settings()
@@ -340,8 +351,11 @@ impl CatalogAdmin {
             catalog: &catalog,
             encryption: &encryption,
             cipher,
-            names: Names::find(&*client, column, &state.shadow).await?,
+            names: Names::find(&*client, column, &state, &setting).await?,
             shadow_type: shadow_type(direction, &setting, column)?,
+            shadow_is_array: direction == Direction::Decrypt
+                && setting.named_type.is_none()
+                && setting.cell.plaintext_type.is_array(),
         };
         let mut backfill = Backfill {
             client,

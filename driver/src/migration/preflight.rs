@@ -121,12 +121,15 @@ pub(crate) async fn check(
 }
 
 /// Refuses a column that views, rules, defaults, generated columns,
-/// constraints other than a primary key or `UNIQUE`, expression or partial
-/// indexes, policies or statistics depend on: changing its type would fail
-/// at the swap, or keep plaintext semantics on ciphertext. Indexes and keys
-/// are kept (rebuilt on the new values) where the new values still compare
-/// as the old did: not for randomized cells, which are all different.
-async fn check_dependents(
+/// constraints other than a primary key or `UNIQUE`, indexes other than
+/// plain btree or hash ones with default operator classes, policies,
+/// statistics or other tables' columns of the table's row type depend on,
+/// or that is an identity or generated column, or (to encrypt) has a
+/// collation of its own: changing its type would fail at the swap, or keep
+/// plaintext semantics on ciphertext. Indexes and keys are kept (rebuilt
+/// on the new values) where the new values still compare as the old did:
+/// not for randomized cells, which are all different.
+pub(crate) async fn check_dependents(
     client: &impl GenericClient,
     column: &ColumnName,
     direction: Direction,
@@ -134,10 +137,54 @@ async fn check_dependents(
     table_oid: u32,
     attnum: i16,
 ) -> Result<(), Error> {
+    let action = direction.past_participle();
+    let refuse = |reason: String| MigrationError::NotMigratable {
+        column: Box::new(column.clone()),
+        action,
+        reason,
+    };
+    let facts = client
+        .query_one(
+            "SELECT a.attidentity::text, a.attgenerated::text,
+                    a.attcollation::int8 NOT IN (0, 100),
+                    (SELECT pg_catalog.string_agg(x.attrelid::pg_catalog.regclass::text
+                                OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) x.attname, ', ')
+                     FROM pg_catalog.pg_attribute x
+                     WHERE x.atttypid OPERATOR(pg_catalog.=) c.reltype AND NOT x.attisdropped)
+             FROM pg_catalog.pg_attribute a
+             JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.attrelid
+             WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attnum OPERATOR(pg_catalog.=) $2",
+            &[&table_oid, &attnum],
+        )
+        .await?;
+    if !facts.try_get::<_, String>(0)?.is_empty() {
+        return Err(refuse("it is an identity column".to_owned()).into());
+    }
+    if !facts.try_get::<_, String>(1)?.is_empty() {
+        return Err(refuse("it is a generated column".to_owned()).into());
+    }
+    if direction == Direction::Encrypt && facts.try_get::<_, bool>(2)? {
+        return Err(refuse(
+            "it has a collation of its own, whose comparisons ciphertext cannot keep".to_owned(),
+        )
+        .into());
+    }
+    if let Some(users) = facts.try_get::<_, Option<String>>(3)? {
+        return Err(refuse(format!("the table's row type is the type of {users}")).into());
+    }
     let rows = client
         .query(
             "SELECT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid),
-                    i.indexrelid IS NOT NULL AND i.indexprs IS NULL AND i.indpred IS NULL,
+                    i.indexrelid IS NOT NULL AND i.indexprs IS NULL AND i.indpred IS NULL
+                    AND (SELECT am.amname::text FROM pg_catalog.pg_class ic
+                         JOIN pg_catalog.pg_am am ON am.oid OPERATOR(pg_catalog.=) ic.relam
+                         WHERE ic.oid OPERATOR(pg_catalog.=) i.indexrelid) IN ('btree', 'hash')
+                    AND NOT EXISTS (
+                        SELECT FROM unnest(i.indkey::int2[], i.indclass::oid[], i.indcollation::oid[])
+                                    AS k(attnum, opclass, coll)
+                        JOIN pg_catalog.pg_opclass oc ON oc.oid OPERATOR(pg_catalog.=) k.opclass
+                        WHERE k.attnum::int4 OPERATOR(pg_catalog.=) $2
+                          AND (NOT oc.opcdefault OR k.coll::int8 NOT IN (0, 100))),
                     COALESCE(con.contype OPERATOR(pg_catalog.=) ANY ('{p,u}'::pg_catalog.\"char\"[]), false)
              FROM pg_catalog.pg_depend d
              LEFT JOIN pg_catalog.pg_index i
@@ -159,7 +206,8 @@ async fn check_dependents(
     let mut refused = Vec::new();
     for row in &rows {
         let description: Option<String> = row.try_get(0)?;
-        let plain_index: bool = row.try_get(1)?;
+        let plain_index: Option<bool> = row.try_get(1)?;
+        let plain_index = plain_index.unwrap_or(false);
         let key: bool = row.try_get(2)?;
         if (plain_index || key) && keeps_equality {
             continue;
@@ -176,7 +224,7 @@ async fn check_dependents(
     }
     Err(MigrationError::Dependents {
         column: Box::new(column.clone()),
-        action: direction.past_participle(),
+        action,
         objects: refused.join(", "),
     }
     .into())

@@ -23,10 +23,39 @@ impl<'a> FromSql<'a> for RawValue {
     }
 }
 
+impl ToSql for RawValue {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        out.extend_from_slice(&self.0);
+        Ok(IsNull::No)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    postgres_types::to_sql_checked!();
+}
+
+impl std::fmt::Debug for RawValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the bytes: they may be a plaintext.
+        write!(f, "RawValue({} bytes)", self.0.len())
+    }
+}
+
 /// A one-dimensional array of values in binary format, of whatever element
 /// type the server expects for the parameter.
-#[derive(Debug)]
 pub(crate) struct RawArray(pub(crate) Vec<Option<Zeroizing<Vec<u8>>>>);
+
+impl std::fmt::Debug for RawArray {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RawArray({} values)", self.0.len())
+    }
+}
 
 impl ToSql for RawArray {
     fn to_sql(

@@ -117,7 +117,7 @@ impl MigrationState {
         client: &impl GenericClient,
         column: &ColumnName,
     ) -> Result<(), Error> {
-        client
+        let updated = client
             .execute(
                 "UPDATE aepg.column_migrations SET next_block = $4, rows_done = $5
                  WHERE schema_name = $1 AND table_name = $2 AND column_name = $3",
@@ -130,7 +130,7 @@ impl MigrationState {
                 ],
             )
             .await?;
-        Ok(())
+        one_row(updated, column)
     }
 
     /// Moves it to `phase`, from now.
@@ -139,7 +139,7 @@ impl MigrationState {
         column: &ColumnName,
         phase: Phase,
     ) -> Result<(), Error> {
-        client
+        let updated = client
             .execute(
                 "UPDATE aepg.column_migrations SET phase = $4, phase_at = pg_catalog.now()
                  WHERE schema_name = $1 AND table_name = $2 AND column_name = $3",
@@ -151,7 +151,7 @@ impl MigrationState {
                 ],
             )
             .await?;
-        Ok(())
+        one_row(updated, column)
     }
 
     /// How long ago (by the server's clock) it entered its phase.
@@ -160,13 +160,14 @@ impl MigrationState {
         column: &ColumnName,
     ) -> Result<std::time::Duration, Error> {
         let seconds: f64 = client
-            .query_one(
+            .query_opt(
                 "SELECT pg_catalog.date_part('epoch', pg_catalog.now() - phase_at)::float8
                  FROM aepg.column_migrations
                  WHERE schema_name = $1 AND table_name = $2 AND column_name = $3",
                 &[&column.schema, &column.table, &column.column],
             )
             .await?
+            .ok_or_else(|| gone(column))?
             .try_get(0)?;
         Ok(std::time::Duration::from_secs_f64(seconds.clamp(0.0, 1e9)))
     }
@@ -184,6 +185,22 @@ impl MigrationState {
             )
             .await?;
         Ok(())
+    }
+}
+
+/// The error for a work state deleted under a running migration.
+fn gone(column: &ColumnName) -> MigrationError {
+    MigrationError::Damaged {
+        column: Box::new(column.clone()),
+        reason: "its work state was deleted while the migration ran".to_owned(),
+    }
+}
+
+fn one_row(updated: u64, column: &ColumnName) -> Result<(), Error> {
+    if updated == 1 {
+        Ok(())
+    } else {
+        Err(gone(column).into())
     }
 }
 

@@ -9,7 +9,7 @@ use tokio_postgres::error::SqlState;
 use super::backfill::{set_lock_timeout, Backfill};
 use super::error::MigrationError;
 use super::state::{MigrationState, Phase};
-use super::{Direction, MigrationStage};
+use super::{preflight, trigger, Direction, MigrationStage};
 use crate::catalog::{CatalogAdmin, CatalogError, CatalogObject, Change, Manifests};
 use crate::Error;
 
@@ -74,14 +74,19 @@ pub(super) async fn finish(
     // Clients may use the column again until a re-run swaps: the rows
     // written meanwhile are caught up with then. Best effort: on a lost
     // connection the column stays refused until the re-run.
-    if let Ok(change) = Change::begin(&mut *backfill.client, admin, Manifests::Required).await {
-        if MigrationState::set_phase(&change.transaction, column, Phase::Backfill)
-            .await
-            .is_ok()
-        {
-            let signers = change.signers();
-            let _ = change.commit(&admin.registry, signers).await;
-        }
+    let reverted = async {
+        let change = Change::begin(&mut *backfill.client, admin, Manifests::Required).await?;
+        MigrationState::set_phase(&change.transaction, column, Phase::Backfill).await?;
+        let signers = change.signers();
+        change.commit(&admin.registry, signers).await
+    }
+    .await;
+    if let Err(revert) = reverted {
+        tracing::warn!(
+            column = %column,
+            error = %revert,
+            "aepg: the column stays refused to clients until the migration is run again"
+        );
     }
     Err(error)
 }
@@ -109,6 +114,26 @@ async fn swap(admin: &CatalogAdmin, backfill: &mut Backfill<'_>) -> Result<u64, 
             names.table
         ))
         .await?;
+    // What the backfill relied on, checked again now that no one can write:
+    // the trigger fired for every write, and nothing new depends on the
+    // column's type.
+    trigger::check(
+        &change.transaction,
+        column,
+        converter.direction,
+        names,
+        false,
+    )
+    .await?;
+    preflight::check_dependents(
+        &change.transaction,
+        column,
+        converter.direction,
+        converter.setting,
+        names.table_oid,
+        names.attnum,
+    )
+    .await?;
     let batch = backfill.options.batch_size.max(1);
     let select_dirty = converter.dirty_rows_sql(batch);
     loop {
@@ -129,9 +154,9 @@ async fn swap(admin: &CatalogAdmin, backfill: &mut Backfill<'_>) -> Result<u64, 
         .batch_execute(&format!(
             "DROP TRIGGER {trigger} ON {table};
              DROP FUNCTION {function}();
-             ALTER TABLE ONLY {table} ALTER COLUMN {column} TYPE {new_type}
-                 USING {shadow}::{new_type};
-             ALTER TABLE ONLY {table} DROP COLUMN {shadow};",
+             ALTER TABLE ONLY {table}
+                 ALTER COLUMN {column} TYPE {new_type} USING {shadow}::{new_type},
+                 DROP COLUMN {shadow};",
             trigger = names.trigger,
             table = names.table,
             function = names.function,
