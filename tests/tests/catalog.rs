@@ -63,7 +63,7 @@ async fn install_is_idempotent_and_refuses_a_newer_catalog() {
             err,
             Error::Catalog(CatalogError::TooNew {
                 found: 99,
-                supported: 2
+                supported: 3
             })
         ),
         "{err}"

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aepg::catalog::CatalogError;
 use aepg::cell::EncryptionMode::{Deterministic, Randomized};
 use aepg::migration::{MigrationError, MigrationOptions, MigrationProgress, MigrationStage};
 use aepg::{ColumnName, Error};
@@ -440,7 +441,7 @@ async fn a_forged_swap_makes_clients_wait_and_refuse_but_never_send_plaintext() 
         .unwrap_err();
     assert!(started.elapsed() >= Duration::from_millis(500));
     assert!(
-        matches!(&error, Error::Migration(migration) if matches!(**migration, MigrationError::Swapping { .. })),
+        matches!(&error, Error::Catalog(CatalogError::Swapping { .. })),
         "{error}"
     );
     assert!(error.to_string().contains("public.people"), "{error}");

@@ -538,6 +538,13 @@ pub(crate) struct Change<'t> {
     pub(crate) removed: BTreeSet<ColumnName>,
 }
 
+/// Manifests signed for the generation a change will publish
+/// ([`Change::sign_manifests`]).
+pub(crate) struct SignedManifests {
+    generation: u64,
+    manifests: Vec<(String, SignedRecord<ColumnManifest>)>,
+}
+
 /// Whether a change may sign the first manifest of a master key it holds.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Manifests {
@@ -640,16 +647,29 @@ impl<'t> Change<'t> {
         registry: &KeyStoreRegistry,
         signers: BTreeMap<String, MasterKeyLocation>,
     ) -> Result<u64, Error> {
-        let generation = generation_from_sql(
+        let manifests = self.sign_manifests(registry, signers).await?;
+        self.commit_signed(manifests).await
+    }
+
+    /// Signs, under each of `signers` that this administrator holds, the
+    /// manifest of the generation this change will publish (the next one:
+    /// the version row is locked), without writing it. A change that must
+    /// hold other locks only briefly signs first, so that no key store's
+    /// latency is spent under them.
+    pub(crate) async fn sign_manifests(
+        &self,
+        registry: &KeyStoreRegistry,
+        signers: BTreeMap<String, MasterKeyLocation>,
+    ) -> Result<SignedManifests, Error> {
+        let current = generation_from_sql(
             self.transaction
-                .query_one(
-                    "UPDATE aepg.catalog_version SET generation = generation + 1 RETURNING generation",
-                    &[],
-                )
+                .query_one("SELECT generation FROM aepg.catalog_version", &[])
                 .await?
                 .try_get(0)?,
         )?;
+        let generation = current.checked_add(1).ok_or(CatalogError::Unsettled)?;
         let columns = self.manifest_columns();
+        let mut manifests = Vec::new();
         for (name, location) in signers {
             let manifest = ColumnManifest {
                 master_key_name: name.clone(),
@@ -670,6 +690,32 @@ impl<'t> Change<'t> {
                     )) => continue,
                     Err(other) => return Err(other.into()),
                 };
+            manifests.push((name, signed));
+        }
+        Ok(SignedManifests {
+            generation,
+            manifests,
+        })
+    }
+
+    /// Raises the generation to the one `manifests` were signed for,
+    /// writes them, announces the generation and commits.
+    pub(crate) async fn commit_signed(self, manifests: SignedManifests) -> Result<u64, Error> {
+        let generation = generation_from_sql(
+            self.transaction
+                .query_one(
+                    "UPDATE aepg.catalog_version SET generation = generation + 1 RETURNING generation",
+                    &[],
+                )
+                .await?
+                .try_get(0)?,
+        )?;
+        if generation != manifests.generation {
+            // The version row is locked by this change: only a server that
+            // ignores locks gets here.
+            return Err(CatalogError::Unsettled.into());
+        }
+        for (name, signed) in manifests.manifests {
             self.transaction
                 .execute(
                     "INSERT INTO aepg.manifests (master_key_name, generation, record, signature)

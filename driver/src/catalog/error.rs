@@ -51,6 +51,19 @@ pub enum CatalogError {
         /// The newest version this library knows.
         supported: i32,
     },
+    /// A statement uses a table whose column is in the final swap of an
+    /// in-place migration, inside a transaction block (where waiting would
+    /// hold locks the swap needs) or for longer than the client waits
+    /// ([`EncryptionConfig::migration_swap_wait`](crate::EncryptionConfig::migration_swap_wait)).
+    #[error(
+        "table {table} has a column in the final swap of an in-place migration (`aepg column \
+         encrypt` or `decrypt`), which takes a few seconds: retry the statement (outside a \
+         transaction block it waits for the swap)"
+    )]
+    Swapping {
+        /// The table.
+        table: String,
+    },
     /// The database's catalog is older than this library reads.
     #[error("the aepg catalog in this database has version {found}; this library reads version {supported}: run install to upgrade it, then sign its manifests")]
     TooOld {

@@ -23,7 +23,6 @@ use super::model::{
 };
 use super::pin::Pins;
 use crate::analysis::{ColumnInfo, ColumnProtection, TableInfo};
-use crate::migration::Direction;
 use crate::names::{ColumnName, TableName};
 use crate::record::{
     CatalogId, CatalogRecord, ColumnAssignment, ColumnManifest, EncryptionSettingRecord,
@@ -482,18 +481,32 @@ impl<'r> Loader<'r> {
         Ok(())
     }
 
-    /// Notes the columns in the final swap of a migration. The rows are not
-    /// signed: they only ever make a column unusable, never usable.
+    /// Notes the columns in the final swap of a migration (the work state
+    /// `aepg column encrypt|decrypt` keeps). The rows are not signed: they
+    /// only ever make a column unusable, never usable.
     async fn migrations(&mut self, client: &impl GenericClient) -> Result<(), Error> {
-        for (column, direction) in crate::migration::swapping_columns(client).await? {
+        let rows = client
+            .query(
+                "SELECT schema_name, table_name, column_name,
+                        direction OPERATOR(pg_catalog.=) 'encrypt'
+                 FROM aepg.column_migrations WHERE phase OPERATOR(pg_catalog.=) 'swapping'",
+                &[],
+            )
+            .await?;
+        for row in rows {
+            let column = ColumnName::new(
+                row.try_get::<_, String>(0)?,
+                row.try_get::<_, String>(1)?,
+                row.try_get::<_, String>(2)?,
+            );
+            let (done, command) = if row.try_get(3)? {
+                ("encrypted", "encrypt")
+            } else {
+                ("decrypted", "decrypt")
+            };
             let reason = format!(
-                "it is being {} in place (`aepg column {}`) and its final swap is under way: \
-                 retry in a few seconds",
-                match direction {
-                    Direction::Encrypt => "encrypted",
-                    _ => "decrypted",
-                },
-                direction.as_str(),
+                "it is being {done} in place (`aepg column {command}`) and its final swap is \
+                 under way: retry in a few seconds"
             );
             self.swapping.insert(column, reason);
         }

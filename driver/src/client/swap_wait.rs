@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::executor::Executor;
 use crate::analysis::{Refusal, StatementAnalysis};
-use crate::catalog::Catalog;
-use crate::migration::MigrationError;
+use crate::catalog::{Catalog, CatalogError};
 use crate::names::TableName;
 use crate::Error;
 
@@ -24,7 +23,7 @@ impl Executor<'_> {
     /// redone), or `None` when `sql` touches no such table.
     ///
     /// # Errors
-    /// [`MigrationError::Swapping`] inside a transaction block or past the
+    /// [`CatalogError::Swapping`] inside a transaction block or past the
     /// configured wait; the catalog's errors.
     pub(super) async fn after_swaps(
         &self,
@@ -36,7 +35,7 @@ impl Executor<'_> {
             return Ok(None);
         };
         let refuse = |table: &TableName| -> Error {
-            MigrationError::Swapping {
+            CatalogError::Swapping {
                 table: table.to_string(),
             }
             .into()

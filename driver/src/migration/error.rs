@@ -65,18 +65,6 @@ pub enum MigrationError {
         /// Why.
         reason: String,
     },
-    /// A statement uses a table whose column is in the final swap of a
-    /// migration, inside a transaction block (where waiting would hold
-    /// locks the swap needs) or for longer than the client waits.
-    #[error(
-        "table {table} has a column in the final swap of an in-place migration (`aepg column \
-         encrypt` or `decrypt`), which takes a few seconds: retry the statement (outside a \
-         transaction block it waits for the swap)"
-    )]
-    Swapping {
-        /// The table.
-        table: String,
-    },
     /// The table stayed locked by other sessions through every attempt of
     /// the final swap; the column is usable again as before.
     #[error(

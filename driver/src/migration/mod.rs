@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::MigrationError;
-pub(crate) use state::swapping_columns;
 
 use crate::catalog::{Catalog, CatalogAdmin, CatalogError, CatalogObject, EncryptionSetting};
 use crate::client::{Encryption, EncryptionConfig};

@@ -203,32 +203,3 @@ fn one_row(updated: u64, column: &ColumnName) -> Result<(), Error> {
         Err(gone(column).into())
     }
 }
-
-/// The columns whose migration is in its final swap, which clients refuse
-/// to use until it is over.
-pub(crate) async fn swapping_columns(
-    client: &impl GenericClient,
-) -> Result<Vec<(ColumnName, Direction)>, Error> {
-    let rows = client
-        .query(
-            "SELECT schema_name, table_name, column_name, direction = 'encrypt'
-             FROM aepg.column_migrations WHERE phase = 'swapping'",
-            &[],
-        )
-        .await?;
-    rows.iter()
-        .map(|row| {
-            let column = ColumnName::new(
-                row.try_get::<_, String>(0)?,
-                row.try_get::<_, String>(1)?,
-                row.try_get::<_, String>(2)?,
-            );
-            let direction = if row.try_get(3)? {
-                Direction::Encrypt
-            } else {
-                Direction::Decrypt
-            };
-            Ok((column, direction))
-        })
-        .collect()
-}

@@ -106,6 +106,34 @@ async fn swap(admin: &CatalogAdmin, backfill: &mut Backfill<'_>) -> Result<u64, 
     let column = converter.column;
     let names = &converter.names;
     let mut change = Change::begin(&mut *backfill.client, admin, Manifests::Required).await?;
+    // Every signature first: no key store's latency under the table's lock.
+    match converter.direction {
+        Direction::Encrypt => {
+            // The setting as the catalog is now: the one the cells were
+            // made under, checked again under the catalog's lock.
+            let setting = change
+                .catalog
+                .settings()
+                .get(&converter.setting.cell.setting_id)
+                .filter(|setting| setting.key_id == converter.setting.key_id)
+                .cloned()
+                .ok_or_else(|| CatalogError::NotFound {
+                    object: CatalogObject::EncryptionSetting,
+                    name: converter.setting.name.clone(),
+                })?;
+            if change.catalog.assignments.contains_key(column) {
+                return Err(CatalogError::AlreadyExists {
+                    object: CatalogObject::ColumnAssignment,
+                    name: column.to_string(),
+                }
+                .into());
+            }
+            change.assign(&admin.registry, column, &setting).await?;
+        }
+        Direction::Decrypt => change.unassign(column).await?,
+    }
+    let signers = change.signers();
+    let manifests = change.sign_manifests(&admin.registry, signers).await?;
     set_lock_timeout(&change.transaction, backfill.options).await?;
     change
         .transaction
@@ -164,32 +192,6 @@ async fn swap(admin: &CatalogAdmin, backfill: &mut Backfill<'_>) -> Result<u64, 
             shadow = names.shadow,
         ))
         .await?;
-    match converter.direction {
-        Direction::Encrypt => {
-            // The setting as the catalog is now: the one the cells were
-            // made under, checked again under the catalog's lock.
-            let setting = change
-                .catalog
-                .settings()
-                .get(&converter.setting.cell.setting_id)
-                .filter(|setting| setting.key_id == converter.setting.key_id)
-                .cloned()
-                .ok_or_else(|| CatalogError::NotFound {
-                    object: CatalogObject::EncryptionSetting,
-                    name: converter.setting.name.clone(),
-                })?;
-            if change.catalog.assignments.contains_key(column) {
-                return Err(CatalogError::AlreadyExists {
-                    object: CatalogObject::ColumnAssignment,
-                    name: column.to_string(),
-                }
-                .into());
-            }
-            change.assign(&admin.registry, column, &setting).await?;
-        }
-        Direction::Decrypt => change.unassign(column).await?,
-    }
     MigrationState::delete(&change.transaction, column).await?;
-    let signers = change.signers();
-    change.commit(&admin.registry, signers).await
+    change.commit_signed(manifests).await
 }
