@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use aepg::keystore::{KeyStoreRegistry, LocalKeyStore, TrustedKeyPaths};
 use aepg::{Client, Encryption, EncryptionConfig};
-use aepg_tests::workload::{aepg_writer, check_rows, people, plain_writer, reader};
+use aepg_tests::workload::{aepg_writer, check_rows, people, plain_writer, reader, ssn_type};
 use aepg_tests::TestDatabase;
 use serde_json::Value;
 
@@ -118,19 +118,6 @@ async fn migration_rows(db: &TestDatabase) -> Vec<(String, i64)> {
         .collect()
 }
 
-async fn column_type(db: &TestDatabase) -> String {
-    db.connect()
-        .await
-        .query_one(
-            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
-             WHERE attrelid = 'people'::regclass AND attname = 'ssn'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migration_killed_at_every_stage_resumes_to_the_same_result() {
     let db = TestDatabase::new("cli_migration").await;
@@ -166,7 +153,7 @@ async fn a_migration_killed_at_every_stage_resumes_to_the_same_result() {
     let rows = migration_rows(&db).await;
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].0, "backfill");
-    assert_eq!(column_type(&db).await, "text");
+    assert_eq!(ssn_type(&db.connect().await).await, "text");
     // Killed again in the catch-up, or in the grace period after it.
     kill_at(dir, &with(&["--grace", "1"]), "catch-up");
     // Plain clients stop before the swap: afterwards the column takes only cells.
@@ -175,7 +162,7 @@ async fn a_migration_killed_at_every_stage_resumes_to_the_same_result() {
     // Killed in a long grace period: clients were told of the swap.
     assert!(kill_at(dir, &with(&["--grace", "60"]), "grace"));
     assert_eq!(migration_rows(&db).await[0].0, "swapping");
-    assert_eq!(column_type(&db).await, "text");
+    assert_eq!(ssn_type(&db.connect().await).await, "text");
     // Killed as the swap begins (it may be done by then).
     kill_at(dir, &with(&["--grace", "0.5"]), "swap");
     let done = aepg_json(dir, &with(&["--grace", "0.5"]));
@@ -183,7 +170,7 @@ async fn a_migration_killed_at_every_stage_resumes_to_the_same_result() {
         done["resumed"] == true || done["already_done"] == true,
         "{done}"
     );
-    assert_eq!(column_type(&db).await, "aepg.ciphertext");
+    assert_eq!(ssn_type(&db.connect().await).await, "aepg.ciphertext");
     assert!(migration_rows(&db).await.is_empty());
     let status = aepg_json(dir, &["column", "status"]);
     assert_eq!(status[0]["column"], "public.people.ssn");
@@ -205,7 +192,7 @@ async fn a_migration_killed_at_every_stage_resumes_to_the_same_result() {
     assert!(kill_at(dir, &decrypt, "backfill"));
     let done = aepg_json(dir, &decrypt);
     assert_eq!(done["resumed"], true, "{done}");
-    assert_eq!(column_type(&db).await, "text");
+    assert_eq!(ssn_type(&db.connect().await).await, "text");
 
     stop.store(true, Ordering::SeqCst);
     for task in tasks {

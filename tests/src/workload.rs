@@ -228,3 +228,16 @@ pub async fn check_rows(client: &aepg::Client, ledger: &Ledger) {
         "rows differ from their last write: {wrong:?}"
     );
 }
+
+/// The type of `people.ssn`, as SQL writes it (`text`, `aepg.ciphertext`).
+pub async fn ssn_type(plain: &tokio_postgres::Client) -> String {
+    plain
+        .query_one(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+             WHERE attrelid = 'people'::regclass AND attname = 'ssn'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}

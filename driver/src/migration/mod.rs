@@ -302,7 +302,7 @@ impl CatalogAdmin {
     ) -> Result<MigrationReport, Error> {
         take_run_lock(client, column, direction).await?;
         let outcome = self
-            .migrate_locked(
+            .run_migration(
                 client, catalog, column, direction, setting, options, progress,
             )
             .await;
@@ -311,8 +311,9 @@ impl CatalogAdmin {
         outcome
     }
 
+    /// [`migrate`](Self::migrate), under the run's lock.
     #[allow(clippy::too_many_arguments)]
-    async fn migrate_locked(
+    async fn run_migration(
         &self,
         client: &mut tokio_postgres::Client,
         catalog: Catalog,
