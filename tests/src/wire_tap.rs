@@ -82,7 +82,7 @@ impl WireTap {
             .sent
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        !needle.is_empty() && sent.windows(needle.len()).any(|window| window == needle)
+        !needle.is_empty() && memchr::memmem::find(&sent, needle).is_some()
     }
 
     /// How many bytes clients have sent so far.
