@@ -53,6 +53,9 @@ pub enum Command {
     /// Encrypted columns.
     #[command(subcommand)]
     Column(ColumnCommand),
+    /// Key rotation.
+    #[command(subcommand)]
+    Rotate(RotateCommand),
     /// The catalog: identity, generation, keys, settings, columns, and the
     /// records left out.
     Status,
@@ -85,6 +88,43 @@ pub enum CmkCommand {
     },
     /// List the registered master keys and their manifests.
     List,
+}
+
+/// `aepg rotate …`
+#[derive(Debug, Subcommand)]
+pub enum RotateCommand {
+    /// Replace a column master key by another, without re-encrypting any
+    /// cell: `start`, then, once every application holds the new key,
+    /// `complete`.
+    #[command(subcommand)]
+    Cmk(CmkRotation),
+}
+
+/// `aepg rotate cmk …`
+#[derive(Debug, Subcommand)]
+pub enum CmkRotation {
+    /// Wrap every column key under the old master key also under the new
+    /// one, and have both sign every record: clients holding either key
+    /// work. Needs both keys. Re-run it to cover column keys created since.
+    Start(CmkRotationArgs),
+    /// Remove the old master key's wrapped values, signatures, manifest and
+    /// registration: afterwards clients need only the new key, and the old
+    /// one can be destroyed. Needs the new key only.
+    Complete(CmkRotationArgs),
+}
+
+/// The two master keys of a rotation.
+#[derive(Debug, Args)]
+pub struct CmkRotationArgs {
+    /// The master key being retired (its registered name).
+    #[arg(long)]
+    pub from: String,
+    /// The master key replacing it, registered first with `cmk register`.
+    #[arg(long)]
+    pub to: String,
+    /// Where the new master key is (checked against its registration).
+    #[command(flatten)]
+    pub location: LocationArgs,
 }
 
 /// Where a master key is.

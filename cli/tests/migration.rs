@@ -5,43 +5,23 @@
 //! holds what its last writer wrote, and no read failed or missed.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use aepg::keystore::{KeyStoreRegistry, LocalKeyStore, TrustedKeyPaths};
-use aepg::{Client, Encryption, EncryptionConfig};
+use aepg::Client;
 use aepg_tests::workload::{aepg_writer, check_rows, people, plain_writer, reader, ssn_type};
 use aepg_tests::TestDatabase;
-use serde_json::Value;
-
-/// Runs `aepg` in `dir` to the end; its stdout parsed as JSON.
-fn aepg_json(dir: &Path, args: &[&str]) -> Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_aepg"))
-        .current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .args(args)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "aepg {args:?}: {}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
+use common::{aepg_command, aepg_json, write_config};
 
 /// Runs `aepg` in `dir` and kills it (SIGKILL) at its first progress line
 /// naming `stage`. Returns whether it was killed (it may finish first).
 fn kill_at(dir: &Path, args: &[&str], stage: &str) -> bool {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_aepg"))
-        .current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .args(args)
+    let mut child = aepg_command(dir, args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -64,14 +44,7 @@ fn kill_at(dir: &Path, args: &[&str], stage: &str) -> bool {
 /// a deterministic `text` setting `ssn`.
 fn workspace(db: &TestDatabase) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("keys")).unwrap();
-    let config = format!(
-        "database_url = {:?}\n\n\
-         [[key_stores]]\nprovider = \"local\"\ndirectory = \"keys\"\ntrusted = [\"cmk1.pem\"]\n\n\
-         [[master_keys]]\nname = \"cmk1\"\nprovider = \"local\"\npath = \"cmk1.pem\"\n",
-        db.connection_string()
-    );
-    std::fs::write(dir.path().join("aepg.toml"), config).unwrap();
+    write_config(dir.path(), "aepg.toml", db, &["cmk1"]);
     let dir_path = dir.path();
     aepg_json(dir_path, &["init"]);
     aepg_json(dir_path, &["cmk", "register", "cmk1", "--generate"]);
@@ -95,16 +68,7 @@ fn workspace(db: &TestDatabase) -> tempfile::TempDir {
 
 /// An application's aepg client, with the master key of `dir`.
 async fn application(db: &TestDatabase, dir: &Path) -> Client {
-    let store = LocalKeyStore::open(dir.join("keys")).unwrap();
-    let mut registry = KeyStoreRegistry::new();
-    registry
-        .register(Arc::new(store), TrustedKeyPaths::only(["cmk1.pem"]))
-        .unwrap();
-    let encryption = Encryption::new(EncryptionConfig::new(registry));
-    let (inner, connection) = db.config().connect(tokio_postgres::NoTls).await.unwrap();
-    let (client, connection) = Client::with_connection(inner, connection, encryption);
-    tokio::spawn(connection);
-    client
+    common::application(db, dir, &["cmk1"]).await
 }
 
 async fn migration_rows(db: &TestDatabase) -> Vec<(String, i64)> {

@@ -83,8 +83,19 @@ pub fn aepg_writer(
     ledger: Arc<Ledger>,
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<()> {
+    aepg_writer_from(client, ledger, stop, 0)
+}
+
+/// [`aepg_writer`] counting its writes from `first`: a writer that takes
+/// over from another inserts rows of its own.
+pub fn aepg_writer_from(
+    client: aepg::Client,
+    ledger: Arc<Ledger>,
+    stop: Arc<AtomicBool>,
+    first: i32,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut n: i32 = 0;
+        let mut n: i32 = first;
         while !stop.load(Ordering::SeqCst) {
             n = n.wrapping_add(1);
             let (result, id, value) = if n % 3 == 0 {

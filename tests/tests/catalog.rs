@@ -3,7 +3,7 @@
 
 use aepg::catalog::{
     install, load_catalog, Catalog, CatalogError, ColumnState, InstallOutcome, PinnedColumn, Pins,
-    SkipReason,
+    SkipReason, CATALOG_VERSION,
 };
 use aepg::cell::EncryptionMode;
 use aepg::{ColumnName, Error};
@@ -63,7 +63,7 @@ async fn install_is_idempotent_and_refuses_a_newer_catalog() {
             err,
             Error::Catalog(CatalogError::TooNew {
                 found: 99,
-                supported: 3
+                supported: CATALOG_VERSION
             })
         ),
         "{err}"
@@ -87,6 +87,8 @@ async fn a_version_1_catalog_is_upgraded_and_then_needs_its_manifests_signed() {
     db.plain
         .batch_execute(
             "DROP TABLE aepg.manifests, aepg.column_migrations;
+             ALTER TABLE aepg.encryption_settings DROP COLUMN cosignature;
+             ALTER TABLE aepg.column_assignments DROP COLUMN cosignature;
              ALTER TABLE aepg.catalog_version DROP COLUMN generation;
              DROP OPERATOR IF EXISTS public.= (aepg.ciphertext, aepg.ciphertext);
              DROP OPERATOR IF EXISTS public.<> (aepg.ciphertext, aepg.ciphertext);

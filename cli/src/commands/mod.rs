@@ -4,9 +4,12 @@ mod catalog;
 mod keys;
 mod migrate;
 mod report;
+mod rotate;
 mod settings;
 
-use crate::args::{CekCommand, CmkCommand, ColumnCommand, Command, SettingCommand};
+use crate::args::{
+    CekCommand, CmkCommand, CmkRotation, ColumnCommand, Command, RotateCommand, SettingCommand,
+};
 use crate::config::Settings;
 use crate::failure::Failure;
 use crate::output::Output;
@@ -56,6 +59,12 @@ pub async fn run(command: &Command, settings: &Settings, output: Output) -> Resu
         }) => migrate::abort(settings, output, table, column, *lock_timeout).await,
         Command::Column(ColumnCommand::Status { table }) => {
             settings::column_status(settings, output, table.as_deref()).await
+        }
+        Command::Rotate(RotateCommand::Cmk(CmkRotation::Start(args))) => {
+            rotate::start_master_key(settings, output, args).await
+        }
+        Command::Rotate(RotateCommand::Cmk(CmkRotation::Complete(args))) => {
+            rotate::complete_master_key(settings, output, args).await
         }
         Command::Status => report::status(settings, output).await,
         Command::Explain { sql } => report::explain(settings, output, sql).await,

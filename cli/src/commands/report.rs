@@ -18,12 +18,30 @@ pub async fn status(settings: &Settings, output: Output) -> Result<(), Failure> 
         .filter(|column| column.setting_id().is_some())
         .count();
     let columns = catalog.columns().count();
+    // A column key under two master keys: a master key rotation under way.
+    let rotating: Vec<(u32, Vec<&str>)> = catalog
+        .column_keys()
+        .filter(|(_, master_keys)| master_keys.len() > 1)
+        .collect();
     output.result(
         || {
+            let rotations = if rotating.is_empty() {
+                "none".to_owned()
+            } else {
+                rotating
+                    .iter()
+                    .map(|(id, master_keys)| {
+                        format!("column key {id} under {}", master_keys.join(" and "))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                    + " (finish with aepg rotate cmk complete)"
+            };
             format!(
                 "catalog {} (version {}), generation {}\n\
                  master keys: {}\ncolumn keys: {}\nsettings: {}\n\
                  encrypted columns: {columns} ({usable} usable here)\n\
+                 master key rotations under way: {rotations}\n\
                  records left out: {}{}",
                 catalog.id(),
                 catalog.version(),
@@ -49,6 +67,10 @@ pub async fn status(settings: &Settings, output: Output) -> Result<(), Failure> 
                 "settings": catalog.settings().len(),
                 "encrypted_columns": columns,
                 "usable_columns": usable,
+                "rotating_column_keys": rotating
+                    .iter()
+                    .map(|(id, master_keys)| json!({ "id": id, "master_keys": master_keys }))
+                    .collect::<Vec<_>>(),
                 "records_left_out": catalog.skipped().len(),
             })
         },

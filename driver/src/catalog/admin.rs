@@ -22,7 +22,8 @@ use super::pin::Pins;
 use crate::cell::{CellSetting, EncryptionMode, NamedType, PaddingPolicy, PlaintextType};
 use crate::names::ColumnName;
 use crate::record::{
-    ColumnAssignment, ColumnManifest, EncryptionSettingRecord, SignedRecord, WrappedColumnKey,
+    CatalogRecord, ColumnAssignment, ColumnManifest, EncryptionSettingRecord, SignedRecord,
+    WrappedColumnKey,
 };
 use crate::support::{generation_from_sql, generation_to_sql, id_from_sql, id_to_sql};
 use crate::Error;
@@ -334,7 +335,6 @@ impl CatalogAdmin {
             }
             .into());
         }
-        let signer = signer_of_key(&change.catalog, new.key_id)?;
         let referenced = change
             .catalog
             .settings()
@@ -367,18 +367,20 @@ impl CatalogAdmin {
             key_id: new.key_id,
             named_type: new.named_type.clone(),
         };
-        let signed =
-            SignedRecord::sign(record, &change.catalog.id(), &self.registry, &signer).await?;
+        let (signed, cosignature) =
+            sign_under_key(&self.registry, &change.catalog, new.key_id, record).await?;
         change
             .transaction
             .execute(
-                "INSERT INTO aepg.encryption_settings (id, name, key_id, record, signature) VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO aepg.encryption_settings (id, name, key_id, record, signature, cosignature)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
                 &[
                     &sql_id,
                     &new.name,
                     &id_to_sql(new.key_id, "column key id")?,
                     &signed.canonical_bytes(),
                     &signed.signature(),
+                    &cosignature,
                 ],
             )
             .await?;
@@ -594,18 +596,19 @@ impl<'t> Change<'t> {
         setting: &EncryptionSetting,
     ) -> Result<(), Error> {
         let setting_id = setting.cell.setting_id;
-        let signer = signer_of_key(&self.catalog, setting.key_id)?;
         let record = ColumnAssignment {
             schema: column.schema.clone(),
             table: column.table.clone(),
             column: column.column.clone(),
             setting_id,
         };
-        let signed = SignedRecord::sign(record, &self.catalog.id(), registry, &signer).await?;
+        let (signed, cosignature) =
+            sign_under_key(registry, &self.catalog, setting.key_id, record).await?;
         self.transaction
             .execute(
-                "INSERT INTO aepg.column_assignments (schema_name, table_name, column_name, setting_id, record, signature)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO aepg.column_assignments
+                     (schema_name, table_name, column_name, setting_id, record, signature, cosignature)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 &[
                     &column.schema,
                     &column.table,
@@ -613,6 +616,7 @@ impl<'t> Change<'t> {
                     &id_to_sql(setting_id, "setting id")?,
                     &signed.canonical_bytes(),
                     &signed.signature(),
+                    &cosignature,
                 ],
             )
             .await?;
@@ -830,21 +834,57 @@ async fn fresh_id(
     Ok((sql_id, id))
 }
 
-/// The master key that signs records about column key `key_id`: the first
-/// one it is (verifiably) wrapped under.
-fn signer_of_key(catalog: &Catalog, key_id: u32) -> Result<MasterKeyLocation, Error> {
-    catalog
-        .column_keys
-        .get(&key_id)
-        .and_then(|values| values.first())
-        .map(|value| value.unverified().master_key.clone())
-        .ok_or_else(|| {
-            CatalogError::NotFound {
-                object: CatalogObject::ColumnKey,
-                name: key_id.to_string(),
+/// The master keys that sign records about column key `key_id`: those its
+/// verified wrapped values are under (two while a master key is rotated).
+pub(crate) fn signers_of_key(catalog: &Catalog, key_id: u32) -> Vec<MasterKeyLocation> {
+    let mut signers: Vec<MasterKeyLocation> = Vec::new();
+    for value in catalog.column_keys.get(&key_id).into_iter().flatten() {
+        let location = &value.unverified().master_key;
+        if !signers.contains(location) {
+            signers.push(location.clone());
+        }
+    }
+    signers
+}
+
+/// Signs `record` under every master key of column key `key_id`: the
+/// signed record, and the second master key's signature while one is
+/// rotated, so that clients holding either key can verify it.
+///
+/// # Errors
+/// An unknown column key, more master keys than a record has signatures
+/// for, the key store's refusal.
+pub(crate) async fn sign_under_key<T: CatalogRecord + Clone>(
+    registry: &KeyStoreRegistry,
+    catalog: &Catalog,
+    key_id: u32,
+    record: T,
+) -> Result<(SignedRecord<T>, Option<Vec<u8>>), Error> {
+    let signers = signers_of_key(catalog, key_id);
+    let (first, rest) = signers
+        .split_first()
+        .ok_or_else(|| CatalogError::NotFound {
+            object: CatalogObject::ColumnKey,
+            name: key_id.to_string(),
+        })?;
+    let signed = SignedRecord::sign(record, &catalog.id(), registry, first).await?;
+    let cosignature = match rest {
+        [] => None,
+        [second] => Some(
+            SignedRecord::sign(signed.unverified().clone(), &catalog.id(), registry, second)
+                .await?
+                .signature()
+                .to_vec(),
+        ),
+        _ => {
+            return Err(CatalogError::TooManyMasterKeys {
+                key_id,
+                master_keys: signers.iter().map(ToString::to_string).collect(),
             }
-            .into()
-        })
+            .into())
+        }
+    };
+    Ok((signed, cosignature))
 }
 
 async fn check_column_assignable(

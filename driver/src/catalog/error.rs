@@ -115,6 +115,25 @@ pub enum CatalogError {
         /// Where the caller says it is.
         expected: MasterKeyLocation,
     },
+    /// A column key is wrapped under more master keys than a record has
+    /// signatures for: two rotations were started and neither completed.
+    #[error("column key {key_id} is wrapped under {} master keys ({}); a record carries two signatures: complete the master key rotation under way first", master_keys.len(), master_keys.join(", "))]
+    TooManyMasterKeys {
+        /// The column key.
+        key_id: u32,
+        /// The master keys it is wrapped under.
+        master_keys: Vec<String>,
+    },
+    /// A master key rotation cannot start or complete.
+    #[error("cannot rotate column master key {from:?} to {to:?}: {reason}")]
+    MasterKeyRotation {
+        /// The master key being retired.
+        from: String,
+        /// The master key replacing it.
+        to: String,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// An object cannot be dropped: others still use it.
     #[error("{object} {name} is still used by {users}: drop or move them first")]
     InUse {

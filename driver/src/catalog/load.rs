@@ -28,7 +28,7 @@ use crate::record::{
     CatalogId, CatalogRecord, ColumnAssignment, ColumnManifest, EncryptionSettingRecord,
     RecordError, SignedRecord, WrappedColumnKey,
 };
-use crate::support::{first_ok, generation_from_sql, id_from_sql};
+use crate::support::{generation_from_sql, id_from_sql};
 use crate::Error;
 
 /// Loads and verifies the whole catalog, and checks `pins`.
@@ -350,7 +350,7 @@ impl<'r> Loader<'r> {
     async fn settings(&mut self, client: &impl GenericClient) -> Result<(), Error> {
         let rows = client
             .query(
-                "SELECT id, name, key_id, record, signature FROM aepg.encryption_settings ORDER BY id",
+                "SELECT id, name, key_id, record, signature, cosignature FROM aepg.encryption_settings ORDER BY id",
                 &[],
             )
             .await?;
@@ -402,8 +402,8 @@ impl<'r> Loader<'r> {
         name: &str,
     ) -> Result<EncryptionSetting, Skip> {
         let key_id: i32 = row.try_get(2).map_err(Skip::unreadable)?;
-        let signed = decode::<EncryptionSettingRecord>(row, 3)?;
-        let record = signed.unverified();
+        let signed = decode_cosigned::<EncryptionSettingRecord>(row, 3)?;
+        let record = signed[0].unverified();
         if id_from_sql(id, "setting id").ok() != Some(record.setting.setting_id)
             || id_from_sql(key_id, "column key id").ok() != Some(record.key_id)
             || record.name != name
@@ -425,7 +425,7 @@ impl<'r> Loader<'r> {
     async fn assignments(&mut self, client: &impl GenericClient) -> Result<(), Error> {
         let rows = client
             .query(
-                "SELECT schema_name, table_name, column_name, setting_id, record, signature FROM aepg.column_assignments",
+                "SELECT schema_name, table_name, column_name, setting_id, record, signature, cosignature FROM aepg.column_assignments",
                 &[],
             )
             .await?;
@@ -515,8 +515,8 @@ impl<'r> Loader<'r> {
 
     async fn assignment(&self, row: &tokio_postgres::Row, name: &ColumnName) -> Result<u32, Skip> {
         let setting_id: i32 = row.try_get(3).map_err(Skip::unreadable)?;
-        let signed = decode::<ColumnAssignment>(row, 4)?;
-        let record = signed.unverified();
+        let signed = decode_cosigned::<ColumnAssignment>(row, 4)?;
+        let record = signed[0].unverified();
         if record.schema != name.schema
             || record.table != name.table
             || record.column != name.column
@@ -543,10 +543,15 @@ impl<'r> Loader<'r> {
     }
 
     /// Verifies a record signed by a master key of column key `key_id`: any
-    /// of the key's verified wrapped values names a master key that may sign.
+    /// of its signatures (two while a master key is rotated) that verifies
+    /// under a master key of one of the key's verified wrapped values.
+    ///
+    /// When none does, a master key that could not be used (untrusted, its
+    /// store down) explains it before a signature that failed: a record
+    /// signed by a key this application lacks is not a forgery.
     async fn verify_under_key<'a, T: CatalogRecord>(
         &self,
-        signed: &'a SignedRecord<T>,
+        signed: &'a [SignedRecord<T>],
         key_id: u32,
     ) -> Result<&'a T, Skip> {
         let values = self
@@ -555,21 +560,29 @@ impl<'r> Loader<'r> {
             .get(&key_id)
             .map(Vec::as_slice)
             .unwrap_or_default();
-        first_ok(
-            values,
-            || Skip {
-                kind: SkipReason::Dependency,
-                reason: self.why_key_not_loaded(key_id),
-            },
-            |value| async move {
+        let mut failures = Vec::new();
+        for signed in signed {
+            for value in values {
                 let master_key = &value.unverified().master_key;
-                signed
+                match signed
                     .verify(self.registry, master_key, &self.catalog.id)
                     .await
-                    .map_err(|error| Skip::unverified(error, master_key))
-            },
-        )
-        .await
+                {
+                    Ok(record) => return Ok(record),
+                    Err(error) => failures.push(Skip::unverified(error, master_key)),
+                }
+            }
+        }
+        let unverifiable = failures
+            .iter()
+            .position(|skip| skip.kind == SkipReason::Unverifiable);
+        Err(match unverifiable {
+            Some(index) => failures.swap_remove(index),
+            None => failures.pop().unwrap_or_else(|| Skip {
+                kind: SkipReason::Dependency,
+                reason: self.why_key_not_loaded(key_id),
+            }),
+        })
     }
 
     /// Why column key `key_id` is missing: the reasons its wrapped values
@@ -897,6 +910,23 @@ fn decode<T: CatalogRecord>(
     let canonical: &[u8] = row.try_get(first).map_err(Skip::unreadable)?;
     let signature: Vec<u8> = row.try_get(first + 1).map_err(Skip::unreadable)?;
     SignedRecord::decode(canonical, signature).map_err(Skip::from_record)
+}
+
+/// Decodes the record and signature in columns `first` and `first + 1`,
+/// and the second signature in `first + 2` when there is one: the record
+/// once per signature.
+fn decode_cosigned<T: CatalogRecord + Clone>(
+    row: &tokio_postgres::Row,
+    first: usize,
+) -> Result<Vec<SignedRecord<T>>, Skip> {
+    let signed = decode::<T>(row, first)?;
+    let cosignature: Option<Vec<u8>> = row.try_get(first + 2).map_err(Skip::unreadable)?;
+    let mut records = vec![signed];
+    if let Some(cosignature) = cosignature {
+        let cosigned = records[0].with_signature(cosignature);
+        records.push(cosigned);
+    }
+    Ok(records)
 }
 
 /// A table, view or foreign table as the server describes it.

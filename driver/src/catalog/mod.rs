@@ -5,7 +5,7 @@
 //!
 //! - [`install`]: the idempotent, versioned install (and upgrade) of the schema;
 //! - [`CatalogAdmin`]: creating keys and settings, assigning columns,
-//!   signing manifests;
+//!   signing manifests, rotating master keys;
 //! - [`load_catalog`]: reading and verifying everything into a [`Catalog`];
 //! - [`Pins`]: what the application itself knows of its catalog.
 
@@ -13,6 +13,7 @@ mod admin;
 mod error;
 mod install;
 mod load;
+mod master_key_rotation;
 mod model;
 mod pin;
 
@@ -23,6 +24,7 @@ pub use install::{
     catalog_id, install, installed_version, InstallOutcome, CATALOG_CHANNEL, CATALOG_VERSION,
 };
 pub use load::load_catalog;
+pub use master_key_rotation::MasterKeyRotationReport;
 pub use model::{
     Catalog, CatalogSchemaView, ColumnState, EncryptedColumn, EncryptionSetting, SkipReason,
     SkippedRecord, VerifiedManifest,

@@ -140,6 +140,19 @@ impl<T: CatalogRecord> SignedRecord<T> {
         }
     }
 
+    /// The same record with another signature (a second master key's),
+    /// still to be verified.
+    pub fn with_signature(&self, signature: Vec<u8>) -> Self
+    where
+        T: Clone,
+    {
+        Self {
+            record: self.record.clone(),
+            canonical: self.canonical.clone(),
+            signature,
+        }
+    }
+
     /// The record without checking its signature: for display and for
     /// finding which master key should have signed it, never for use.
     pub fn unverified(&self) -> &T {

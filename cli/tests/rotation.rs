@@ -1,0 +1,202 @@
+//! `aepg rotate cmk start|complete` as an operator runs them: the built
+//! binary with config files, killed with SIGKILL in the middle of each
+//! step and run again, while applications write and read through aepg.
+//! Applications holding only the new master key work once the rotation
+//! has started; after it completes the old key file is deleted and they
+//! still do. Afterwards every row holds what its last writer wrote.
+#![allow(clippy::unwrap_used)] // a test fails by panicking
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aepg_tests::workload::{aepg_writer, aepg_writer_from, check_rows, people, reader};
+use aepg_tests::TestDatabase;
+use common::{aepg_command, aepg_json, application, write_config};
+
+/// Runs `aepg` in `dir` while another session holds the rows of
+/// `aepg.encryption_settings`, and kills it (SIGKILL) once its
+/// transaction waits for them: in the middle of a rotation step, after
+/// the steps before it were written. Waits until its transaction is gone.
+async fn kill_in_the_middle(db: &TestDatabase, dir: &Path, args: &[&str]) {
+    let mut holder = db.connect().await;
+    let hold = holder.transaction().await.unwrap();
+    hold.batch_execute("SELECT FROM aepg.encryption_settings FOR UPDATE")
+        .await
+        .unwrap();
+    let mut child = aepg_command(dir, args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let observer = db.connect().await;
+    let waiting = "SELECT pid FROM pg_stat_activity
+                   WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE aepg.encryption_settings%'";
+    let mut pid = None;
+    for _ in 0..600 {
+        if let Some(row) = observer.query_opt(waiting, &[]).await.unwrap() {
+            pid = Some(row.get::<_, i32>(0));
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "aepg {args:?} ended before it waited"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = pid.unwrap_or_else(|| panic!("aepg {args:?} never waited for the lock"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    hold.rollback().await.unwrap();
+    // The server ends the killed run's session, and its transaction with it.
+    for _ in 0..600 {
+        let gone = observer
+            .query_opt("SELECT FROM pg_stat_activity WHERE pid = $1", &[&pid])
+            .await
+            .unwrap()
+            .is_none();
+        if gone {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the killed run's session did not end");
+}
+
+async fn count(db: &TestDatabase, sql: &str) -> i64 {
+    db.connect().await.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_key_rotation_killed_in_each_step_completes_on_a_rerun() {
+    let db = TestDatabase::new("cli_rotation").await;
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    // The operator's config holds both keys; `new.toml` only the new one.
+    write_config(dir, "aepg.toml", &db, &["cmk1", "cmk2"]);
+    write_config(dir, "new.toml", &db, &["cmk2"]);
+    aepg_json(dir, &["init"]);
+    aepg_json(dir, &["cmk", "register", "cmk1", "--generate"]);
+    let key = aepg_json(dir, &["cek", "create", "--cmk", "cmk1"])["id"].to_string();
+    aepg_json(
+        dir,
+        &[
+            "setting",
+            "create",
+            "ssn",
+            "--type",
+            "text",
+            "--mode",
+            "deterministic",
+            "--cek",
+            &key,
+        ],
+    );
+    let ledger = people(&db.connect().await).await;
+    aepg_json(
+        dir,
+        &[
+            "column",
+            "encrypt",
+            "--table",
+            "people",
+            "--column",
+            "ssn",
+            "--setting",
+            "ssn",
+            "--grace",
+            "0.2",
+        ],
+    );
+
+    let stop_old = Arc::new(AtomicBool::new(false));
+    let old_tasks = vec![
+        aepg_writer(
+            application(&db, dir, &["cmk1"]).await,
+            ledger.clone(),
+            stop_old.clone(),
+        ),
+        reader(
+            application(&db, dir, &["cmk1"]).await,
+            ledger.clone(),
+            stop_old.clone(),
+        ),
+    ];
+    aepg_json(dir, &["cmk", "register", "cmk2", "--generate"]);
+
+    // Start, killed in its transaction: nothing of it remains.
+    let start = ["rotate", "cmk", "start", "--from", "cmk1", "--to", "cmk2"];
+    kill_in_the_middle(&db, dir, &start).await;
+    let under_new = "SELECT count(*) FROM aepg.column_key_values WHERE master_key_name = 'cmk2'";
+    assert_eq!(count(&db, under_new).await, 0);
+    let started = aepg_json(dir, &start);
+    assert_eq!(started["step"], "start");
+    assert_eq!(started["column_keys"], 1, "{started}");
+    assert_eq!(started["records_signed"], 2, "{started}");
+    assert_eq!(count(&db, under_new).await, 1);
+    let status = aepg_json(dir, &["status"]);
+    assert_eq!(
+        status["rotating_column_keys"][0]["master_keys"],
+        serde_json::json!(["cmk1", "cmk2"]),
+        "{status}"
+    );
+
+    // Applications holding only the new key join; the old key's writer
+    // hands over to one of them.
+    stop_old.store(true, Ordering::SeqCst);
+    for task in old_tasks {
+        task.await.unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = vec![
+        aepg_writer_from(
+            application(&db, dir, &["cmk2"]).await,
+            ledger.clone(),
+            stop.clone(),
+            1_000_000,
+        ),
+        reader(
+            application(&db, dir, &["cmk2"]).await,
+            ledger.clone(),
+            stop.clone(),
+        ),
+        reader(
+            application(&db, dir, &["cmk1"]).await,
+            ledger.clone(),
+            stop.clone(),
+        ),
+    ];
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Complete, with the new key only, killed in its transaction: the old
+    // key stays registered. Then the old key's reader stops, and the rerun
+    // completes.
+    let complete = [
+        "--config", "new.toml", "rotate", "cmk", "complete", "--from", "cmk1", "--to", "cmk2",
+    ];
+    kill_in_the_middle(&db, dir, &complete).await;
+    let old_registered = "SELECT count(*) FROM aepg.master_keys WHERE name = 'cmk1'";
+    assert_eq!(count(&db, old_registered).await, 1);
+    stop.store(true, Ordering::SeqCst);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let completed = aepg_json(dir, &complete);
+    assert_eq!(completed["step"], "complete");
+    assert_eq!(completed["column_keys"], 1, "{completed}");
+    assert_eq!(count(&db, old_registered).await, 0);
+    assert!(aepg_json(dir, &complete)["generation"].is_null());
+
+    // The old key is destroyed: the new key alone reads and verifies everything.
+    std::fs::remove_file(dir.join("keys/cmk1.pem")).unwrap();
+    let keys = aepg_json(dir, &["--config", "new.toml", "cmk", "list"]);
+    assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
+    assert_eq!(keys[0]["name"], "cmk2");
+    aepg_json(dir, &["--config", "new.toml", "verify"]);
+    ledger.assert_clean();
+    check_rows(&application(&db, dir, &["cmk2"]).await, &ledger).await;
+}

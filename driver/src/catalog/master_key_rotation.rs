@@ -1,0 +1,387 @@
+//! Rotating a column master key: every column key under the old master key
+//! gets a second wrapped value under the new one, and every record signed
+//! by the old one a second signature by the new one ([`start`]); then the
+//! old key's values, signatures, manifest and registration go
+//! ([`complete`]). No cell is re-encrypted: the column keys stay the same.
+//!
+//! Each step is one catalog change (one transaction, one new generation):
+//! killed at any point it leaves the catalog as it was, and re-running it
+//! finishes it. Between the steps, clients holding either master key work.
+//!
+//! [`start`]: CatalogAdmin::start_master_key_rotation
+//! [`complete`]: CatalogAdmin::complete_master_key_rotation
+
+use aepg_keystore::MasterKeyLocation;
+use tokio_postgres::GenericClient;
+
+use super::admin::{CatalogAdmin, Change, Manifests};
+use super::error::{CatalogError, CatalogObject};
+use super::model::{Catalog, EncryptionSetting};
+use crate::names::ColumnName;
+use crate::record::{
+    CatalogRecord, ColumnAssignment, EncryptionSettingRecord, SignedRecord, WrappedColumnKey,
+};
+use crate::support::{id_from_sql, id_to_sql};
+use crate::Error;
+
+/// What a step of a master key rotation did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MasterKeyRotationReport {
+    /// Column keys wrapped under the new master key by this step
+    /// ([`start`](CatalogAdmin::start_master_key_rotation)), or whose value
+    /// under the old master key it removed
+    /// ([`complete`](CatalogAdmin::complete_master_key_rotation)).
+    pub column_keys: usize,
+    /// Settings and column assignments signed again.
+    pub records_signed: usize,
+    /// The catalog generation this step published; `None` when there was
+    /// nothing left to do (a completed rotation run again).
+    pub generation: Option<u64>,
+}
+
+impl CatalogAdmin {
+    /// Starts rotating master key `from` to master key `to`, which must be
+    /// registered ([`register_master_key`](Self::register_master_key)) at
+    /// `to_location`, the caller's location for it: each column key under
+    /// `from` is unwrapped and wrapped again under `to`, each setting and
+    /// assignment of those keys is signed by both, and both sign the
+    /// manifests. Clients holding either key keep working; no cell changes.
+    /// Run again, it wraps the column keys created under `from` since.
+    ///
+    /// # Errors
+    /// [`CatalogError::MasterKeyRotation`] saying why (the same key twice,
+    /// an unregistered `to`, a column key already under a third master
+    /// key); [`CatalogError::MasterKeyElsewhere`]; the key store's refusal
+    /// (this administrator must hold both keys), naming the key.
+    pub async fn start_master_key_rotation(
+        &self,
+        client: &mut impl GenericClient,
+        from: &str,
+        to: &str,
+        to_location: &MasterKeyLocation,
+    ) -> Result<MasterKeyRotationReport, Error> {
+        let change = Change::begin(client, self, Manifests::Required).await?;
+        let refuse = |reason: String| refusal(from, to, reason);
+        let from_location = registered(&change.catalog, from, to)?.clone();
+        check_new_key(&change.catalog, from, to, to_location)?;
+        let mut column_keys = 0;
+        let keys = keys_under(&change.catalog, from);
+        for &key_id in &keys {
+            let values = &change.catalog.column_keys[&key_id];
+            let names: Vec<&str> = values
+                .iter()
+                .map(|value| value.unverified().master_key_name.as_str())
+                .collect();
+            if let Some(third) = names.iter().find(|name| **name != from && **name != to) {
+                return Err(refuse(format!(
+                    "column key {key_id} is also wrapped under master key {third:?}: complete \
+                     that rotation first"
+                ))
+                .into());
+            }
+            if names.contains(&to) {
+                continue;
+            }
+            let old = values
+                .iter()
+                .find(|value| value.unverified().master_key_name == from)
+                .ok_or_else(|| refuse(format!("column key {key_id} has no value under it")))?;
+            let column_key = old.open(&self.registry, &change.catalog.id()).await?;
+            let sealed = SignedRecord::<WrappedColumnKey>::seal(
+                &self.registry,
+                &change.catalog.id(),
+                to,
+                to_location,
+                key_id,
+                &column_key,
+            )
+            .await?;
+            // A row for this key and `to` that did not verify is replaced.
+            change
+                .transaction
+                .execute(
+                    "INSERT INTO aepg.column_key_values (key_id, master_key_name, record, signature)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (key_id, master_key_name)
+                     DO UPDATE SET record = EXCLUDED.record, signature = EXCLUDED.signature",
+                    &[
+                        &id_to_sql(key_id, "column key id")?,
+                        &to,
+                        &sealed.canonical_bytes(),
+                        &sealed.signature(),
+                    ],
+                )
+                .await?;
+            column_keys += 1;
+        }
+        let signers = [&from_location, to_location];
+        let records_signed = self.sign_records(&change, &keys, &signers).await?;
+        let signers = change.signers();
+        let generation = change.commit(&self.registry, signers).await?;
+        Ok(MasterKeyRotationReport {
+            column_keys,
+            records_signed,
+            generation: Some(generation),
+        })
+    }
+
+    /// Completes rotating master key `from` to master key `to` (registered
+    /// at `to_location`): once every column key under `from` is also under
+    /// `to`, the settings and assignments are signed by `to` alone, and
+    /// `from`'s wrapped values, manifest and registration are deleted.
+    /// Afterwards a client needs only `to`, and `from` can be destroyed
+    /// (and should leave the applications' trusted keys). Needs `to` only.
+    /// Run again after it finished, it does nothing.
+    ///
+    /// # Errors
+    /// [`CatalogError::MasterKeyRotation`] saying why (a column key not yet
+    /// under `to`: run start again); [`CatalogError::MasterKeyElsewhere`];
+    /// the key store's refusal.
+    pub async fn complete_master_key_rotation(
+        &self,
+        client: &mut impl GenericClient,
+        from: &str,
+        to: &str,
+        to_location: &MasterKeyLocation,
+    ) -> Result<MasterKeyRotationReport, Error> {
+        let change = Change::begin(client, self, Manifests::Required).await?;
+        check_new_key(&change.catalog, from, to, to_location)?;
+        if !change.catalog.master_keys.contains_key(from) {
+            return Ok(MasterKeyRotationReport {
+                column_keys: 0,
+                records_signed: 0,
+                generation: None,
+            });
+        }
+        // The old key's values by their rows, not only those this
+        // administrator can verify: it may no longer hold the old key.
+        let mut keys = keys_under(&change.catalog, from);
+        for row in change
+            .transaction
+            .query(
+                "SELECT DISTINCT key_id FROM aepg.column_key_values WHERE master_key_name = $1",
+                &[&from],
+            )
+            .await?
+        {
+            let key_id = id_from_sql(row.try_get(0)?, "column key id")?;
+            if !keys.contains(&key_id) {
+                keys.push(key_id);
+            }
+        }
+        for &key_id in &keys {
+            let under_new = change
+                .catalog
+                .column_keys
+                .get(&key_id)
+                .into_iter()
+                .flatten()
+                .any(|value| value.unverified().master_key_name == to);
+            if !under_new {
+                return Err(refusal(
+                    from,
+                    to,
+                    format!(
+                        "column key {key_id} is not wrapped under {to:?} yet (created since \
+                         the rotation started?): run `aepg rotate cmk start` again"
+                    ),
+                )
+                .into());
+            }
+        }
+        let records_signed = self.sign_records(&change, &keys, &[to_location]).await?;
+        // Rows under `from` that did not verify go too: nothing may keep
+        // the old key registered.
+        change
+            .transaction
+            .execute(
+                "WITH values_gone AS (DELETE FROM aepg.column_key_values WHERE master_key_name = $1),
+                      manifest_gone AS (DELETE FROM aepg.manifests WHERE master_key_name = $1)
+                 SELECT 1",
+                &[&from],
+            )
+            .await?;
+        change
+            .transaction
+            .execute("DELETE FROM aepg.master_keys WHERE name = $1", &[&from])
+            .await?;
+        let mut signers = change.signers();
+        signers.remove(from);
+        let generation = change.commit(&self.registry, signers).await?;
+        Ok(MasterKeyRotationReport {
+            column_keys: keys.len(),
+            records_signed,
+            generation: Some(generation),
+        })
+    }
+
+    /// Signs again, under each of `signers` (one or two master keys), every
+    /// verified setting of the column keys `keys` and every verified
+    /// assignment to those settings, rewriting their rows from the verified
+    /// records. Returns how many records it signed.
+    async fn sign_records(
+        &self,
+        change: &Change<'_>,
+        keys: &[u32],
+        signers: &[&MasterKeyLocation],
+    ) -> Result<usize, Error> {
+        let catalog = &change.catalog;
+        let settings: Vec<&EncryptionSetting> = catalog
+            .settings
+            .values()
+            .filter(|setting| keys.contains(&setting.key_id))
+            .map(AsRef::as_ref)
+            .collect();
+        let mut signed = 0;
+        for setting in &settings {
+            let record = EncryptionSettingRecord {
+                name: setting.name.clone(),
+                setting: setting.cell,
+                key_id: setting.key_id,
+                named_type: setting.named_type.clone(),
+            };
+            let (canonical, signatures) = self.sign_all(catalog, record, signers).await?;
+            change
+                .transaction
+                .execute(
+                    "UPDATE aepg.encryption_settings
+                     SET record = $2, signature = $3, cosignature = $4 WHERE id = $1",
+                    &[
+                        &id_to_sql(setting.cell.setting_id, "setting id")?,
+                        &canonical,
+                        &signatures.first(),
+                        &signatures.get(1),
+                    ],
+                )
+                .await?;
+            signed += 1;
+        }
+        let assignments = catalog.assignments.iter().filter(|(_, setting_id)| {
+            settings
+                .iter()
+                .any(|setting| setting.cell.setting_id == **setting_id)
+        });
+        for (column, &setting_id) in assignments {
+            let record = assignment_record(column, setting_id);
+            let (canonical, signatures) = self.sign_all(catalog, record, signers).await?;
+            change
+                .transaction
+                .execute(
+                    "UPDATE aepg.column_assignments
+                     SET setting_id = $4, record = $5, signature = $6, cosignature = $7
+                     WHERE schema_name = $1 AND table_name = $2 AND column_name = $3",
+                    &[
+                        &column.schema,
+                        &column.table,
+                        &column.column,
+                        &id_to_sql(setting_id, "setting id")?,
+                        &canonical,
+                        &signatures.first(),
+                        &signatures.get(1),
+                    ],
+                )
+                .await?;
+            signed += 1;
+        }
+        Ok(signed)
+    }
+
+    /// `record`'s canonical bytes and its signature by each of `signers`.
+    async fn sign_all<T: CatalogRecord + Clone>(
+        &self,
+        catalog: &Catalog,
+        record: T,
+        signers: &[&MasterKeyLocation],
+    ) -> Result<(Vec<u8>, Vec<Vec<u8>>), Error> {
+        let canonical = record.canonical_bytes()?;
+        let mut signatures = Vec::with_capacity(signers.len());
+        for signer in signers {
+            let signed =
+                SignedRecord::sign(record.clone(), &catalog.id(), &self.registry, signer).await?;
+            signatures.push(signed.signature().to_vec());
+        }
+        Ok((canonical, signatures))
+    }
+}
+
+/// The assignment record of `column` to `setting_id`.
+fn assignment_record(column: &ColumnName, setting_id: u32) -> ColumnAssignment {
+    ColumnAssignment {
+        schema: column.schema.clone(),
+        table: column.table.clone(),
+        column: column.column.clone(),
+        setting_id,
+    }
+}
+
+/// The column keys with a verified value under master key `name`.
+fn keys_under(catalog: &Catalog, name: &str) -> Vec<u32> {
+    catalog
+        .column_keys
+        .iter()
+        .filter(|(_, values)| {
+            values
+                .iter()
+                .any(|value| value.unverified().master_key_name == name)
+        })
+        .map(|(key_id, _)| *key_id)
+        .collect()
+}
+
+/// The registered location of the master key being retired.
+fn registered<'c>(
+    catalog: &'c Catalog,
+    from: &str,
+    to: &str,
+) -> Result<&'c MasterKeyLocation, Error> {
+    catalog.master_keys.get(from).ok_or_else(|| {
+        CatalogError::NotFound {
+            object: CatalogObject::MasterKey,
+            name: format!("{from:?} (to rotate to {to:?})"),
+        }
+        .into()
+    })
+}
+
+/// Checks that the new master key differs from the old one and is
+/// registered where the caller expects it.
+fn check_new_key(
+    catalog: &Catalog,
+    from: &str,
+    to: &str,
+    to_location: &MasterKeyLocation,
+) -> Result<(), Error> {
+    if from == to {
+        return Err(refusal(from, to, "they are the same master key".to_owned()).into());
+    }
+    match catalog.master_keys.get(to) {
+        None => Err(refusal(
+            from,
+            to,
+            format!("{to:?} is not registered: register it first (`aepg cmk register {to}`)"),
+        )
+        .into()),
+        Some(registered) if registered != to_location => Err(CatalogError::MasterKeyElsewhere {
+            name: to.to_owned(),
+            registered: registered.clone(),
+            expected: to_location.clone(),
+        }
+        .into()),
+        Some(location) if catalog.master_keys.get(from) == Some(location) => Err(refusal(
+            from,
+            to,
+            "both names are registered at the same location".to_owned(),
+        )
+        .into()),
+        Some(_) => Ok(()),
+    }
+}
+
+fn refusal(from: &str, to: &str, reason: String) -> CatalogError {
+    CatalogError::MasterKeyRotation {
+        from: from.to_owned(),
+        to: to.to_owned(),
+        reason,
+    }
+}
