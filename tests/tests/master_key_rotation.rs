@@ -335,11 +335,76 @@ async fn what_a_dba_without_the_keys_can_do_to_a_rotation() {
             if reason.contains(&format!("column key {late_key}"))),
         "{refused}"
     );
+    // Also when the DBA deletes the old key's registration, which would
+    // make the rotation look complete, and the administrator holds only
+    // the new key.
+    rotation
+        .db
+        .plain
+        .batch_execute(
+            "SET session_replication_role = replica;
+             DELETE FROM aepg.master_keys WHERE name = 'cmk1';
+             RESET session_replication_role;",
+        )
+        .await
+        .unwrap();
+    let new_admin = aepg::catalog::CatalogAdmin::new(new.clone());
+    let refused = rotation.complete(&new_admin).await.unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains(&format!("column key {late_key}")),
+        "{refused}"
+    );
+    rotation
+        .db
+        .plain
+        .batch_execute(
+            "INSERT INTO aepg.master_keys (name, provider, key_path) VALUES ('cmk1', 'memory', 'cmk1')",
+        )
+        .await
+        .unwrap();
     assert_eq!(rotation.start().await.column_keys, 1, "only the late key");
+
+    // During the rotation, a record signed by one master key alone would
+    // be invisible to clients holding the other: an administrator holding
+    // only one is refused, naming the other.
+    let old_admin = aepg::catalog::CatalogAdmin::new(old.clone());
+    let refused = old_admin
+        .create_setting(
+            &mut *rotation.db.admin_connection().await,
+            &aepg::catalog::NewEncryptionSetting::new(
+                "late",
+                aepg::cell::PlaintextType::parse("text").unwrap(),
+                Deterministic,
+                rotation.db.key_id,
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, Error::Catalog(CatalogError::SignersMissing { missing, .. })
+            if missing == &[NEW_KEY.to_owned()]),
+        "{refused}"
+    );
+    // Nor can an administrator holding only the new key start (it would
+    // find no key to rewrap).
+    let refused = new_admin
+        .start_master_key_rotation(
+            &mut *rotation.db.admin_connection().await,
+            MASTER_KEY,
+            NEW_KEY,
+            &new_location(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("needs both master keys"),
+        "{refused}"
+    );
 
     // An administrator without the new key cannot start one, nor can
     // anyone rotate to an unregistered key, or a key to itself.
-    let old_admin = aepg::catalog::CatalogAdmin::new(old.clone());
     let refused = old_admin
         .start_master_key_rotation(
             &mut *rotation.db.admin_connection().await,
@@ -397,9 +462,12 @@ async fn what_a_dba_without_the_keys_can_do_to_a_rotation() {
     );
 
     // Completed: the old key's wrapped value and manifest replayed by the
-    // DBA give a client holding only the old key nothing (the settings are
-    // signed by the new key alone), and clients holding the new key, or
-    // both, are unaffected.
+    // DBA (without the old signatures of the settings) give a client
+    // holding only the old key nothing, and clients holding the new key,
+    // or both, are unaffected. (With the old signatures replayed too, a
+    // client that still trusts the old key would load the catalog as it
+    // was at the rotation: why the runbook removes the old key from the
+    // applications' trusted keys.)
     let old_value = rotation
         .db
         .plain
@@ -472,4 +540,71 @@ async fn what_a_dba_without_the_keys_can_do_to_a_rotation() {
         .unwrap()
         .setting_id()
         .is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_assignment_is_refused_not_signed_again() {
+    let rotation = Rotation::new("cmk_rotation_replay").await;
+    // The assignment of people.ssn, saved; the column decrypted (its
+    // assignment leaves the catalog and the manifests); the saved row put back.
+    let saved = rotation
+        .db
+        .plain
+        .query_one(
+            "SELECT setting_id, record, signature FROM aepg.column_assignments WHERE column_name = 'ssn'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let column = ColumnName::new("public", "people", "ssn");
+    let options = MigrationOptions::default().grace(Duration::from_millis(100));
+    rotation
+        .db
+        .admin
+        .decrypt_column(
+            &mut *rotation.db.admin_connection().await,
+            &column,
+            &options,
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+    rotation
+        .db
+        .plain
+        .execute(
+            "INSERT INTO aepg.column_assignments
+                 (schema_name, table_name, column_name, setting_id, record, signature)
+             VALUES ('public', 'people', 'ssn', $1, $2, $3)",
+            &[
+                &saved.get::<_, i32>(0),
+                &saved.get::<_, Vec<u8>>(1),
+                &saved.get::<_, Vec<u8>>(2),
+            ],
+        )
+        .await
+        .unwrap();
+    let refused = rotation
+        .both
+        .start_master_key_rotation(
+            &mut *rotation.db.admin_connection().await,
+            MASTER_KEY,
+            NEW_KEY,
+            &new_location(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("public.people.ssn")
+            && refused
+                .to_string()
+                .contains("disagrees with the signed manifests"),
+        "{refused}"
+    );
+    let under_new = "SELECT count(*) FROM aepg.column_key_values WHERE master_key_name = 'cmk2'";
+    assert_eq!(
+        rotation.count(under_new).await,
+        0,
+        "nothing of the start remains"
+    );
 }

@@ -367,8 +367,14 @@ impl CatalogAdmin {
             key_id: new.key_id,
             named_type: new.named_type.clone(),
         };
-        let (signed, cosignature) =
-            sign_under_key(&self.registry, &change.catalog, new.key_id, record).await?;
+        let (signed, cosignature) = sign_under_key(
+            &change.transaction,
+            &self.registry,
+            &change.catalog,
+            new.key_id,
+            record,
+        )
+        .await?;
         change
             .transaction
             .execute(
@@ -602,8 +608,14 @@ impl<'t> Change<'t> {
             column: column.column.clone(),
             setting_id,
         };
-        let (signed, cosignature) =
-            sign_under_key(registry, &self.catalog, setting.key_id, record).await?;
+        let (signed, cosignature) = sign_under_key(
+            &self.transaction,
+            registry,
+            &self.catalog,
+            setting.key_id,
+            record,
+        )
+        .await?;
         self.transaction
             .execute(
                 "INSERT INTO aepg.column_assignments
@@ -835,13 +847,17 @@ async fn fresh_id(
 }
 
 /// The master keys that sign records about column key `key_id`: those its
-/// verified wrapped values are under (two while a master key is rotated).
-pub(crate) fn signers_of_key(catalog: &Catalog, key_id: u32) -> Vec<MasterKeyLocation> {
-    let mut signers: Vec<MasterKeyLocation> = Vec::new();
+/// verified wrapped values are under (two while a master key is rotated),
+/// by name.
+fn signers_of_key(catalog: &Catalog, key_id: u32) -> Vec<(&str, &MasterKeyLocation)> {
+    let mut signers: Vec<(&str, &MasterKeyLocation)> = Vec::new();
     for value in catalog.column_keys.get(&key_id).into_iter().flatten() {
-        let location = &value.unverified().master_key;
-        if !signers.contains(location) {
-            signers.push(location.clone());
+        let record = value.unverified();
+        if !signers
+            .iter()
+            .any(|(name, _)| *name == record.master_key_name)
+        {
+            signers.push((&record.master_key_name, &record.master_key));
         }
     }
     signers
@@ -851,26 +867,50 @@ pub(crate) fn signers_of_key(catalog: &Catalog, key_id: u32) -> Vec<MasterKeyLoc
 /// signed record, and the second master key's signature while one is
 /// rotated, so that clients holding either key can verify it.
 ///
+/// Every master key a row of the column key names must sign: a record
+/// signed by only the key this administrator holds would be invisible to
+/// clients (and administrators) that hold only the other, and a rotation
+/// completed by one of them would drop it.
+///
 /// # Errors
-/// An unknown column key, more master keys than a record has signatures
-/// for, the key store's refusal.
+/// [`CatalogError::SignersMissing`] when a row names a master key whose
+/// value this administrator cannot verify; an unknown column key; more
+/// master keys than a record has signatures for; the key store's refusal.
 pub(crate) async fn sign_under_key<T: CatalogRecord + Clone>(
+    transaction: &tokio_postgres::Transaction<'_>,
     registry: &KeyStoreRegistry,
     catalog: &Catalog,
     key_id: u32,
     record: T,
 ) -> Result<(SignedRecord<T>, Option<Vec<u8>>), Error> {
     let signers = signers_of_key(catalog, key_id);
+    let mut missing = Vec::new();
+    for row in transaction
+        .query(
+            "SELECT DISTINCT master_key_name FROM aepg.column_key_values
+             WHERE key_id = $1 AND master_key_name IS NOT NULL ORDER BY 1",
+            &[&id_to_sql(key_id, "column key id")?],
+        )
+        .await?
+    {
+        let name: String = row.try_get(0)?;
+        if !signers.iter().any(|(signer, _)| *signer == name) {
+            missing.push(name);
+        }
+    }
+    if !missing.is_empty() {
+        return Err(CatalogError::SignersMissing { key_id, missing }.into());
+    }
     let (first, rest) = signers
         .split_first()
         .ok_or_else(|| CatalogError::NotFound {
             object: CatalogObject::ColumnKey,
             name: key_id.to_string(),
         })?;
-    let signed = SignedRecord::sign(record, &catalog.id(), registry, first).await?;
+    let signed = SignedRecord::sign(record, &catalog.id(), registry, first.1).await?;
     let cosignature = match rest {
         [] => None,
-        [second] => Some(
+        [(_, second)] => Some(
             SignedRecord::sign(signed.unverified().clone(), &catalog.id(), registry, second)
                 .await?
                 .signature()
@@ -879,7 +919,7 @@ pub(crate) async fn sign_under_key<T: CatalogRecord + Clone>(
         _ => {
             return Err(CatalogError::TooManyMasterKeys {
                 key_id,
-                master_keys: signers.iter().map(ToString::to_string).collect(),
+                master_keys: signers.iter().map(|(name, _)| (*name).to_owned()).collect(),
             }
             .into())
         }

@@ -124,6 +124,15 @@ pub enum CatalogError {
         /// The master keys it is wrapped under.
         master_keys: Vec<String>,
     },
+    /// A record of a column key must be signed by every master key the
+    /// key is wrapped under, and this administrator cannot verify some.
+    #[error("column key {key_id} is also wrapped under master key(s) {} (a master key rotation is under way, or those rows fail verification): records of the key must be signed by each of its master keys, so run this with all of them (aepg verify lists rows that fail)", missing.join(", "))]
+    SignersMissing {
+        /// The column key.
+        key_id: u32,
+        /// The master keys, by name, whose values this administrator cannot verify.
+        missing: Vec<String>,
+    },
     /// A master key rotation cannot start or complete.
     #[error("cannot rotate column master key {from:?} to {to:?}: {reason}")]
     MasterKeyRotation {

@@ -16,7 +16,7 @@ use tokio_postgres::GenericClient;
 
 use super::admin::{CatalogAdmin, Change, Manifests};
 use super::error::{CatalogError, CatalogObject};
-use super::model::{Catalog, EncryptionSetting};
+use super::model::{Catalog, EncryptionSetting, SkipReason};
 use crate::names::ColumnName;
 use crate::record::{
     CatalogRecord, ColumnAssignment, EncryptionSettingRecord, SignedRecord, WrappedColumnKey,
@@ -65,8 +65,26 @@ impl CatalogAdmin {
         let refuse = |reason: String| refusal(from, to, reason);
         let from_location = registered(&change.catalog, from, to)?.clone();
         check_new_key(&change.catalog, from, to, to_location)?;
-        let mut column_keys = 0;
+        if self.registry.checked_provider(&from_location).is_err() {
+            return Err(refuse(format!(
+                "this administrator does not hold {from:?} ({from_location}): start unwraps \
+                 the column keys under it, so it needs both master keys"
+            ))
+            .into());
+        }
         let keys = keys_under(&change.catalog, from);
+        // A row under the old key that does not verify would never be
+        // rewrapped, and completing would leave its column key behind.
+        for key_id in raw_keys_under(&change.transaction, from).await? {
+            if !keys.contains(&key_id) {
+                return Err(refuse(format!(
+                    "the value of column key {key_id} under {from:?} does not verify (aepg \
+                     verify says why): repair or remove that row first"
+                ))
+                .into());
+            }
+        }
+        let mut column_keys = 0;
         for &key_id in &keys {
             let values = &change.catalog.column_keys[&key_id];
             let names: Vec<&str> = values
@@ -116,7 +134,9 @@ impl CatalogAdmin {
             column_keys += 1;
         }
         let signers = [&from_location, to_location];
-        let records_signed = self.sign_records(&change, &keys, &signers).await?;
+        let records_signed = self
+            .sign_records(&change, (from, to), &keys, &signers)
+            .await?;
         let signers = change.signers();
         let generation = change.commit(&self.registry, signers).await?;
         Ok(MasterKeyRotationReport {
@@ -146,51 +166,83 @@ impl CatalogAdmin {
         to_location: &MasterKeyLocation,
     ) -> Result<MasterKeyRotationReport, Error> {
         let change = Change::begin(client, self, Manifests::Required).await?;
+        let refuse = |reason: String| refusal(from, to, reason);
         check_new_key(&change.catalog, from, to, to_location)?;
-        if !change.catalog.master_keys.contains_key(from) {
+        // Done only when no row names the old key any more: its
+        // registration alone is an unsigned row the server could delete.
+        let named: bool = change
+            .transaction
+            .query_one(
+                "SELECT EXISTS (SELECT FROM aepg.master_keys WHERE name = $1)
+                     OR EXISTS (SELECT FROM aepg.column_key_values WHERE master_key_name = $1)
+                     OR EXISTS (SELECT FROM aepg.manifests WHERE master_key_name = $1)",
+                &[&from],
+            )
+            .await?
+            .try_get(0)?;
+        if !named {
             return Ok(MasterKeyRotationReport {
                 column_keys: 0,
                 records_signed: 0,
                 generation: None,
             });
         }
-        // The old key's values by their rows, not only those this
+        // The old key's column keys by their rows too, not only those this
         // administrator can verify: it may no longer hold the old key.
         let mut keys = keys_under(&change.catalog, from);
-        for row in change
-            .transaction
-            .query(
-                "SELECT DISTINCT key_id FROM aepg.column_key_values WHERE master_key_name = $1",
-                &[&from],
-            )
-            .await?
-        {
-            let key_id = id_from_sql(row.try_get(0)?, "column key id")?;
+        for key_id in raw_keys_under(&change.transaction, from).await? {
             if !keys.contains(&key_id) {
                 keys.push(key_id);
             }
         }
         for &key_id in &keys {
-            let under_new = change
+            let names: Vec<&str> = change
                 .catalog
                 .column_keys
                 .get(&key_id)
                 .into_iter()
                 .flatten()
-                .any(|value| value.unverified().master_key_name == to);
-            if !under_new {
-                return Err(refusal(
-                    from,
-                    to,
-                    format!(
-                        "column key {key_id} is not wrapped under {to:?} yet (created since \
-                         the rotation started?): run `aepg rotate cmk start` again"
-                    ),
-                )
+                .map(|value| value.unverified().master_key_name.as_str())
+                .collect();
+            if !names.contains(&to) {
+                return Err(refuse(format!(
+                    "column key {key_id} is not wrapped under {to:?} yet (created since the \
+                     rotation started?): run `aepg rotate cmk start` again"
+                ))
+                .into());
+            }
+            if let Some(third) = names.iter().find(|name| **name != from && **name != to) {
+                return Err(refuse(format!(
+                    "column key {key_id} is also wrapped under master key {third:?}: complete \
+                     that rotation first"
+                ))
                 .into());
             }
         }
-        let records_signed = self.sign_records(&change, &keys, &[to_location]).await?;
+        check_nothing_left_behind(&change.catalog, from, to)?;
+        // Without the old key's manifest, the new key's must be current: a
+        // change made since by an administrator without the new key would
+        // otherwise be lost with the old manifest.
+        let manifest = |name: &str| {
+            change
+                .catalog
+                .manifests
+                .iter()
+                .find(|manifest| manifest.master_key_name == name)
+                .map(|manifest| manifest.generation)
+        };
+        if manifest(from).is_none() && manifest(to) != Some(change.catalog.generation) {
+            return Err(refuse(format!(
+                "the manifest of {to:?} is older than the catalog (generation {}): changes were \
+                 made without {to:?}, and only {from:?}'s manifest has them; complete with both \
+                 master keys",
+                change.catalog.generation
+            ))
+            .into());
+        }
+        let records_signed = self
+            .sign_records(&change, (from, to), &keys, &[to_location])
+            .await?;
         // Rows under `from` that did not verify go too: nothing may keep
         // the old key registered.
         change
@@ -223,6 +275,7 @@ impl CatalogAdmin {
     async fn sign_records(
         &self,
         change: &Change<'_>,
+        (from, to): (&str, &str),
         keys: &[u32],
         signers: &[&MasterKeyLocation],
     ) -> Result<usize, Error> {
@@ -263,6 +316,18 @@ impl CatalogAdmin {
                 .any(|setting| setting.cell.setting_id == **setting_id)
         });
         for (column, &setting_id) in assignments {
+            if !listed_as(catalog, column, setting_id) {
+                return Err(refusal(
+                    from,
+                    to,
+                    format!(
+                        "the assignment of {column} to setting {setting_id} disagrees with the \
+                         signed manifests (replayed or altered?): a rotation would sign it \
+                         again, so repair it first (aepg verify, aepg column status)"
+                    ),
+                )
+                .into());
+            }
             let record = assignment_record(column, setting_id);
             let (canonical, signatures) = self.sign_all(catalog, record, signers).await?;
             change
@@ -327,6 +392,84 @@ fn keys_under(catalog: &Catalog, name: &str) -> Vec<u32> {
         })
         .map(|(key_id, _)| *key_id)
         .collect()
+}
+
+/// The column keys a row of `aepg.column_key_values` puts under master key
+/// `name`, whether or not the row verifies.
+async fn raw_keys_under(
+    transaction: &tokio_postgres::Transaction<'_>,
+    name: &str,
+) -> Result<Vec<u32>, Error> {
+    let mut keys = Vec::new();
+    for row in transaction
+        .query(
+            "SELECT DISTINCT key_id FROM aepg.column_key_values
+             WHERE master_key_name = $1 AND key_id IS NOT NULL",
+            &[&name],
+        )
+        .await?
+    {
+        keys.push(id_from_sql(row.try_get(0)?, "column key id")?);
+    }
+    Ok(keys)
+}
+
+/// Whether the newest verified manifests (an older one is a master key's
+/// that an earlier change could not sign) list `column` under
+/// `setting_id`, and none under another setting.
+fn listed_as(catalog: &Catalog, column: &ColumnName, setting_id: u32) -> bool {
+    let newest = catalog
+        .manifests
+        .iter()
+        .map(|manifest| manifest.generation)
+        .max();
+    let listings: Vec<Option<u32>> = catalog
+        .manifests
+        .iter()
+        .filter(|manifest| Some(manifest.generation) == newest)
+        .map(|manifest| manifest.columns.get(column).copied())
+        .collect();
+    !listings.is_empty() && listings.iter().all(|listed| *listed == Some(setting_id))
+}
+
+/// Before the old key goes: every record left out of this administrator's
+/// catalog must be one of the old key's own (its wrapped values and
+/// manifest, which go with it) or another application's. A record that
+/// does not verify, or whose master key cannot be used, may be one only
+/// the old key can still vouch for, and would be lost with it.
+fn check_nothing_left_behind(catalog: &Catalog, from: &str, to: &str) -> Result<(), Error> {
+    let own_prefixes = [
+        format!("manifest of master key {from:?}"),
+        format!(" under master key {from:?}"),
+    ];
+    let from_location = catalog.master_keys.get(from);
+    let blocking: Vec<String> = catalog
+        .skipped
+        .iter()
+        .filter(|skipped| {
+            let own = skipped.what.starts_with(&own_prefixes[0])
+                || (skipped.what.starts_with("column key ")
+                    && skipped.what.ends_with(&own_prefixes[1]));
+            let names_from = skipped.reason.contains(&format!("{from:?}"))
+                || from_location
+                    .is_some_and(|location| skipped.reason.contains(&location.to_string()));
+            !own && (skipped.kind != SkipReason::Unverifiable || names_from)
+        })
+        .map(|skipped| format!("{} ({})", skipped.what, skipped.reason))
+        .collect();
+    if blocking.is_empty() {
+        return Ok(());
+    }
+    Err(refusal(
+        from,
+        to,
+        format!(
+            "records fail verification, and the old key may be the only one that can vouch \
+             for them: {}; repair them (aepg verify), or complete with both master keys",
+            blocking.join("; ")
+        ),
+    )
+    .into())
 }
 
 /// The registered location of the master key being retired.
