@@ -9,16 +9,21 @@
 //! (deterministic `text`) and `note` (randomized `text`, ~100 bytes),
 //! encrypted for aepg and plain `text` for tokio-postgres.
 //!
-//! Workloads so far: binary `COPY … FROM STDIN` (bulk load), binary
-//! `COPY … TO STDOUT` (a full decrypting scan), and a cold start: a new
-//! connection's first query reading a row by its deterministic column (for
+//! Workloads: binary `COPY … FROM STDIN` (bulk load), binary
+//! `COPY … TO STDOUT` (a full decrypting scan), a cold start (a new
+//! connection's first query reading a row by its deterministic column; for
 //! aepg with a new `Encryption`: the catalog loaded and verified, the
-//! column key unwrapped). Then, on the plain table, an online column
+//! column key unwrapped), and small statements (`point`): a single-row
+//! insert, and a point select by the deterministic column one at a time,
+//! 64 in flight on one connection, and over 8 connections. Then, on the plain table, an online column
 //! migration (`column encrypt` and `column decrypt`) under a light load,
 //! in rows per second. Options: `--rows N`
-//! (default 1,000,000), `--blocks B` (default 10), `--quick` (20,000 rows
-//! in 2 blocks: checks that the program works, as CI runs it),
-//! `--migration-only`.
+//! (default 1,000,000), `--blocks B` (default 10), `--ops N` (small
+//! statements per block and workload, default 1,000), `--quick` (20,000
+//! rows in 2 blocks, 50 statements: checks that the program works, as CI
+//! runs it), `--migration-only`.
+
+mod point;
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +41,8 @@ type Failure = Box<dyn std::error::Error + Send + Sync>;
 struct Options {
     rows: usize,
     blocks: usize,
+    /// Small statements per block and workload.
+    ops: usize,
     /// Only the column migration.
     migration_only: bool,
 }
@@ -45,6 +52,7 @@ impl Options {
         let mut options = Self {
             rows: 1_000_000,
             blocks: 10,
+            ops: 1_000,
             migration_only: false,
         };
         let mut args = std::env::args().skip(1);
@@ -55,21 +63,23 @@ impl Options {
             match arg.as_str() {
                 "--rows" => options.rows = number()?,
                 "--blocks" => options.blocks = number()?,
+                "--ops" => options.ops = number()?,
                 "--migration-only" => options.migration_only = true,
                 "--quick" => {
                     options.rows = 20_000;
                     options.blocks = 2;
+                    options.ops = 50;
                 }
                 other => {
                     return Err(format!(
-                        "unknown option {other}: --rows N, --blocks B, --quick, --migration-only"
+                        "unknown option {other}: --rows N, --blocks B, --ops N, --quick, --migration-only"
                     )
                     .into())
                 }
             }
         }
-        if options.blocks == 0 || options.rows < options.blocks {
-            return Err("need at least one row per block".into());
+        if options.blocks == 0 || options.rows < options.blocks || options.ops == 0 {
+            return Err("need at least one row per block, and --ops above 0".into());
         }
         Ok(options)
     }
@@ -327,10 +337,13 @@ async fn main() -> Result<(), Failure> {
         cold.add(plain_time, aepg_time);
     }
 
+    let first_id = i32::try_from(options.rows)?;
+    let small = point::run(&db, options.blocks, options.ops, first_id).await?;
+
     println!("{:<28} {:>6}   spread", "workload", "ratio");
-    load.print();
-    scan.print();
-    cold.print();
+    for ratios in [&load, &scan, &cold].into_iter().chain(&small) {
+        ratios.print();
+    }
     println!();
     migration(&db, options.rows).await?;
     Ok(())

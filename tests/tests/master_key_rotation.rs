@@ -387,6 +387,37 @@ async fn what_a_dba_without_the_keys_can_do_to_a_rotation() {
             if missing == &[NEW_KEY.to_owned()]),
         "{refused}"
     );
+    // Encrypting a column under the rotated key is refused before its
+    // backfill begins.
+    rotation
+        .db
+        .plain
+        .batch_execute("CREATE TABLE extra (id int PRIMARY KEY, ssn text)")
+        .await
+        .unwrap();
+    let refused = old_admin
+        .encrypt_column(
+            &mut *rotation.db.admin_connection().await,
+            &ColumnName::new("public", "extra", "ssn"),
+            "ssn",
+            &MigrationOptions::default(),
+            &mut |_| {},
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &refused,
+            Error::Catalog(CatalogError::SignersMissing { .. })
+        ),
+        "{refused}"
+    );
+    assert_eq!(
+        rotation
+            .count("SELECT count(*) FROM aepg.column_migrations")
+            .await,
+        0
+    );
     // Nor can an administrator holding only the new key start (it would
     // find no key to rewrap).
     let refused = new_admin

@@ -61,7 +61,7 @@ pub async fn complete_master_key(
     let (from, to) = (&args.from, &args.to);
     output.result(
         || match report.generation {
-            None => format!("master key {from:?} is not registered: nothing left to complete"),
+            None => format!("no catalog row names master key {from:?}: nothing left to complete"),
             Some(_) => format!(
                 "master key {from:?} retired for {to:?}: {} column key(s) now only under {to:?}, \
                  {} record(s) signed by {to:?} alone{}\n\

@@ -863,6 +863,38 @@ fn signers_of_key(catalog: &Catalog, key_id: u32) -> Vec<(&str, &MasterKeyLocati
     signers
 }
 
+/// The master keys that must sign a record of column key `key_id`, each
+/// of which this administrator verified a wrapped value of: refused when a
+/// row names another (see [`sign_under_key`]).
+///
+/// # Errors
+/// [`CatalogError::SignersMissing`]; database errors.
+pub(crate) async fn require_signers<'c>(
+    client: &impl GenericClient,
+    catalog: &'c Catalog,
+    key_id: u32,
+) -> Result<Vec<(&'c str, &'c MasterKeyLocation)>, Error> {
+    let signers = signers_of_key(catalog, key_id);
+    let mut missing = Vec::new();
+    for row in client
+        .query(
+            "SELECT DISTINCT master_key_name FROM aepg.column_key_values
+             WHERE key_id = $1 AND master_key_name IS NOT NULL ORDER BY 1",
+            &[&id_to_sql(key_id, "column key id")?],
+        )
+        .await?
+    {
+        let name: String = row.try_get(0)?;
+        if !signers.iter().any(|(signer, _)| *signer == name) {
+            missing.push(name);
+        }
+    }
+    if !missing.is_empty() {
+        return Err(CatalogError::SignersMissing { key_id, missing }.into());
+    }
+    Ok(signers)
+}
+
 /// Signs `record` under every master key of column key `key_id`: the
 /// signed record, and the second master key's signature while one is
 /// rotated, so that clients holding either key can verify it.
@@ -883,24 +915,7 @@ pub(crate) async fn sign_under_key<T: CatalogRecord + Clone>(
     key_id: u32,
     record: T,
 ) -> Result<(SignedRecord<T>, Option<Vec<u8>>), Error> {
-    let signers = signers_of_key(catalog, key_id);
-    let mut missing = Vec::new();
-    for row in transaction
-        .query(
-            "SELECT DISTINCT master_key_name FROM aepg.column_key_values
-             WHERE key_id = $1 AND master_key_name IS NOT NULL ORDER BY 1",
-            &[&id_to_sql(key_id, "column key id")?],
-        )
-        .await?
-    {
-        let name: String = row.try_get(0)?;
-        if !signers.iter().any(|(signer, _)| *signer == name) {
-            missing.push(name);
-        }
-    }
-    if !missing.is_empty() {
-        return Err(CatalogError::SignersMissing { key_id, missing }.into());
-    }
+    let signers = require_signers(transaction, catalog, key_id).await?;
     let (first, rest) = signers
         .split_first()
         .ok_or_else(|| CatalogError::NotFound {

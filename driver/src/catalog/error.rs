@@ -126,7 +126,7 @@ pub enum CatalogError {
     },
     /// A record of a column key must be signed by every master key the
     /// key is wrapped under, and this administrator cannot verify some.
-    #[error("column key {key_id} is also wrapped under master key(s) {} (a master key rotation is under way, or those rows fail verification): records of the key must be signed by each of its master keys, so run this with all of them (aepg verify lists rows that fail)", missing.join(", "))]
+    #[error("column key {key_id} is also wrapped under master key(s) {} whose values this administrator cannot verify: records of the key must be signed by each of its master keys. During a master key rotation, run this with both keys; a value that no key verifies (aepg verify: tampered) is no wrapping of the key and may be deleted, but one under a key you no longer hold must not be deleted before the rotation completes", missing.join(", "))]
     SignersMissing {
         /// The column key.
         key_id: u32,

@@ -16,7 +16,7 @@ use tokio_postgres::GenericClient;
 
 use super::admin::{CatalogAdmin, Change, Manifests};
 use super::error::{CatalogError, CatalogObject};
-use super::model::{Catalog, EncryptionSetting, SkipReason};
+use super::model::{Catalog, EncryptionSetting};
 use crate::names::ColumnName;
 use crate::record::{
     CatalogRecord, ColumnAssignment, EncryptionSettingRecord, SignedRecord, WrappedColumnKey,
@@ -65,10 +65,10 @@ impl CatalogAdmin {
         let refuse = |reason: String| refusal(from, to, reason);
         let from_location = registered(&change.catalog, from, to)?.clone();
         check_new_key(&change.catalog, from, to, to_location)?;
-        if self.registry.checked_provider(&from_location).is_err() {
+        if let Err(error) = self.registry.describe(&from_location).await {
             return Err(refuse(format!(
-                "this administrator does not hold {from:?} ({from_location}): start unwraps \
-                 the column keys under it, so it needs both master keys"
+                "this administrator cannot use {from:?} ({error}): start unwraps the column \
+                 keys under it, so it needs both master keys"
             ))
             .into());
         }
@@ -77,9 +77,17 @@ impl CatalogAdmin {
         // rewrapped, and completing would leave its column key behind.
         for key_id in raw_keys_under(&change.transaction, from).await? {
             if !keys.contains(&key_id) {
+                let what = format!("column key {key_id} under master key {from:?}");
+                let why = change
+                    .catalog
+                    .skipped
+                    .iter()
+                    .find(|skipped| skipped.what == what)
+                    .map_or("its row cannot be read", |skipped| skipped.reason.as_str());
                 return Err(refuse(format!(
-                    "the value of column key {key_id} under {from:?} does not verify (aepg \
-                     verify says why): repair or remove that row first"
+                    "the value of column key {key_id} under {from:?} does not verify ({why}): \
+                     repair the key store, or restore the row from a backup; do not delete it, \
+                     it may be the key's only wrapping"
                 ))
                 .into());
             }
@@ -219,7 +227,7 @@ impl CatalogAdmin {
                 .into());
             }
         }
-        check_nothing_left_behind(&change.catalog, from, to)?;
+        check_nothing_left_behind(&change, from, to, &keys).await?;
         // Without the old key's manifest, the new key's must be current: a
         // change made since by an administrator without the new key would
         // otherwise be lost with the old manifest.
@@ -231,14 +239,29 @@ impl CatalogAdmin {
                 .find(|manifest| manifest.master_key_name == name)
                 .map(|manifest| manifest.generation)
         };
-        if manifest(from).is_none() && manifest(to) != Some(change.catalog.generation) {
-            return Err(refuse(format!(
-                "the manifest of {to:?} is older than the catalog (generation {}): changes were \
-                 made without {to:?}, and only {from:?}'s manifest has them; complete with both \
-                 master keys",
-                change.catalog.generation
-            ))
-            .into());
+        if manifest(from).is_none() {
+            // The old manifest's generation by its row: unsigned, but only
+            // ever a reason to refuse.
+            let old_generation: Option<i64> = change
+                .transaction
+                .query_opt(
+                    "SELECT generation FROM aepg.manifests WHERE master_key_name = $1",
+                    &[&from],
+                )
+                .await?
+                .map(|row| row.try_get(0))
+                .transpose()?;
+            let newer = old_generation
+                .and_then(|generation| u64::try_from(generation).ok())
+                .is_some_and(|old| manifest(to).is_none_or(|new| new < old));
+            if newer {
+                return Err(refuse(format!(
+                    "the manifest of {to:?} is older than {from:?}'s: a change was made without \
+                     {to:?}, and only {from:?}'s manifest has it; complete with both master \
+                     keys (keep {from:?} until complete succeeds)"
+                ))
+                .into());
+            }
         }
         let records_signed = self
             .sign_records(&change, (from, to), &keys, &[to_location])
@@ -432,41 +455,77 @@ fn listed_as(catalog: &Catalog, column: &ColumnName, setting_id: u32) -> bool {
     !listings.is_empty() && listings.iter().all(|listed| *listed == Some(setting_id))
 }
 
-/// Before the old key goes: every record left out of this administrator's
-/// catalog must be one of the old key's own (its wrapped values and
-/// manifest, which go with it) or another application's. A record that
-/// does not verify, or whose master key cannot be used, may be one only
-/// the old key can still vouch for, and would be lost with it.
-fn check_nothing_left_behind(catalog: &Catalog, from: &str, to: &str) -> Result<(), Error> {
-    let own_prefixes = [
-        format!("manifest of master key {from:?}"),
-        format!(" under master key {from:?}"),
-    ];
-    let from_location = catalog.master_keys.get(from);
-    let blocking: Vec<String> = catalog
-        .skipped
+/// Before the old key goes, every setting row of the column keys `keys`
+/// and every assignment row of those settings must be one this
+/// administrator verified: a row it could not verify may be one only the
+/// old key vouches for, lost with it. Rows are found by their (unsigned)
+/// ids, so a row the server moved elsewhere is not missed either way:
+/// its signed record no longer matches it, and the loader left it out.
+async fn check_nothing_left_behind(
+    change: &Change<'_>,
+    from: &str,
+    to: &str,
+    keys: &[u32],
+) -> Result<(), Error> {
+    let catalog = &change.catalog;
+    let sql_keys = keys
         .iter()
-        .filter(|skipped| {
-            let own = skipped.what.starts_with(&own_prefixes[0])
-                || (skipped.what.starts_with("column key ")
-                    && skipped.what.ends_with(&own_prefixes[1]));
-            let names_from = skipped.reason.contains(&format!("{from:?}"))
-                || from_location
-                    .is_some_and(|location| skipped.reason.contains(&location.to_string()));
-            !own && (skipped.kind != SkipReason::Unverifiable || names_from)
-        })
-        .map(|skipped| format!("{} ({})", skipped.what, skipped.reason))
-        .collect();
-    if blocking.is_empty() {
+        .map(|key_id| id_to_sql(*key_id, "column key id"))
+        .collect::<Result<Vec<i32>, _>>()?;
+    let mut unverified = Vec::new();
+    let settings = change
+        .transaction
+        .query(
+            "SELECT id, name FROM aepg.encryption_settings WHERE key_id = ANY($1)",
+            &[&sql_keys],
+        )
+        .await?;
+    let mut setting_ids = Vec::new();
+    for row in &settings {
+        let id: Option<i32> = row.try_get(0)?;
+        let name: Option<String> = row.try_get(1)?;
+        setting_ids.extend(id);
+        let verified = id
+            .and_then(|id| u32::try_from(id).ok())
+            .and_then(|id| catalog.settings.get(&id))
+            .is_some_and(|setting| Some(&setting.name) == name.as_ref());
+        if !verified {
+            unverified.push(format!("encryption setting {name:?}"));
+        }
+    }
+    let assignments = change
+        .transaction
+        .query(
+            "SELECT schema_name, table_name, column_name, setting_id
+             FROM aepg.column_assignments WHERE setting_id = ANY($1)",
+            &[&setting_ids],
+        )
+        .await?;
+    for row in &assignments {
+        let column = ColumnName::new(
+            row.try_get::<_, Option<String>>(0)?.unwrap_or_default(),
+            row.try_get::<_, Option<String>>(1)?.unwrap_or_default(),
+            row.try_get::<_, Option<String>>(2)?.unwrap_or_default(),
+        );
+        let setting_id: Option<i32> = row.try_get(3)?;
+        let verified = catalog.assignments.get(&column).copied()
+            == setting_id.and_then(|id| u32::try_from(id).ok());
+        if !verified {
+            unverified.push(format!("assignment of {column}"));
+        }
+    }
+    if unverified.is_empty() {
         return Ok(());
     }
     Err(refusal(
         from,
         to,
         format!(
-            "records fail verification, and the old key may be the only one that can vouch \
-             for them: {}; repair them (aepg verify), or complete with both master keys",
-            blocking.join("; ")
+            "{} of its column keys do not verify here, and {from:?} may be the only key that \
+             vouches for them: {}; repair them (aepg verify says why), or complete with both \
+             master keys",
+            unverified.len(),
+            unverified.join(", ")
         ),
     )
     .into())

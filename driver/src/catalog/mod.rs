@@ -17,8 +17,8 @@ mod master_key_rotation;
 mod model;
 mod pin;
 
+pub(crate) use admin::{require_signers, Change, Manifests};
 pub use admin::{CatalogAdmin, NewEncryptionSetting};
-pub(crate) use admin::{Change, Manifests};
 pub use error::{CatalogError, CatalogObject};
 pub use install::{
     catalog_id, install, installed_version, InstallOutcome, CATALOG_CHANNEL, CATALOG_VERSION,

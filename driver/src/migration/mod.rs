@@ -212,6 +212,9 @@ impl CatalogAdmin {
                     object: CatalogObject::EncryptionSetting,
                     name: setting.to_owned(),
                 })?;
+        // The swap signs the assignment under every master key of the
+        // setting's column key: refused now rather than after the backfill.
+        crate::catalog::require_signers(&*client, &catalog, setting.key_id).await?;
         if let Some(existing) = catalog.assignments.get(column) {
             if MigrationState::read(&*client, column).await?.is_none() {
                 return if *existing == setting.cell.setting_id {
