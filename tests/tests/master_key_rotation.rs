@@ -105,15 +105,31 @@ impl Rotation {
     }
 
     async fn start(&self) -> aepg::catalog::MasterKeyRotationReport {
-        self.both
-            .start_master_key_rotation(
-                &mut *self.db.admin_connection().await,
-                MASTER_KEY,
-                NEW_KEY,
-                &new_location(),
-            )
+        self.start_as(&self.both, MASTER_KEY, NEW_KEY, &new_location())
             .await
             .unwrap()
+    }
+
+    async fn start_as(
+        &self,
+        admin: &aepg::catalog::CatalogAdmin,
+        from: &str,
+        to: &str,
+        to_location: &MasterKeyLocation,
+    ) -> Result<aepg::catalog::MasterKeyRotationReport, Error> {
+        admin
+            .start_master_key_rotation(
+                &mut *self.db.admin_connection().await,
+                from,
+                to,
+                to_location,
+            )
+            .await
+    }
+
+    /// Runs `sql` as the DBA.
+    async fn sql(&self, sql: &str) {
+        self.db.plain.batch_execute(sql).await.unwrap();
     }
 
     async fn complete(
@@ -284,15 +300,12 @@ async fn what_a_dba_without_the_keys_can_do_to_a_rotation() {
     // no longer trust the setting and refuse the column (fail closed);
     // clients holding the old key are unaffected. Starting again repairs it.
     rotation
-        .db
-        .plain
-        .batch_execute(
+        .sql(
             "UPDATE aepg.encryption_settings SET cosignature = NULL;
              UPDATE aepg.column_assignments SET cosignature = NULL;
              UPDATE aepg.catalog_version SET generation = generation + 1;",
         )
-        .await
-        .unwrap();
+        .await;
     let refused = reads(&rotation, new).await.unwrap_err();
     assert!(
         refused.contains("people") && refused.contains("ssn"),
@@ -305,14 +318,11 @@ async fn what_a_dba_without_the_keys_can_do_to_a_rotation() {
     // A second signature that is the old key's own, or garbage: refused by
     // new-key clients the same way.
     rotation
-        .db
-        .plain
-        .batch_execute(
+        .sql(
             "UPDATE aepg.encryption_settings SET cosignature = signature;
              UPDATE aepg.catalog_version SET generation = generation + 1;",
         )
-        .await
-        .unwrap();
+        .await;
     let refused = reads(&rotation, new).await.unwrap_err();
     assert!(refused.contains("ssn"), "{refused}");
     reads(&rotation, old).await.unwrap();
@@ -339,15 +349,12 @@ async fn what_a_dba_without_the_keys_can_do_to_a_rotation() {
     // make the rotation look complete, and the administrator holds only
     // the new key.
     rotation
-        .db
-        .plain
-        .batch_execute(
+        .sql(
             "SET session_replication_role = replica;
              DELETE FROM aepg.master_keys WHERE name = 'cmk1';
              RESET session_replication_role;",
         )
-        .await
-        .unwrap();
+        .await;
     let new_admin = aepg::catalog::CatalogAdmin::new(new.clone());
     let refused = rotation.complete(&new_admin).await.unwrap_err();
     assert!(
@@ -357,13 +364,11 @@ async fn what_a_dba_without_the_keys_can_do_to_a_rotation() {
         "{refused}"
     );
     rotation
-        .db
-        .plain
-        .batch_execute(
-            "INSERT INTO aepg.master_keys (name, provider, key_path) VALUES ('cmk1', 'memory', 'cmk1')",
+        .sql(
+            "INSERT INTO aepg.master_keys (name, provider, key_path)
+             VALUES ('cmk1', 'memory', 'cmk1')",
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(rotation.start().await.column_keys, 1, "only the late key");
 
     // During the rotation, a record signed by one master key alone would
@@ -390,11 +395,8 @@ async fn what_a_dba_without_the_keys_can_do_to_a_rotation() {
     // Encrypting a column under the rotated key is refused before its
     // backfill begins.
     rotation
-        .db
-        .plain
-        .batch_execute("CREATE TABLE extra (id int PRIMARY KEY, ssn text)")
-        .await
-        .unwrap();
+        .sql("CREATE TABLE extra (id int PRIMARY KEY, ssn text)")
+        .await;
     let refused = old_admin
         .encrypt_column(
             &mut *rotation.db.admin_connection().await,
@@ -420,13 +422,8 @@ async fn what_a_dba_without_the_keys_can_do_to_a_rotation() {
     );
     // Nor can an administrator holding only the new key start (it would
     // find no key to rewrap).
-    let refused = new_admin
-        .start_master_key_rotation(
-            &mut *rotation.db.admin_connection().await,
-            MASTER_KEY,
-            NEW_KEY,
-            &new_location(),
-        )
+    let refused = rotation
+        .start_as(&new_admin, MASTER_KEY, NEW_KEY, &new_location())
         .await
         .unwrap_err();
     assert!(
@@ -436,20 +433,14 @@ async fn what_a_dba_without_the_keys_can_do_to_a_rotation() {
 
     // An administrator without the new key cannot start one, nor can
     // anyone rotate to an unregistered key, or a key to itself.
-    let refused = old_admin
-        .start_master_key_rotation(
-            &mut *rotation.db.admin_connection().await,
-            MASTER_KEY,
-            NEW_KEY,
-            &new_location(),
-        )
+    let refused = rotation
+        .start_as(&old_admin, MASTER_KEY, NEW_KEY, &new_location())
         .await
         .unwrap_err();
     assert!(refused.to_string().contains(NEW_KEY), "{refused}");
     let refused = rotation
-        .both
-        .start_master_key_rotation(
-            &mut *rotation.db.admin_connection().await,
+        .start_as(
+            &rotation.both,
             MASTER_KEY,
             "cmk3",
             &MasterKeyLocation::new("memory", "cmk3"),
@@ -461,9 +452,8 @@ async fn what_a_dba_without_the_keys_can_do_to_a_rotation() {
         "{refused}"
     );
     let refused = rotation
-        .both
-        .start_master_key_rotation(
-            &mut *rotation.db.admin_connection().await,
+        .start_as(
+            &rotation.both,
             MASTER_KEY,
             MASTER_KEY,
             &MasterKeyLocation::new("memory", MASTER_KEY),
@@ -472,13 +462,7 @@ async fn what_a_dba_without_the_keys_can_do_to_a_rotation() {
         .unwrap_err();
     assert!(refused.to_string().contains("same master key"), "{refused}");
     let refused = rotation
-        .both
-        .start_master_key_rotation(
-            &mut *rotation.db.admin_connection().await,
-            "nope",
-            NEW_KEY,
-            &new_location(),
-        )
+        .start_as(&rotation.both, "nope", NEW_KEY, &new_location())
         .await
         .unwrap_err();
     assert!(
@@ -557,11 +541,8 @@ async fn what_a_dba_without_the_keys_can_do_to_a_rotation() {
         .await
         .unwrap();
     rotation
-        .db
-        .plain
-        .batch_execute("UPDATE aepg.catalog_version SET generation = generation + 1")
-        .await
-        .unwrap();
+        .sql("UPDATE aepg.catalog_version SET generation = generation + 1")
+        .await;
     let refused = reads(&rotation, &rotation.old_only).await.unwrap_err();
     assert!(refused.contains("ssn"), "{refused}");
     reads(&rotation, new).await.unwrap();
@@ -616,13 +597,7 @@ async fn a_replayed_assignment_is_refused_not_signed_again() {
         .await
         .unwrap();
     let refused = rotation
-        .both
-        .start_master_key_rotation(
-            &mut *rotation.db.admin_connection().await,
-            MASTER_KEY,
-            NEW_KEY,
-            &new_location(),
-        )
+        .start_as(&rotation.both, MASTER_KEY, NEW_KEY, &new_location())
         .await
         .unwrap_err();
     assert!(

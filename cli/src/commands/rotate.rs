@@ -1,6 +1,7 @@
 //! `rotate cmk start|complete`.
 
 use aepg::catalog::MasterKeyRotationReport;
+use aepg::keystore::MasterKeyLocation;
 use serde_json::json;
 
 use super::catalog::admin;
@@ -16,12 +17,7 @@ pub async fn start_master_key(
     output: Output,
     args: &CmkRotationArgs,
 ) -> Result<(), Failure> {
-    let to = settings.master_key_location(
-        &args.to,
-        &args.location.provider,
-        args.location.path.as_deref(),
-    )?;
-    let mut client = connect::plain(settings).await?;
+    let (mut client, to) = open(settings, args).await?;
     let report = admin(settings)
         .start_master_key_rotation(&mut client, &args.from, &args.to, &to)
         .await?;
@@ -49,12 +45,7 @@ pub async fn complete_master_key(
     output: Output,
     args: &CmkRotationArgs,
 ) -> Result<(), Failure> {
-    let to = settings.master_key_location(
-        &args.to,
-        &args.location.provider,
-        args.location.path.as_deref(),
-    )?;
-    let mut client = connect::plain(settings).await?;
+    let (mut client, to) = open(settings, args).await?;
     let report = admin(settings)
         .complete_master_key_rotation(&mut client, &args.from, &args.to, &to)
         .await?;
@@ -74,6 +65,20 @@ pub async fn complete_master_key(
         || report_json("complete", from, to, &report),
     );
     Ok(())
+}
+
+/// The connection, and where the new master key is (from the flags or
+/// the config file).
+async fn open(
+    settings: &Settings,
+    args: &CmkRotationArgs,
+) -> Result<(tokio_postgres::Client, MasterKeyLocation), Failure> {
+    let to = settings.master_key_location(
+        &args.to,
+        &args.location.provider,
+        args.location.path.as_deref(),
+    )?;
+    Ok((connect::plain(settings).await?, to))
 }
 
 fn generation_note(report: &MasterKeyRotationReport) -> String {
