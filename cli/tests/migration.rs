@@ -16,7 +16,7 @@ use std::sync::Arc;
 use aepg::Client;
 use aepg_tests::workload::{aepg_writer, check_rows, people, plain_writer, reader, ssn_type};
 use aepg_tests::TestDatabase;
-use common::{aepg_command, aepg_json, write_config};
+use common::{aepg_command, aepg_json, init_with_ssn_setting, write_config};
 
 /// Runs `aepg` in `dir` and kills it (SIGKILL) at its first progress line
 /// naming `stage`. Returns whether it was killed (it may finish first).
@@ -46,23 +46,7 @@ fn workspace(db: &TestDatabase) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), "aepg.toml", db, &["cmk1"]);
     let dir_path = dir.path();
-    aepg_json(dir_path, &["init"]);
-    aepg_json(dir_path, &["cmk", "register", "cmk1", "--generate"]);
-    let key = aepg_json(dir_path, &["cek", "create", "--cmk", "cmk1"])["id"].to_string();
-    aepg_json(
-        dir_path,
-        &[
-            "setting",
-            "create",
-            "ssn",
-            "--type",
-            "text",
-            "--mode",
-            "deterministic",
-            "--cek",
-            &key,
-        ],
-    );
+    init_with_ssn_setting(dir_path);
     dir
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use aepg_tests::workload::{aepg_writer, aepg_writer_from, check_rows, people, reader};
 use aepg_tests::TestDatabase;
-use common::{aepg_command, aepg_json, application, write_config};
+use common::{aepg_command, aepg_json, application, init_with_ssn_setting, write_config};
 
 /// Runs `aepg` in `dir` while another session holds the rows of
 /// `aepg.encryption_settings`, and kills it (SIGKILL) once its
@@ -79,23 +79,7 @@ async fn a_master_key_rotation_killed_in_each_step_completes_on_a_rerun() {
     // The operator's config holds both keys; `new.toml` only the new one.
     write_config(dir, "aepg.toml", &db, &["cmk1", "cmk2"]);
     write_config(dir, "new.toml", &db, &["cmk2"]);
-    aepg_json(dir, &["init"]);
-    aepg_json(dir, &["cmk", "register", "cmk1", "--generate"]);
-    let key = aepg_json(dir, &["cek", "create", "--cmk", "cmk1"])["id"].to_string();
-    aepg_json(
-        dir,
-        &[
-            "setting",
-            "create",
-            "ssn",
-            "--type",
-            "text",
-            "--mode",
-            "deterministic",
-            "--cek",
-            &key,
-        ],
-    );
+    init_with_ssn_setting(dir);
     let ledger = people(&db.connect().await).await;
     aepg_json(
         dir,

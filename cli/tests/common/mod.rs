@@ -35,6 +35,29 @@ pub fn aepg_json(dir: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
+/// Runs `init` in `dir`, registers a generated master key `cmk1`, creates
+/// a column key under it and, on that key, a deterministic `text` setting
+/// `ssn`.
+pub fn init_with_ssn_setting(dir: &Path) {
+    aepg_json(dir, &["init"]);
+    aepg_json(dir, &["cmk", "register", "cmk1", "--generate"]);
+    let key = aepg_json(dir, &["cek", "create", "--cmk", "cmk1"])["id"].to_string();
+    aepg_json(
+        dir,
+        &[
+            "setting",
+            "create",
+            "ssn",
+            "--type",
+            "text",
+            "--mode",
+            "deterministic",
+            "--cek",
+            &key,
+        ],
+    );
+}
+
 /// Writes `dir/file`: a config file for `db` with a local key store in
 /// `dir/keys` trusting the `*.pem` files named by `master_keys`, each
 /// also listed as a `[[master_keys]]` entry.

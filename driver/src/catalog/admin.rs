@@ -367,12 +367,12 @@ impl CatalogAdmin {
             key_id: new.key_id,
             named_type: new.named_type.clone(),
         };
-        let (signed, cosignature) = sign_under_key(
+        let signed = sign_under_key(
             &change.transaction,
             &self.registry,
             &change.catalog,
             new.key_id,
-            record,
+            &record,
         )
         .await?;
         change
@@ -384,9 +384,9 @@ impl CatalogAdmin {
                     &sql_id,
                     &new.name,
                     &id_to_sql(new.key_id, "column key id")?,
-                    &signed.canonical_bytes(),
+                    &signed.canonical,
                     &signed.signature(),
-                    &cosignature,
+                    &signed.cosignature(),
                 ],
             )
             .await?;
@@ -608,12 +608,12 @@ impl<'t> Change<'t> {
             column: column.column.clone(),
             setting_id,
         };
-        let (signed, cosignature) = sign_under_key(
+        let signed = sign_under_key(
             &self.transaction,
             registry,
             &self.catalog,
             setting.key_id,
-            record,
+            &record,
         )
         .await?;
         self.transaction
@@ -626,9 +626,9 @@ impl<'t> Change<'t> {
                     &column.table,
                     &column.column,
                     &id_to_sql(setting_id, "setting id")?,
-                    &signed.canonical_bytes(),
+                    &signed.canonical,
                     &signed.signature(),
-                    &cosignature,
+                    &signed.cosignature(),
                 ],
             )
             .await?;
@@ -895,9 +895,50 @@ pub(crate) async fn require_signers<'c>(
     Ok(signers)
 }
 
-/// Signs `record` under every master key of column key `key_id`: the
-/// signed record, and the second master key's signature while one is
-/// rotated, so that clients holding either key can verify it.
+/// A record's canonical bytes and its signature by each of its master
+/// keys: one, or two while a master key is rotated (the second goes in the
+/// row's `cosignature`).
+pub(crate) struct Signatures {
+    /// The canonical bytes every signature covers.
+    pub(crate) canonical: Vec<u8>,
+    signatures: Vec<Vec<u8>>,
+}
+
+impl Signatures {
+    /// The first master key's signature (the row's `signature`).
+    pub(crate) fn signature(&self) -> Option<&[u8]> {
+        self.signatures.first().map(Vec::as_slice)
+    }
+
+    /// The second master key's signature (the row's `cosignature`), if any.
+    pub(crate) fn cosignature(&self) -> Option<&[u8]> {
+        self.signatures.get(1).map(Vec::as_slice)
+    }
+}
+
+/// Signs `record`, for `catalog`, under each of `signers`.
+///
+/// # Errors
+/// An unencodable record, the key store's refusal.
+pub(crate) async fn sign_each<T: CatalogRecord + Clone>(
+    registry: &KeyStoreRegistry,
+    catalog: &Catalog,
+    record: &T,
+    signers: &[&MasterKeyLocation],
+) -> Result<Signatures, Error> {
+    let mut signatures = Vec::with_capacity(signers.len());
+    for signer in signers {
+        let signed = SignedRecord::sign(record.clone(), &catalog.id(), registry, signer).await?;
+        signatures.push(signed.signature().to_vec());
+    }
+    Ok(Signatures {
+        canonical: record.canonical_bytes()?,
+        signatures,
+    })
+}
+
+/// Signs `record` under every master key of column key `key_id`, so that
+/// clients holding either key verify it while one is rotated.
 ///
 /// Every master key a row of the column key names must sign: a record
 /// signed by only the key this administrator holds would be invisible to
@@ -913,33 +954,26 @@ pub(crate) async fn sign_under_key<T: CatalogRecord + Clone>(
     registry: &KeyStoreRegistry,
     catalog: &Catalog,
     key_id: u32,
-    record: T,
-) -> Result<(SignedRecord<T>, Option<Vec<u8>>), Error> {
+    record: &T,
+) -> Result<Signatures, Error> {
     let signers = require_signers(transaction, catalog, key_id).await?;
-    let (first, rest) = signers
-        .split_first()
-        .ok_or_else(|| CatalogError::NotFound {
+    match signers.len() {
+        0 => Err(CatalogError::NotFound {
             object: CatalogObject::ColumnKey,
             name: key_id.to_string(),
-        })?;
-    let signed = SignedRecord::sign(record, &catalog.id(), registry, first.1).await?;
-    let cosignature = match rest {
-        [] => None,
-        [(_, second)] => Some(
-            SignedRecord::sign(signed.unverified().clone(), &catalog.id(), registry, second)
-                .await?
-                .signature()
-                .to_vec(),
-        ),
-        _ => {
-            return Err(CatalogError::TooManyMasterKeys {
-                key_id,
-                master_keys: signers.iter().map(|(name, _)| (*name).to_owned()).collect(),
-            }
-            .into())
         }
-    };
-    Ok((signed, cosignature))
+        .into()),
+        1 | 2 => {
+            let locations: Vec<&MasterKeyLocation> =
+                signers.iter().map(|(_, location)| *location).collect();
+            sign_each(registry, catalog, record, &locations).await
+        }
+        _ => Err(CatalogError::TooManyMasterKeys {
+            key_id,
+            master_keys: signers.iter().map(|(name, _)| (*name).to_owned()).collect(),
+        }
+        .into()),
+    }
 }
 
 async fn check_column_assignable(

@@ -287,7 +287,7 @@ impl<'r> Loader<'r> {
                 );
                 continue;
             };
-            let what = format!("column key {key_id} under master key {master_key_name:?}");
+            let what = column_key_label(key_id, &master_key_name);
             match self.column_key(&row, key_id, &master_key_name).await {
                 Ok(value) => verified.push(value),
                 Err(skip) => self.skip(what, skip),
@@ -311,10 +311,7 @@ impl<'r> Loader<'r> {
                     .push(value.clone());
             } else {
                 self.skip(
-                    format!(
-                        "column key {} under master key {:?}",
-                        record.key_id, record.master_key_name
-                    ),
+                    column_key_label(record.key_id, &record.master_key_name),
                     Skip::tampered("several wrapped values claim this key and master key"),
                 );
             }
@@ -910,6 +907,11 @@ fn decode<T: CatalogRecord>(
     let canonical: &[u8] = row.try_get(first).map_err(Skip::unreadable)?;
     let signature: Vec<u8> = row.try_get(first + 1).map_err(Skip::unreadable)?;
     SignedRecord::decode(canonical, signature).map_err(Skip::from_record)
+}
+
+/// How a wrapped value is named among the records left out.
+pub(crate) fn column_key_label(key_id: impl std::fmt::Display, master_key_name: &str) -> String {
+    format!("column key {key_id} under master key {master_key_name:?}")
 }
 
 /// Decodes the record and signature in columns `first` and `first + 1`,

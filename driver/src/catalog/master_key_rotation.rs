@@ -14,13 +14,12 @@
 use aepg_keystore::MasterKeyLocation;
 use tokio_postgres::GenericClient;
 
-use super::admin::{CatalogAdmin, Change, Manifests};
+use super::admin::{sign_each, CatalogAdmin, Change, Manifests};
 use super::error::{CatalogError, CatalogObject};
+use super::load::column_key_label;
 use super::model::{Catalog, EncryptionSetting};
 use crate::names::ColumnName;
-use crate::record::{
-    CatalogRecord, ColumnAssignment, EncryptionSettingRecord, SignedRecord, WrappedColumnKey,
-};
+use crate::record::{ColumnAssignment, EncryptionSettingRecord, SignedRecord, WrappedColumnKey};
 use crate::support::{id_from_sql, id_to_sql};
 use crate::Error;
 
@@ -77,7 +76,7 @@ impl CatalogAdmin {
         // rewrapped, and completing would leave its column key behind.
         for key_id in raw_keys_under(&change.transaction, from).await? {
             if !keys.contains(&key_id) {
-                let what = format!("column key {key_id} under master key {from:?}");
+                let what = column_key_label(key_id, from);
                 let why = change
                     .catalog
                     .skipped
@@ -317,7 +316,7 @@ impl CatalogAdmin {
                 key_id: setting.key_id,
                 named_type: setting.named_type.clone(),
             };
-            let (canonical, signatures) = self.sign_all(catalog, record, signers).await?;
+            let signatures = sign_each(&self.registry, catalog, &record, signers).await?;
             change
                 .transaction
                 .execute(
@@ -325,9 +324,9 @@ impl CatalogAdmin {
                      SET record = $2, signature = $3, cosignature = $4 WHERE id = $1",
                     &[
                         &id_to_sql(setting.cell.setting_id, "setting id")?,
-                        &canonical,
-                        &signatures.first(),
-                        &signatures.get(1),
+                        &signatures.canonical,
+                        &signatures.signature(),
+                        &signatures.cosignature(),
                     ],
                 )
                 .await?;
@@ -352,7 +351,7 @@ impl CatalogAdmin {
                 .into());
             }
             let record = assignment_record(column, setting_id);
-            let (canonical, signatures) = self.sign_all(catalog, record, signers).await?;
+            let signatures = sign_each(&self.registry, catalog, &record, signers).await?;
             change
                 .transaction
                 .execute(
@@ -364,32 +363,15 @@ impl CatalogAdmin {
                         &column.table,
                         &column.column,
                         &id_to_sql(setting_id, "setting id")?,
-                        &canonical,
-                        &signatures.first(),
-                        &signatures.get(1),
+                        &signatures.canonical,
+                        &signatures.signature(),
+                        &signatures.cosignature(),
                     ],
                 )
                 .await?;
             signed += 1;
         }
         Ok(signed)
-    }
-
-    /// `record`'s canonical bytes and its signature by each of `signers`.
-    async fn sign_all<T: CatalogRecord + Clone>(
-        &self,
-        catalog: &Catalog,
-        record: T,
-        signers: &[&MasterKeyLocation],
-    ) -> Result<(Vec<u8>, Vec<Vec<u8>>), Error> {
-        let canonical = record.canonical_bytes()?;
-        let mut signatures = Vec::with_capacity(signers.len());
-        for signer in signers {
-            let signed =
-                SignedRecord::sign(record.clone(), &catalog.id(), &self.registry, signer).await?;
-            signatures.push(signed.signature().to_vec());
-        }
-        Ok((canonical, signatures))
     }
 }
 
