@@ -98,6 +98,45 @@ pub enum RotateCommand {
     /// `complete`.
     #[command(subcommand)]
     Cmk(CmkRotation),
+    /// Replace a setting's column key by a new one, re-encrypting every
+    /// cell of its columns online: `start` (resumable), `status`, then
+    /// `complete`, which switches every application to the new key and
+    /// deletes the old one.
+    #[command(subcommand)]
+    Cek(CekRotation),
+}
+
+/// `aepg rotate cek …`
+#[derive(Debug, Subcommand)]
+pub enum CekRotation {
+    /// Make the new column key (under the master keys of the old one) the
+    /// first time, and re-encrypt every cell of the setting's columns into
+    /// shadow columns while applications keep using the old key. Kill it
+    /// and re-run it at any point: it continues.
+    Start(CekRotationArgs),
+    /// Where the rotation is: per column, its phase and the cells done and
+    /// left.
+    Status {
+        /// The setting whose key is rotated.
+        #[arg(long)]
+        setting: String,
+    },
+    /// Re-encrypt what `start` left (all of it if `start` was not run),
+    /// then swap: for the grace period clients wait for the setting's
+    /// tables, then one transaction gives every column its new cells, signs
+    /// the setting naming the new key, and deletes the old key.
+    Complete(CekRotationArgs),
+}
+
+/// The setting of a column key rotation, and how its migrations run.
+#[derive(Debug, Args)]
+pub struct CekRotationArgs {
+    /// The setting whose key is rotated.
+    #[arg(long)]
+    pub setting: String,
+    /// How the cells are re-encrypted and swapped.
+    #[command(flatten)]
+    pub migration: MigrationArgs,
 }
 
 /// `aepg rotate cmk …`

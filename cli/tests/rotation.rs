@@ -1,9 +1,10 @@
-//! `aepg rotate cmk start|complete` as an operator runs them: the built
-//! binary with config files, killed with SIGKILL in the middle of each
-//! step and run again, while applications write and read through aepg.
-//! Applications holding only the new master key work once the rotation
-//! has started; after it completes the old key file is deleted and they
-//! still do. Afterwards every row holds what its last writer wrote.
+//! `aepg rotate cmk start|complete` and `aepg rotate cek
+//! start|status|complete` as an operator runs them: the built binary with
+//! config files, killed with SIGKILL in the middle of each step and run
+//! again, while applications write and read through aepg. Applications
+//! holding only the new master key work once its rotation has started;
+//! after it completes the old key file is deleted and they still do.
+//! Afterwards every row holds what its last writer wrote.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
 mod common;
@@ -23,11 +24,33 @@ use common::{aepg_command, aepg_json, application, init_with_ssn_setting, write_
 /// transaction waits for them: in the middle of a rotation step, after
 /// the steps before it were written. Waits until its transaction is gone.
 async fn kill_in_the_middle(db: &TestDatabase, dir: &Path, args: &[&str]) {
+    kill_while_waiting(
+        db,
+        dir,
+        args,
+        "SELECT FROM aepg.encryption_settings FOR UPDATE",
+        "UPDATE aepg.encryption_settings%",
+    )
+    .await;
+}
+
+/// Runs `aepg` in `dir` while another session, in a transaction, has run
+/// `hold`, and kills it (SIGKILL) once a statement of it that starts like
+/// `waiting_on` (a `LIKE` pattern) waits for a lock. Waits until its
+/// session is gone.
+async fn kill_while_waiting(
+    db: &TestDatabase,
+    dir: &Path,
+    args: &[&str],
+    hold: &str,
+    waiting_on: &str,
+) {
     let mut holder = db.connect().await;
-    let hold = holder.transaction().await.unwrap();
-    hold.batch_execute("SELECT FROM aepg.encryption_settings FOR UPDATE")
-        .await
-        .unwrap();
+    let hold = {
+        let transaction = holder.transaction().await.unwrap();
+        transaction.batch_execute(hold).await.unwrap();
+        transaction
+    };
     let mut child = aepg_command(dir, args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -35,10 +58,10 @@ async fn kill_in_the_middle(db: &TestDatabase, dir: &Path, args: &[&str]) {
         .unwrap();
     let observer = db.connect().await;
     let waiting = "SELECT pid FROM pg_stat_activity
-                   WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE aepg.encryption_settings%'";
+                   WHERE wait_event_type = 'Lock' AND ltrim(query) LIKE $1";
     let mut pid = None;
     for _ in 0..600 {
-        if let Some(row) = observer.query_opt(waiting, &[]).await.unwrap() {
+        if let Some(row) = observer.query_opt(waiting, &[&waiting_on]).await.unwrap() {
             pid = Some(row.get::<_, i32>(0));
             break;
         }
@@ -183,4 +206,106 @@ async fn a_master_key_rotation_killed_in_each_step_completes_on_a_rerun() {
     aepg_json(dir, &["--config", "new.toml", "verify"]);
     ledger.assert_clean();
     check_rows(&application(&db, dir, &["cmk2"]).await, &ledger).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_key_rotation_killed_in_each_step_completes_on_a_rerun() {
+    let db = TestDatabase::new("cli_cek_rotation").await;
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    write_config(dir, "aepg.toml", &db, &["cmk1"]);
+    init_with_ssn_setting(dir);
+    let ledger = people(&db.connect().await).await;
+    let options = ["--batch-size", "500", "--grace", "0.2", "--lock-timeout", "30"];
+    let encrypt = [
+        &["column", "encrypt", "--table", "people", "--column", "ssn", "--setting", "ssn"][..],
+        &options,
+    ]
+    .concat();
+    aepg_json(dir, &encrypt);
+    let old_key = count(&db, "SELECT key_id::int8 FROM aepg.encryption_settings").await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = vec![
+        aepg_writer(
+            application(&db, dir, &["cmk1"]).await,
+            ledger.clone(),
+            stop.clone(),
+        ),
+        reader(
+            application(&db, dir, &["cmk1"]).await,
+            ledger.clone(),
+            stop.clone(),
+        ),
+    ];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Start, killed in the middle of its backfill (waiting for a row of
+    // the table), then run again: it goes on with the same new key.
+    let start = [&["rotate", "cek", "start", "--setting", "ssn"][..], &options].concat();
+    kill_while_waiting(
+        &db,
+        dir,
+        &start,
+        "SELECT FROM people WHERE id = 15000 FOR UPDATE",
+        "SELECT ctid::text%",
+    )
+    .await;
+    let new_key = count(&db, "SELECT to_key_id::int8 FROM aepg.key_rotations").await;
+    let started = aepg_json(dir, &start);
+    assert_eq!(started["step"], "start");
+    assert_eq!(started["began"], false, "{started}");
+    assert_eq!(started["to_key"], new_key, "{started}");
+    assert_eq!(started["from_key"], old_key, "{started}");
+    assert_eq!(started["columns"], serde_json::json!(["public.people.ssn"]));
+    assert!(started["generation"].is_null());
+    let status = aepg_json(dir, &["rotate", "cek", "status", "--setting", "ssn"]);
+    assert_eq!(status["rotating"], true, "{status}");
+    assert_eq!(status["columns"][0]["phase"], "backfill", "{status}");
+    assert!(status["columns"][0]["rows_done"].as_u64().unwrap() > 19_000, "{status}");
+    let catalog = aepg_json(dir, &["status"]);
+    assert_eq!(catalog["column_key_rotations"][0]["setting"], "ssn", "{catalog}");
+
+    // Complete, killed while its swap waits for the table: the column is
+    // not swapped, and the rerun swaps it.
+    let complete = [&["rotate", "cek", "complete", "--setting", "ssn"][..], &options].concat();
+    kill_while_waiting(
+        &db,
+        dir,
+        &complete,
+        "LOCK TABLE people IN ACCESS SHARE MODE",
+        "LOCK TABLE%",
+    )
+    .await;
+    let completed = aepg_json(dir, &complete);
+    assert_eq!(completed["step"], "complete");
+    assert!(completed["generation"].is_u64(), "{completed}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    for (sql, expected) in [
+        ("SELECT key_id::int8 FROM aepg.encryption_settings".to_owned(), new_key),
+        (
+            format!("SELECT count(*) FROM aepg.column_keys WHERE id = {old_key}"),
+            0,
+        ),
+        (
+            format!(
+                "SELECT count(*) FROM people WHERE ssn IS NOT NULL
+                 AND substring(ssn::bytea FROM 3 FOR 4) <> int4send({new_key}::int4)"
+            ),
+            0,
+        ),
+    ] {
+        assert_eq!(count(&db, &sql).await, expected, "{sql}");
+    }
+    let status = aepg_json(dir, &["rotate", "cek", "status", "--setting", "ssn"]);
+    assert_eq!(status["rotating"], false, "{status}");
+    assert!(aepg_json(dir, &complete)["generation"].is_null());
+    aepg_json(dir, &["verify"]);
+    ledger.assert_clean();
+    check_rows(&application(&db, dir, &["cmk1"]).await, &ledger).await;
 }

@@ -45,6 +45,16 @@ impl Ledger {
         assert!(self.reads.load(Ordering::SeqCst) > 10, "too few reads");
     }
 
+    /// Records a lookup that found the wrong rows.
+    pub fn miss(&self, what: String) {
+        self.failed(&self.misses, what);
+    }
+
+    /// Records a lookup that failed.
+    pub fn read_failed(&self, what: String) {
+        self.failed(&self.failed_reads, what);
+    }
+
     fn failed(&self, counter: &AtomicU64, what: String) {
         counter.fetch_add(1, Ordering::SeqCst);
         let mut failures = self.failures.lock().unwrap();

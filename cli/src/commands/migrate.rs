@@ -28,7 +28,7 @@ pub async fn encrypt(
     let column = column_name(table, column);
     let options = options(args)?;
     let mut client = connect::plain(settings).await?;
-    let mut progress = Progress::new("encrypt", &column);
+    let mut progress = Progress::new(&format!("encrypt {column}"));
     let report = admin(settings)
         .encrypt_column(&mut client, &column, setting, &options, &mut |update| {
             progress.update(update)
@@ -60,7 +60,7 @@ pub async fn decrypt(
     let column = column_name(table, column);
     let options = options(args)?;
     let mut client = connect::plain(settings).await?;
-    let mut progress = Progress::new("decrypt", &column);
+    let mut progress = Progress::new(&format!("decrypt {column}"));
     let report = admin(settings)
         .decrypt_column(&mut client, &column, &options, &mut |update| {
             progress.update(update)
@@ -108,7 +108,7 @@ fn seconds(value: f64, flag: &str) -> Result<Duration, Failure> {
         .map_err(|_| Failure::usage(format!("{flag} takes a number of seconds, not {value}")))
 }
 
-fn options(args: &MigrationArgs) -> Result<MigrationOptions, Failure> {
+pub(super) fn options(args: &MigrationArgs) -> Result<MigrationOptions, Failure> {
     Ok(MigrationOptions::default()
         .batch_size(usize::try_from(args.batch_size).unwrap_or(usize::MAX))
         .grace(seconds(args.grace, "--grace")?)
@@ -149,7 +149,7 @@ fn result_json(
 
 /// Progress on stderr: a bar with rows, rate and ETA on a terminal, a line
 /// at most every second (and at every stage) otherwise.
-struct Progress {
+pub(super) struct Progress {
     label: String,
     bar: Option<ProgressBar>,
     started: Instant,
@@ -158,8 +158,9 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(action: &str, column: &ColumnName) -> Self {
-        let label = clean(&format!("{action} {column}"));
+    /// A progress display for the operation `label` names.
+    pub(super) fn new(label: &str) -> Self {
+        let label = clean(label);
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(0);
             if let Ok(style) = ProgressStyle::with_template(
@@ -178,7 +179,7 @@ impl Progress {
         }
     }
 
-    fn update(&mut self, progress: &MigrationProgress) {
+    pub(super) fn update(&mut self, progress: &MigrationProgress) {
         let first_done = *self.first_done.get_or_insert(progress.rows_done);
         let stage = progress.stage.as_str();
         if let Some(bar) = &self.bar {
@@ -210,7 +211,7 @@ impl Progress {
         );
     }
 
-    fn finish(&self) {
+    pub(super) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

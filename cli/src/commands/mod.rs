@@ -8,7 +8,7 @@ mod rotate;
 mod settings;
 
 use crate::args::{
-    CekCommand, CmkCommand, CmkRotation, ColumnCommand, Command, RotateCommand, SettingCommand,
+    CekCommand, CekRotation, CmkCommand, CmkRotation, ColumnCommand, Command, RotateCommand, SettingCommand,
 };
 use crate::config::Settings;
 use crate::failure::Failure;
@@ -65,6 +65,15 @@ pub async fn run(command: &Command, settings: &Settings, output: Output) -> Resu
         }
         Command::Rotate(RotateCommand::Cmk(CmkRotation::Complete(args))) => {
             rotate::complete_master_key(settings, output, args).await
+        }
+        Command::Rotate(RotateCommand::Cek(CekRotation::Start(args))) => {
+            rotate::start_column_key(settings, output, args).await
+        }
+        Command::Rotate(RotateCommand::Cek(CekRotation::Status { setting })) => {
+            rotate::column_key_status(settings, output, setting).await
+        }
+        Command::Rotate(RotateCommand::Cek(CekRotation::Complete(args))) => {
+            rotate::complete_column_key(settings, output, args).await
         }
         Command::Status => report::status(settings, output).await,
         Command::Explain { sql } => report::explain(settings, output, sql).await,

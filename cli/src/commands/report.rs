@@ -12,7 +12,26 @@ use crate::output::{clean, Output};
 
 /// `aepg status`
 pub async fn status(settings: &Settings, output: Output) -> Result<(), Failure> {
-    let (_client, catalog) = load(settings).await?;
+    let (client, catalog) = load(settings).await?;
+    // Column key rotations under way (their unsigned work state, for a
+    // report: `rotate cek status` checks one against the catalog).
+    let key_rotations: Vec<(String, i32, i32)> = client
+        .query(
+            "SELECT setting_id, from_key_id, to_key_id FROM aepg.key_rotations ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(aepg::Error::from)?
+        .iter()
+        .map(|row| {
+            let setting_id: i32 = row.get(0);
+            let name = u32::try_from(setting_id)
+                .ok()
+                .and_then(|id| catalog.settings().get(&id))
+                .map_or_else(|| format!("#{setting_id}"), |setting| setting.name.clone());
+            (name, row.get(1), row.get(2))
+        })
+        .collect();
     let usable = catalog
         .columns()
         .filter(|column| column.setting_id().is_some())
@@ -37,11 +56,24 @@ pub async fn status(settings: &Settings, output: Output) -> Result<(), Failure> 
                     .join(", ")
                     + " (finish with aepg rotate cmk complete)"
             };
+            let key_rotations = if key_rotations.is_empty() {
+                "none".to_owned()
+            } else {
+                key_rotations
+                    .iter()
+                    .map(|(setting, from, to)| {
+                        format!("setting {:?}: key {to} replaces key {from}", clean(setting))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                    + " (aepg rotate cek status|complete)"
+            };
             format!(
                 "catalog {} (version {}), generation {}\n\
                  master keys: {}\ncolumn keys: {}\nsettings: {}\n\
                  encrypted columns: {columns} ({usable} usable here)\n\
                  master key rotations under way: {rotations}\n\
+                 column key rotations under way: {key_rotations}\n\
                  records left out: {}{}",
                 catalog.id(),
                 catalog.version(),
@@ -70,6 +102,10 @@ pub async fn status(settings: &Settings, output: Output) -> Result<(), Failure> 
                 "rotating_column_keys": rotating
                     .iter()
                     .map(|(id, master_keys)| json!({ "id": id, "master_keys": master_keys }))
+                    .collect::<Vec<_>>(),
+                "column_key_rotations": key_rotations
+                    .iter()
+                    .map(|(setting, from, to)| json!({ "setting": setting, "from_key": from, "to_key": to }))
                     .collect::<Vec<_>>(),
                 "records_left_out": catalog.skipped().len(),
             })

@@ -255,42 +255,8 @@ impl CatalogAdmin {
             }
             Some(_) => {}
         }
-        let referenced = change.catalog.column_keys.keys().copied().chain(
-            change
-                .catalog
-                .settings()
-                .values()
-                .map(|setting| setting.key_id),
-        );
-        let (sql_id, key_id) = fresh_id(
-            &change.transaction,
-            IdKind::ColumnKey,
-            referenced.max().unwrap_or(0),
-        )
-        .await?;
-        let column_key = ColumnKey::generate()?;
-        let sealed = SignedRecord::<WrappedColumnKey>::seal(
-            &self.registry,
-            &change.catalog.id(),
-            master_key_name,
-            location,
-            key_id,
-            &column_key,
-        )
-        .await?;
-        change
-            .transaction
-            .execute(
-                "WITH new_key AS (INSERT INTO aepg.column_keys (id) VALUES ($1))
-                 INSERT INTO aepg.column_key_values (key_id, master_key_name, record, signature)
-                 VALUES ($1, $2, $3, $4)",
-                &[
-                    &sql_id,
-                    &master_key_name,
-                    &sealed.canonical_bytes(),
-                    &sealed.signature(),
-                ],
-            )
+        let key_id = change
+            .new_column_key(&self.registry, &[(master_key_name, location)])
             .await?;
         let signers = change.signers();
         change.commit(&self.registry, signers).await?;
@@ -440,9 +406,10 @@ impl CatalogAdmin {
         Ok(())
     }
 
-    /// Drops column key `key_id` and its wrapped values, if no setting uses
-    /// it (cells are made with their setting's key, so no cell can need a
-    /// key no setting names).
+    /// Drops column key `key_id` and its wrapped values, if no setting or
+    /// key rotation uses it and no cell of any `aepg.ciphertext` column of
+    /// a table names it (each such column is scanned: a cell kept from
+    /// before a rotation, or written there by hand, must not lose its key).
     ///
     /// # Errors
     /// [`CatalogError::NotFound`] for an unknown key, [`CatalogError::InUse`]
@@ -482,6 +449,31 @@ impl CatalogAdmin {
                 } else {
                     users.join(", ")
                 },
+            }
+            .into());
+        }
+        let rotating: bool = change
+            .transaction
+            .query_one(
+                "SELECT EXISTS (SELECT FROM aepg.key_rotations
+                                WHERE from_key_id = $1 OR to_key_id = $1)",
+                &[&sql_id],
+            )
+            .await?
+            .try_get(0)?;
+        if rotating {
+            return Err(CatalogError::InUse {
+                object: CatalogObject::ColumnKey,
+                name: key_id.to_string(),
+                users: "a column key rotation under way (`aepg rotate cek status`)".to_owned(),
+            }
+            .into());
+        }
+        if let Some(column) = column_with_cells_of(&change.transaction, key_id).await? {
+            return Err(CatalogError::InUse {
+                object: CatalogObject::ColumnKey,
+                name: key_id.to_string(),
+                users: format!("cells of column {column}"),
             }
             .into());
         }
@@ -634,6 +626,55 @@ impl<'t> Change<'t> {
             .await?;
         self.added.insert(column.clone(), setting_id);
         Ok(())
+    }
+
+    /// Generates a column key and inserts it wrapped under each of
+    /// `master_keys` (name and location, the caller's). Returns its id.
+    pub(crate) async fn new_column_key(
+        &self,
+        registry: &KeyStoreRegistry,
+        master_keys: &[(&str, &MasterKeyLocation)],
+    ) -> Result<u32, Error> {
+        let referenced = self.catalog.column_keys.keys().copied().chain(
+            self.catalog
+                .settings()
+                .values()
+                .map(|setting| setting.key_id),
+        );
+        let (sql_id, key_id) = fresh_id(
+            &self.transaction,
+            IdKind::ColumnKey,
+            referenced.max().unwrap_or(0),
+        )
+        .await?;
+        let column_key = ColumnKey::generate()?;
+        self.transaction
+            .execute("INSERT INTO aepg.column_keys (id) VALUES ($1)", &[&sql_id])
+            .await?;
+        for (name, location) in master_keys {
+            let sealed = SignedRecord::<WrappedColumnKey>::seal(
+                registry,
+                &self.catalog.id(),
+                name,
+                location,
+                key_id,
+                &column_key,
+            )
+            .await?;
+            self.transaction
+                .execute(
+                    "INSERT INTO aepg.column_key_values (key_id, master_key_name, record, signature)
+                     VALUES ($1, $2, $3, $4)",
+                    &[
+                        &sql_id,
+                        name,
+                        &sealed.canonical_bytes(),
+                        &sealed.signature(),
+                    ],
+                )
+                .await?;
+        }
+        Ok(key_id)
     }
 
     /// Deletes the assignment of `column`, which the new manifests then
@@ -793,6 +834,50 @@ fn require_held_manifests(catalog: &Catalog, registry: &KeyStoreRegistry) -> Res
     Ok(())
 }
 
+/// A table column of type `aepg.ciphertext` with a cell under column key
+/// `key_id`, if there is one: every such column is scanned.
+async fn column_with_cells_of(
+    client: &impl GenericClient,
+    key_id: u32,
+) -> Result<Option<String>, Error> {
+    let columns = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text, a.attname::text
+             FROM pg_catalog.pg_attribute a
+             JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.attrelid
+             JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+             WHERE a.atttypid OPERATOR(pg_catalog.=) 'aepg.ciphertext'::pg_catalog.regtype
+               AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+               AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,m}'::pg_catalog.\"char\"[])
+             ORDER BY 1, 2, 3",
+            &[],
+        )
+        .await?;
+    let key = key_id.to_be_bytes().to_vec();
+    for row in columns {
+        let (schema, table, column): (String, String, String) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        // Identifiers are quoted here, not by the (untrusted) server.
+        let uses: bool = client
+            .query_one(
+                &format!(
+                    "SELECT EXISTS (SELECT FROM {}.{} WHERE pg_catalog.substr({}::pg_catalog.bytea, 3, 4)
+                                    OPERATOR(pg_catalog.=) $1)",
+                    escape_identifier(&schema),
+                    escape_identifier(&table),
+                    escape_identifier(&column),
+                ),
+                &[&key],
+            )
+            .await?
+            .try_get(0)?;
+        if uses {
+            return Ok(Some(ColumnName::new(schema, table, column).to_string()));
+        }
+    }
+    Ok(None)
+}
+
 /// The kinds of id an administrator draws from a sequence.
 #[derive(Clone, Copy)]
 enum IdKind {
@@ -849,7 +934,7 @@ async fn fresh_id(
 /// The master keys that sign records about column key `key_id`: those its
 /// verified wrapped values are under (two while a master key is rotated),
 /// by name.
-fn signers_of_key(catalog: &Catalog, key_id: u32) -> Vec<(&str, &MasterKeyLocation)> {
+pub(crate) fn signers_of_key(catalog: &Catalog, key_id: u32) -> Vec<(&str, &MasterKeyLocation)> {
     let mut signers: Vec<(&str, &MasterKeyLocation)> = Vec::new();
     for value in catalog.column_keys.get(&key_id).into_iter().flatten() {
         let record = value.unverified();

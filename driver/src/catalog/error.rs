@@ -143,6 +143,14 @@ pub enum CatalogError {
         /// Why, and what to do.
         reason: String,
     },
+    /// A column key rotation cannot start or complete.
+    #[error("cannot rotate the column key of setting {setting:?}: {reason}")]
+    KeyRotation {
+        /// The setting whose column key is replaced.
+        setting: String,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// An object cannot be dropped: others still use it.
     #[error("{object} {name} is still used by {users}: drop or move them first")]
     InUse {

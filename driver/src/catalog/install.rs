@@ -9,7 +9,7 @@ use crate::record::CatalogId;
 use crate::Error;
 
 /// The catalog version this library installs and reads.
-pub const CATALOG_VERSION: i32 = 4;
+pub const CATALOG_VERSION: i32 = 5;
 
 /// The channel on which administrative changes announce the new catalog
 /// generation (`NOTIFY aepg_catalog, '<generation>'`).
@@ -24,6 +24,7 @@ const SCRIPTS: &[(i32, &str)] = &[
     (2, include_str!("upgrade_v2.sql")),
     (3, include_str!("upgrade_v3.sql")),
     (4, include_str!("upgrade_v4.sql")),
+    (5, include_str!("upgrade_v5.sql")),
 ];
 
 /// What [`install`] did.

@@ -484,8 +484,7 @@ impl<'r> Loader<'r> {
     async fn migrations(&mut self, client: &impl GenericClient) -> Result<(), Error> {
         let rows = client
             .query(
-                "SELECT schema_name, table_name, column_name,
-                        direction OPERATOR(pg_catalog.=) 'encrypt'
+                "SELECT schema_name, table_name, column_name, direction
                  FROM aepg.column_migrations WHERE phase OPERATOR(pg_catalog.=) 'swapping'",
                 &[],
             )
@@ -496,15 +495,12 @@ impl<'r> Loader<'r> {
                 row.try_get::<_, String>(1)?,
                 row.try_get::<_, String>(2)?,
             );
-            let (done, command) = if row.try_get(3)? {
-                ("encrypted", "encrypt")
-            } else {
-                ("decrypted", "decrypt")
+            let what = match row.try_get::<_, &str>(3)? {
+                "encrypt" => "it is being encrypted in place (`aepg column encrypt`)",
+                "decrypt" => "it is being decrypted in place (`aepg column decrypt`)",
+                _ => "its column key is being replaced (`aepg rotate cek complete`)",
             };
-            let reason = format!(
-                "it is being {done} in place (`aepg column {command}`) and its final swap is \
-                 under way: retry in a few seconds"
-            );
+            let reason = format!("{what} and its final swap is under way: retry in a few seconds");
             self.swapping.insert(column, reason);
         }
         Ok(())

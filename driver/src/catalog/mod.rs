@@ -5,11 +5,13 @@
 //!
 //! - [`install`]: the idempotent, versioned install (and upgrade) of the schema;
 //! - [`CatalogAdmin`]: creating keys and settings, assigning columns,
-//!   signing manifests, rotating master keys;
+//!   signing manifests, rotating master keys, the catalog's part of
+//!   column key rotations;
 //! - [`load_catalog`]: reading and verifying everything into a [`Catalog`];
 //! - [`Pins`]: what the application itself knows of its catalog.
 
 mod admin;
+mod column_key_rotation;
 mod error;
 mod install;
 mod load;
@@ -19,6 +21,7 @@ mod pin;
 
 pub(crate) use admin::{require_signers, Change, Manifests};
 pub use admin::{CatalogAdmin, NewEncryptionSetting};
+pub(crate) use column_key_rotation::KeyRotationRow;
 pub use error::{CatalogError, CatalogObject};
 pub use install::{
     catalog_id, install, installed_version, InstallOutcome, CATALOG_CHANNEL, CATALOG_VERSION,

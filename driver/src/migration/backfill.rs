@@ -94,14 +94,14 @@ pub(super) async fn set_lock_timeout(
     Ok(())
 }
 
-/// The SQL type of the shadow column: cells (`bytea`) when encrypting, the
-/// setting's plaintext type when decrypting.
+/// The SQL type of the shadow column: cells (`bytea`) when encrypting or
+/// re-encrypting, the setting's plaintext type when decrypting.
 pub(super) fn shadow_type(
     direction: Direction,
     setting: &EncryptionSetting,
     column: &ColumnName,
 ) -> Result<String, Error> {
-    if direction == Direction::Encrypt {
+    if direction != Direction::Decrypt {
         return Ok("bytea".to_owned());
     }
     if let Some(named) = &setting.named_type {
@@ -213,7 +213,7 @@ impl Names {
         let shadow_type: Option<i64> = row.try_get(2)?;
         let typmod: Option<i32> = row.try_get(3)?;
         let expected = match state.direction {
-            Direction::Encrypt => shadow_type == Some(i64::from(BYTEA_OID)),
+            Direction::Encrypt | Direction::Rekey => shadow_type == Some(i64::from(BYTEA_OID)),
             Direction::Decrypt => match &setting.named_type {
                 Some(_) => row.try_get::<_, Option<bool>>(4)?.unwrap_or(false),
                 None => {
@@ -243,7 +243,11 @@ pub(super) struct Converter<'a> {
     pub(super) setting: &'a EncryptionSetting,
     pub(super) catalog: &'a Catalog,
     pub(super) encryption: &'a Encryption,
+    /// The setting's column key: what encrypts (or decrypts) its cells.
     pub(super) cipher: Arc<CellCipher>,
+    /// The successor key's cipher, which re-encrypts cells (a rotation's
+    /// `Rekey`; `None` otherwise).
+    pub(super) target: Option<Arc<CellCipher>>,
     pub(super) names: Names,
     /// The shadow column's type, for the update's array.
     pub(super) shadow_type: String,
@@ -273,19 +277,18 @@ impl Converter<'_> {
                 Direction::Encrypt => {
                     Zeroizing::new(self.cipher.encrypt(&self.setting.cell, &value)?)
                 }
-                Direction::Decrypt => decrypt_cell(
-                    self.encryption,
-                    self.catalog,
-                    self.setting,
-                    &value,
-                    &ciphers,
-                )
-                .await
-                .map_err(|source| MigrationError::Cell {
-                    column: Box::new(self.column.clone()),
-                    row: id.clone(),
-                    reason: source.to_string(),
-                })?,
+                Direction::Decrypt => self.decrypt(&value, &id, &ciphers).await?,
+                Direction::Rekey => {
+                    let plaintext = self.decrypt(&value, &id, &ciphers).await?;
+                    let target = self
+                        .target
+                        .as_ref()
+                        .ok_or_else(|| MigrationError::Damaged {
+                            column: Box::new(self.column.clone()),
+                            reason: "a re-encryption without a new column key".to_owned(),
+                        })?;
+                    Zeroizing::new(target.encrypt(&self.setting.cell, &plaintext)?)
+                }
             };
             ids.push(id);
             values.push(Some(converted));
@@ -327,6 +330,73 @@ impl Converter<'_> {
         Ok(count)
     }
 
+    /// The first bytes every shadow value must start with after the
+    /// version and flags (the key id and setting id of a cell this run
+    /// makes, docs/FORMAT.md); `None` when the shadow holds plaintext.
+    fn cell_prefix(&self) -> Option<Vec<u8>> {
+        let key_id = match self.direction {
+            Direction::Encrypt => self.cipher.key_id(),
+            Direction::Rekey => self.target.as_ref()?.key_id(),
+            Direction::Decrypt => return None,
+        };
+        let mut prefix = key_id.to_be_bytes().to_vec();
+        prefix.extend_from_slice(&self.setting.cell.setting_id.to_be_bytes());
+        Some(prefix)
+    }
+
+    /// Clears every shadow value that is not a cell this run would make
+    /// (under its key, of its setting), so the backfill or the swap makes
+    /// it again. The shadow column is the server's to write, and a run may
+    /// resume one begun under another key (the setting's key rotated since,
+    /// a rotation begun again): the swap puts in only cells made here.
+    pub(super) async fn forget_foreign_cells(
+        &self,
+        client: &impl GenericClient,
+    ) -> Result<(), Error> {
+        let Some(prefix) = self.cell_prefix() else {
+            return Ok(());
+        };
+        let forgotten = client
+            .execute(
+                &format!(
+                    "UPDATE ONLY {table} SET {shadow} = NULL
+                     WHERE {shadow} IS NOT NULL
+                       AND pg_catalog.substr({shadow}, 3, 8) OPERATOR(pg_catalog.<>) $1",
+                    table = self.names.table,
+                    shadow = self.names.shadow,
+                ),
+                &[&prefix],
+            )
+            .await?;
+        if forgotten > 0 {
+            tracing::warn!(
+                column = %self.column,
+                rows = forgotten,
+                "aepg migration: shadow values not made by this run are made again"
+            );
+        }
+        Ok(())
+    }
+
+    /// Decrypts the cell of row `id` under the setting's key.
+    async fn decrypt(
+        &self,
+        cell: &[u8],
+        id: &str,
+        ciphers: &QueryCiphers,
+    ) -> Result<Zeroizing<Vec<u8>>, Error> {
+        decrypt_cell(self.encryption, self.catalog, self.setting, cell, ciphers)
+            .await
+            .map_err(|source| {
+                MigrationError::Cell {
+                    column: Box::new(self.column.clone()),
+                    row: id.to_owned(),
+                    reason: source.to_string(),
+                }
+                .into()
+            })
+    }
+
     /// The rows with a value but no shadow value yet, at most `limit`,
     /// locked.
     pub(super) fn dirty_rows_sql(&self, limit: usize) -> String {
@@ -340,16 +410,32 @@ impl Converter<'_> {
     }
 }
 
-/// The backfill of one migration: a walk through the table's blocks, then
-/// catch-up passes for the rows written behind the walk.
-pub(super) struct Backfill<'a> {
-    pub(super) client: &'a mut tokio_postgres::Client,
+/// One column's migration: how its values are converted, and where it is.
+pub(super) struct ColumnWork<'a> {
     pub(super) converter: Converter<'a>,
-    pub(super) options: &'a MigrationOptions,
     pub(super) state: MigrationState,
-    pub(super) progress: &'a mut (dyn FnMut(&MigrationProgress) + Send),
+}
+
+/// Reports progress to the caller's callback: rows done, of a total
+/// counted when the run began.
+pub(super) struct Reporter<'p> {
+    pub(super) callback: &'p mut (dyn FnMut(&MigrationProgress) + Send),
     /// Rows done before this run, plus those left when it began.
     pub(super) rows_total: i64,
+    /// Rows done by the columns of this run already finished (a key
+    /// rotation migrates several).
+    pub(super) rows_base: i64,
+}
+
+impl Reporter<'_> {
+    pub(super) fn report(&mut self, stage: MigrationStage, rows_done: i64) {
+        let rows_done = self.rows_base.saturating_add(rows_done);
+        (self.callback)(&MigrationProgress {
+            stage,
+            rows_done: u64::try_from(rows_done).unwrap_or(0),
+            rows_total: u64::try_from(self.rows_total.max(rows_done)).unwrap_or(0),
+        });
+    }
 }
 
 /// Blocks the walk's first batch covers; later batches adapt to the rows found.
@@ -361,12 +447,53 @@ const MAX_CATCH_UP_PASSES: usize = 8;
 /// The most blocks one batch covers.
 const MAX_STEP_BLOCKS: i64 = 1 << 20;
 
-impl Backfill<'_> {
-    /// Counts what is left, for progress reports.
-    pub(super) async fn count_remaining(&mut self) -> Result<(), Error> {
+impl<'a> ColumnWork<'a> {
+    /// The migration of `column` in `direction` under `setting`: the one
+    /// under way, resumed (which must be the same migration), or a new one,
+    /// started. `cipher` is the setting's key, `target` the successor key
+    /// of a `Rekey`. Also returns whether it resumed one.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn open(
+        client: &mut tokio_postgres::Client,
+        column: &'a ColumnName,
+        direction: Direction,
+        setting: &'a EncryptionSetting,
+        catalog: &'a Catalog,
+        encryption: &'a Encryption,
+        (cipher, target): (Arc<CellCipher>, Option<Arc<CellCipher>>),
+        options: &MigrationOptions,
+    ) -> Result<(Self, bool), Error> {
+        let (state, resumed) = match MigrationState::read(&*client, column).await? {
+            Some(state) => {
+                super::check_resumable(&state, column, direction, setting)?;
+                (state, true)
+            }
+            None => (
+                start(client, column, direction, setting, options).await?,
+                false,
+            ),
+        };
+        let converter = Converter {
+            column,
+            direction,
+            setting,
+            catalog,
+            encryption,
+            cipher,
+            target,
+            names: Names::find(&*client, column, &state, setting).await?,
+            shadow_type: shadow_type(direction, setting, column)?,
+            shadow_is_array: direction == Direction::Decrypt
+                && setting.named_type.is_none()
+                && setting.cell.plaintext_type.is_array(),
+        };
+        Ok((Self { converter, state }, resumed))
+    }
+
+    /// Rows with a value and no shadow value yet: what is left to convert.
+    pub(super) async fn remaining(&self, client: &impl GenericClient) -> Result<i64, Error> {
         let names = &self.converter.names;
-        let remaining: i64 = self
-            .client
+        Ok(client
             .query_one(
                 &format!(
                     "SELECT count(*) FROM ONLY {table} WHERE {shadow} IS NULL AND {column} IS NOT NULL",
@@ -377,16 +504,19 @@ impl Backfill<'_> {
                 &[],
             )
             .await?
-            .try_get(0)?;
-        self.rows_total = self.state.rows_done.saturating_add(remaining);
-        Ok(())
+            .try_get(0)?)
     }
 
     /// Walks the table's blocks from where the last run stopped, then
     /// catches up with the rows written behind the walk until a pass finds
     /// fewer than a batch.
-    pub(super) async fn run(&mut self) -> Result<(), Error> {
-        let batch = self.options.batch_size.max(1);
+    pub(super) async fn backfill(
+        &mut self,
+        client: &mut tokio_postgres::Client,
+        options: &MigrationOptions,
+        reporter: &mut Reporter<'_>,
+    ) -> Result<(), Error> {
+        let batch = options.batch_size.max(1);
         let select_range = format!(
             "SELECT ctid::text, {column} FROM ONLY {table}
              WHERE ctid >= $1::text::tid AND ctid < $2::text::tid
@@ -398,17 +528,17 @@ impl Backfill<'_> {
         );
         let converter = &self.converter;
         trigger::check(
-            &*self.client,
+            &*client,
             converter.column,
             converter.direction,
             &converter.names,
             false,
         )
         .await?;
+        converter.forget_foreign_cells(&*client).await?;
         // The walk ends where the table ended when it began, and never past
         // where it ends now (the work state is the server's to alter).
-        let blocks: i64 = self
-            .client
+        let blocks: i64 = client
             .query_one(
                 "SELECT pg_catalog.pg_relation_size($1::pg_catalog.oid)
                         OPERATOR(pg_catalog./) pg_catalog.current_setting('block_size')::int8",
@@ -421,7 +551,7 @@ impl Backfill<'_> {
         while self.state.next_block < self.state.end_block {
             let from = self.state.next_block;
             let to = from.saturating_add(step).min(self.state.end_block);
-            let transaction = self.client.transaction().await?;
+            let transaction = client.transaction().await?;
             let rows = transaction
                 .query(
                     &select_range,
@@ -435,7 +565,7 @@ impl Backfill<'_> {
                 .save_progress(&transaction, self.converter.column)
                 .await?;
             transaction.commit().await?;
-            self.report(MigrationStage::Backfill);
+            reporter.report(MigrationStage::Backfill, self.state.rows_done);
             step = next_step(step, done, batch);
         }
         let select_dirty = self.converter.dirty_rows_sql(batch);
@@ -443,7 +573,7 @@ impl Backfill<'_> {
         // are caught up with, so the passes stop after a few and the swap's
         // own pass, under the table's lock, takes the rest.
         for _ in 0..MAX_CATCH_UP_PASSES {
-            let transaction = self.client.transaction().await?;
+            let transaction = client.transaction().await?;
             let rows = transaction.query(&select_dirty, &[]).await?;
             let found = rows.len();
             let done = self.converter.convert(&transaction, rows).await?;
@@ -452,22 +582,12 @@ impl Backfill<'_> {
                 .save_progress(&transaction, self.converter.column)
                 .await?;
             transaction.commit().await?;
-            self.report(MigrationStage::CatchUp);
+            reporter.report(MigrationStage::CatchUp, self.state.rows_done);
             if found < batch {
                 break;
             }
         }
         Ok(())
-    }
-
-    pub(super) fn report(&mut self, stage: MigrationStage) {
-        let rows_done = u64::try_from(self.state.rows_done).unwrap_or(0);
-        let rows_total = u64::try_from(self.rows_total.max(self.state.rows_done)).unwrap_or(0);
-        (self.progress)(&MigrationProgress {
-            stage,
-            rows_done,
-            rows_total,
-        });
     }
 }
 

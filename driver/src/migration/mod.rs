@@ -14,6 +14,7 @@
 mod abort;
 mod backfill;
 mod error;
+mod key_rotation;
 mod preflight;
 mod raw;
 mod state;
@@ -24,13 +25,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::MigrationError;
+pub use key_rotation::{KeyRotationColumn, KeyRotationReport, KeyRotationStatus};
 
 use crate::catalog::{Catalog, CatalogAdmin, CatalogError, CatalogObject, EncryptionSetting};
 use crate::client::{Encryption, EncryptionConfig};
 use crate::names::ColumnName;
 use crate::Error;
-use backfill::{shadow_type, Backfill, Converter, Names};
+use backfill::{ColumnWork, Reporter};
 use state::{MigrationState, Phase};
+use swap::SettingChange;
 
 /// Which way a column is migrated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,14 +43,18 @@ pub enum Direction {
     Encrypt,
     /// Cells become plaintext values again.
     Decrypt,
+    /// Cells under the setting's column key become cells under its
+    /// successor (a column key rotation, [`CatalogAdmin::complete_key_rotation`]).
+    Rekey,
 }
 
 impl Direction {
-    /// `"encrypt"` or `"decrypt"`, as the work state records it.
+    /// `"encrypt"`, `"decrypt"` or `"rekey"`, as the work state records it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Encrypt => "encrypt",
             Self::Decrypt => "decrypt",
+            Self::Rekey => "rekey",
         }
     }
 
@@ -55,6 +62,7 @@ impl Direction {
         match self {
             Self::Encrypt => "encrypted",
             Self::Decrypt => "decrypted",
+            Self::Rekey => "re-encrypted under a new column key",
         }
     }
 }
@@ -215,6 +223,29 @@ impl CatalogAdmin {
         // The swap signs the assignment under every master key of the
         // setting's column key: refused now rather than after the backfill.
         crate::catalog::require_signers(&*client, &catalog, setting.key_id).await?;
+        // Its cells would be made under the key the rotation replaces, in a
+        // column the rotation's swap does not re-encrypt.
+        let rotating: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT FROM aepg.key_rotations WHERE setting_id = $1)",
+                &[&crate::support::id_to_sql(
+                    setting.cell.setting_id,
+                    "setting id",
+                )?],
+            )
+            .await?
+            .try_get(0)?;
+        if rotating {
+            return Err(CatalogError::KeyRotation {
+                setting: setting.name.clone(),
+                reason: format!(
+                    "its key is being rotated, so no column is encrypted under it until \
+                     `aepg rotate cek complete --setting {}` has run",
+                    setting.name
+                ),
+            }
+            .into());
+        }
         if let Some(existing) = catalog.assignments.get(column) {
             if MigrationState::read(&*client, column).await?.is_none() {
                 return if *existing == setting.cell.setting_id {
@@ -337,45 +368,42 @@ impl CatalogAdmin {
                 column: Box::new(column.clone()),
                 source,
             })?;
-        let (state, resumed) = match MigrationState::read(&*client, column).await? {
-            Some(state) => {
-                check_resumable(&state, column, direction, &setting)?;
-                (state, true)
-            }
-            None => (
-                backfill::start(client, column, direction, &setting, options).await?,
-                false,
-            ),
-        };
-        let converter = Converter {
+        let (mut work, resumed) = ColumnWork::open(
+            client,
             column,
             direction,
-            setting: &setting,
-            catalog: &catalog,
-            encryption: &encryption,
-            cipher,
-            names: Names::find(&*client, column, &state, &setting).await?,
-            shadow_type: shadow_type(direction, &setting, column)?,
-            shadow_is_array: direction == Direction::Decrypt
-                && setting.named_type.is_none()
-                && setting.cell.plaintext_type.is_array(),
-        };
-        let mut backfill = Backfill {
-            client,
-            converter,
+            &setting,
+            &catalog,
+            &encryption,
+            (cipher, None),
             options,
-            state,
-            progress,
+        )
+        .await?;
+        let mut reporter = Reporter {
+            callback: progress,
             rows_total: 0,
+            rows_base: 0,
         };
-        if backfill.state.phase == Phase::Backfill {
-            backfill.count_remaining().await?;
-            backfill.run().await?;
+        if work.state.phase == Phase::Backfill {
+            reporter.rows_total = work
+                .state
+                .rows_done
+                .saturating_add(work.remaining(&*client).await?);
+            work.backfill(client, options, &mut reporter).await?;
         }
-        let generation = swap::finish(self, &mut backfill).await?;
-        let rows_done = backfill.state.rows_done;
+        let mut works = [work];
+        let generation = swap::finish(
+            self,
+            client,
+            &mut works,
+            options,
+            &mut reporter,
+            SettingChange::None,
+        )
+        .await?;
+        let [work] = works;
         Ok(MigrationReport {
-            rows_converted: u64::try_from(rows_done).unwrap_or(0),
+            rows_converted: u64::try_from(work.state.rows_done).unwrap_or(0),
             resumed,
             already_done: false,
             generation,
@@ -384,7 +412,7 @@ impl CatalogAdmin {
 }
 
 /// A stopped migration may be resumed only by the same command.
-fn check_resumable(
+pub(super) fn check_resumable(
     state: &MigrationState,
     column: &ColumnName,
     direction: Direction,
@@ -396,6 +424,10 @@ fn check_resumable(
     let found = match state.direction {
         Direction::Encrypt => format!("encrypted under setting {}", state.setting_id),
         Direction::Decrypt => "decrypted".to_owned(),
+        Direction::Rekey => format!(
+            "re-encrypted under a new column key (a rotation of setting {}: `aepg rotate cek`)",
+            state.setting_id
+        ),
     };
     Err(MigrationError::Conflict {
         column: Box::new(column.clone()),

@@ -108,7 +108,7 @@ pub(crate) async fn check(
                 .into());
             }
         }
-        Direction::Decrypt => {
+        Direction::Decrypt | Direction::Rekey => {
             if !is_ciphertext {
                 return Err(
                     refuse(format!("it is of type {type_name}, not aepg.ciphertext")).into(),
@@ -201,8 +201,10 @@ pub(crate) async fn check_dependents(
             &[&table_oid, &i32::from(attnum)],
         )
         .await?;
+    // Re-encrypted cells compare as the old ones did: whatever index the
+    // column has means as much afterwards.
     let keeps_equality =
-        direction == Direction::Decrypt || setting.cell.mode == EncryptionMode::Deterministic;
+        direction != Direction::Encrypt || setting.cell.mode == EncryptionMode::Deterministic;
     let mut refused = Vec::new();
     for row in &rows {
         let description: Option<String> = row.try_get(0)?;

@@ -65,6 +65,7 @@ impl MigrationState {
         let direction = match row.try_get::<_, &str>(0)? {
             "encrypt" => Direction::Encrypt,
             "decrypt" => Direction::Decrypt,
+            "rekey" => Direction::Rekey,
             other => return Err(damaged(format!("unknown direction {other:?}")).into()),
         };
         let phase = match row.try_get::<_, &str>(3)? {

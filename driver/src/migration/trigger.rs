@@ -63,9 +63,12 @@ pub(super) async fn check(
 ) -> Result<(), Error> {
     let rows = client
         .query(
-            "SELECT tgname::text, tgenabled::text, tgtype
-             FROM pg_catalog.pg_trigger
-             WHERE tgrelid OPERATOR(pg_catalog.=) $1 AND NOT tgisinternal",
+            "SELECT t.tgname::text, t.tgenabled::text, t.tgtype,
+                    n.nspname::text OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) p.proname::text
+             FROM pg_catalog.pg_trigger t
+             JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) t.tgfoid
+             JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
+             WHERE t.tgrelid OPERATOR(pg_catalog.=) $1 AND NOT t.tgisinternal",
             &[&names.table_oid],
         )
         .await?;
@@ -78,8 +81,15 @@ pub(super) async fn check(
             ours = Some(enabled);
             continue;
         }
+        let function: String = row.try_get(3)?;
+        // Another column's migration of the same table (a key rotation
+        // migrates every column of a setting): its trigger only ever clears
+        // its own shadow column.
+        let sibling = name
+            .strip_prefix("zzz_aepg_migrate_")
+            .is_some_and(|attnum| function == format!("aepg.migrate_{}_{attnum}", names.table_oid));
         let before_row_write =
-            kind & ROW != 0 && kind & BEFORE != 0 && kind & (INSERT | UPDATE) != 0;
+            kind & ROW != 0 && kind & BEFORE != 0 && kind & (INSERT | UPDATE) != 0 && !sibling;
         // Byte order is the server's order of trigger names.
         if before_row_write && enabled != "D" && name.as_bytes() > names.trigger_name.as_bytes() {
             return Err(MigrationError::NotMigratable {

@@ -30,6 +30,8 @@ pub enum RecordKind {
     ColumnAssignment,
     /// The signed set of every encrypted column at one catalog generation.
     ColumnManifest,
+    /// A column key rotation under way: a setting's key and its successor.
+    KeyRotation,
 }
 
 impl std::fmt::Display for RecordKind {
@@ -45,6 +47,7 @@ impl RecordKind {
             Self::EncryptionSetting => 0x02,
             Self::ColumnAssignment => 0x03,
             Self::ColumnManifest => 0x04,
+            Self::KeyRotation => 0x05,
         }
     }
 
@@ -55,6 +58,7 @@ impl RecordKind {
             Self::EncryptionSetting => "column encryption setting",
             Self::ColumnAssignment => "column assignment",
             Self::ColumnManifest => "column manifest",
+            Self::KeyRotation => "column key rotation",
         }
     }
 }

@@ -8,6 +8,7 @@ mod column_assignment;
 mod encoding;
 mod encryption_setting;
 mod error;
+mod key_rotation;
 mod manifest;
 mod signed;
 mod wrapped_key;
@@ -16,6 +17,7 @@ pub use column_assignment::ColumnAssignment;
 pub use encoding::{RecordKind, RECORD_FORMAT_VERSION};
 pub use encryption_setting::{EncryptionSettingRecord, CELL_ALGORITHM};
 pub use error::RecordError;
+pub use key_rotation::KeyRotationRecord;
 pub use manifest::ColumnManifest;
 pub use signed::{CatalogId, SignedRecord};
 pub use wrapped_key::{WrappedColumnKey, KEY_WRAP_ALGORITHM};
@@ -46,6 +48,7 @@ mod private {
     impl Sealed for super::EncryptionSettingRecord {}
     impl Sealed for super::ColumnAssignment {}
     impl Sealed for super::ColumnManifest {}
+    impl Sealed for super::KeyRotationRecord {}
 }
 
 #[cfg(test)]

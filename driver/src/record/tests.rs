@@ -90,6 +90,11 @@ fn encodings_round_trip_and_are_strict() {
     ));
     assert_strict(&assignment());
     assert_strict(&wrapped_key());
+    assert_strict(&super::KeyRotationRecord {
+        setting_id: 3,
+        from_key: 1,
+        to_key: 9,
+    });
 }
 
 #[test]
@@ -121,6 +126,13 @@ fn a_named_type_is_refused_unless_well_formed_and_text() {
 
 #[test]
 fn a_record_of_one_kind_is_not_read_as_another() {
+    // Three u32s, like a rotation's fields: the kind byte tells them apart.
+    let rotation = super::KeyRotationRecord {
+        setting_id: 3,
+        from_key: 1,
+        to_key: 9,
+    };
+    assert!(ColumnAssignment::from_canonical_bytes(&rotation.canonical_bytes().unwrap()).is_err());
     let bytes = assignment().canonical_bytes().unwrap();
     assert!(matches!(
         EncryptionSettingRecord::from_canonical_bytes(&bytes),
