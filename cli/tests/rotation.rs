@@ -52,8 +52,8 @@ async fn kill_while_waiting(
         transaction
     };
     let mut child = aepg_command(dir, args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let observer = db.connect().await;
@@ -65,10 +65,14 @@ async fn kill_while_waiting(
             pid = Some(row.get::<_, i32>(0));
             break;
         }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "aepg {args:?} ended before it waited"
-        );
+        if child.try_wait().unwrap().is_some() {
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "aepg {args:?} ended before it waited: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let pid = pid.unwrap_or_else(|| panic!("aepg {args:?} never waited for the lock"));
@@ -83,6 +87,51 @@ async fn kill_while_waiting(
             .unwrap()
             .is_none();
         if gone {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the killed run's session did not end");
+}
+
+/// Runs `aepg` in `dir` and kills it (SIGKILL) as soon as `condition` (a
+/// query of one boolean) holds, then waits until its session's locks are
+/// gone.
+async fn kill_when(db: &TestDatabase, dir: &Path, args: &[&str], condition: &str) {
+    let mut child = aepg_command(dir, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let observer = db.connect().await;
+    let mut held = false;
+    for _ in 0..1_000 {
+        if observer.query_one(condition, &[]).await.unwrap().get(0) {
+            held = true;
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "aepg {args:?} ended before {condition}: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(held, "aepg {args:?} never got to {condition}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let locks = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'";
+    for _ in 0..600 {
+        if observer
+            .query_one(locks, &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 0
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -216,9 +265,25 @@ async fn a_column_key_rotation_killed_in_each_step_completes_on_a_rerun() {
     write_config(dir, "aepg.toml", &db, &["cmk1"]);
     init_with_ssn_setting(dir);
     let ledger = people(&db.connect().await).await;
-    let options = ["--batch-size", "500", "--grace", "0.2", "--lock-timeout", "30"];
+    let options = [
+        "--batch-size",
+        "500",
+        "--grace",
+        "0.2",
+        "--lock-timeout",
+        "30",
+    ];
     let encrypt = [
-        &["column", "encrypt", "--table", "people", "--column", "ssn", "--setting", "ssn"][..],
+        &[
+            "column",
+            "encrypt",
+            "--table",
+            "people",
+            "--column",
+            "ssn",
+            "--setting",
+            "ssn",
+        ][..],
         &options,
     ]
     .concat();
@@ -240,17 +305,22 @@ async fn a_column_key_rotation_killed_in_each_step_completes_on_a_rerun() {
     ];
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    // Start, killed in the middle of its backfill (waiting for a row of
-    // the table), then run again: it goes on with the same new key.
-    let start = [&["rotate", "cek", "start", "--setting", "ssn"][..], &options].concat();
-    kill_while_waiting(
+    // Start, killed in the middle of its backfill, then run again: it goes
+    // on with the same new key.
+    let start = [
+        &["rotate", "cek", "start", "--setting", "ssn"][..],
+        &options,
+    ]
+    .concat();
+    kill_when(
         &db,
         dir,
         &start,
-        "SELECT FROM people WHERE id = 15000 FOR UPDATE",
-        "SELECT ctid::text%",
+        "SELECT COALESCE((SELECT rows_done > 2000 FROM aepg.column_migrations), false)",
     )
     .await;
+    let done = "SELECT rows_done FROM aepg.column_migrations";
+    assert!(count(&db, done).await < 19_000, "killed in the middle");
     let new_key = count(&db, "SELECT to_key_id::int8 FROM aepg.key_rotations").await;
     let started = aepg_json(dir, &start);
     assert_eq!(started["step"], "start");
@@ -262,13 +332,23 @@ async fn a_column_key_rotation_killed_in_each_step_completes_on_a_rerun() {
     let status = aepg_json(dir, &["rotate", "cek", "status", "--setting", "ssn"]);
     assert_eq!(status["rotating"], true, "{status}");
     assert_eq!(status["columns"][0]["phase"], "backfill", "{status}");
-    assert!(status["columns"][0]["rows_done"].as_u64().unwrap() > 19_000, "{status}");
+    assert!(
+        status["columns"][0]["rows_done"].as_u64().unwrap() > 19_000,
+        "{status}"
+    );
     let catalog = aepg_json(dir, &["status"]);
-    assert_eq!(catalog["column_key_rotations"][0]["setting"], "ssn", "{catalog}");
+    assert_eq!(
+        catalog["column_key_rotations"][0]["setting"], "ssn",
+        "{catalog}"
+    );
 
     // Complete, killed while its swap waits for the table: the column is
     // not swapped, and the rerun swaps it.
-    let complete = [&["rotate", "cek", "complete", "--setting", "ssn"][..], &options].concat();
+    let complete = [
+        &["rotate", "cek", "complete", "--setting", "ssn"][..],
+        &options,
+    ]
+    .concat();
     kill_while_waiting(
         &db,
         dir,
@@ -286,8 +366,14 @@ async fn a_column_key_rotation_killed_in_each_step_completes_on_a_rerun() {
         task.await.unwrap();
     }
 
+    // The old key is retired, then dropped: no cell names it.
+    let dropped = aepg_json(dir, &["cek", "drop", &old_key.to_string()]);
+    assert_eq!(dropped["dropped"], true, "{dropped}");
     for (sql, expected) in [
-        ("SELECT key_id::int8 FROM aepg.encryption_settings".to_owned(), new_key),
+        (
+            "SELECT key_id::int8 FROM aepg.encryption_settings".to_owned(),
+            new_key,
+        ),
         (
             format!("SELECT count(*) FROM aepg.column_keys WHERE id = {old_key}"),
             0,

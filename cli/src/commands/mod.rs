@@ -8,7 +8,8 @@ mod rotate;
 mod settings;
 
 use crate::args::{
-    CekCommand, CekRotation, CmkCommand, CmkRotation, ColumnCommand, Command, RotateCommand, SettingCommand,
+    CekCommand, CekRotation, CmkCommand, CmkRotation, ColumnCommand, Command, RotateCommand,
+    SettingCommand,
 };
 use crate::config::Settings;
 use crate::failure::Failure;

@@ -148,10 +148,14 @@ pub async fn complete_column_key(
             ),
             Some(generation) => format!(
                 "setting {setting:?} now uses column key {}: {} cell(s) re-encrypted in {} \
-                 column(s); key {} is retired (catalog generation {generation})",
+                 column(s) (catalog generation {generation}).\n\
+                 Key {} is retired: no setting names it. Once every application has reloaded \
+                 its catalog, delete it with\n  aepg cek drop {}\n\
+                 (refused while any cell still names it).",
                 report.to_key,
                 report.rows_converted,
                 report.columns.len(),
+                report.from_key,
                 report.from_key,
             ),
         },
@@ -167,7 +171,9 @@ pub async fn column_key_status(
     setting: &str,
 ) -> Result<(), Failure> {
     let client = connect::plain(settings).await?;
-    let status = admin(settings).key_rotation_status(&client, setting).await?;
+    let status = admin(settings)
+        .key_rotation_status(&client, setting)
+        .await?;
     output.result(
         || match &status {
             None => format!("setting {setting:?} has no column key rotation under way"),
