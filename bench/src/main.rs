@@ -349,7 +349,8 @@ async fn main() -> Result<(), Failure> {
     Ok(())
 }
 
-/// `column encrypt`, then `column decrypt`, of the plain table's `ssn`
+/// `column encrypt`, `rotate cek start` + `complete`, then `column
+/// decrypt`, of the plain table's `ssn`
 /// (indexed) while a light load reads and writes the table through aepg:
 /// rows per second, and against the database's own cost of touching every
 /// row (`UPDATE … SET name = name`, no encryption), measured just before.
@@ -409,6 +410,15 @@ async fn migration(db: &EncryptedDatabase, rows: usize) -> Result<(), Failure> {
         .await?;
     let encrypt_time = started.elapsed();
     let started = Instant::now();
+    db.admin
+        .start_key_rotation(&mut admin, "ssn", &options, &mut |_| {})
+        .await?;
+    let rotated = db
+        .admin
+        .complete_key_rotation(&mut admin, "ssn", &options, &mut |_| {})
+        .await?;
+    let rotate_time = started.elapsed();
+    let started = Instant::now();
     let decrypted = db
         .admin
         .decrypt_column(&mut admin, &column, &options, &mut |_| {})
@@ -422,12 +432,13 @@ async fn migration(db: &EncryptedDatabase, rows: usize) -> Result<(), Failure> {
         statements.load(Ordering::SeqCst),
         failed.load(Ordering::SeqCst)
     );
-    for (name, report, time) in [
-        ("column encrypt", encrypted, encrypt_time),
-        ("column decrypt", decrypted, decrypt_time),
+    for (name, rows, time) in [
+        ("column encrypt", encrypted.rows_converted, encrypt_time),
+        ("rotate cek", rotated.rows_converted, rotate_time),
+        ("column decrypt", decrypted.rows_converted, decrypt_time),
     ] {
         #[allow(clippy::cast_precision_loss)]
-        let rate = report.rows_converted as f64 / time.as_secs_f64();
+        let rate = rows as f64 / time.as_secs_f64();
         println!(
             "  {name:<15} {:>9.0} rows/s   {:.2}x the time of UPDATE … SET name = name",
             rate,
