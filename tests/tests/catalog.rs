@@ -86,7 +86,7 @@ async fn a_version_1_catalog_is_upgraded_and_then_needs_its_manifests_signed() {
     // Back to what version 1 had: no generation, no manifests.
     db.plain
         .batch_execute(
-            "DROP TABLE aepg.manifests, aepg.column_migrations;
+            "DROP TABLE aepg.manifests, aepg.column_migrations, aepg.key_rotations;
              ALTER TABLE aepg.encryption_settings DROP COLUMN cosignature;
              ALTER TABLE aepg.column_assignments DROP COLUMN cosignature;
              ALTER TABLE aepg.catalog_version DROP COLUMN generation;
