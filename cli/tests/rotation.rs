@@ -66,12 +66,7 @@ async fn kill_while_waiting(
             break;
         }
         if child.try_wait().unwrap().is_some() {
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "aepg {args:?} ended before it waited: {}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
+            ended_early(child, args, "it waited");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -94,6 +89,17 @@ async fn kill_while_waiting(
     panic!("the killed run's session did not end");
 }
 
+/// Fails the test for a run of `aepg` that ended before `what`, with its
+/// output.
+fn ended_early(child: std::process::Child, args: &[&str], what: &str) -> ! {
+    let output = child.wait_with_output().unwrap();
+    panic!(
+        "aepg {args:?} ended before {what}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Runs `aepg` in `dir` and kills it (SIGKILL) as soon as `condition` (a
 /// query of one boolean) holds, then waits until its session's locks are
 /// gone.
@@ -111,12 +117,7 @@ async fn kill_when(db: &TestDatabase, dir: &Path, args: &[&str], condition: &str
             break;
         }
         if child.try_wait().unwrap().is_some() {
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "aepg {args:?} ended before {condition}: {}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
+            ended_early(child, args, condition);
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

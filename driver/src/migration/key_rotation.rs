@@ -2,7 +2,8 @@
 //! every cell of the setting's columns re-encrypted under it in a shadow
 //! column, batch by batch and resumably, while applications keep using
 //! the old key; then one swap, for all the setting's columns at once,
-//! after which the setting names the new key and the old one is deleted.
+//! after which the setting names the new key and the old one is retired
+//! (`cek drop` deletes it once no cell names it).
 //!
 //! Until the swap every client reads and writes under the old key, so
 //! equality on a deterministic column (`=`, `IN`, joins between columns of
@@ -109,9 +110,10 @@ impl CatalogAdmin {
     /// it, when it was not run), then the swap: clients wait for the
     /// setting's tables for the options' grace period, and one transaction
     /// converts the last rows, gives every column its re-encrypted cells,
-    /// signs the setting's record naming the new key, and deletes the old
-    /// key (unless another setting uses it). Returns at once, with no
-    /// generation, when no rotation of the setting is under way.
+    /// and signs the setting's record naming the new key. The old key is
+    /// retired (no setting names it); [`drop_column_key`](Self::drop_column_key)
+    /// deletes it once no cell does. Returns at once, with no generation,
+    /// when no rotation of the setting is under way.
     ///
     /// # Errors
     /// As [`start_key_rotation`](Self::start_key_rotation), and
