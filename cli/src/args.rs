@@ -101,7 +101,7 @@ pub enum RotateCommand {
     /// Replace a setting's column key by a new one, re-encrypting every
     /// cell of its columns online: `start` (resumable), `status`, then
     /// `complete`, which switches every application to the new key and
-    /// deletes the old one.
+    /// retires the old one (`cek drop` deletes it).
     #[command(subcommand)]
     Cek(CekRotation),
 }
@@ -124,7 +124,8 @@ pub enum CekRotation {
     /// Re-encrypt what `start` left (all of it if `start` was not run),
     /// then swap: for the grace period clients wait for the setting's
     /// tables, then one transaction gives every column its new cells, signs
-    /// the setting naming the new key, and deletes the old key.
+    /// the setting naming the new key; the old key is retired (`cek drop`
+    /// deletes it once no cell names it).
     Complete(CekRotationArgs),
 }
 

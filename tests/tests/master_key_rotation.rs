@@ -614,3 +614,44 @@ async fn a_replayed_assignment_is_refused_not_signed_again() {
         "nothing of the start remains"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_key_rotation_waits_for_a_column_key_rotation() {
+    let rotation = Rotation::new("cmk_rotation_after_cek").await;
+    let options = MigrationOptions::default().grace(Duration::from_millis(100));
+    let rotate_column_key = |complete: bool| {
+        let (rotation, options) = (&rotation, &options);
+        async move {
+            let mut connection = rotation.db.admin_connection().await;
+            if complete {
+                rotation
+                    .both
+                    .complete_key_rotation(&mut connection, "ssn", options, &mut |_| {})
+                    .await
+            } else {
+                rotation
+                    .both
+                    .start_key_rotation(&mut connection, "ssn", options, &mut |_| {})
+                    .await
+            }
+        }
+    };
+    rotate_column_key(false).await.unwrap();
+    // Its record is signed by the old master key alone: a master key
+    // rotation would leave it unverifiable, so it is refused until then.
+    let refused = rotation
+        .start_as(&rotation.both, MASTER_KEY, NEW_KEY, &new_location())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("column key rotation"), "{refused}");
+    assert_eq!(
+        rotation
+            .count("SELECT count(*) FROM aepg.column_key_values WHERE master_key_name = 'cmk2'")
+            .await,
+        0
+    );
+    rotate_column_key(true).await.unwrap();
+    rotation.start().await;
+    reads(&rotation, &rotation.new_only).await.unwrap();
+}

@@ -275,12 +275,21 @@ impl Change<'_> {
             );
             let is_view: bool = row.try_get(3)?;
             if !is_view && !columns.contains(&&column) {
-                return Err(CatalogError::KeyRotation {
-                    setting: setting.name.clone(),
-                    reason: format!(
+                let reason = if self.catalog.assignments.contains_key(&column) {
+                    format!(
                         "column {column} is assigned to it but was not re-encrypted (assigned \
                          since the rotation's run began?): run `aepg rotate cek complete` again"
-                    ),
+                    )
+                } else {
+                    format!(
+                        "an assignment row puts column {column} under it, but does not verify \
+                         (`aepg verify` says why): its cells would stay under the old key; \
+                         repair or delete that row first"
+                    )
+                };
+                return Err(CatalogError::KeyRotation {
+                    setting: setting.name.clone(),
+                    reason,
                 }
                 .into());
             }

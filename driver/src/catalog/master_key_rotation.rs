@@ -64,6 +64,22 @@ impl CatalogAdmin {
         let refuse = |reason: String| refusal(from, to, reason);
         let from_location = registered(&change.catalog, from, to)?.clone();
         check_new_key(&change.catalog, from, to, to_location)?;
+        // A column key rotation's record is signed by the master keys its
+        // key had when it began: one begun under the old key alone would
+        // not verify once `complete` removes it.
+        let key_rotations: i64 = change
+            .transaction
+            .query_one("SELECT count(*) FROM aepg.key_rotations", &[])
+            .await?
+            .try_get(0)?;
+        if key_rotations > 0 {
+            return Err(refuse(
+                "a column key rotation is under way (`aepg status` names it): complete it \
+                 (`aepg rotate cek complete`) first"
+                    .to_owned(),
+            )
+            .into());
+        }
         if let Err(error) = self.registry.describe(&from_location).await {
             return Err(refuse(format!(
                 "this administrator cannot use {from:?} ({error}): start unwraps the column \

@@ -288,6 +288,11 @@ fn cell_error(
     setting: &EncryptionSetting,
     error: CellError,
 ) -> DecryptError {
+    if let CellError::KeyMismatch { .. } = error {
+        // Perhaps the setting's key was rotated after this catalog was
+        // loaded: the next statement checks the generation first.
+        encryption.mark_stale(0);
+    }
     let CellError::FromAnotherSetting { found, .. } = error else {
         return DecryptError::Cell(error);
     };

@@ -333,28 +333,36 @@ impl Converter<'_> {
     /// The first bytes every shadow value must start with after the
     /// version and flags (the key id and setting id of a cell this run
     /// makes, docs/FORMAT.md); `None` when the shadow holds plaintext.
-    fn cell_prefix(&self) -> Option<Vec<u8>> {
-        let key_id = match self.direction {
-            Direction::Encrypt => self.cipher.key_id(),
-            Direction::Rekey => self.target.as_ref()?.key_id(),
-            Direction::Decrypt => return None,
+    fn cell_prefix(&self) -> Result<Option<Vec<u8>>, Error> {
+        let key_id = match (self.direction, &self.target) {
+            (Direction::Encrypt, _) => self.cipher.key_id(),
+            (Direction::Rekey, Some(target)) => target.key_id(),
+            (Direction::Rekey, None) => {
+                return Err(MigrationError::Damaged {
+                    column: Box::new(self.column.clone()),
+                    reason: "a re-encryption without a new column key".to_owned(),
+                }
+                .into())
+            }
+            (Direction::Decrypt, _) => return Ok(None),
         };
         let mut prefix = key_id.to_be_bytes().to_vec();
         prefix.extend_from_slice(&self.setting.cell.setting_id.to_be_bytes());
-        Some(prefix)
+        Ok(Some(prefix))
     }
 
     /// Clears every shadow value that is not a cell this run would make
     /// (under its key, of its setting), so the backfill or the swap makes
-    /// it again. The shadow column is the server's to write, and a run may
-    /// resume one begun under another key (the setting's key rotated since,
-    /// a rotation begun again): the swap puts in only cells made here.
+    /// it again, and returns how many it cleared. The shadow column is the
+    /// server's to write, and a run may resume one begun under another key
+    /// (the setting's key rotated since, a rotation begun again): the swap
+    /// puts in only cells made here.
     pub(super) async fn forget_foreign_cells(
         &self,
         client: &impl GenericClient,
-    ) -> Result<(), Error> {
-        let Some(prefix) = self.cell_prefix() else {
-            return Ok(());
+    ) -> Result<u64, Error> {
+        let Some(prefix) = self.cell_prefix()? else {
+            return Ok(0);
         };
         let forgotten = client
             .execute(
@@ -375,7 +383,7 @@ impl Converter<'_> {
                 "aepg migration: shadow values not made by this run are made again"
             );
         }
-        Ok(())
+        Ok(forgotten)
     }
 
     /// Decrypts the cell of row `id` under the setting's key.
@@ -535,7 +543,6 @@ impl<'a> ColumnWork<'a> {
             false,
         )
         .await?;
-        converter.forget_foreign_cells(&*client).await?;
         // The walk ends where the table ended when it began, and never past
         // where it ends now (the work state is the server's to alter).
         let blocks: i64 = client
@@ -547,6 +554,18 @@ impl<'a> ColumnWork<'a> {
             .await?
             .try_get(0)?;
         self.state.end_block = self.state.end_block.min(blocks);
+        let forgotten = converter.forget_foreign_cells(&*client).await?;
+        if forgotten > 0 {
+            // Made again by a new walk, not by the catch-up passes (nor
+            // under the swap's lock).
+            self.state.next_block = 0;
+            self.state.end_block = blocks;
+            self.state.rows_done = self
+                .state
+                .rows_done
+                .saturating_sub(i64::try_from(forgotten).unwrap_or(i64::MAX));
+            self.state.save_progress(&*client, converter.column).await?;
+        }
         let mut step = FIRST_STEP_BLOCKS;
         while self.state.next_block < self.state.end_block {
             let from = self.state.next_block;

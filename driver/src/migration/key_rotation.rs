@@ -254,6 +254,25 @@ impl CatalogAdmin {
         setting: &EncryptionSetting,
     ) -> Result<KeyRotationRow, Error> {
         let change = Change::begin(client, self, Manifests::Required).await?;
+        // The setting and its rotations as they are under the catalog's
+        // lock: a concurrent run may have begun (or swapped) one since.
+        let setting = &setting_named(&change.catalog, &setting.name)?;
+        let begun: bool = change
+            .transaction
+            .query_one(
+                "SELECT EXISTS (SELECT FROM aepg.key_rotations WHERE setting_id = $1)",
+                &[&id_to_sql(setting.cell.setting_id, "setting id")?],
+            )
+            .await?
+            .try_get(0)?;
+        if begun {
+            return Err(CatalogError::KeyRotation {
+                setting: setting.name.clone(),
+                reason: "another run began a rotation of it just now: run the command again"
+                    .to_owned(),
+            }
+            .into());
+        }
         let busy: Option<String> = change
             .transaction
             .query_one(
@@ -344,9 +363,12 @@ impl CatalogAdmin {
                 .saturating_add(work.state.rows_done)
                 .saturating_add(work.remaining(&*client).await?);
         }
-        if !complete && works.iter().any(|work| work.state.phase == Phase::Swapping) {
-            // A `complete` stopped in its grace: clients wait for these
-            // tables until the swap, which this step does not do.
+        let swapping = works.iter().any(|work| work.state.phase == Phase::Swapping);
+        let backfilling = works.iter().any(|work| work.state.phase == Phase::Backfill);
+        if swapping && (!complete || backfilling) {
+            // A `complete` stopped in its grace or swap: clients wait for
+            // these tables until a swap, which this step does not do (or
+            // does only after a backfill of another column).
             swap::set_phases(self, client, &mut works, Phase::Backfill).await?;
         }
         for work in &mut works {
