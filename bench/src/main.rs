@@ -326,6 +326,7 @@ async fn main() -> Result<(), Failure> {
     plain
         .batch_execute("CREATE INDEX ON plain_people (ssn); CREATE INDEX ON enc_people (ssn)")
         .await?;
+    let stored = stored_bytes(&plain).await?;
     let mut cold = Ratios::new("cold start, first query");
     for index in 0..options.blocks * 3 {
         let (plain_time, aepg_time) = if index % 2 == 0 {
@@ -345,8 +346,41 @@ async fn main() -> Result<(), Failure> {
         ratios.print();
     }
     println!();
+    println!("{stored}");
     migration(&db, options.rows).await?;
     Ok(())
+}
+
+/// What the same rows take on disk, encrypted and plain: the mean stored
+/// size of each encrypted column's values (`pg_column_size`), and the
+/// tables' heap and total (with indexes and TOAST) sizes.
+async fn stored_bytes(plain: &tokio_postgres::Client) -> Result<String, Failure> {
+    plain
+        .batch_execute("VACUUM ANALYZE plain_people, enc_people")
+        .await?;
+    let sizes = |table: &str| {
+        format!(
+            "SELECT avg(pg_column_size(ssn))::float8, avg(pg_column_size(note))::float8,
+                    pg_relation_size('{table}')::float8, pg_total_relation_size('{table}')::float8
+             FROM {table}"
+        )
+    };
+    let plain_row = plain.query_one(&sizes("plain_people"), &[]).await?;
+    let aepg_row = plain.query_one(&sizes("enc_people"), &[]).await?;
+    let mut report = String::from("stored bytes (aepg vs plain):\n");
+    for (index, what) in [
+        (0, "ssn, mean per value"),
+        (1, "note, mean per value"),
+        (2, "table heap"),
+        (3, "table with indexes"),
+    ] {
+        let (aepg, plain): (f64, f64) = (aepg_row.try_get(index)?, plain_row.try_get(index)?);
+        report.push_str(&format!(
+            "  {what:<22} {aepg:>14.1} {plain:>14.1}   {:.2}x\n",
+            aepg / plain
+        ));
+    }
+    Ok(report)
 }
 
 /// `column encrypt`, `rotate cek start` + `complete`, then `column
