@@ -479,8 +479,8 @@ impl<'r> Loader<'r> {
     }
 
     /// Notes the columns in the final swap of a migration (the work state
-    /// `aepg column encrypt|decrypt` keeps). The rows are not signed: they
-    /// only ever make a column unusable, never usable.
+    /// `aepg column encrypt|decrypt` and `aepg rotate cek` keep). The rows
+    /// are not signed: they only ever make a column unusable, never usable.
     async fn migrations(&mut self, client: &impl GenericClient) -> Result<(), Error> {
         let rows = client
             .query(

@@ -233,6 +233,24 @@ impl Names {
     }
 }
 
+impl Names {
+    /// Rows with a value and no shadow value yet: what is left to convert.
+    pub(super) async fn remaining(&self, client: &impl GenericClient) -> Result<i64, Error> {
+        Ok(client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM ONLY {table} WHERE {shadow} IS NULL AND {column} IS NOT NULL",
+                    table = self.table,
+                    shadow = self.shadow,
+                    column = self.column,
+                ),
+                &[],
+            )
+            .await?
+            .try_get(0)?)
+    }
+}
+
 /// `pg_type.oid` of `bytea`.
 const BYTEA_OID: u32 = 17;
 
@@ -500,19 +518,7 @@ impl<'a> ColumnWork<'a> {
 
     /// Rows with a value and no shadow value yet: what is left to convert.
     pub(super) async fn remaining(&self, client: &impl GenericClient) -> Result<i64, Error> {
-        let names = &self.converter.names;
-        Ok(client
-            .query_one(
-                &format!(
-                    "SELECT count(*) FROM ONLY {table} WHERE {shadow} IS NULL AND {column} IS NOT NULL",
-                    table = names.table,
-                    shadow = names.shadow,
-                    column = names.column,
-                ),
-                &[],
-            )
-            .await?
-            .try_get(0)?)
+        self.converter.names.remaining(client).await
     }
 
     /// Walks the table's blocks from where the last run stopped, then

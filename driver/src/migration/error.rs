@@ -13,7 +13,7 @@ pub enum MigrationError {
     NotMigratable {
         /// The column.
         column: Box<ColumnName>,
-        /// `"encrypted"` or `"decrypted"`.
+        /// `"encrypted"`, `"decrypted"` or `"re-encrypted under a new column key"`.
         action: &'static str,
         /// Why, and what to do.
         reason: String,
@@ -26,7 +26,7 @@ pub enum MigrationError {
     Dependents {
         /// The column.
         column: Box<ColumnName>,
-        /// `"encrypted"` or `"decrypted"`.
+        /// `"encrypted"`, `"decrypted"` or `"re-encrypted under a new column key"`.
         action: &'static str,
         /// The dependent objects, as the server describes them.
         objects: String,

@@ -16,7 +16,9 @@ use std::sync::Arc;
 
 use tokio_postgres::GenericClient;
 
-use super::backfill::{ColumnWork, Reporter};
+use postgres_protocol::escape::escape_identifier;
+
+use super::backfill::{ColumnWork, Names, Reporter};
 use super::state::Phase;
 use super::swap::{self, SettingChange};
 use super::{release_run_lock, take_run_lock, Direction, MigrationOptions, MigrationProgress};
@@ -151,26 +153,31 @@ impl CatalogAdmin {
         let mut columns = Vec::new();
         for column in table_columns(client, &catalog, &setting).await? {
             let state = super::state::MigrationState::read(client, &column).await?;
-            let (phase, rows_done) = match &state {
+            let (phase, rows_done, left) = match &state {
                 Some(state) if state.direction == Direction::Rekey => {
-                    (state.phase.as_str(), state.rows_done)
+                    // The shadow as named from the column, not as the
+                    // (unsigned) work state says.
+                    let names = Names::find(client, &column, state, &setting).await?;
+                    (
+                        state.phase.as_str(),
+                        state.rows_done,
+                        names.remaining(client).await?,
+                    )
                 }
-                _ => ("not started", 0),
+                _ => {
+                    let sql = format!(
+                        "SELECT count(*) FROM ONLY {}.{} WHERE {} IS NOT NULL",
+                        escape_identifier(&column.schema),
+                        escape_identifier(&column.table),
+                        escape_identifier(&column.column)
+                    );
+                    (
+                        "not started",
+                        0,
+                        client.query_one(&sql, &[]).await?.try_get(0)?,
+                    )
+                }
             };
-            let quoted = |name: &str| postgres_protocol::escape::escape_identifier(name);
-            let table = format!("{}.{}", quoted(&column.schema), quoted(&column.table));
-            let rekeyed = state
-                .as_ref()
-                .filter(|state| state.direction == Direction::Rekey);
-            let not_yet = match rekeyed {
-                Some(state) => format!("{} IS NULL AND ", quoted(&state.shadow)),
-                None => String::new(),
-            };
-            let sql = format!(
-                "SELECT count(*) FROM ONLY {table} WHERE {not_yet}{} IS NOT NULL",
-                quoted(&column.column)
-            );
-            let left: i64 = client.query_one(&sql, &[]).await?.try_get(0)?;
             columns.push(KeyRotationColumn {
                 column,
                 phase,

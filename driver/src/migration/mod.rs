@@ -1,5 +1,7 @@
 //! Column migrations: encrypting a column that holds plaintext, or
-//! decrypting an encrypted one, in place and online.
+//! decrypting an encrypted one, in place and online; and rotating a
+//! setting's column key, which re-encrypts all its columns the same way
+//! and swaps them in one transaction ([`CatalogAdmin::start_key_rotation`]).
 //!
 //! A migration adds a shadow column and a trigger, fills the shadow column
 //! batch by batch (the trigger clears a row's shadow value whenever the
