@@ -117,6 +117,19 @@ pub enum KeyStoreError {
         /// The key path.
         key_path: String,
     },
+    /// The provider cannot unwrap with the algorithm a wrapped value names.
+    #[error(
+        "master key {key_path:?} in provider {provider:?} cannot unwrap a column key wrapped \
+         with {algorithm}"
+    )]
+    UnsupportedWrapAlgorithm {
+        /// The provider name.
+        provider: String,
+        /// The key path.
+        key_path: String,
+        /// The algorithm's name.
+        algorithm: &'static str,
+    },
     /// Signing with the master key failed.
     #[error("signing with master key {key_path:?} failed")]
     SignFailed {

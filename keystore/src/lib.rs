@@ -10,6 +10,8 @@
 //!   allow-list of [`TrustedKeyPaths`] checked before any provider call.
 //! - [`LocalKeyStore`]: PKCS#8 PEM files in a directory (mode `0600`).
 //! - [`MemoryKeyStore`]: keys in process memory, for tests and examples.
+//! - `Pkcs11KeyStore` (feature `pkcs11`): keys inside an HSM or smart card,
+//!   through its PKCS#11 module.
 //! - [`ColumnKey`]: column key material that zeroizes on drop.
 //!
 //! ```
@@ -44,9 +46,12 @@ mod column_key;
 mod error;
 mod local;
 mod memory;
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
 mod provider;
 mod registry;
 mod rsa_ops;
+mod wrapping;
 
 pub use column_key::{ColumnKey, COLUMN_KEY_LEN};
 pub use error::KeyStoreError;
@@ -54,6 +59,9 @@ pub use local::LocalKeyStore;
 pub use memory::MemoryKeyStore;
 #[cfg(feature = "test-util")]
 pub use memory::OperationCounts;
+#[cfg(feature = "pkcs11")]
+pub use pkcs11::{PinSource, Pkcs11Config, Pkcs11KeyStore};
 pub use provider::{KeyStoreProvider, MasterKeyInfo};
 pub use registry::{KeyStoreRegistry, MasterKeyLocation, TrustedKeyPaths};
 pub use rsa_ops::{GENERATABLE_KEY_BITS, MIN_MASTER_KEY_BITS};
+pub use wrapping::{KeyWrapAlgorithm, WrappedKey};

@@ -11,7 +11,7 @@ use rsa::PrivateKey;
 use tokio::io::AsyncWriteExt;
 
 use crate::rsa_ops;
-use crate::{ColumnKey, KeyStoreError, KeyStoreProvider, MasterKeyInfo};
+use crate::{ColumnKey, KeyStoreError, KeyStoreProvider, MasterKeyInfo, WrappedKey};
 
 /// Permission bits that must be clear on a key file: nothing for group or others.
 const GROUP_OTHER_BITS: u32 = 0o077;
@@ -275,7 +275,7 @@ impl KeyStoreProvider for LocalKeyStore {
         &self,
         key_path: &str,
         column_key: &ColumnKey,
-    ) -> Result<Vec<u8>, KeyStoreError> {
+    ) -> Result<WrappedKey, KeyStoreError> {
         rsa_ops::wrap(
             key_path,
             self.load(key_path).await?.as_public_key(),
@@ -286,9 +286,14 @@ impl KeyStoreProvider for LocalKeyStore {
     async fn unwrap_column_key(
         &self,
         key_path: &str,
-        wrapped: &[u8],
+        wrapped: &WrappedKey,
     ) -> Result<ColumnKey, KeyStoreError> {
-        rsa_ops::unwrap(key_path, &*self.load(key_path).await?, wrapped)
+        rsa_ops::unwrap(
+            Self::PROVIDER_NAME,
+            key_path,
+            &*self.load(key_path).await?,
+            wrapped,
+        )
     }
 
     async fn sign(&self, key_path: &str, message: &[u8]) -> Result<Vec<u8>, KeyStoreError> {

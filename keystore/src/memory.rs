@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use rsa::PrivateKey;
 
 use crate::rsa_ops;
-use crate::{ColumnKey, KeyStoreError, KeyStoreProvider, MasterKeyInfo};
+use crate::{ColumnKey, KeyStoreError, KeyStoreProvider, MasterKeyInfo, WrappedKey};
 
 /// Master keys kept in a map in process memory. They vanish with the process,
 /// so this provider suits tests and examples, not production data.
@@ -189,7 +189,7 @@ impl KeyStoreProvider for MemoryKeyStore {
         &self,
         key_path: &str,
         column_key: &ColumnKey,
-    ) -> Result<Vec<u8>, KeyStoreError> {
+    ) -> Result<WrappedKey, KeyStoreError> {
         rsa_ops::wrap(
             key_path,
             self.key_for(Operation::Wrap, key_path)?.as_public_key(),
@@ -200,9 +200,10 @@ impl KeyStoreProvider for MemoryKeyStore {
     async fn unwrap_column_key(
         &self,
         key_path: &str,
-        wrapped: &[u8],
+        wrapped: &WrappedKey,
     ) -> Result<ColumnKey, KeyStoreError> {
         rsa_ops::unwrap(
+            Self::PROVIDER_NAME,
             key_path,
             &*self.key_for(Operation::Unwrap, key_path)?,
             wrapped,

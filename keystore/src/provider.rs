@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use crate::{ColumnKey, KeyStoreError};
+use crate::{ColumnKey, KeyStoreError, WrappedKey};
 
 /// What a provider can tell about a column master key without using it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,7 +20,11 @@ pub struct MasterKeyInfo {
 /// The private key never leaves the provider: callers hand it a column key to
 /// wrap, a wrapped value to unwrap, or a message to sign. Algorithms are fixed
 /// by the trait's contract, not chosen by callers:
-/// - wrapping is RSA-OAEP with SHA-256 and MGF1-SHA-256, empty label;
+/// - wrapping is RSA-OAEP with SHA-256 and MGF1-SHA-256, empty label, unless
+///   the provider's key cannot do it (a token whose OAEP knows only SHA-1):
+///   then [`KeyWrapAlgorithm::RsaOaepSha1`](crate::KeyWrapAlgorithm). The
+///   algorithm travels with the wrapped value, in a record the master key
+///   signs;
 /// - signing is RSA-PSS with SHA-256, MGF1-SHA-256 and a 32-byte salt.
 ///
 /// Callers reach providers through [`KeyStoreRegistry`](crate::KeyStoreRegistry),
@@ -43,7 +47,9 @@ pub trait KeyStoreProvider: Send + Sync + 'static {
     /// The key is missing, unreadable or unusable, or the provider is unavailable.
     async fn describe(&self, key_path: &str) -> Result<MasterKeyInfo, KeyStoreError>;
 
-    /// Encrypts `column_key` under the master key's public key (RSA-OAEP-SHA-256).
+    /// Encrypts `column_key` under the master key's public key, with the
+    /// algorithm the provider uses for that key (RSA-OAEP-SHA-256 unless the
+    /// key cannot unwrap it).
     ///
     /// # Errors
     /// The key is missing or unusable, or the provider is unavailable.
@@ -51,20 +57,23 @@ pub trait KeyStoreProvider: Send + Sync + 'static {
         &self,
         key_path: &str,
         column_key: &ColumnKey,
-    ) -> Result<Vec<u8>, KeyStoreError>;
+    ) -> Result<WrappedKey, KeyStoreError>;
 
     /// Decrypts a wrapped column key with the master key's private key.
     ///
     /// Callers must have verified the signature of the record that carries
-    /// `wrapped` first, so the private key never runs on attacker-chosen input.
+    /// `wrapped` first, so the private key never runs on attacker-chosen input
+    /// and the algorithm is the one the master key signed.
     ///
     /// # Errors
     /// [`KeyStoreError::UnwrapFailed`] if `wrapped` was not made by this key,
-    /// or the key is missing, or the provider is unavailable.
+    /// [`KeyStoreError::UnsupportedWrapAlgorithm`] if the provider cannot
+    /// unwrap with `wrapped.algorithm`, or the key is missing, or the
+    /// provider is unavailable.
     async fn unwrap_column_key(
         &self,
         key_path: &str,
-        wrapped: &[u8],
+        wrapped: &WrappedKey,
     ) -> Result<ColumnKey, KeyStoreError>;
 
     /// Signs `message` with the master key's private key (RSA-PSS-SHA-256).

@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
-use crate::{ColumnKey, KeyStoreError, KeyStoreProvider, MasterKeyInfo};
+use crate::{ColumnKey, KeyStoreError, KeyStoreProvider, MasterKeyInfo, WrappedKey};
 
 /// Where a column master key lives: a provider name and a path inside it.
 ///
@@ -171,7 +171,7 @@ impl KeyStoreRegistry {
         &self,
         location: &MasterKeyLocation,
         column_key: &ColumnKey,
-    ) -> Result<Vec<u8>, KeyStoreError> {
+    ) -> Result<WrappedKey, KeyStoreError> {
         self.checked_provider(location)?
             .wrap_column_key(&location.key_path, column_key)
             .await
@@ -184,7 +184,7 @@ impl KeyStoreRegistry {
     pub async fn unwrap_column_key(
         &self,
         location: &MasterKeyLocation,
-        wrapped: &[u8],
+        wrapped: &WrappedKey,
     ) -> Result<ColumnKey, KeyStoreError> {
         self.checked_provider(location)?
             .unwrap_column_key(&location.key_path, wrapped)

@@ -8,7 +8,7 @@ use rsa::{PrivateKey, PublicKey};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::{ColumnKey, KeyStoreError, MasterKeyInfo};
+use crate::{ColumnKey, KeyStoreError, KeyWrapAlgorithm, MasterKeyInfo, WrappedKey};
 
 /// Smallest RSA modulus accepted for a column master key.
 pub const MIN_MASTER_KEY_BITS: usize = 2048;
@@ -106,23 +106,37 @@ pub(crate) fn wrap(
     key_path: &str,
     key: &PublicKey,
     column_key: &ColumnKey,
-) -> Result<Vec<u8>, KeyStoreError> {
-    key.oaep_encrypt::<Sha256>(column_key.expose_secret())
+) -> Result<WrappedKey, KeyStoreError> {
+    let ciphertext = key
+        .oaep_encrypt::<Sha256>(column_key.expose_secret())
         .map_err(|_| KeyStoreError::WrapFailed {
             key_path: key_path.to_owned(),
-        })
+        })?;
+    Ok(WrappedKey::new(KeyWrapAlgorithm::RsaOaepSha256, ciphertext))
 }
 
+/// Unwraps with a private key in process memory: RSA-OAEP-SHA-256 only, the
+/// only algorithm these providers wrap with.
 pub(crate) fn unwrap(
+    provider: &str,
     key_path: &str,
     key: &PrivateKey,
-    wrapped: &[u8],
+    wrapped: &WrappedKey,
 ) -> Result<ColumnKey, KeyStoreError> {
+    if wrapped.algorithm != KeyWrapAlgorithm::RsaOaepSha256 {
+        return Err(KeyStoreError::UnsupportedWrapAlgorithm {
+            provider: provider.to_owned(),
+            key_path: key_path.to_owned(),
+            algorithm: wrapped.algorithm.name(),
+        });
+    }
     let failed = || KeyStoreError::UnwrapFailed {
         key_path: key_path.to_owned(),
     };
     // `oaep_decrypt` blinds the private-key operation with the OS RNG.
-    let bytes = key.oaep_decrypt::<Sha256>(wrapped).map_err(|_| failed())?;
+    let bytes = key
+        .oaep_decrypt::<Sha256>(&wrapped.ciphertext)
+        .map_err(|_| failed())?;
     ColumnKey::from_unwrapped(Zeroizing::new(bytes)).map_err(|_| failed())
 }
 

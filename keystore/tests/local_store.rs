@@ -4,7 +4,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use aepg_keystore::{ColumnKey, KeyStoreError, KeyStoreProvider, LocalKeyStore};
+use aepg_keystore::{
+    ColumnKey, KeyStoreError, KeyStoreProvider, KeyWrapAlgorithm, LocalKeyStore, WrappedKey,
+};
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 
 fn store() -> (tempfile::TempDir, LocalKeyStore) {
@@ -33,11 +35,25 @@ async fn generated_key_is_private_and_usable() {
     let column_key = ColumnKey::generate().unwrap();
     let wrapped = store.wrap_column_key("cmk.pem", &column_key).await.unwrap();
     assert_eq!(
-        wrapped.len(),
+        wrapped.ciphertext.len(),
         256,
         "RSA-2048 OAEP output is one modulus long"
     );
+    assert_eq!(wrapped.algorithm, KeyWrapAlgorithm::RsaOaepSha256);
     let unwrapped = store.unwrap_column_key("cmk.pem", &wrapped).await.unwrap();
+    // The local store wraps and unwraps with RSA-OAEP-SHA-256 only.
+    let sha1 = WrappedKey::new(KeyWrapAlgorithm::RsaOaepSha1, wrapped.ciphertext.clone());
+    let err = store.unwrap_column_key("cmk.pem", &sha1).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KeyStoreError::UnsupportedWrapAlgorithm {
+                algorithm: "RSA-OAEP-SHA1",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(unwrapped.expose_secret(), column_key.expose_secret());
 
     let signature = store.sign("cmk.pem", b"record").await.unwrap();

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use aepg_keystore::{
-    ColumnKey, KeyStoreError, KeyStoreProvider, KeyStoreRegistry, MasterKeyLocation,
-    MemoryKeyStore, TrustedKeyPaths,
+    ColumnKey, KeyStoreError, KeyStoreProvider, KeyStoreRegistry, KeyWrapAlgorithm,
+    MasterKeyLocation, MemoryKeyStore, TrustedKeyPaths, WrappedKey,
 };
 
 fn registry_trusting(paths: &[&str]) -> (KeyStoreRegistry, Arc<MemoryKeyStore>) {
@@ -29,7 +29,10 @@ async fn untrusted_path_is_refused_before_the_provider_runs() {
         registry.describe(&attacker).await.map(drop),
         registry.wrap_column_key(&attacker, &key).await.map(drop),
         registry
-            .unwrap_column_key(&attacker, &[0; 256])
+            .unwrap_column_key(
+                &attacker,
+                &WrappedKey::new(KeyWrapAlgorithm::RsaOaepSha256, vec![0; 256]),
+            )
             .await
             .map(drop),
         registry.sign(&attacker, b"m").await.map(drop),

@@ -20,7 +20,7 @@ pub use error::RecordError;
 pub use key_rotation::KeyRotationRecord;
 pub use manifest::ColumnManifest;
 pub use signed::{CatalogId, SignedRecord};
-pub use wrapped_key::{WrappedColumnKey, KEY_WRAP_ALGORITHM};
+pub use wrapped_key::WrappedColumnKey;
 
 /// A catalog record with a canonical byte encoding. Sealed: only the record
 /// kinds of this module have a tag byte, and a signature over one kind must

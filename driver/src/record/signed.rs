@@ -184,12 +184,12 @@ impl SignedRecord<WrappedColumnKey> {
         key_id: u32,
         column_key: &ColumnKey,
     ) -> Result<Self, RecordError> {
-        let ciphertext = registry.wrap_column_key(master_key, column_key).await?;
+        let wrapped = registry.wrap_column_key(master_key, column_key).await?;
         let record = WrappedColumnKey {
             master_key_name: master_key_name.to_owned(),
             master_key: master_key.clone(),
             key_id,
-            ciphertext,
+            wrapped,
         };
         Self::sign(record, catalog, registry, master_key).await
     }
@@ -210,7 +210,7 @@ impl SignedRecord<WrappedColumnKey> {
         let master_key = &self.record.master_key;
         let record = self.verify(registry, master_key, catalog).await?;
         Ok(registry
-            .unwrap_column_key(master_key, &record.ciphertext)
+            .unwrap_column_key(master_key, &record.wrapped)
             .await?)
     }
 }

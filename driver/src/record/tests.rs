@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use aepg_keystore::{
-    ColumnKey, KeyStoreRegistry, MasterKeyLocation, MemoryKeyStore, TrustedKeyPaths,
+    ColumnKey, KeyStoreRegistry, KeyWrapAlgorithm, MasterKeyLocation, MemoryKeyStore,
+    TrustedKeyPaths, WrappedKey,
 };
 
 use super::RecordError as Error;
@@ -41,7 +42,7 @@ fn wrapped_key() -> WrappedColumnKey {
         master_key_name: "cmk".into(),
         master_key: MasterKeyLocation::new("memory", "cmk1"),
         key_id: 2,
-        ciphertext: vec![9; 256],
+        wrapped: WrappedKey::new(KeyWrapAlgorithm::RsaOaepSha256, vec![9; 256]),
     }
 }
 
@@ -90,6 +91,9 @@ fn encodings_round_trip_and_are_strict() {
     ));
     assert_strict(&assignment());
     assert_strict(&wrapped_key());
+    let mut sha1 = wrapped_key();
+    sha1.wrapped.algorithm = KeyWrapAlgorithm::RsaOaepSha1;
+    assert_strict(&sha1);
     assert_strict(&super::KeyRotationRecord {
         setting_id: 3,
         from_key: 1,
@@ -167,6 +171,28 @@ fn unknown_enumerations_and_bad_text_are_refused() {
     ));
 }
 
+#[test]
+fn a_wrapped_key_names_a_known_algorithm_exactly() {
+    let bytes = wrapped_key().canonical_bytes().unwrap();
+    let name = KeyWrapAlgorithm::RsaOaepSha256.name().as_bytes();
+    let at = bytes
+        .windows(name.len())
+        .position(|window| window == name)
+        .unwrap();
+    // Same length, other names: a lowercase one and "RSA1_5" padded.
+    for other in ["rsa-oaep-sha256", "RSA-PKCS1-v1_5!"] {
+        let mut edited = bytes.clone();
+        edited[at..at + name.len()].copy_from_slice(other.as_bytes());
+        assert!(matches!(
+            WrappedColumnKey::from_canonical_bytes(&edited),
+            Err(Error::Malformed {
+                reason: "unknown key wrapping algorithm",
+                ..
+            })
+        ));
+    }
+}
+
 async fn registry() -> (
     KeyStoreRegistry,
     Arc<MemoryKeyStore>,
@@ -219,6 +245,27 @@ async fn signatures_bind_every_field() {
         "{err}"
     );
 
+    // Nor can it change the algorithm a column key was wrapped with.
+    let sealed = SignedRecord::<WrappedColumnKey>::seal(
+        &registry,
+        &CATALOG,
+        "cmk",
+        &cmk,
+        2,
+        &ColumnKey::generate().unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut downgraded = sealed.unverified().clone();
+    downgraded.wrapped.algorithm = KeyWrapAlgorithm::RsaOaepSha1;
+    let forged = SignedRecord::<WrappedColumnKey>::decode(
+        &downgraded.canonical_bytes().unwrap(),
+        sealed.signature().to_vec(),
+    )
+    .unwrap();
+    let err = forged.open(&registry, &CATALOG).await.unwrap_err();
+    assert!(matches!(err, Error::SignatureInvalid { .. }), "{err}");
+
     // A genuine signature by another master key does not count.
     let err = signed
         .verify(&registry, &other_cmk, &CATALOG)
@@ -261,12 +308,12 @@ async fn forged_wrapped_key_is_refused_before_the_private_key_runs() {
     let (registry, store, cmk, other_cmk) = registry().await;
     // The attacker can wrap a key of their own with the public key...
     let attacker_key = ColumnKey::generate().unwrap();
-    let ciphertext = registry.wrap_column_key(&cmk, &attacker_key).await.unwrap();
+    let wrapped = registry.wrap_column_key(&cmk, &attacker_key).await.unwrap();
     let record = WrappedColumnKey {
         master_key_name: "cmk".into(),
         master_key: cmk.clone(),
         key_id: 5,
-        ciphertext,
+        wrapped,
     };
     let unwraps_before = store.operation_counts().unwrap;
     // ...but cannot sign it: no signature, a random one, or one by another key.

@@ -1,18 +1,16 @@
 //! The wrapped column key record: a CEK encrypted under a CMK.
 
-use aepg_keystore::MasterKeyLocation;
+use aepg_keystore::{KeyWrapAlgorithm, MasterKeyLocation, WrappedKey};
 
 use super::encoding::{RecordKind, RecordReader, RecordWriter};
 use super::CatalogRecord;
 use super::RecordError;
 
-/// The key-wrapping algorithm: RSA-OAEP with SHA-256 and MGF1-SHA-256.
-pub const KEY_WRAP_ALGORITHM: &str = "RSA-OAEP-SHA256";
-
-/// A column encryption key wrapped (RSA-OAEP-SHA-256) under a column master key.
+/// A column encryption key wrapped (RSA-OAEP) under a column master key.
 ///
 /// Signed as a whole by the same master key, so that a record forged with
-/// the public key alone is rejected before the private key ever runs on it.
+/// the public key alone is rejected before the private key ever runs on it,
+/// and the wrapping algorithm it names cannot be changed by the catalog.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WrappedColumnKey {
     /// Name of the column master key in the catalog.
@@ -21,8 +19,8 @@ pub struct WrappedColumnKey {
     pub master_key: MasterKeyLocation,
     /// Catalog id of the column encryption key.
     pub key_id: u32,
-    /// The RSA-OAEP ciphertext of the 32 key bytes.
-    pub ciphertext: Vec<u8>,
+    /// The wrapped key bytes and the algorithm that wrapped them.
+    pub wrapped: WrappedKey,
 }
 
 impl CatalogRecord for WrappedColumnKey {
@@ -34,8 +32,8 @@ impl CatalogRecord for WrappedColumnKey {
             .text(&self.master_key.provider)?
             .text(&self.master_key.key_path)?
             .u32(self.key_id)
-            .text(KEY_WRAP_ALGORITHM)?
-            .bytes(&self.ciphertext)?
+            .text(self.wrapped.algorithm.name())?
+            .bytes(&self.wrapped.ciphertext)?
             .finish())
     }
 
@@ -45,16 +43,15 @@ impl CatalogRecord for WrappedColumnKey {
         let provider = reader.text()?;
         let key_path = reader.text()?;
         let key_id = reader.u32()?;
-        if reader.text()? != KEY_WRAP_ALGORITHM {
-            return Err(reader.malformed("unknown key wrapping algorithm"));
-        }
+        let algorithm = KeyWrapAlgorithm::from_name(&reader.text()?)
+            .ok_or_else(|| reader.malformed("unknown key wrapping algorithm"))?;
         let ciphertext = reader.bytes()?;
         reader.finish()?;
         Ok(Self {
             master_key_name,
             master_key: MasterKeyLocation::new(provider, key_path),
             key_id,
-            ciphertext,
+            wrapped: WrappedKey::new(algorithm, ciphertext),
         })
     }
 }

@@ -1,0 +1,193 @@
+//! SoftHSM2 for tests (feature `test-util`): a token directory of the test
+//! process's own and fresh tokens in it, initialized through PKCS#11.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use cryptoki::session::UserType;
+use cryptoki::types::AuthPin;
+
+use super::token::Module;
+use super::Pkcs11Config;
+
+/// Where Debian, Ubuntu, Fedora and a source build put SoftHSM2's module.
+const MODULE_PATHS: [&str; 4] = [
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib64/pkcs11/libsofthsm2.so",
+    "/usr/local/lib/softhsm/libsofthsm2.so",
+];
+
+/// The environment variable that names SoftHSM2's module when it is
+/// somewhere else.
+pub const MODULE_VARIABLE: &str = "AEPG_TEST_SOFTHSM2_MODULE";
+
+/// The module name test key paths use.
+pub const MODULE_NAME: &str = "softhsm2";
+
+/// SoftHSM2 with a token directory of this process's own.
+#[derive(Debug)]
+pub struct SoftHsm {
+    module: PathBuf,
+    /// The token directory, removed with the process's temp files.
+    tokens: PathBuf,
+}
+
+/// A token initialized for one test.
+#[derive(Debug, Clone)]
+pub struct SoftHsmToken {
+    /// Its label.
+    pub label: String,
+    /// Its user PIN.
+    pub pin: String,
+    /// Its security officer's PIN.
+    pub so_pin: String,
+}
+
+impl SoftHsmToken {
+    /// The key path of the key labelled `object` in this token.
+    pub fn key_path(&self, object: &str) -> String {
+        format!(
+            "pkcs11:module-name={MODULE_NAME};token={};object={object}",
+            self.label
+        )
+    }
+}
+
+impl SoftHsm {
+    /// The process's SoftHSM2, set up at the first call: a fresh token
+    /// directory and a config file naming it in `SOFTHSM2_CONF`.
+    ///
+    /// Call it first thing in a test, before other threads of the test
+    /// may read the environment: it sets `SOFTHSM2_CONF` once.
+    ///
+    /// # Panics
+    /// When SoftHSM2 is not installed (`apt-get install softhsm2`), or the
+    /// temp directory cannot be written.
+    pub fn shared() -> &'static Self {
+        static SHARED: OnceLock<SoftHsm> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            let module = std::env::var_os(MODULE_VARIABLE)
+                .map(PathBuf::from)
+                .or_else(|| {
+                    MODULE_PATHS
+                        .iter()
+                        .map(PathBuf::from)
+                        .find(|path| path.exists())
+                })
+                .unwrap_or_else(|| {
+                    panic!(
+                        "SoftHSM2 is not installed (apt-get install softhsm2, which \
+                         scripts/deps.sh does), or set {MODULE_VARIABLE} to its module"
+                    )
+                });
+            let root = std::env::temp_dir().join(format!("aepg-softhsm-{}", std::process::id()));
+            let tokens = root.join("tokens");
+            std::fs::create_dir_all(&tokens)
+                .unwrap_or_else(|error| panic!("creating {}: {error}", tokens.display()));
+            let conf = root.join("softhsm2.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n\
+                     slots.removable = false\n",
+                    tokens.display()
+                ),
+            )
+            .unwrap_or_else(|error| panic!("writing {}: {error}", conf.display()));
+            // SAFETY of the set-up: this runs once, before the module is
+            // loaded (SoftHSM2 reads the variable in C_Initialize).
+            std::env::set_var("SOFTHSM2_CONF", &conf);
+            Self { module, tokens }
+        })
+    }
+
+    /// The module's library.
+    pub fn module_path(&self) -> &Path {
+        &self.module
+    }
+
+    /// The token directory.
+    pub fn token_directory(&self) -> &Path {
+        &self.tokens
+    }
+
+    /// A store configuration with this module as [`MODULE_NAME`].
+    pub fn config(&self) -> Pkcs11Config {
+        Pkcs11Config::new().module(MODULE_NAME, &self.module)
+    }
+
+    /// Deletes `token` as `softhsm2-util --delete-token` does: what a token
+    /// pulled out of its reader, or wiped by its administrator, looks like.
+    ///
+    /// # Panics
+    /// When `softhsm2-util` fails.
+    pub fn remove_token(&self, token: &SoftHsmToken) {
+        let status = std::process::Command::new("softhsm2-util")
+            .args(["--delete-token", "--token", &token.label])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap_or_else(|error| panic!("running softhsm2-util: {error}"));
+        assert!(
+            status.success(),
+            "softhsm2-util --delete-token {}: {status}",
+            token.label
+        );
+    }
+
+    /// Initializes a fresh token labelled `label` with random PINs.
+    ///
+    /// # Panics
+    /// When SoftHSM2 refuses.
+    pub fn new_token(&self, label: &str) -> SoftHsmToken {
+        // Two tests must not take the same free slot.
+        static INITIALIZING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = INITIALIZING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let module =
+            Module::load(MODULE_NAME, &self.module).unwrap_or_else(|error| panic!("{error}"));
+        let context = module.context();
+        let random_pin = || {
+            let mut bytes = [0u8; 8];
+            rand::TryRng::try_fill_bytes(&mut rand::rngs::SysRng, &mut bytes)
+                .unwrap_or_else(|error| panic!("randomness: {error}"));
+            bytes
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect::<String>()
+        };
+        let token = SoftHsmToken {
+            label: label.to_owned(),
+            pin: random_pin(),
+            so_pin: random_pin(),
+        };
+        let slot = context
+            .get_all_slots()
+            .unwrap_or_else(|error| panic!("listing slots: {error}"))
+            .into_iter()
+            .find(|slot| {
+                context
+                    .get_token_info(*slot)
+                    .is_ok_and(|info| !info.token_initialized())
+            })
+            .unwrap_or_else(|| panic!("SoftHSM2 has no free slot"));
+        let so_pin = AuthPin::from(token.so_pin.as_str());
+        context
+            .init_token(slot, &so_pin, label)
+            .unwrap_or_else(|error| panic!("initializing token {label}: {error}"));
+        let session = context
+            .open_rw_session(slot)
+            .unwrap_or_else(|error| panic!("opening a session on {label}: {error}"));
+        session
+            .login(UserType::So, Some(&so_pin))
+            .unwrap_or_else(|error| panic!("SO login on {label}: {error}"));
+        session
+            .init_pin(&AuthPin::from(token.pin.as_str()))
+            .unwrap_or_else(|error| panic!("setting the user PIN of {label}: {error}"));
+        session
+            .logout()
+            .unwrap_or_else(|error| panic!("logging out of {label}: {error}"));
+        token
+    }
+}

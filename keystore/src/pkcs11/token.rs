@@ -1,0 +1,304 @@
+//! One token of a loaded PKCS#11 module: its slot, a pool of logged-in
+//! sessions, and the blocking calls made on them.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, SessionState, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+use sha2::{Digest, Sha256};
+
+use super::key_path::{Pkcs11KeyPath, TokenSelector};
+
+/// A PKCS#11 module loaded and initialized for this process.
+pub(crate) struct Module {
+    /// The name the application configured it under.
+    pub name: String,
+    context: Pkcs11,
+}
+
+/// The modules this process has loaded, by library path. A module is
+/// initialized once per process and never finalized or unloaded: PKCS#11
+/// state is per process, and two stores (or a store and a test's token
+/// set-up) must not finalize it under each other.
+fn loaded() -> &'static Mutex<HashMap<PathBuf, Pkcs11>> {
+    static LOADED: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
+    LOADED.get_or_init(Default::default)
+}
+
+impl Module {
+    /// The module at `path`, loaded and initialized at its first use in
+    /// this process, under the name `name`.
+    pub fn load(name: &str, path: &Path) -> Result<Self, String> {
+        let mut loaded = loaded().lock().unwrap_or_else(PoisonError::into_inner);
+        let context = match loaded.get(path) {
+            Some(context) => context.clone(),
+            None => {
+                let context = Pkcs11::new(path).map_err(|error| {
+                    format!(
+                        "module {name:?} ({}) cannot be loaded: {error}",
+                        path.display()
+                    )
+                })?;
+                match context.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+                    Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+                    Err(error) => {
+                        return Err(format!("module {name:?} does not initialize: {error}"))
+                    }
+                }
+                loaded.insert(path.to_owned(), context.clone());
+                context
+            }
+        };
+        Ok(Self {
+            name: name.to_owned(),
+            context,
+        })
+    }
+
+    /// The module's cryptoki context.
+    #[cfg(feature = "test-util")]
+    pub fn context(&self) -> &Pkcs11 {
+        &self.context
+    }
+
+    /// The slot holding the token `selector` picks, if one does.
+    ///
+    /// # Errors
+    /// The module's refusal; two tokens matching.
+    pub fn find_slot(&self, selector: &TokenSelector) -> Result<Option<Slot>, String> {
+        let slots = self
+            .context
+            .get_slots_with_token()
+            .map_err(|error| format!("module {:?} lists no slots: {error}", self.name))?;
+        let mut found = None;
+        for slot in slots {
+            let Ok(info) = self.context.get_token_info(slot) else {
+                continue; // removed while listing
+            };
+            if info.token_initialized() && selector.matches(info.label(), info.serial_number()) {
+                if found.is_some() {
+                    return Err(format!(
+                        "{} matches two tokens in module {:?}: name it by serial too",
+                        selector.describe(),
+                        self.name
+                    ));
+                }
+                found = Some(slot);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Opens a read-write session on `slot`.
+    pub fn open_session(&self, slot: Slot) -> Result<Session, CkError> {
+        self.context.open_rw_session(slot)
+    }
+}
+
+/// What went wrong in a token call, sorted by what the provider does next.
+#[derive(Debug)]
+pub(super) enum TokenFailure {
+    /// The token or its session went away: forget the slot and try once more.
+    Gone(CkError),
+    /// The session is not logged in (the module logged everyone out).
+    NotLoggedIn,
+    /// Anything else, passed to the caller.
+    Other(CkError),
+}
+
+impl From<CkError> for TokenFailure {
+    fn from(error: CkError) -> Self {
+        match error {
+            CkError::Pkcs11(
+                RvError::TokenNotPresent
+                | RvError::DeviceRemoved
+                | RvError::SessionHandleInvalid
+                | RvError::SessionClosed
+                | RvError::SlotIdInvalid
+                | RvError::TokenNotRecognized,
+                _,
+            ) => Self::Gone(error),
+            CkError::Pkcs11(RvError::UserNotLoggedIn, _) => Self::NotLoggedIn,
+            _ => Self::Other(error),
+        }
+    }
+}
+
+/// A token the provider has found: its slot and its idle sessions.
+pub(super) struct Token {
+    /// The slot it was found in.
+    pub slot: Slot,
+    /// How errors name it.
+    pub name: String,
+    idle: Mutex<Vec<Session>>,
+    /// SHA-256 of a PIN the token refused: never offered again, so that the
+    /// provider cannot lock the token by retrying a wrong PIN.
+    refused_pin: Mutex<Option<[u8; 32]>>,
+}
+
+impl Token {
+    /// A token found in `slot`.
+    pub fn new(slot: Slot, name: String) -> Self {
+        Self {
+            slot,
+            name,
+            idle: Mutex::new(Vec::new()),
+            refused_pin: Mutex::new(None),
+        }
+    }
+
+    /// An idle session, or a new one; `true` with a new one.
+    pub fn session(&self, module: &Module) -> Result<(Session, bool), CkError> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        match idle {
+            Some(session) => Ok((session, false)),
+            None => Ok((module.open_session(self.slot)?, true)),
+        }
+    }
+
+    /// Whether `session` is logged in as the token's user. Logins are per
+    /// token and process, so a new session shares an older one's; without
+    /// one, a search for private keys finds none rather than failing.
+    pub fn logged_in(session: &Session) -> Result<bool, CkError> {
+        Ok(!matches!(
+            session.get_session_info()?.session_state(),
+            SessionState::RoPublic | SessionState::RwPublic
+        ))
+    }
+
+    /// Keeps `session` for the next call, up to `max_idle` sessions.
+    pub fn give_back(&self, session: Session, max_idle: usize) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < max_idle {
+            idle.push(session);
+        }
+    }
+
+    /// Logs the token's user in with `pin`, unless the token refused this
+    /// very PIN before.
+    pub fn login(&self, session: &Session, pin: &str) -> Result<(), String> {
+        let digest: [u8; 32] = Sha256::digest(pin.as_bytes()).into();
+        let mut refused = self
+            .refused_pin
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *refused == Some(digest) {
+            return Err(format!(
+                "{} refused this PIN before; it is not offered again (that could lock the \
+                 token): set the right PIN",
+                self.name
+            ));
+        }
+        match session.login(UserType::User, Some(&AuthPin::from(pin))) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
+                *refused = Some(digest);
+                Err(format!("{} refused the PIN (CKR_PIN_INCORRECT)", self.name))
+            }
+            Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(format!(
+                "{}'s user PIN is locked (CKR_PIN_LOCKED): its security officer must unlock it",
+                self.name
+            )),
+            Err(error) => Err(format!(
+                "logging in to {} failed: {}",
+                self.name,
+                short(&error)
+            )),
+        }
+    }
+}
+
+/// The private key and, if the token holds one, the public key a key path names.
+pub(super) struct KeyObjects {
+    /// The private key.
+    pub private: ObjectHandle,
+    /// The public key object, when the token has one.
+    pub public: Option<ObjectHandle>,
+}
+
+/// Finds the RSA key pair `path` names; `Ok(None)` when there is no private key.
+///
+/// # Errors
+/// The token's refusal, or more than one private key matching.
+pub(super) fn find_key(
+    session: &Session,
+    path: &Pkcs11KeyPath,
+) -> Result<Option<KeyObjects>, FindError> {
+    let find = |class: ObjectClass| -> Result<Vec<ObjectHandle>, CkError> {
+        let mut template = vec![Attribute::Class(class), Attribute::KeyType(KeyType::RSA)];
+        if let Some(label) = &path.label {
+            template.push(Attribute::Label(label.as_bytes().to_vec()));
+        }
+        if let Some(id) = &path.id {
+            template.push(Attribute::Id(id.clone()));
+        }
+        session.find_objects(&template)
+    };
+    let private = find(ObjectClass::PRIVATE_KEY)?;
+    let private = match private.as_slice() {
+        [] => return Ok(None),
+        [one] => *one,
+        more => return Err(FindError::Ambiguous(more.len())),
+    };
+    let public = match find(ObjectClass::PUBLIC_KEY)?.as_slice() {
+        [one] => Some(*one),
+        _ => None,
+    };
+    Ok(Some(KeyObjects { private, public }))
+}
+
+/// Why [`find_key`] failed.
+pub(super) enum FindError {
+    /// The token call failed.
+    Token(CkError),
+    /// This many private keys match the path.
+    Ambiguous(usize),
+}
+
+impl From<CkError> for FindError {
+    fn from(error: CkError) -> Self {
+        Self::Token(error)
+    }
+}
+
+/// The RSA modulus and public exponent of `object`.
+pub(super) fn public_numbers(
+    session: &Session,
+    object: ObjectHandle,
+) -> Result<(Vec<u8>, Vec<u8>), CkError> {
+    let attributes = session.get_attributes(
+        object,
+        &[AttributeType::Modulus, AttributeType::PublicExponent],
+    )?;
+    let (mut modulus, mut exponent) = (None, None);
+    for attribute in attributes {
+        match attribute {
+            Attribute::Modulus(value) => modulus = Some(value),
+            Attribute::PublicExponent(value) => exponent = Some(value),
+            _ => {}
+        }
+    }
+    match (modulus, exponent) {
+        (Some(modulus), Some(exponent)) => Ok((modulus, exponent)),
+        _ => Err(CkError::InvalidValue),
+    }
+}
+
+/// A token error in a few words: the return value's name, not cryptoki's
+/// paragraph-long description.
+pub(super) fn short(error: &CkError) -> String {
+    match error {
+        CkError::Pkcs11(rv, function) => format!("{function:?} returned {rv:?}"),
+        other => other.to_string(),
+    }
+}
