@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
-# Installs what building aepg needs beyond a Rust toolchain and a C
-# compiler: libclang, which bindgen needs to build pg_query (PostgreSQL's
-# parser, the `pg-parser` feature). Idempotent: does nothing when libclang
-# is there (or LIBCLANG_PATH is set). Uses apt-get as root or through sudo.
+# Installs what building and testing aepg needs beyond a Rust toolchain and
+# a C compiler:
+# - libclang, which bindgen needs to build pg_query (PostgreSQL's parser,
+#   the `pg-parser` feature);
+# - SoftHSM2, the PKCS#11 token the `pkcs11` key store is tested against
+#   (its module and softhsm2-util).
+# Idempotent: installs only what is missing. Uses apt-get as root or
+# through sudo.
 set -euo pipefail
 
-has_libclang() {
-	[ -n "${LIBCLANG_PATH:-}" ] && return 0
-	dpkg-query -W -f='${Status}' libclang-dev 2>/dev/null | grep -q "install ok installed"
-}
+missing=()
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+if [ -z "${LIBCLANG_PATH:-}" ] && ! installed libclang-dev; then
+	missing+=(libclang-dev)
+fi
+if ! command -v softhsm2-util >/dev/null; then
+	missing+=(softhsm2)
+fi
+[ ${#missing[@]} -eq 0 ] && exit 0
 
-has_libclang && exit 0
 if ! command -v apt-get >/dev/null; then
-	echo "aepg needs libclang to build (its pg-parser feature): install your system's" >&2
-	echo "libclang development package, or set LIBCLANG_PATH" >&2
+	echo "aepg needs ${missing[*]}: install your system's libclang development package" >&2
+	echo "(or set LIBCLANG_PATH) and SoftHSM2" >&2
 	exit 1
 fi
 sudo=""
@@ -21,10 +29,10 @@ if [ "$(id -u)" -ne 0 ]; then
 	if command -v sudo >/dev/null; then
 		sudo="sudo"
 	else
-		echo "aepg needs libclang-dev to build: run 'apt-get install libclang-dev' as root" >&2
+		echo "aepg needs ${missing[*]}: run 'apt-get install ${missing[*]}' as root" >&2
 		exit 1
 	fi
 fi
-echo "==> installing libclang-dev (to build pg_query)"
+echo "==> installing ${missing[*]}"
 $sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libclang-dev >/dev/null
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null

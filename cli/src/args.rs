@@ -80,8 +80,9 @@ pub enum CmkCommand {
         name: String,
         #[command(flatten)]
         location: LocationArgs,
-        /// Create the key file first if it does not exist (a 3072-bit RSA
-        /// key; `local` provider only). Its path must be trusted already:
+        /// Create the key first if it does not exist (a 3072-bit RSA key):
+        /// a key file (`local`), or a key pair generated inside the token,
+        /// not extractable (`pkcs11`). Its path must be trusted already:
         /// in the config file's `trusted`, or given with `--trust`.
         #[arg(long)]
         generate: bool,

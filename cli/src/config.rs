@@ -11,12 +11,19 @@
 //! directory = "keys"            # relative paths are relative to this file
 //! trusted = ["cmk1.pem"]        # key paths this tool may use
 //!
+//! [[key_stores]]
+//! provider = "pkcs11"           # HSMs and smart cards (docs/KEY_STORES.md)
+//! modules = { softhsm2 = "/usr/lib/softhsm/libsofthsm2.so" }
+//! pin_env = "AEPG_PKCS11_PIN"   # the default; the PIN is never in this file
+//! trusted = ["pkcs11:module-name=softhsm2;token=aepg;object=cmk2"]
+//!
 //! [[master_keys]]               # where named master keys are, for `cek create`
 //! name = "cmk1"
 //! provider = "local"
 //! path = "cmk1.pem"
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -40,12 +47,23 @@ struct ConfigFile {
     master_keys: Vec<MasterKeyEntry>,
 }
 
+/// One `[[key_stores]]` entry, by provider.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeyStoreEntry {
-    provider: String,
-    directory: PathBuf,
-    trusted: Vec<String>,
+#[serde(tag = "provider", rename_all = "lowercase", deny_unknown_fields)]
+enum KeyStoreEntry {
+    Local {
+        directory: PathBuf,
+        trusted: Vec<String>,
+    },
+    Pkcs11 {
+        /// Module names (the key paths' `module-name`) and their libraries.
+        modules: BTreeMap<String, PathBuf>,
+        /// The environment variable holding the user PIN.
+        pin_env: Option<String>,
+        /// Wrapping algorithms to try, in order, for new column keys.
+        wrap_algorithms: Option<Vec<String>>,
+        trusted: Vec<String>,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +87,9 @@ pub struct Settings {
     pub registry: KeyStoreRegistry,
     /// Local key stores by directory, for `cmk register --generate`.
     local_stores: Vec<(PathBuf, Arc<LocalKeyStore>)>,
+    /// The PKCS#11 store, for `cmk register --generate`.
+    #[cfg(feature = "pkcs11")]
+    pkcs11_store: Option<aepg::keystore::Pkcs11KeyStore>,
     /// Master keys the config file places.
     master_keys: Vec<MasterKeyEntry>,
 }
@@ -101,17 +122,22 @@ impl Settings {
                 .transpose()?,
             registry: KeyStoreRegistry::new(),
             local_stores: Vec::new(),
+            #[cfg(feature = "pkcs11")]
+            pkcs11_store: None,
             master_keys: file.master_keys,
         };
         for store in file.key_stores {
-            if store.provider != "local" {
-                return Err(Failure::usage(format!(
-                    "key store provider {:?} in the config file is not one this build has \
-                     (it has: local)",
-                    store.provider
-                )));
+            match store {
+                KeyStoreEntry::Local { directory, trusted } => {
+                    settings.add_local(&base.join(directory), trusted)?;
+                }
+                KeyStoreEntry::Pkcs11 {
+                    modules,
+                    pin_env,
+                    wrap_algorithms,
+                    trusted,
+                } => settings.add_pkcs11(&base, modules, pin_env, wrap_algorithms, trusted)?,
             }
-            settings.add_local(&base.join(&store.directory), store.trusted)?;
         }
         if let Some(directory) = &cli.key_dir {
             let trusted = if cli.trust.is_empty() {
@@ -141,6 +167,79 @@ impl Settings {
             })?;
         self.local_stores.push((directory.to_owned(), store));
         Ok(())
+    }
+
+    #[cfg(feature = "pkcs11")]
+    fn add_pkcs11(
+        &mut self,
+        base: &Path,
+        modules: BTreeMap<String, PathBuf>,
+        pin_env: Option<String>,
+        wrap_algorithms: Option<Vec<String>>,
+        trusted: Vec<String>,
+    ) -> Result<(), Failure> {
+        use aepg::keystore::{KeyWrapAlgorithm, PinSource, Pkcs11Config, Pkcs11KeyStore};
+        let failure = |message: String| Failure::usage(format!("pkcs11 key store: {message}"));
+        if self.pkcs11_store.is_some() {
+            return Err(failure(
+                "given twice: list every module in one entry's modules".to_owned(),
+            ));
+        }
+        let mut config = Pkcs11Config::new();
+        for (name, library) in modules {
+            config = config.module(name, base.join(library));
+        }
+        if let Some(variable) = pin_env {
+            config = config.pin(PinSource::Environment(variable));
+        }
+        if let Some(names) = wrap_algorithms {
+            let algorithms = names
+                .iter()
+                .map(|name| {
+                    KeyWrapAlgorithm::from_name(name).ok_or_else(|| {
+                        failure(format!(
+                            "unknown wrap algorithm {name:?} (known: {})",
+                            KeyWrapAlgorithm::ALL.map(KeyWrapAlgorithm::name).join(", ")
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            config = config.wrap_algorithms(algorithms);
+        }
+        let store = Pkcs11KeyStore::new(config).map_err(|error| failure(error.to_string()))?;
+        self.registry
+            .register(Arc::new(store.clone()), TrustedKeyPaths::only(trusted))
+            .map_err(|error| failure(error.to_string()))?;
+        self.pkcs11_store = Some(store);
+        Ok(())
+    }
+
+    #[cfg(not(feature = "pkcs11"))]
+    fn add_pkcs11(
+        &mut self,
+        _: &Path,
+        _: BTreeMap<String, PathBuf>,
+        _: Option<String>,
+        _: Option<Vec<String>>,
+        _: Vec<String>,
+    ) -> Result<(), Failure> {
+        Err(Failure::usage(
+            "key store provider \"pkcs11\" in the config file is not in this build \
+             (build aepg-cli with its pkcs11 feature)",
+        ))
+    }
+
+    /// The PKCS#11 store to create a key in.
+    ///
+    /// # Errors
+    /// A usage error when none is configured.
+    #[cfg(feature = "pkcs11")]
+    pub fn pkcs11_store(&self) -> Result<&aepg::keystore::Pkcs11KeyStore, Failure> {
+        self.pkcs11_store.as_ref().ok_or_else(|| {
+            Failure::usage(
+                "no pkcs11 key store: add a [[key_stores]] entry with provider = \"pkcs11\"",
+            )
+        })
     }
 
     /// The connection string.

@@ -18,3 +18,8 @@ pub(crate) fn flag(name: &str) -> bool {
         )
     })
 }
+
+/// Where the fixture's master key lives: `memory` (the default) or
+/// `pkcs11`, a SoftHSM2 token (SoftHSM2 installed; `SOFTHSM2_CONF`, when
+/// set, is the configuration its tokens go in).
+pub const MASTER_KEY_STORE: &str = "AEPG_TEST_MASTER_KEY_STORE";

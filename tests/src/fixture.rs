@@ -1,15 +1,17 @@
 //! An encrypted database ready for aepg's end-to-end suites: the catalog
-//! installed in a fresh database, a column master key in a memory key store,
-//! a column key, and helpers to add settings, tables and clients.
+//! installed in a fresh database, a column master key (in process memory,
+//! or in a SoftHSM2 token: [`crate::key_store`]), a column key, and helpers
+//! to add settings, tables and clients.
 
 use std::sync::{Arc, OnceLock};
 
 use aepg::catalog::{install, CatalogAdmin, NewEncryptionSetting};
 use aepg::cell::{EncryptionMode, PaddingPolicy, PlaintextType};
 use aepg::{Client, ColumnName, Encryption, EncryptionConfig};
-use aepg_keystore::{KeyStoreRegistry, MasterKeyLocation, MemoryKeyStore, TrustedKeyPaths};
+use aepg_keystore::{KeyStoreRegistry, MasterKeyLocation, TrustedKeyPaths};
 use rsa::pkcs8::{EncodePrivateKey, LineEnding};
 
+use crate::key_store::FixtureKeyStore;
 use crate::TestDatabase;
 
 /// Name of the fixture's column master key in the catalog and its key path.
@@ -38,8 +40,10 @@ pub struct EncryptedDatabase {
     /// A second plain connection for [`CatalogAdmin`] calls, which run in
     /// transactions of their own.
     admin_connection: tokio::sync::Mutex<tokio_postgres::Client>,
-    /// The memory key store holding the master key (counts its operations).
-    pub store: Arc<MemoryKeyStore>,
+    /// The key store holding the master key (counts its operations).
+    pub store: Arc<FixtureKeyStore>,
+    /// Where the master key is: `memory:cmk1`, or a key path in a token.
+    pub master_key: MasterKeyLocation,
     /// The registry trusting the master key.
     pub registry: KeyStoreRegistry,
     /// Catalog administration with that registry.
@@ -64,34 +68,39 @@ impl EncryptedDatabase {
     /// # Panics
     /// When any step fails: this is a test fixture.
     pub async fn on(database: TestDatabase) -> Self {
+        let key = FixtureKeyStore::with_key(MASTER_KEY, master_key_pem(), database.name()).await;
+        Self::with_key(database, key).await
+    }
+
+    /// Like [`on`](Self::on), with the master key [`MASTER_KEY`] in `key`'s
+    /// store at its location, whatever the environment chose.
+    ///
+    /// # Panics
+    /// When any step fails: this is a test fixture.
+    pub async fn with_key(
+        database: TestDatabase,
+        (store, master_key): (FixtureKeyStore, MasterKeyLocation),
+    ) -> Self {
         let plain = database.connect().await;
         let mut admin_connection = database.connect().await;
         install(&mut admin_connection)
             .await
             .unwrap_or_else(|error| panic!("install: {error}"));
-        let store = Arc::new(MemoryKeyStore::new());
-        store
-            .import_pem(MASTER_KEY, master_key_pem())
-            .unwrap_or_else(|error| panic!("import master key: {error}"));
+        let store = Arc::new(store);
         let mut registry = KeyStoreRegistry::new();
         registry
-            .register(store.clone(), TrustedKeyPaths::only([MASTER_KEY]))
+            .register(
+                store.clone(),
+                TrustedKeyPaths::only([master_key.key_path.clone()]),
+            )
             .unwrap_or_else(|error| panic!("register store: {error}"));
         let admin = CatalogAdmin::new(registry.clone());
         admin
-            .register_master_key(
-                &mut admin_connection,
-                MASTER_KEY,
-                &MasterKeyLocation::new("memory", MASTER_KEY),
-            )
+            .register_master_key(&mut admin_connection, MASTER_KEY, &master_key)
             .await
             .unwrap_or_else(|error| panic!("register master key: {error}"));
         let key_id = admin
-            .create_column_key(
-                &mut admin_connection,
-                MASTER_KEY,
-                &MasterKeyLocation::new("memory", MASTER_KEY),
-            )
+            .create_column_key(&mut admin_connection, MASTER_KEY, &master_key)
             .await
             .unwrap_or_else(|error| panic!("create column key: {error}"));
         Self {
@@ -99,6 +108,7 @@ impl EncryptedDatabase {
             plain,
             admin_connection: tokio::sync::Mutex::new(admin_connection),
             store,
+            master_key,
             registry,
             admin,
             key_id,

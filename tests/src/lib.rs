@@ -34,6 +34,7 @@ mod dedicated;
 pub mod env_vars;
 pub mod faults;
 pub mod fixture;
+pub mod key_store;
 mod wire_tap;
 pub mod workload;
 

@@ -659,7 +659,7 @@ async fn a_zero_key_ttl_asks_the_key_store_every_time_and_a_revoked_key_cuts_rea
     client.query("SELECT ssn FROM patients", &[]).await.unwrap();
     assert!(db.store.operation_counts().unwrap > unwraps);
 
-    assert!(db.store.remove_key(aepg_tests::fixture::MASTER_KEY));
+    assert!(db.store.remove_key(&db.master_key.key_path));
     let rows = client
         .query("SELECT ssn FROM patients WHERE id = 1", &[])
         .await

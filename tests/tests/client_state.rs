@@ -304,7 +304,7 @@ async fn a_missing_master_key_is_named() {
     insert(&db.client().await, 1, "111-11-1111").await;
 
     // The key is gone from its store.
-    db.store.remove_key(MASTER_KEY);
+    assert!(db.store.remove_key(&db.master_key.key_path));
     let client = db.client().await;
     let error = ssn_of(&client, 1).await.unwrap_err().to_string();
     eprintln!("key removed: {error}");

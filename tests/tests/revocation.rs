@@ -34,7 +34,7 @@ async fn a_revoked_master_key_cuts_clients_off_after_the_key_ttl_and_nothing_is_
 
     // Revoked at the store. The cached column key keeps this client
     // reading, and writing, for at most the key TTL.
-    assert!(db.store.remove_key(MASTER_KEY));
+    assert!(db.store.memory().remove_key(MASTER_KEY));
     let revoked_at = std::time::Instant::now();
     let row = client.query_one(read, &[]).await.unwrap();
     assert_eq!(row.get::<_, String>("ssn"), "111-11-1111");
@@ -93,7 +93,10 @@ async fn a_revoked_master_key_cuts_clients_off_after_the_key_ttl_and_nothing_is_
 
     // The key back in its store: the running client recovers at its next
     // lookup, with no restart.
-    db.store.import_pem(MASTER_KEY, master_key_pem()).unwrap();
+    db.store
+        .memory()
+        .import_pem(MASTER_KEY, master_key_pem())
+        .unwrap();
     let row = client.query_one(read, &[]).await.unwrap();
     assert_eq!(row.get::<_, String>("note"), "first");
 }

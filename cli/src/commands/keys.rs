@@ -1,5 +1,6 @@
 //! `cmk register|list`, `cek create|list|drop`.
 
+use aepg::keystore::{KeyStoreError, MasterKeyLocation};
 use serde_json::json;
 
 use super::catalog::{admin, load};
@@ -24,25 +25,13 @@ pub async fn register_master_key(
         settings.master_key_location(name, &location.provider, location.path.as_deref())?;
     let mut generated = false;
     if generate {
-        if location.provider != "local" {
-            return Err(Failure::usage(
-                "--generate creates keys in a local key store only; create the key in its store",
-            ));
-        }
         // Only a key this run may use is created: a refused path leaves no
-        // key file behind.
+        // key behind.
         settings
             .registry
             .checked_provider(&location)
             .map_err(|error| Failure::usage(format!("{location}: {error}")))?;
-        let store = settings.local_store()?;
-        if !store.root().join(&location.key_path).exists() {
-            store
-                .generate_key(&location.key_path, GENERATED_KEY_BITS)
-                .await
-                .map_err(|error| Failure::failed(format!("creating {location}: {error}")))?;
-            generated = true;
-        }
+        generated = generate_key(settings, &location).await?;
     }
     let mut client = connect::plain(settings).await?;
     admin(settings)
@@ -56,6 +45,38 @@ pub async fn register_master_key(
         || json!({ "name": name, "provider": location.provider, "key_path": location.key_path, "generated": generated }),
     );
     Ok(())
+}
+
+/// Creates the master key at `location` unless one is there; whether it did.
+async fn generate_key(settings: &Settings, location: &MasterKeyLocation) -> Result<bool, Failure> {
+    let failed = |error: KeyStoreError| Failure::failed(format!("creating {location}: {error}"));
+    match location.provider.as_str() {
+        "local" => {
+            let store = settings.local_store()?;
+            if store.root().join(&location.key_path).exists() {
+                return Ok(false);
+            }
+            store
+                .generate_key(&location.key_path, GENERATED_KEY_BITS)
+                .await
+                .map_err(failed)?;
+            Ok(true)
+        }
+        #[cfg(feature = "pkcs11")]
+        "pkcs11" => match settings
+            .pkcs11_store()?
+            .generate_key(&location.key_path, GENERATED_KEY_BITS)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(KeyStoreError::KeyExists { .. }) => Ok(false),
+            Err(error) => Err(failed(error)),
+        },
+        _ => Err(Failure::usage(
+            "--generate creates keys in local and pkcs11 key stores only; create the key in \
+             its store",
+        )),
+    }
 }
 
 /// `aepg cmk list`

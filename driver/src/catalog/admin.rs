@@ -17,7 +17,7 @@ use tokio_postgres::GenericClient;
 use super::error::{CatalogError, CatalogObject};
 use super::install::{require_installed, CATALOG_CHANNEL};
 use super::load::load_verified;
-use super::model::{Catalog, EncryptionSetting};
+use super::model::{Catalog, EncryptionSetting, SkipReason};
 use super::pin::Pins;
 use crate::cell::{CellSetting, EncryptionMode, NamedType, PaddingPolicy, PlaintextType};
 use crate::names::ColumnName;
@@ -825,6 +825,18 @@ fn require_held_manifests(catalog: &Catalog, registry: &KeyStoreRegistry) -> Res
             .iter()
             .any(|manifest| manifest.master_key_name == *name && manifest.master_key == *location);
         if held && !verified {
+            let what = format!("manifest of master key {name:?}");
+            if let Some(skipped) = catalog
+                .skipped
+                .iter()
+                .find(|skipped| skipped.what == what && skipped.kind == SkipReason::Unverifiable)
+            {
+                return Err(CatalogError::ManifestUnverifiable {
+                    master_key: name.clone(),
+                    reason: skipped.reason.clone(),
+                }
+                .into());
+            }
             return Err(CatalogError::ManifestMissing {
                 master_key: name.clone(),
             }

@@ -205,6 +205,16 @@ pub enum CatalogError {
         /// The master key.
         master_key: String,
     },
+    /// An administrator's master key could not check its manifest: its key
+    /// store is down or refused (a wrong PIN, a revoked key). Nothing was
+    /// changed.
+    #[error("the column manifest of master key {master_key:?} cannot be checked, so nothing was changed: {reason}")]
+    ManifestUnverifiable {
+        /// The master key.
+        master_key: String,
+        /// What the key store said.
+        reason: String,
+    },
     /// A master key is registered in a catalog that has changed since its
     /// install, but holds no verified manifest of any master key this
     /// administrator holds: the catalog may have been stripped (its master

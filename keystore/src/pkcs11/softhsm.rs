@@ -55,11 +55,13 @@ impl SoftHsmToken {
 }
 
 impl SoftHsm {
-    /// The process's SoftHSM2, set up at the first call: a fresh token
-    /// directory and a config file naming it in `SOFTHSM2_CONF`.
+    /// The process's SoftHSM2, set up at the first call. When
+    /// `SOFTHSM2_CONF` is set (CI sets it to a fresh directory), tokens go
+    /// where it says; otherwise into a fresh token directory, named in
+    /// `SOFTHSM2_CONF` then.
     ///
-    /// Call it first thing in a test, before other threads of the test
-    /// may read the environment: it sets `SOFTHSM2_CONF` once.
+    /// Without `SOFTHSM2_CONF`, call it first thing in a test, before other
+    /// threads of the test may read the environment: it sets the variable.
     ///
     /// # Panics
     /// When SoftHSM2 is not installed (`apt-get install softhsm2`), or the
@@ -81,6 +83,21 @@ impl SoftHsm {
                          scripts/deps.sh does), or set {MODULE_VARIABLE} to its module"
                     )
                 });
+            if let Some(conf) = std::env::var_os("SOFTHSM2_CONF") {
+                let text = std::fs::read_to_string(&conf).unwrap_or_else(|error| {
+                    panic!(
+                        "reading SOFTHSM2_CONF {}: {error}",
+                        PathBuf::from(&conf).display()
+                    )
+                });
+                let tokens = text
+                    .lines()
+                    .find_map(|line| line.trim().strip_prefix("directories.tokendir"))
+                    .and_then(|rest| rest.trim().strip_prefix('='))
+                    .map(|dir| PathBuf::from(dir.trim()))
+                    .unwrap_or_default();
+                return Self { module, tokens };
+            }
             let root = std::env::temp_dir().join(format!("aepg-softhsm-{}", std::process::id()));
             let tokens = root.join("tokens");
             std::fs::create_dir_all(&tokens)
@@ -133,6 +150,53 @@ impl SoftHsm {
             "softhsm2-util --delete-token {}: {status}",
             token.label
         );
+    }
+
+    /// Destroys the key pair labelled by `key_path`'s `object` in `token`,
+    /// as an HSM administrator revoking it would; returns whether there was one.
+    ///
+    /// # Panics
+    /// When SoftHSM2 refuses.
+    pub fn destroy_key(&self, token: &SoftHsmToken, key_path: &str) -> bool {
+        let path = super::key_path::Pkcs11KeyPath::parse(key_path)
+            .unwrap_or_else(|reason| panic!("{key_path}: {reason}"));
+        let module =
+            Module::load(MODULE_NAME, &self.module).unwrap_or_else(|error| panic!("{error}"));
+        let slot = module
+            .find_slot(&path.token)
+            .unwrap_or_else(|error| panic!("{error}"))
+            .unwrap_or_else(|| panic!("token {} is not present", token.label));
+        let session = module
+            .open_session(slot)
+            .unwrap_or_else(|error| panic!("opening a session on {}: {error}", token.label));
+        // Logins are per process: the store may be logged in already. Never
+        // log out here, which would log the store's sessions out too.
+        match session.login(UserType::User, Some(&AuthPin::from(token.pin.as_str()))) {
+            Ok(())
+            | Err(cryptoki::error::Error::Pkcs11(
+                cryptoki::error::RvError::UserAlreadyLoggedIn,
+                _,
+            )) => {}
+            Err(error) => panic!("logging in to {}: {error}", token.label),
+        }
+        let mut template = Vec::new();
+        if let Some(label) = &path.label {
+            template.push(cryptoki::object::Attribute::Label(
+                label.as_bytes().to_vec(),
+            ));
+        }
+        if let Some(id) = &path.id {
+            template.push(cryptoki::object::Attribute::Id(id.clone()));
+        }
+        let objects = session
+            .find_objects(&template)
+            .unwrap_or_else(|error| panic!("finding {key_path}: {error}"));
+        for object in &objects {
+            session
+                .destroy_object(*object)
+                .unwrap_or_else(|error| panic!("destroying {key_path}: {error}"));
+        }
+        !objects.is_empty()
     }
 
     /// Initializes a fresh token labelled `label` with random PINs.

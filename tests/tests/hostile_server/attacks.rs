@@ -566,7 +566,7 @@ pub const ATTACKS: &[Attack] = &[
             Box::pin(async move {
                 // The application trusts a second master key (during a rotation,
                 // say); the attacker points the first one's row at it.
-                s.db.store.generate_key("cmk2", 2048).unwrap();
+                s.db.store.memory().generate_key("cmk2", 2048).unwrap();
                 let mut registry = KeyStoreRegistry::new();
                 registry
                     .register(s.db.store.clone(), TrustedKeyPaths::only(["cmk1", "cmk2"]))
