@@ -136,7 +136,7 @@ impl Settings {
                     pin_env,
                     wrap_algorithms,
                     trusted,
-                } => settings.add_pkcs11(&base, modules, pin_env, wrap_algorithms, trusted)?,
+                } => settings.add_pkcs11(modules, pin_env, wrap_algorithms, trusted)?,
             }
         }
         if let Some(directory) = &cli.key_dir {
@@ -172,7 +172,6 @@ impl Settings {
     #[cfg(feature = "pkcs11")]
     fn add_pkcs11(
         &mut self,
-        base: &Path,
         modules: BTreeMap<String, PathBuf>,
         pin_env: Option<String>,
         wrap_algorithms: Option<Vec<String>>,
@@ -187,7 +186,15 @@ impl Settings {
         }
         let mut config = Pkcs11Config::new();
         for (name, library) in modules {
-            config = config.module(name, base.join(library));
+            // A bare file name would be looked for beside the config file,
+            // not where the loader looks: the path must say which library.
+            if !library.is_absolute() {
+                return Err(failure(format!(
+                    "module {name:?}: give its library's absolute path, not {}",
+                    library.display()
+                )));
+            }
+            config = config.module(name, library);
         }
         if let Some(variable) = pin_env {
             config = config.pin(PinSource::Environment(variable));
@@ -217,7 +224,6 @@ impl Settings {
     #[cfg(not(feature = "pkcs11"))]
     fn add_pkcs11(
         &mut self,
-        _: &Path,
         _: BTreeMap<String, PathBuf>,
         _: Option<String>,
         _: Option<Vec<String>>,

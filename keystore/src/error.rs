@@ -16,7 +16,9 @@ pub enum KeyStoreError {
         provider: String,
     },
     /// A provider with this name is already registered.
-    #[error("a key store provider named {provider:?} is already registered")]
+    #[error(
+        "a key store provider named {provider:?} is already registered (or the name is reserved)"
+    )]
     DuplicateProvider {
         /// The provider name.
         provider: String,

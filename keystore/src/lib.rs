@@ -51,6 +51,7 @@ pub mod pkcs11;
 mod provider;
 mod registry;
 mod rsa_ops;
+mod two_key;
 mod wrapping;
 
 pub use column_key::{ColumnKey, COLUMN_KEY_LEN};
@@ -64,4 +65,5 @@ pub use pkcs11::{PinSource, Pkcs11Config, Pkcs11KeyStore};
 pub use provider::{KeyStoreProvider, MasterKeyInfo};
 pub use registry::{KeyStoreRegistry, MasterKeyLocation, TrustedKeyPaths};
 pub use rsa_ops::{GENERATABLE_KEY_BITS, MIN_MASTER_KEY_BITS};
+pub use two_key::{TwoKeyPath, TWO_KEY_PROVIDER};
 pub use wrapping::{KeyWrapAlgorithm, WrappedKey};

@@ -4,6 +4,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
+
+use crate::two_key::{TwoKeyPath, TWO_KEY_PROVIDER};
 use crate::{ColumnKey, KeyStoreError, KeyStoreProvider, MasterKeyInfo, WrappedKey};
 
 /// Where a column master key lives: a provider name and a path inside it.
@@ -99,7 +102,7 @@ impl KeyStoreRegistry {
         trusted: TrustedKeyPaths,
     ) -> Result<(), KeyStoreError> {
         let name = provider.name().to_owned();
-        if self.providers.contains_key(&name) {
+        if self.providers.contains_key(&name) || name == TWO_KEY_PROVIDER {
             return Err(KeyStoreError::DuplicateProvider { provider: name });
         }
         self.providers
@@ -126,7 +129,8 @@ impl KeyStoreRegistry {
     }
 
     /// Checks that `location` names a registered provider, a well-formed path
-    /// and a trusted path, and returns the provider.
+    /// and a trusted path, and returns the provider. A two-key master key
+    /// has no provider of its own: [`Self::check`] checks any location.
     ///
     /// # Errors
     /// [`KeyStoreError::UnknownProvider`], [`KeyStoreError::InvalidKeyPath`]
@@ -150,17 +154,73 @@ impl KeyStoreRegistry {
         Ok(registered.provider.as_ref())
     }
 
-    /// [`KeyStoreProvider::describe`] after the checks of [`Self::checked_provider`].
+    /// Checks that the application may use the master key at `location`:
+    /// [`Self::checked_provider`] for a plain location; for a two-key
+    /// master key ([`TwoKeyPath`]), a well-formed path and both keys checked
+    /// against their own providers.
     ///
     /// # Errors
-    /// As [`Self::checked_provider`] and the provider's `describe`.
+    /// As [`Self::checked_provider`].
+    pub fn check(&self, location: &MasterKeyLocation) -> Result<(), KeyStoreError> {
+        match two_key(location)? {
+            Some(pair) => {
+                self.checked_provider(&pair.wrapping)?;
+                self.checked_provider(&pair.signing)?;
+            }
+            None => {
+                self.checked_provider(location)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The key of `location` that does `role`, checked, with its provider:
+    /// the location itself, or one key of a two-key master key.
+    fn key_for(
+        &self,
+        location: &MasterKeyLocation,
+        role: Role,
+    ) -> Result<(&dyn KeyStoreProvider, MasterKeyLocation), KeyStoreError> {
+        self.check(location)?;
+        let key = match two_key(location)? {
+            Some(pair) => match role {
+                Role::Wrap => pair.wrapping,
+                Role::Sign => pair.signing,
+            },
+            None => location.clone(),
+        };
+        Ok((self.checked_provider(&key)?, key))
+    }
+
+    /// [`KeyStoreProvider::describe`] after the checks of [`Self::check`].
+    /// For a two-key master key: the smaller of the two sizes, and a
+    /// fingerprint of both keys' fingerprints, in their roles.
+    ///
+    /// # Errors
+    /// As [`Self::check`] and the providers' `describe`.
     pub async fn describe(
         &self,
         location: &MasterKeyLocation,
     ) -> Result<MasterKeyInfo, KeyStoreError> {
-        self.checked_provider(location)?
-            .describe(&location.key_path)
-            .await
+        self.check(location)?;
+        if two_key(location)?.is_none() {
+            return self
+                .checked_provider(location)?
+                .describe(&location.key_path)
+                .await;
+        }
+        let (wrap_provider, wrapping) = self.key_for(location, Role::Wrap)?;
+        let (sign_provider, signing) = self.key_for(location, Role::Sign)?;
+        let wrap = wrap_provider.describe(&wrapping.key_path).await?;
+        let sign = sign_provider.describe(&signing.key_path).await?;
+        let mut digest = Sha256::new();
+        digest.update(b"aepg two-key master key\0");
+        digest.update(wrap.public_key_sha256);
+        digest.update(sign.public_key_sha256);
+        Ok(MasterKeyInfo {
+            bits: wrap.bits.min(sign.bits),
+            public_key_sha256: digest.finalize().into(),
+        })
     }
 
     /// [`KeyStoreProvider::wrap_column_key`] after the checks of [`Self::checked_provider`].
@@ -172,9 +232,8 @@ impl KeyStoreRegistry {
         location: &MasterKeyLocation,
         column_key: &ColumnKey,
     ) -> Result<WrappedKey, KeyStoreError> {
-        self.checked_provider(location)?
-            .wrap_column_key(&location.key_path, column_key)
-            .await
+        let (provider, key) = self.key_for(location, Role::Wrap)?;
+        provider.wrap_column_key(&key.key_path, column_key).await
     }
 
     /// [`KeyStoreProvider::unwrap_column_key`] after the checks of [`Self::checked_provider`].
@@ -186,9 +245,8 @@ impl KeyStoreRegistry {
         location: &MasterKeyLocation,
         wrapped: &WrappedKey,
     ) -> Result<ColumnKey, KeyStoreError> {
-        self.checked_provider(location)?
-            .unwrap_column_key(&location.key_path, wrapped)
-            .await
+        let (provider, key) = self.key_for(location, Role::Wrap)?;
+        provider.unwrap_column_key(&key.key_path, wrapped).await
     }
 
     /// [`KeyStoreProvider::sign`] after the checks of [`Self::checked_provider`].
@@ -200,9 +258,8 @@ impl KeyStoreRegistry {
         location: &MasterKeyLocation,
         message: &[u8],
     ) -> Result<Vec<u8>, KeyStoreError> {
-        self.checked_provider(location)?
-            .sign(&location.key_path, message)
-            .await
+        let (provider, key) = self.key_for(location, Role::Sign)?;
+        provider.sign(&key.key_path, message).await
     }
 
     /// [`KeyStoreProvider::verify`] after the checks of [`Self::checked_provider`].
@@ -215,9 +272,26 @@ impl KeyStoreRegistry {
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), KeyStoreError> {
-        self.checked_provider(location)?
-            .verify(&location.key_path, message, signature)
-            .await
+        let (provider, key) = self.key_for(location, Role::Sign)?;
+        provider.verify(&key.key_path, message, signature).await
+    }
+}
+
+/// What a key is used for.
+#[derive(Clone, Copy)]
+enum Role {
+    /// Wrapping and unwrapping column keys.
+    Wrap,
+    /// Signing and verifying records.
+    Sign,
+}
+
+/// The pair, when `location` is a two-key master key.
+fn two_key(location: &MasterKeyLocation) -> Result<Option<TwoKeyPath>, KeyStoreError> {
+    if location.provider == TWO_KEY_PROVIDER {
+        TwoKeyPath::parse(&location.key_path).map(Some)
+    } else {
+        Ok(None)
     }
 }
 

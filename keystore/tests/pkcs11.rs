@@ -211,3 +211,46 @@ async fn a_removed_token_is_an_error_and_a_new_one_is_found() {
         "{err}"
     );
 }
+
+/// Public key objects are not the PIN's to guard on every token. One
+/// replaced by someone else's key makes neither a signature by that key
+/// verify nor a wrap under it happen.
+#[tokio::test]
+async fn a_replaced_public_key_object_is_not_believed() {
+    let hsm = SoftHsm::shared();
+    let token = hsm.new_token("keystore-public");
+    let store = store(&token, hsm.config());
+    let path = token.key_path("cmk1");
+    let info = store.generate_key(&path, 2048).await.unwrap();
+
+    let attacker = rsa::PrivateKey::new(&mut rand::rngs::SysRng, 2048).unwrap();
+    let public = attacker.as_public_key();
+    hsm.replace_public_key(
+        &token,
+        &path,
+        rsa::traits::PublicKeyParts::n(public)
+            .to_be_bytes()
+            .to_vec(),
+        rsa::traits::PublicKeyParts::e(public)
+            .to_be_bytes()
+            .to_vec(),
+    );
+    let forged = attacker.pss_sign::<sha2::Sha256>(b"record").unwrap();
+    let err = store.verify(&path, b"record", &forged).await.unwrap_err();
+    assert!(
+        matches!(err, KeyStoreError::InvalidSignature { .. }),
+        "{err}"
+    );
+    // The key is still the private key's, and still signs.
+    assert_eq!(store.describe(&path).await.unwrap(), info);
+    let signature = store.sign(&path, b"record").await.unwrap();
+    store.verify(&path, b"record", &signature).await.unwrap();
+    let err = store
+        .wrap_column_key(&path, &ColumnKey::generate().unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("is not the private key's"),
+        "{err}"
+    );
+}

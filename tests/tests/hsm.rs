@@ -9,6 +9,7 @@ use std::sync::Arc;
 use aepg::cell::EncryptionMode::{Deterministic, Randomized};
 use aepg::keystore::{
     KeyStoreProvider, KeyStoreRegistry, KeyWrapAlgorithm, MasterKeyLocation, TrustedKeyPaths,
+    TwoKeyPath,
 };
 use aepg::record::{CatalogRecord, WrappedColumnKey};
 use aepg::{Encryption, EncryptionConfig};
@@ -274,4 +275,108 @@ async fn a_dba_cannot_change_how_a_column_key_was_wrapped_for_the_token() {
         .await
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "s3cret");
+}
+
+/// A master key that is two keys (docs/FORMAT.md, "Two-key master keys"):
+/// the token wraps, a memory key signs, as a store whose keys either
+/// encrypt or sign (AWS KMS, Google Cloud KMS) would need.
+#[tokio::test]
+async fn a_two_key_master_key_wraps_in_the_token_and_signs_elsewhere() {
+    let db = database("hsm_two_key").await;
+    db.store.memory().generate_key("signer", 2048).unwrap();
+    let (hsm, wrapping) = FixtureKeyStore::in_token("wrapper", "hsm_two_key").await;
+    let hsm = Arc::new(hsm);
+    let signing = MasterKeyLocation::new("memory", "signer");
+    let pair = TwoKeyPath::new(wrapping.clone(), signing.clone())
+        .unwrap()
+        .location();
+    let trusting = |memory_paths: &[&str]| {
+        let mut registry = KeyStoreRegistry::new();
+        registry
+            .register(
+                Arc::<FixtureKeyStore>::clone(&db.store),
+                TrustedKeyPaths::only(memory_paths.iter().copied()),
+            )
+            .unwrap();
+        registry
+            .register(
+                Arc::<FixtureKeyStore>::clone(&hsm),
+                TrustedKeyPaths::only([wrapping.key_path.clone()]),
+            )
+            .unwrap();
+        registry
+    };
+    let admin = aepg::catalog::CatalogAdmin::new(trusting(&[MASTER_KEY, "signer"]));
+    let conn = &mut *db.admin_connection().await;
+    admin
+        .register_master_key(conn, "split", &pair)
+        .await
+        .unwrap();
+    let key_id = admin.create_column_key(conn, "split", &pair).await.unwrap();
+    let setting = aepg::catalog::NewEncryptionSetting::new(
+        "secret",
+        aepg::cell::PlaintextType::parse("text").unwrap(),
+        Deterministic,
+        key_id,
+    );
+    admin.create_setting(conn, &setting).await.unwrap();
+    db.plain
+        .batch_execute("CREATE TABLE vault (id int, secret aepg.ciphertext)")
+        .await
+        .unwrap();
+    admin
+        .assign_column(
+            conn,
+            &aepg::ColumnName::new("public", "vault", "secret"),
+            "secret",
+        )
+        .await
+        .unwrap();
+
+    // The wrapped value is the token's (SHA-1 OAEP), in a record that
+    // names both keys, signed by the memory key.
+    let (record, signature): (Vec<u8>, Vec<u8>) = {
+        let row = db
+            .plain
+            .query_one(
+                "SELECT record, signature FROM aepg.column_key_values WHERE key_id = $1",
+                &[&i32::try_from(key_id).unwrap()],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let wrapped = WrappedColumnKey::from_canonical_bytes(&record).unwrap();
+    assert_eq!(wrapped.master_key, pair);
+    assert_eq!(wrapped.wrapped.algorithm, KeyWrapAlgorithm::RsaOaepSha1);
+    assert!(hsm
+        .unwrap_column_key(&wrapping.key_path, &wrapped.wrapped)
+        .await
+        .is_ok());
+    assert!(!signature.is_empty());
+
+    let app = db
+        .client_with(Encryption::new(EncryptionConfig::new(trusting(&[
+            "signer",
+        ]))))
+        .await;
+    app.execute("INSERT INTO vault (id, secret) VALUES (1, $1)", &[&"split"])
+        .await
+        .unwrap();
+    assert_eq!(
+        text_of(&app, "SELECT secret FROM vault WHERE id = 1")
+            .await
+            .unwrap(),
+        "split"
+    );
+
+    // An application that trusts the token but not the signing key cannot
+    // check the records: refused, never decrypted.
+    let unsure = db
+        .client_with(Encryption::new(EncryptionConfig::new(trusting(&[]))))
+        .await;
+    let err = text_of(&unsure, "SELECT secret FROM vault WHERE id = 1")
+        .await
+        .unwrap_err();
+    assert!(err.contains("signer"), "{err}");
 }

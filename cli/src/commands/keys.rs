@@ -29,7 +29,7 @@ pub async fn register_master_key(
         // key behind.
         settings
             .registry
-            .checked_provider(&location)
+            .check(&location)
             .map_err(|error| Failure::usage(format!("{location}: {error}")))?;
         generated = generate_key(settings, &location).await?;
     }

@@ -188,7 +188,7 @@ impl CatalogAdmin {
             .catalog
             .manifests()
             .iter()
-            .any(|manifest| self.registry.checked_provider(&manifest.master_key).is_ok());
+            .any(|manifest| self.registry.check(&manifest.master_key).is_ok());
         if change.catalog.generation() > 1 && !holds_a_manifest && !self.joining {
             return Err(CatalogError::NoHeldManifest {
                 generation: change.catalog.generation(),
@@ -819,7 +819,7 @@ impl<'t> Change<'t> {
 /// be replaced by one listing only the columns whose records survived.
 fn require_held_manifests(catalog: &Catalog, registry: &KeyStoreRegistry) -> Result<(), Error> {
     for (name, location) in &catalog.master_keys {
-        let held = registry.checked_provider(location).is_ok();
+        let held = registry.check(location).is_ok();
         let verified = catalog
             .manifests()
             .iter()

@@ -15,6 +15,13 @@
 //!
 //! Query attributes (`?pin-value=…`, `?module-path=…`) are refused: the PIN
 //! never comes from the catalog.
+//!
+//! Each key has one spelling: attributes in the order above, `id` bytes
+//! all percent-encoded (`%0A`, upper case), other values with exactly the
+//! characters outside RFC 3986's unreserved set and `!$&'()*+,=:@`
+//! encoded. A path in another spelling is refused, saying which one to use:
+//! the allow-list compares key paths as strings, and master keys are told
+//! apart by their paths.
 
 /// A parsed key path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,8 +87,8 @@ impl Pkcs11KeyPath {
                         the PIN and the module's file are the application's, never the catalog's",
             );
         }
-        let (mut module, mut label, mut id, mut token_label, mut serial) =
-            (None, None, None, None, None);
+        let (mut module, mut label, mut id, mut token_label, mut serial, mut typed) =
+            (None, None, None, None, None, None);
         for attribute in rest.split(';') {
             let (name, value) = attribute
                 .split_once('=')
@@ -97,7 +104,7 @@ impl Pkcs11KeyPath {
                     if value != b"private" {
                         return Err("type must be \"private\": a master key is a private key");
                     }
-                    continue;
+                    &mut typed
                 }
                 _ => {
                     return Err(
@@ -142,13 +149,66 @@ impl Pkcs11KeyPath {
         if id.as_ref().is_some_and(Vec::is_empty) {
             return Err("the id is empty");
         }
-        Ok(Self {
+        let path = Self {
             module,
             token,
             label,
             id,
-        })
+        };
+        let canonical = path.canonical(typed.is_some());
+        if canonical != key_path {
+            return Err(
+                "it is not in its one canonical spelling: attributes in the order \
+                        module-name, token, serial, object, id, type, and percent-encoding \
+                        exactly where needed (aepg's docs/KEY_STORES.md)",
+            );
+        }
+        Ok(path)
     }
+
+    /// The one spelling of this path (with `;type=private` when `typed`).
+    fn canonical(&self, typed: bool) -> String {
+        let mut out = String::from("pkcs11:");
+        let mut attribute = |name: &str, value: String| {
+            if !out.ends_with(':') {
+                out.push(';');
+            }
+            out.push_str(name);
+            out.push('=');
+            out.push_str(&value);
+        };
+        attribute("module-name", encode_text(&self.module));
+        if let Some(label) = &self.token.label {
+            attribute("token", encode_text(label));
+        }
+        if let Some(serial) = &self.token.serial {
+            attribute("serial", encode_text(serial));
+        }
+        if let Some(label) = &self.label {
+            attribute("object", encode_text(label));
+        }
+        if let Some(id) = &self.id {
+            attribute("id", id.iter().map(|byte| format!("%{byte:02X}")).collect());
+        }
+        if typed {
+            attribute("type", "private".to_owned());
+        }
+        out
+    }
+}
+
+/// Percent-encodes every byte of `text` outside RFC 3986's unreserved set
+/// and `!$&'()*+,=:@` (RFC 7512's path characters, `;` excepted).
+fn encode_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,=:@".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// Decodes RFC 3986 percent-encoding; a stray `%` is an error.
@@ -160,6 +220,7 @@ fn percent_decode(value: &str) -> Result<Vec<u8>, &'static str> {
         if bytes[at] == b'%' {
             let hex = bytes
                 .get(at + 1..at + 3)
+                .filter(|pair| pair.iter().all(u8::is_ascii_hexdigit))
                 .and_then(|pair| std::str::from_utf8(pair).ok())
                 .and_then(|pair| u8::from_str_radix(pair, 16).ok())
                 .ok_or("a '%' is not followed by two hex digits")?;
@@ -180,7 +241,7 @@ mod tests {
     #[test]
     fn a_full_path_parses() {
         let path = Pkcs11KeyPath::parse(
-            "pkcs11:module-name=softhsm2;token=pay%20ments;object=cmk;id=%01%ff;type=private",
+            "pkcs11:module-name=softhsm2;token=pay%20ments;object=cmk;id=%01%FF;type=private",
         )
         .unwrap();
         assert_eq!(
@@ -200,6 +261,8 @@ mod tests {
             .matches("pay ments                       ", "123"));
         assert!(!path.token.matches("payments", "123"));
         let by_serial = Pkcs11KeyPath::parse("pkcs11:module-name=m;serial=42;id=%07").unwrap();
+        // Characters RFC 7512 allows raw stay raw; others are encoded.
+        Pkcs11KeyPath::parse("pkcs11:module-name=m;token=a%2Fb%C3%A9:x@y;object=k").unwrap();
         assert!(by_serial.token.matches("anything", "42      "));
         assert!(!by_serial.token.matches("anything", "43"));
     }
@@ -223,6 +286,14 @@ mod tests {
             "pkcs11:module-name=m;token=t;object=a%0ab",
             "pkcs11:module-name=m;token=t;id=",
             "pkcs11:module-name=m;token=t;object",
+            // Other spellings of keys that parse: one spelling per key.
+            "pkcs11:token=t;module-name=m;object=k",
+            "pkcs11:module-name=m;token=t;object=%6B",
+            "pkcs11:module-name=m;token=t;id=%0a",
+            "pkcs11:module-name=m;token=t;id=%+1",
+            "pkcs11:module-name=m;token=t;id=k",
+            "pkcs11:module-name=m;token=t;object=k;type=private;type=private",
+            "pkcs11:module-name=m;token=a b;object=k",
         ] {
             assert!(Pkcs11KeyPath::parse(path).is_err(), "{path:?}");
         }

@@ -75,9 +75,15 @@ impl fmt::Debug for PinSource {
 impl PinSource {
     fn pin(&self, token_label: &str) -> Result<Zeroizing<String>, String> {
         match self {
-            Self::Environment(name) => std::env::var(name)
-                .map(Zeroizing::new)
-                .map_err(|_| format!("no PIN: the environment variable {name} is not set")),
+            Self::Environment(name) => match std::env::var(name) {
+                Ok(pin) => Ok(Zeroizing::new(pin)),
+                Err(std::env::VarError::NotPresent) => Err(format!(
+                    "no PIN: the environment variable {name} is not set"
+                )),
+                Err(std::env::VarError::NotUnicode(_)) => Err(format!(
+                    "the environment variable {name} is not valid Unicode"
+                )),
+            },
             Self::Callback(callback) => callback(token_label).ok_or_else(|| {
                 format!("no PIN: the PIN callback has none for token {token_label:?}")
             }),
@@ -256,7 +262,8 @@ impl Pkcs11KeyStore {
             };
             let mut public = vec![
                 Attribute::Token(true),
-                Attribute::Private(false),
+                Attribute::Private(true),
+                Attribute::Modifiable(false),
                 Attribute::Encrypt(true),
                 Attribute::Verify(true),
                 Attribute::Wrap(false),
@@ -294,7 +301,7 @@ impl Pkcs11KeyStore {
     pub async fn public_key_der(&self, key_path: &str) -> Result<Vec<u8>, KeyStoreError> {
         self.call(key_path, |session, path, key_path| {
             let objects = key(session, path, key_path)?;
-            let key = public_key(session, objects.public.unwrap_or(objects.private), key_path)?;
+            let key = public_key(session, objects.private, key_path)?;
             Ok(rsa::pkcs8::EncodePublicKey::to_public_key_der(&key)
                 .map_err(|_| KeyStoreError::MalformedKey {
                     key_path: key_path.to_owned(),
@@ -322,8 +329,13 @@ impl Pkcs11KeyStore {
     }
 
     fn parse(&self, key_path: &str) -> Result<Pkcs11KeyPath, KeyStoreError> {
+        // What follows a '?' may be a PIN (`?pin-value=`): never repeated.
+        let shown = match key_path.split_once('?') {
+            Some((before, _)) => format!("{before}?…"),
+            None => key_path.to_owned(),
+        };
         let invalid = |reason| KeyStoreError::InvalidKeyPath {
-            key_path: key_path.to_owned(),
+            key_path: shown.clone(),
             reason,
         };
         let path = Pkcs11KeyPath::parse(key_path).map_err(invalid)?;
@@ -394,11 +406,11 @@ impl Inner {
             return Ok(token.clone());
         }
         let name = format!("{} in module {:?}", path.token.describe(), module.name);
-        let slot = module
+        let (slot, label, serial) = module
             .find_slot(&path.token)
             .map_err(unavailable)?
             .ok_or_else(|| unavailable(format!("{name} is not present")))?;
-        let token = Arc::new(Token::new(slot, name));
+        let token = Arc::new(Token::new(slot, name, label, serial));
         tokens.insert(key, token.clone());
         Ok(token)
     }
@@ -422,31 +434,28 @@ impl Inner {
             attempts += 1;
             let token = self.token(&module, path)?;
             let login = |session: &Session| -> Result<(), CallError> {
-                let label = path.token.label.as_deref().unwrap_or_default();
-                let pin = self.config.pin.pin(label).map_err(unavailable)?;
-                token.login(session, &pin).map_err(unavailable)?;
+                let pin = self.config.pin.pin(&token.label).map_err(unavailable)?;
+                token.login(&module, session, &pin).map_err(unavailable)?;
                 Ok(())
             };
-            let outcome =
-                token
-                    .session(&module)
-                    .map_err(CallError::from)
-                    .and_then(|(session, fresh)| {
-                        // Only logged-in sessions go back to the pool: one whose
-                        // login failed is closed here.
-                        if fresh && !Token::logged_in(&session)? {
-                            login(&session)?;
-                        }
-                        let mut result = operation(&session, path, key_path);
-                        if let Err(CallError::Token(TokenFailure::NotLoggedIn)) = result {
-                            login(&session)?;
-                            result = operation(&session, path, key_path);
-                        }
-                        if !matches!(result, Err(CallError::Token(TokenFailure::Gone(_)))) {
-                            token.give_back(session, self.config.max_idle_sessions);
-                        }
-                        result
-                    });
+            let outcome = token
+                .session(&module)
+                .map_err(CallError::from)
+                .and_then(|session| {
+                    // Checked every time: any logout (another store's, the
+                    // module's) ends every session's login, and a session
+                    // not logged in finds no private key.
+                    if !Token::logged_in(&session)? {
+                        login(&session)?;
+                    }
+                    let result = operation(&session, path, key_path);
+                    // Only a session that did its work, or failed for a
+                    // reason of the caller's, goes back to the pool.
+                    if matches!(result, Ok(_) | Err(CallError::Store(_))) {
+                        token.give_back(session, self.config.max_idle_sessions);
+                    }
+                    result
+                });
             match outcome {
                 Ok(value) => return Ok(value),
                 // The token in the slot found earlier may have been replaced
@@ -465,6 +474,8 @@ impl Inner {
                         )));
                     }
                 }
+                // Logged out between the check and the call: once more.
+                Err(CallError::Token(TokenFailure::NotLoggedIn)) if attempts == 1 => {}
                 Err(CallError::Token(TokenFailure::NotLoggedIn)) => {
                     return Err(unavailable(format!("{} stays logged out", token.name)))
                 }
@@ -492,16 +503,25 @@ fn key(session: &Session, path: &Pkcs11KeyPath, key_path: &str) -> Result<KeyObj
         })
 }
 
-/// The public key object of `objects`, which wrapping and verifying need.
+/// The public key object of `objects`, which wrapping in the token needs,
+/// once its numbers are checked to be the private key's: a public object
+/// is not protected by the PIN, and must not stand in for another key.
 fn public_object(
+    session: &Session,
     objects: &KeyObjects,
     key_path: &str,
 ) -> Result<cryptoki::object::ObjectHandle, CallError> {
-    objects.public.ok_or_else(|| {
+    let public = objects.public.ok_or_else(|| {
         CallError::Store(unavailable(format!(
             "the token holds no public key object for {key_path:?}"
         )))
-    })
+    })?;
+    if token::public_numbers(session, public)? != token::public_numbers(session, objects.private)? {
+        return Err(CallError::Store(unavailable(format!(
+            "the token's public key object for {key_path:?} is not the private key's"
+        ))));
+    }
+    Ok(public)
 }
 
 fn describe_object(
@@ -560,7 +580,7 @@ impl KeyStoreProvider for Pkcs11KeyStore {
     async fn describe(&self, key_path: &str) -> Result<MasterKeyInfo, KeyStoreError> {
         self.call(key_path, |session, path, key_path| {
             let objects = key(session, path, key_path)?;
-            describe_object(session, objects.public.unwrap_or(objects.private), key_path)
+            describe_object(session, objects.private, key_path)
         })
         .await
     }
@@ -574,8 +594,8 @@ impl KeyStoreProvider for Pkcs11KeyStore {
         let algorithms = self.inner.config.wrap_algorithms.clone();
         self.call(key_path, move |session, path, key_path| {
             let objects = key(session, path, key_path)?;
-            let public = public_object(&objects, key_path)?;
-            let mut refused = None;
+            let public = public_object(session, &objects, key_path)?;
+            let mut refused = false;
             for &algorithm in &algorithms {
                 // Wrapped, then unwrapped again in the token: a value this
                 // key cannot unwrap is never stored.
@@ -599,35 +619,27 @@ impl KeyStoreProvider for Pkcs11KeyStore {
                     Err(CallError::Token(TokenFailure::Other(error)))
                         if mechanism_refused(&error) =>
                     {
-                        refused = Some(CallError::Token(TokenFailure::Other(error)));
+                        refused = true;
                     }
                     other => return other,
                 }
             }
-            Err(
-                refused.unwrap_or(CallError::Store(KeyStoreError::WrapFailed {
-                    key_path: key_path.to_owned(),
-                })),
-            )
-        })
-        .await
-        .map_err(|error| match error {
-            KeyStoreError::ProviderUnavailable { reason, .. }
-                if reason.contains("Init returned") =>
-            {
-                unavailable(format!(
-                    "{reason}: the token supports none of the allowed wrapping algorithms ({})",
-                    self.inner
-                        .config
-                        .wrap_algorithms
+            if refused {
+                return Err(CallError::Store(unavailable(format!(
+                    "the token of {key_path:?} can wrap and unwrap with none of the allowed \
+                     wrapping algorithms ({})",
+                    algorithms
                         .iter()
                         .map(|algorithm| algorithm.name())
                         .collect::<Vec<_>>()
                         .join(", ")
-                ))
+                ))));
             }
-            other => other,
+            Err(CallError::Store(KeyStoreError::WrapFailed {
+                key_path: key_path.to_owned(),
+            }))
         })
+        .await
     }
 
     async fn unwrap_column_key(
@@ -635,6 +647,18 @@ impl KeyStoreProvider for Pkcs11KeyStore {
         key_path: &str,
         wrapped: &WrappedKey,
     ) -> Result<ColumnKey, KeyStoreError> {
+        if !self
+            .inner
+            .config
+            .wrap_algorithms
+            .contains(&wrapped.algorithm)
+        {
+            return Err(KeyStoreError::UnsupportedWrapAlgorithm {
+                provider: Self::PROVIDER_NAME.to_owned(),
+                key_path: key_path.to_owned(),
+                algorithm: wrapped.algorithm.name(),
+            });
+        }
         let wrapped = wrapped.clone();
         self.call(key_path, move |session, path, key_path| {
             let objects = key(session, path, key_path)?;
@@ -698,17 +722,11 @@ impl KeyStoreProvider for Pkcs11KeyStore {
     ) -> Result<(), KeyStoreError> {
         let (message, signature) = (message.to_vec(), signature.to_vec());
         self.call(key_path, move |session, path, key_path| {
+            // In software, with the private key object's own numbers: a
+            // public key object could be replaced without the PIN.
             let objects = key(session, path, key_path)?;
-            let public = public_object(&objects, key_path)?;
-            match session.verify(&pss(), public, &message, &signature) {
-                Ok(()) => Ok(()),
-                Err(CkError::Pkcs11(RvError::SignatureInvalid | RvError::SignatureLenRange, _)) => {
-                    Err(CallError::Store(KeyStoreError::InvalidSignature {
-                        key_path: key_path.to_owned(),
-                    }))
-                }
-                Err(error) => Err(error.into()),
-            }
+            let public = public_key(session, objects.private, key_path)?;
+            Ok(rsa_ops::verify(key_path, &public, &message, &signature)?)
         })
         .await
     }

@@ -152,25 +152,65 @@ impl SoftHsm {
         );
     }
 
-    /// Destroys the key pair labelled by `key_path`'s `object` in `token`,
-    /// as an HSM administrator revoking it would; returns whether there was one.
+    /// Replaces the public key object of `key_path` in `token` by one with
+    /// the numbers `modulus` and `exponent` (big-endian): what someone with
+    /// write access to the token's public objects could do.
     ///
     /// # Panics
     /// When SoftHSM2 refuses.
-    pub fn destroy_key(&self, token: &SoftHsmToken, key_path: &str) -> bool {
+    pub fn replace_public_key(
+        &self,
+        token: &SoftHsmToken,
+        key_path: &str,
+        modulus: Vec<u8>,
+        exponent: Vec<u8>,
+    ) {
+        use cryptoki::object::{Attribute, KeyType, ObjectClass};
         let path = super::key_path::Pkcs11KeyPath::parse(key_path)
             .unwrap_or_else(|reason| panic!("{key_path}: {reason}"));
+        let session = self.user_session(token);
+        let mut template = vec![Attribute::Class(ObjectClass::PUBLIC_KEY)];
+        if let Some(label) = &path.label {
+            template.push(Attribute::Label(label.as_bytes().to_vec()));
+        }
+        for object in session
+            .find_objects(&template)
+            .unwrap_or_else(|error| panic!("finding {key_path}: {error}"))
+        {
+            session
+                .destroy_object(object)
+                .unwrap_or_else(|error| panic!("destroying {key_path}: {error}"));
+        }
+        template.extend([
+            Attribute::KeyType(KeyType::RSA),
+            Attribute::Token(true),
+            Attribute::Encrypt(true),
+            Attribute::Verify(true),
+            Attribute::Modulus(modulus),
+            Attribute::PublicExponent(exponent),
+        ]);
+        session
+            .create_object(&template)
+            .unwrap_or_else(|error| panic!("creating a public key at {key_path}: {error}"));
+    }
+
+    /// A session on `token` logged in as its user (the login may be the
+    /// process's already: never logged out here, which would end the
+    /// stores' logins too).
+    fn user_session(&self, token: &SoftHsmToken) -> cryptoki::session::Session {
         let module =
             Module::load(MODULE_NAME, &self.module).unwrap_or_else(|error| panic!("{error}"));
-        let slot = module
-            .find_slot(&path.token)
+        let selector = super::key_path::TokenSelector {
+            label: Some(token.label.clone()),
+            serial: None,
+        };
+        let (slot, _, _) = module
+            .find_slot(&selector)
             .unwrap_or_else(|error| panic!("{error}"))
             .unwrap_or_else(|| panic!("token {} is not present", token.label));
         let session = module
             .open_session(slot)
             .unwrap_or_else(|error| panic!("opening a session on {}: {error}", token.label));
-        // Logins are per process: the store may be logged in already. Never
-        // log out here, which would log the store's sessions out too.
         match session.login(UserType::User, Some(&AuthPin::from(token.pin.as_str()))) {
             Ok(())
             | Err(cryptoki::error::Error::Pkcs11(
@@ -179,6 +219,18 @@ impl SoftHsm {
             )) => {}
             Err(error) => panic!("logging in to {}: {error}", token.label),
         }
+        session
+    }
+
+    /// Destroys the key pair labelled by `key_path`'s `object` in `token`,
+    /// as an HSM administrator revoking it would; returns whether there was one.
+    ///
+    /// # Panics
+    /// When SoftHSM2 refuses.
+    pub fn destroy_key(&self, token: &SoftHsmToken, key_path: &str) -> bool {
+        let path = super::key_path::Pkcs11KeyPath::parse(key_path)
+            .unwrap_or_else(|reason| panic!("{key_path}: {reason}"));
+        let session = self.user_session(token);
         let mut template = Vec::new();
         if let Some(label) = &path.label {
             template.push(cryptoki::object::Attribute::Label(

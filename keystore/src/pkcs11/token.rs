@@ -19,6 +19,8 @@ use super::key_path::{Pkcs11KeyPath, TokenSelector};
 pub(crate) struct Module {
     /// The name the application configured it under.
     pub name: String,
+    /// Its library.
+    library: PathBuf,
     context: Pkcs11,
 }
 
@@ -57,6 +59,7 @@ impl Module {
         };
         Ok(Self {
             name: name.to_owned(),
+            library: path.to_owned(),
             context,
         })
     }
@@ -67,11 +70,15 @@ impl Module {
         &self.context
     }
 
-    /// The slot holding the token `selector` picks, if one does.
+    /// The slot holding the token `selector` picks, with the token's label
+    /// and serial number, if one does.
     ///
     /// # Errors
     /// The module's refusal; two tokens matching.
-    pub fn find_slot(&self, selector: &TokenSelector) -> Result<Option<Slot>, String> {
+    pub fn find_slot(
+        &self,
+        selector: &TokenSelector,
+    ) -> Result<Option<(Slot, String, String)>, String> {
         let slots = self
             .context
             .get_slots_with_token()
@@ -89,7 +96,11 @@ impl Module {
                         self.name
                     ));
                 }
-                found = Some(slot);
+                found = Some((
+                    slot,
+                    info.label().trim_end().to_owned(),
+                    info.serial_number().trim_end().to_owned(),
+                ));
             }
         }
         Ok(found)
@@ -130,45 +141,75 @@ impl From<CkError> for TokenFailure {
     }
 }
 
+/// Refused PIN digests by (module library, token serial number).
+type RefusedPins = HashMap<(PathBuf, String), [u8; 32]>;
+
+/// PINs tokens refused in this process, by module library and token serial
+/// number, salted and hashed: kept beyond any one store or token lookup, so
+/// that no path spelling, store or token re-lookup offers one again.
+fn refused_pins() -> &'static Mutex<RefusedPins> {
+    static REFUSED: OnceLock<Mutex<RefusedPins>> = OnceLock::new();
+    REFUSED.get_or_init(Default::default)
+}
+
+/// A PIN's salted digest: the salt is random per process, so a digest in
+/// memory does not give away a short PIN by a table lookup.
+fn pin_digest(pin: &str) -> [u8; 32] {
+    static SALT: OnceLock<[u8; 32]> = OnceLock::new();
+    let salt = SALT.get_or_init(|| {
+        let mut salt = [0u8; 32];
+        // Without randomness every digest is unsalted, still not the PIN.
+        let _ = rand::TryRng::try_fill_bytes(&mut rand::rngs::SysRng, &mut salt);
+        salt
+    });
+    let mut digest = Sha256::new();
+    digest.update(salt);
+    digest.update(pin.as_bytes());
+    digest.finalize().into()
+}
+
 /// A token the provider has found: its slot and its idle sessions.
 pub(super) struct Token {
     /// The slot it was found in.
     pub slot: Slot,
     /// How errors name it.
     pub name: String,
+    /// Its label, as the module reports it.
+    pub label: String,
+    /// Its serial number, as the module reports it.
+    serial: String,
     idle: Mutex<Vec<Session>>,
-    /// SHA-256 of a PIN the token refused: never offered again, so that the
-    /// provider cannot lock the token by retrying a wrong PIN.
-    refused_pin: Mutex<Option<[u8; 32]>>,
 }
 
 impl Token {
     /// A token found in `slot`.
-    pub fn new(slot: Slot, name: String) -> Self {
+    pub fn new(slot: Slot, name: String, label: String, serial: String) -> Self {
         Self {
             slot,
             name,
+            label,
+            serial,
             idle: Mutex::new(Vec::new()),
-            refused_pin: Mutex::new(None),
         }
     }
 
-    /// An idle session, or a new one; `true` with a new one.
-    pub fn session(&self, module: &Module) -> Result<(Session, bool), CkError> {
+    /// An idle session, or a new one.
+    pub fn session(&self, module: &Module) -> Result<Session, CkError> {
         let idle = self
             .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop();
         match idle {
-            Some(session) => Ok((session, false)),
-            None => Ok((module.open_session(self.slot)?, true)),
+            Some(session) => Ok(session),
+            None => module.open_session(self.slot),
         }
     }
 
     /// Whether `session` is logged in as the token's user. Logins are per
-    /// token and process, so a new session shares an older one's; without
-    /// one, a search for private keys finds none rather than failing.
+    /// token and process, so a new session shares an older one's, and any
+    /// logout ends them all; without one, a search for private keys finds
+    /// none rather than failing.
     pub fn logged_in(session: &Session) -> Result<bool, CkError> {
         Ok(!matches!(
             session.get_session_info()?.session_state(),
@@ -185,24 +226,45 @@ impl Token {
     }
 
     /// Logs the token's user in with `pin`, unless the token refused this
-    /// very PIN before.
-    pub fn login(&self, session: &Session, pin: &str) -> Result<(), String> {
-        let digest: [u8; 32] = Sha256::digest(pin.as_bytes()).into();
-        let mut refused = self
-            .refused_pin
+    /// very PIN before in this process, or its PIN is locked or down to
+    /// its last try (which only its owner should spend).
+    pub fn login(&self, module: &Module, session: &Session, pin: &str) -> Result<(), String> {
+        let digest = pin_digest(pin);
+        let key = (module.library.clone(), self.serial.clone());
+        // Held across the login, so that two threads cannot both try a
+        // wrong PIN.
+        let mut refused = refused_pins()
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if *refused == Some(digest) {
+        if refused.get(&key) == Some(&digest) {
             return Err(format!(
                 "{} refused this PIN before; it is not offered again (that could lock the \
                  token): set the right PIN",
                 self.name
             ));
         }
+        if let Ok(info) = module.context.get_token_info(self.slot) {
+            if info.user_pin_locked() {
+                return Err(format!(
+                    "{}'s user PIN is locked: its security officer must unlock it",
+                    self.name
+                ));
+            }
+            if info.user_pin_final_try() {
+                return Err(format!(
+                    "{}'s user PIN has one try left: aepg does not spend it; log in once with \
+                     the token's own tool to reset the count",
+                    self.name
+                ));
+            }
+        }
         match session.login(UserType::User, Some(&AuthPin::from(pin))) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {
+                refused.remove(&key);
+                Ok(())
+            }
             Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
-                *refused = Some(digest);
+                refused.insert(key, digest);
                 Err(format!("{} refused the PIN (CKR_PIN_INCORRECT)", self.name))
             }
             Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(format!(
