@@ -4,10 +4,20 @@
 # - libclang, which bindgen needs to build pg_query (PostgreSQL's parser,
 #   the `pg-parser` feature);
 # - SoftHSM2, the PKCS#11 token the `pkcs11` key store is tested against
-#   (its module and softhsm2-util).
+#   (its module and softhsm2-util);
+# - Microsoft's Azure Key Vault Python SDK (`azure-keyvault-keys`, pip),
+#   which proves the local Key Vault test server (kvserver/) conforms.
 # Idempotent: installs only what is missing. Uses apt-get as root or
 # through sudo.
 set -euo pipefail
+
+# The SDK versions the conformance test was written against (pinned: it
+# checks the SDK's URL shapes and challenge flow).
+if ! python3 -c "import azure.keyvault.keys" 2>/dev/null; then
+	echo "==> installing azure-keyvault-keys (pip)"
+	python3 -m pip install -q --disable-pip-version-check \
+		'azure-keyvault-keys==4.11.3' 'azure-core==1.41.0'
+fi
 
 missing=()
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }

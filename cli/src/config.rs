@@ -17,6 +17,13 @@
 //! pin_env = "AEPG_PKCS11_PIN"   # the default; the PIN is never in this file
 //! trusted = ["pkcs11:module-name=softhsm2;token=aepg;object=cmk2"]
 //!
+//! [[key_stores]]
+//! provider = "azure-key-vault"  # keys in Azure Key Vault
+//! credential = "client-secret"  # or "managed-identity"
+//! tenant = "…"
+//! client_id = "…"               # the secret: AZURE_CLIENT_SECRET (client_secret_env)
+//! trusted = ["https://payments.vault.azure.net/keys/cmk3/0123…"]
+//!
 //! [[master_keys]]               # where named master keys are, for `cek create`
 //! name = "cmk1"
 //! provider = "local"
@@ -64,6 +71,25 @@ enum KeyStoreEntry {
         wrap_algorithms: Option<Vec<String>>,
         trusted: Vec<String>,
     },
+    #[serde(rename = "azure-key-vault")]
+    AzureKeyVault {
+        /// `client-secret` or `managed-identity`.
+        credential: String,
+        /// The Entra ID tenant (client-secret).
+        tenant: Option<String>,
+        /// The application's client id (client-secret), or a user-assigned
+        /// identity's (managed-identity).
+        client_id: Option<String>,
+        /// The environment variable holding the client secret.
+        client_secret_env: Option<String>,
+        /// Another Entra ID authority host (sovereign clouds).
+        authority: Option<String>,
+        /// Another token endpoint for the managed identity.
+        identity_endpoint: Option<String>,
+        /// A CA (PEM) to trust besides the system's, relative to this file.
+        ca_file: Option<PathBuf>,
+        trusted: Vec<String>,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +98,19 @@ struct MasterKeyEntry {
     name: String,
     provider: String,
     path: String,
+}
+
+/// An `azure-key-vault` entry, its paths resolved.
+#[cfg_attr(not(feature = "azure-key-vault"), allow(dead_code))]
+struct AzureEntry {
+    credential: String,
+    tenant: Option<String>,
+    client_id: Option<String>,
+    client_secret_env: Option<String>,
+    authority: Option<String>,
+    identity_endpoint: Option<String>,
+    ca_file: Option<PathBuf>,
+    trusted: Vec<String>,
 }
 
 /// Everything a command may need, resolved.
@@ -137,6 +176,25 @@ impl Settings {
                     wrap_algorithms,
                     trusted,
                 } => settings.add_pkcs11(modules, pin_env, wrap_algorithms, trusted)?,
+                KeyStoreEntry::AzureKeyVault {
+                    credential,
+                    tenant,
+                    client_id,
+                    client_secret_env,
+                    authority,
+                    identity_endpoint,
+                    ca_file,
+                    trusted,
+                } => settings.add_azure(AzureEntry {
+                    credential,
+                    tenant,
+                    client_id,
+                    client_secret_env,
+                    authority,
+                    identity_endpoint,
+                    ca_file: ca_file.map(|file| base.join(file)),
+                    trusted,
+                })?,
             }
         }
         if let Some(directory) = &cli.key_dir {
@@ -232,6 +290,70 @@ impl Settings {
         Err(Failure::usage(
             "key store provider \"pkcs11\" in the config file is not in this build \
              (build aepg-cli with its pkcs11 feature)",
+        ))
+    }
+
+    #[cfg(feature = "azure-key-vault")]
+    fn add_azure(&mut self, entry: AzureEntry) -> Result<(), Failure> {
+        use aepg::keystore::azure::{
+            AzureConfig, AzureKeyVaultStore, ClientSecretCredential, ManagedIdentityCredential,
+        };
+        let failure =
+            |message: String| Failure::usage(format!("azure-key-vault key store: {message}"));
+        let mut config = match entry.credential.as_str() {
+            "client-secret" => {
+                let (Some(tenant), Some(client_id)) = (&entry.tenant, &entry.client_id) else {
+                    return Err(failure(
+                        "credential = \"client-secret\" needs tenant and client_id".to_owned(),
+                    ));
+                };
+                let variable = entry
+                    .client_secret_env
+                    .as_deref()
+                    .unwrap_or("AZURE_CLIENT_SECRET");
+                let secret = std::env::var(variable).map_err(|_| {
+                    failure(format!(
+                        "the environment variable {variable} (the client secret) is not set"
+                    ))
+                })?;
+                let mut credential = ClientSecretCredential::new(tenant, client_id, secret.into());
+                if let Some(authority) = &entry.authority {
+                    credential = credential.authority(authority);
+                }
+                AzureConfig::new(credential)
+            }
+            "managed-identity" => {
+                let mut credential = ManagedIdentityCredential::new();
+                if let Some(client_id) = &entry.client_id {
+                    credential = credential.client_id(client_id);
+                }
+                if let Some(endpoint) = &entry.identity_endpoint {
+                    credential = credential.endpoint(endpoint);
+                }
+                AzureConfig::new(credential)
+            }
+            other => {
+                return Err(failure(format!(
+                    "unknown credential {other:?}: use client-secret or managed-identity"
+                )))
+            }
+        };
+        if let Some(file) = &entry.ca_file {
+            let pem = std::fs::read(file)
+                .map_err(|error| failure(format!("ca_file {}: {error}", file.display())))?;
+            config = config.trust_ca_pem(&pem);
+        }
+        let store = AzureKeyVaultStore::new(config).map_err(|error| failure(error.to_string()))?;
+        self.registry
+            .register(Arc::new(store), TrustedKeyPaths::only(entry.trusted))
+            .map_err(|error| failure(error.to_string()))
+    }
+
+    #[cfg(not(feature = "azure-key-vault"))]
+    fn add_azure(&mut self, _: AzureEntry) -> Result<(), Failure> {
+        Err(Failure::usage(
+            "key store provider \"azure-key-vault\" in the config file is not in this build \
+             (build aepg-cli with its azure-key-vault feature)",
         ))
     }
 

@@ -42,6 +42,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "azure-key-vault")]
+pub mod azure;
 mod column_key;
 mod error;
 mod local;
@@ -54,6 +56,8 @@ mod rsa_ops;
 mod two_key;
 mod wrapping;
 
+#[cfg(feature = "azure-key-vault")]
+pub use azure::{AzureConfig, AzureKeyVaultStore};
 pub use column_key::{ColumnKey, COLUMN_KEY_LEN};
 pub use error::KeyStoreError;
 pub use local::LocalKeyStore;

@@ -19,7 +19,15 @@ pub(crate) fn flag(name: &str) -> bool {
     })
 }
 
-/// Where the fixture's master key lives: `memory` (the default) or
+/// Where the fixture's master key lives: `memory` (the default),
 /// `pkcs11`, a SoftHSM2 token (SoftHSM2 installed; `SOFTHSM2_CONF`, when
-/// set, is the configuration its tokens go in).
+/// set, is the configuration its tokens go in), or `azure-key-vault`, the
+/// local Key Vault test server (`kvserver/`).
 pub const MASTER_KEY_STORE: &str = "AEPG_TEST_MASTER_KEY_STORE";
+
+/// With `MASTER_KEY_STORE=azure-key-vault`: a real Key Vault key's
+/// identifier (with its version) to use instead of the local test server,
+/// with `AZURE_TENANT_ID`, `AZURE_CLIENT_ID` and `AZURE_CLIENT_SECRET` (or
+/// the machine's managed identity). Tests that revoke the key need the
+/// test server.
+pub const AZURE_KEY_ID: &str = "AEPG_TEST_AZURE_KEY_ID";

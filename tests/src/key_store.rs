@@ -1,17 +1,21 @@
-//! The fixture's master key store: in process memory by default, or in a
-//! SoftHSM2 token (`AEPG_TEST_MASTER_KEY_STORE=pkcs11`), so that the same
-//! end-to-end suites run with a master key that never leaves an HSM.
+//! The fixture's master key store: in process memory by default, in a
+//! SoftHSM2 token (`AEPG_TEST_MASTER_KEY_STORE=pkcs11`) or in the local Key
+//! Vault test server (`AEPG_TEST_MASTER_KEY_STORE=azure-key-vault`), so that
+//! the same end-to-end suites run with a master key that never leaves an
+//! HSM or a vault.
 //! Either way every call is counted, for tests that prove a request did or
 //! did not reach the key store.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use aepg_keystore::azure::{AzureConfig, AzureKeyVaultStore, ClientSecretCredential};
 use aepg_keystore::pkcs11::softhsm::{SoftHsm, SoftHsmToken};
 use aepg_keystore::{
     ColumnKey, KeyStoreError, KeyStoreProvider, MasterKeyInfo, MasterKeyLocation, MemoryKeyStore,
     OperationCounts, PinSource, Pkcs11KeyStore, WrappedKey,
 };
+use aepg_kvserver::{KeyVaultServer, ServerConfig};
 use async_trait::async_trait;
 
 use crate::env_vars::MASTER_KEY_STORE;
@@ -23,6 +27,38 @@ enum Backing {
         store: Pkcs11KeyStore,
         token: SoftHsmToken,
     },
+    Azure {
+        store: AzureKeyVaultStore,
+        /// The key's name in the test server; `None` in a real vault.
+        key_name: Option<String>,
+    },
+}
+
+/// The process's Key Vault test server, on a runtime of its own: tests
+/// each run on their own runtime, and the server must outlive them.
+pub fn shared_vault() -> &'static KeyVaultServer {
+    static VAULT: std::sync::OnceLock<&'static KeyVaultServer> = std::sync::OnceLock::new();
+    VAULT.get_or_init(|| {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap_or_else(|error| panic!("vault runtime: {error}"));
+            runtime.block_on(async move {
+                let server = KeyVaultServer::start(ServerConfig::default())
+                    .await
+                    .unwrap_or_else(|error| panic!("starting the Key Vault test server: {error}"));
+                let server: &'static KeyVaultServer = Box::leak(Box::new(server));
+                let _ = sender.send(server);
+                std::future::pending::<()>().await;
+            });
+        });
+        receiver
+            .recv()
+            .unwrap_or_else(|error| panic!("the Key Vault test server did not start: {error}"))
+    })
 }
 
 /// A key store provider that counts calls and passes them to the store
@@ -53,7 +89,8 @@ impl FixtureKeyStore {
         match choice.as_str() {
             "memory" => Self::in_memory(name, pem),
             "pkcs11" => Self::in_token(name, label).await,
-            other => panic!("{MASTER_KEY_STORE}={other:?}: use memory or pkcs11"),
+            "azure-key-vault" => Self::in_vault(&format!("{label}-{name}")),
+            other => panic!("{MASTER_KEY_STORE}={other:?}: use memory, pkcs11 or azure-key-vault"),
         }
     }
 
@@ -97,6 +134,68 @@ impl FixtureKeyStore {
         )
     }
 
+    /// An azure-key-vault store over the process's Key Vault test server,
+    /// holding a 2048-bit key made for this test, named `label` (characters
+    /// Key Vault refuses in names become dashes).
+    ///
+    /// # Panics
+    /// When the server does not start or the store cannot be built.
+    pub fn in_vault(label: &str) -> (Self, MasterKeyLocation) {
+        if let Ok(kid) = std::env::var(crate::env_vars::AZURE_KEY_ID) {
+            return Self::in_real_vault(kid);
+        }
+        let vault = shared_vault();
+        let key_name: String = label
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .take(100)
+            .collect();
+        let kid = vault.create_key(&key_name, 2048);
+        let credential = ClientSecretCredential::new(
+            vault.tenant(),
+            vault.client_id(),
+            zeroize::Zeroizing::new(vault.client_secret().to_owned()),
+        )
+        .authority(&vault.vault_url());
+        let store = AzureKeyVaultStore::new(
+            AzureConfig::new(credential).trust_ca_pem(vault.ca_certificate_pem().as_bytes()),
+        )
+        .unwrap_or_else(|error| panic!("azure-key-vault store: {error}"));
+        (
+            Self::counting(Backing::Azure {
+                store,
+                key_name: Some(key_name),
+            }),
+            MasterKeyLocation::new(AzureKeyVaultStore::PROVIDER_NAME, kid),
+        )
+    }
+
+    /// The real vault key `kid` ([`crate::env_vars::AZURE_KEY_ID`]), with a
+    /// client secret from `AZURE_TENANT_ID`, `AZURE_CLIENT_ID` and
+    /// `AZURE_CLIENT_SECRET`, or else the machine's managed identity.
+    fn in_real_vault(kid: String) -> (Self, MasterKeyLocation) {
+        let variable = |name: &str| std::env::var(name).ok();
+        let config = match (
+            variable("AZURE_TENANT_ID"),
+            variable("AZURE_CLIENT_ID"),
+            variable("AZURE_CLIENT_SECRET"),
+        ) {
+            (Some(tenant), Some(client), Some(secret)) => AzureConfig::new(
+                ClientSecretCredential::new(&tenant, &client, zeroize::Zeroizing::new(secret)),
+            ),
+            _ => AzureConfig::new(aepg_keystore::azure::ManagedIdentityCredential::new()),
+        };
+        let store = AzureKeyVaultStore::new(config)
+            .unwrap_or_else(|error| panic!("azure-key-vault store: {error}"));
+        (
+            Self::counting(Backing::Azure {
+                store,
+                key_name: None,
+            }),
+            MasterKeyLocation::new(AzureKeyVaultStore::PROVIDER_NAME, kid),
+        )
+    }
+
     fn counting(backing: Backing) -> Self {
         Self {
             backing,
@@ -122,6 +221,20 @@ impl FixtureKeyStore {
         match &self.backing {
             Backing::Memory(store) => store.remove_key(key_path),
             Backing::Pkcs11 { token, .. } => SoftHsm::shared().destroy_key(token, key_path),
+            // Disabled in the vault: unwraps and signatures stop at once,
+            // verification once the store's public key expires.
+            Backing::Azure {
+                key_name: Some(key_name),
+                ..
+            } => {
+                shared_vault().disable_key(key_name);
+                true
+            }
+            Backing::Azure { key_name: None, .. } => {
+                panic!(
+                    "a test does not disable a real vault's key: this test needs the test server"
+                )
+            }
         }
     }
 
@@ -132,7 +245,7 @@ impl FixtureKeyStore {
     pub fn memory(&self) -> &MemoryKeyStore {
         match &self.backing {
             Backing::Memory(store) => store,
-            Backing::Pkcs11 { .. } => {
+            Backing::Pkcs11 { .. } | Backing::Azure { .. } => {
                 panic!("this test needs the memory key store (unset {MASTER_KEY_STORE})")
             }
         }
@@ -143,6 +256,7 @@ impl FixtureKeyStore {
         match &self.backing {
             Backing::Memory(store) => &**store,
             Backing::Pkcs11 { store, .. } => store,
+            Backing::Azure { store, .. } => store,
         }
     }
 }
@@ -162,6 +276,7 @@ impl KeyStoreProvider for FixtureKeyStore {
         match &self.backing {
             Backing::Memory(store) => store.name(),
             Backing::Pkcs11 { store, .. } => store.name(),
+            Backing::Azure { store, .. } => store.name(),
         }
     }
 
@@ -169,6 +284,7 @@ impl KeyStoreProvider for FixtureKeyStore {
         match &self.backing {
             Backing::Memory(store) => store.validate_key_path(key_path),
             Backing::Pkcs11 { store, .. } => store.validate_key_path(key_path),
+            Backing::Azure { store, .. } => store.validate_key_path(key_path),
         }
     }
 

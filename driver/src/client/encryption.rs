@@ -363,6 +363,10 @@ pub struct Encryption {
     /// Why the last check that kept the verified catalog in use failed.
     refresh_failure: Mutex<Option<String>>,
     keys: Mutex<HashMap<u32, (Arc<CellCipher>, Instant)>>,
+    /// One unwrap at a time per column key: the connections of a pool
+    /// starting together ask a remote key store (a vault, an HSM) once, not
+    /// once each.
+    unwrapping: Mutex<HashMap<u32, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Encryption {
@@ -380,6 +384,7 @@ impl Encryption {
             first_load: tokio::sync::Mutex::new(()),
             refresh_failure: Mutex::new(None),
             keys: Mutex::new(HashMap::new()),
+            unwrapping: Mutex::new(HashMap::new()),
         })
     }
 
@@ -776,6 +781,22 @@ impl Encryption {
         catalog: &Catalog,
         key_id: u32,
     ) -> Result<Arc<CellCipher>, DecryptError> {
+        if let Some(cipher) = self.cached_cipher(key_id) {
+            return Ok(cipher);
+        }
+        // Kept keys are unwrapped once: later callers wait for the first
+        // and take what it cached. (With a key TTL of zero nothing is kept,
+        // and each call asks the store, as configured.)
+        let turn = self.keeps_keys().then(|| {
+            lock(&self.unwrapping)
+                .entry(key_id)
+                .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
+                .clone()
+        });
+        let _turn = match &turn {
+            Some(turn) => Some(turn.lock().await),
+            None => None,
+        };
         if let Some(cipher) = self.cached_cipher(key_id) {
             return Ok(cipher);
         }
