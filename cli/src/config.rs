@@ -72,24 +72,7 @@ enum KeyStoreEntry {
         trusted: Vec<String>,
     },
     #[serde(rename = "azure-key-vault")]
-    AzureKeyVault {
-        /// `client-secret` or `managed-identity`.
-        credential: String,
-        /// The Entra ID tenant (client-secret).
-        tenant: Option<String>,
-        /// The application's client id (client-secret), or a user-assigned
-        /// identity's (managed-identity).
-        client_id: Option<String>,
-        /// The environment variable holding the client secret.
-        client_secret_env: Option<String>,
-        /// Another Entra ID authority host (sovereign clouds).
-        authority: Option<String>,
-        /// Another token endpoint for the managed identity.
-        identity_endpoint: Option<String>,
-        /// A CA (PEM) to trust besides the system's, relative to this file.
-        ca_file: Option<PathBuf>,
-        trusted: Vec<String>,
-    },
+    AzureKeyVault(AzureEntry),
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,16 +83,29 @@ struct MasterKeyEntry {
     path: String,
 }
 
-/// An `azure-key-vault` entry, its paths resolved.
+/// An `azure-key-vault` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[cfg_attr(not(feature = "azure-key-vault"), allow(dead_code))]
 struct AzureEntry {
+    /// `client-secret` or `managed-identity`.
     credential: String,
+    /// The Entra ID tenant (client-secret).
     tenant: Option<String>,
+    /// The application's client id (client-secret), or a user-assigned
+    /// identity's (managed-identity).
     client_id: Option<String>,
+    /// The environment variable holding the client secret.
     client_secret_env: Option<String>,
+    /// Another Entra ID authority host (sovereign clouds).
     authority: Option<String>,
+    /// Another token endpoint for the managed identity.
     identity_endpoint: Option<String>,
+    /// A CA (PEM) to trust besides the system's, relative to the config file.
     ca_file: Option<PathBuf>,
+    /// Vault hosts besides Key Vault's domains (private endpoints).
+    #[serde(default)]
+    vault_hosts: Vec<String>,
     trusted: Vec<String>,
 }
 
@@ -176,25 +172,10 @@ impl Settings {
                     wrap_algorithms,
                     trusted,
                 } => settings.add_pkcs11(modules, pin_env, wrap_algorithms, trusted)?,
-                KeyStoreEntry::AzureKeyVault {
-                    credential,
-                    tenant,
-                    client_id,
-                    client_secret_env,
-                    authority,
-                    identity_endpoint,
-                    ca_file,
-                    trusted,
-                } => settings.add_azure(AzureEntry {
-                    credential,
-                    tenant,
-                    client_id,
-                    client_secret_env,
-                    authority,
-                    identity_endpoint,
-                    ca_file: ca_file.map(|file| base.join(file)),
-                    trusted,
-                })?,
+                KeyStoreEntry::AzureKeyVault(mut entry) => {
+                    entry.ca_file = entry.ca_file.map(|file| base.join(file));
+                    settings.add_azure(entry)?;
+                }
             }
         }
         if let Some(directory) = &cli.key_dir {
@@ -338,6 +319,9 @@ impl Settings {
                 )))
             }
         };
+        for host in &entry.vault_hosts {
+            config = config.vault_host(host);
+        }
         if let Some(file) = &entry.ca_file {
             let pem = std::fs::read(file)
                 .map_err(|error| failure(format!("ca_file {}: {error}", file.display())))?;

@@ -7,7 +7,7 @@ mod common;
 
 use aepg_kvserver::{KeyVaultServer, ServerConfig};
 use aepg_tests::TestDatabase;
-use common::aepg_command;
+use common::{aepg_json_with_env, aepg_with_env};
 
 // The server runs on the test's runtime while the test waits on the
 // binary: a second worker serves it.
@@ -27,32 +27,20 @@ async fn a_master_key_in_key_vault_from_the_command_line() {
             "database_url = {:?}\n\n\
              [[key_stores]]\nprovider = \"azure-key-vault\"\ncredential = \"client-secret\"\n\
              tenant = {:?}\nclient_id = {:?}\nclient_secret_env = \"TEST_VAULT_SECRET\"\n\
-             authority = {:?}\nca_file = \"vault-ca.pem\"\ntrusted = [{kid:?}]\n\n\
+             authority = {:?}\nca_file = \"vault-ca.pem\"\nvault_hosts = [{:?}]\n\
+             trusted = [{kid:?}]\n\n\
              [[master_keys]]\nname = \"cmk1\"\nprovider = \"azure-key-vault\"\npath = {kid:?}\n",
             db.connection_string(),
             vault.tenant(),
             vault.client_id(),
             vault.vault_url(),
+            vault.vault_url().trim_start_matches("https://"),
         ),
     )
     .unwrap();
-    let run = |args: &[&str], secret: &str| {
-        let output = aepg_command(dir, args)
-            .arg("--json")
-            .env("TEST_VAULT_SECRET", secret)
-            .output()
-            .unwrap();
-        (
-            output.status.code(),
-            String::from_utf8(output.stdout).unwrap(),
-            String::from_utf8(output.stderr).unwrap(),
-        )
-    };
-    let ok = |args: &[&str]| {
-        let (status, stdout, stderr) = run(args, vault.client_secret());
-        assert_eq!(status, Some(0), "aepg {args:?}: {stdout}\n{stderr}");
-        serde_json::from_str::<serde_json::Value>(&stdout).unwrap()
-    };
+    let run = |args: &[&str], value: &str| aepg_with_env(dir, args, ("TEST_VAULT_SECRET", value));
+    let ok =
+        |args: &[&str]| aepg_json_with_env(dir, args, ("TEST_VAULT_SECRET", vault.client_secret()));
 
     ok(&["init"]);
     assert_eq!(ok(&["cmk", "register", "cmk1"])["key_path"], kid.as_str());

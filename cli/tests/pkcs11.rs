@@ -13,7 +13,7 @@ use aepg::keystore::pkcs11::softhsm::{SoftHsm, MODULE_NAME};
 use aepg::keystore::{KeyStoreRegistry, PinSource, Pkcs11KeyStore, TrustedKeyPaths};
 use aepg::{Client, Encryption, EncryptionConfig};
 use aepg_tests::TestDatabase;
-use common::aepg_command;
+use common::{aepg_json_with_env, aepg_with_env};
 use zeroize::Zeroizing;
 
 #[tokio::test]
@@ -36,23 +36,8 @@ async fn a_master_key_in_a_token_from_the_command_line_to_the_application() {
         ),
     )
     .unwrap();
-    let run = |args: &[&str], pin: &str| {
-        let output = aepg_command(dir, args)
-            .arg("--json")
-            .env("TEST_TOKEN_PIN", pin)
-            .output()
-            .unwrap();
-        (
-            output.status.code(),
-            String::from_utf8(output.stdout).unwrap(),
-            String::from_utf8(output.stderr).unwrap(),
-        )
-    };
-    let ok = |args: &[&str]| {
-        let (status, stdout, stderr) = run(args, &token.pin);
-        assert_eq!(status, Some(0), "aepg {args:?}: {stdout}\n{stderr}");
-        serde_json::from_str::<serde_json::Value>(&stdout).unwrap()
-    };
+    let run = |args: &[&str], value: &str| aepg_with_env(dir, args, ("TEST_TOKEN_PIN", value));
+    let ok = |args: &[&str]| aepg_json_with_env(dir, args, ("TEST_TOKEN_PIN", &token.pin));
 
     ok(&["init"]);
     assert_eq!(

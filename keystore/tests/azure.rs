@@ -4,7 +4,6 @@
 #![cfg(feature = "azure-key-vault")]
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aepg_keystore::azure::{
@@ -43,9 +42,15 @@ fn store(server: &KeyVaultServer, credential: impl TokenSource) -> AzureKeyVault
     AzureKeyVaultStore::new(
         AzureConfig::new(credential)
             .trust_ca_pem(server.ca_certificate_pem().as_bytes())
+            .vault_host(host(server))
             .retry(fast_retries()),
     )
     .unwrap()
+}
+
+/// The test server's `host:port`.
+fn host(server: &KeyVaultServer) -> &str {
+    server.vault_url().leak().trim_start_matches("https://")
 }
 
 #[tokio::test]
@@ -214,7 +219,6 @@ async fn a_disabled_key_a_missing_key_and_key_versions() {
     ] {
         assert!(store.validate_key_path(bad).is_err(), "{bad}");
     }
-    let _ = Arc::new(store);
 }
 
 /// Against a real vault, opt-in: `AEPG_TEST_AZURE_KEY_ID` (a key identifier
@@ -241,4 +245,38 @@ async fn a_real_vault_wraps_unwraps_signs_and_verifies() {
     assert_eq!(back.expose_secret(), key.expose_secret());
     let signature = store.sign(&kid, b"record").await.unwrap();
     store.verify(&kid, b"record", &signature).await.unwrap();
+}
+
+/// A key path is a URL the catalog carries: the bearer token goes to Key
+/// Vault's domains and the hosts the application named, never elsewhere,
+/// even with every key path trusted.
+#[tokio::test]
+async fn tokens_go_to_no_host_but_vaults() {
+    let server = server().await;
+    let kid = server.create_key("cmk1", 2048);
+    let store = AzureKeyVaultStore::new(
+        AzureConfig::new(client_secret(&server))
+            .trust_ca_pem(server.ca_certificate_pem().as_bytes()),
+    )
+    .unwrap();
+    // The test server itself, not configured as a vault host: refused
+    // before any request.
+    let err = store.describe(&kid).await.unwrap_err();
+    assert!(matches!(err, KeyStoreError::InvalidKeyPath { .. }), "{err}");
+    assert!(server.request_log().is_empty(), "nothing was sent");
+    for path in [
+        "https://evil.example/keys/cmk1",
+        "https://vault.azure.net.evil.example/keys/cmk1",
+        "https://.vault.azure.net/keys/cmk1",
+        "https://127.0.0.1/keys/cmk1",
+    ] {
+        assert!(store.validate_key_path(path).is_err(), "{path}");
+    }
+    for path in [
+        "https://payments.vault.azure.net/keys/cmk1",
+        "https://payments.managedhsm.azure.net/keys/cmk1/0a",
+        "https://payments.vault.usgovcloudapi.net/keys/cmk1",
+    ] {
+        store.validate_key_path(path).unwrap();
+    }
 }

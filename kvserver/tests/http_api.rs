@@ -17,9 +17,11 @@ struct Harness {
 
 impl Harness {
     async fn start() -> Self {
-        let server = KeyVaultServer::start(ServerConfig::default())
-            .await
-            .unwrap();
+        Self::with(ServerConfig::default()).await
+    }
+
+    async fn with(config: ServerConfig) -> Self {
+        let server = KeyVaultServer::start(config).await.unwrap();
         let ca = reqwest::Certificate::from_pem(server.ca_certificate_pem().as_bytes()).unwrap();
         let http = Client::builder()
             .tls_built_in_root_certs(false)
@@ -233,19 +235,11 @@ async fn client_secret_endpoint_issues_tokens_that_expire() {
 
 #[tokio::test]
 async fn short_lived_tokens_expire_on_their_own() {
-    let server = KeyVaultServer::start(ServerConfig {
+    let h = Harness::with(ServerConfig {
         token_lifetime_secs: 1,
     })
-    .await
-    .unwrap();
-    let ca = reqwest::Certificate::from_pem(server.ca_certificate_pem().as_bytes()).unwrap();
-    let http = Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(ca)
-        .build()
-        .unwrap();
-    server.create_key("cmk", 2048);
-    let h = Harness { server, http };
+    .await;
+    h.server.create_key("cmk", 2048);
     let token = h.token().await;
     assert_eq!(h.get("/keys/cmk", &token).await.0, StatusCode::OK);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;

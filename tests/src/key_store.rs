@@ -147,7 +147,13 @@ impl FixtureKeyStore {
         let vault = shared_vault();
         let key_name: String = label
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
             .take(100)
             .collect();
         let kid = vault.create_key(&key_name, 2048);
@@ -157,8 +163,11 @@ impl FixtureKeyStore {
             zeroize::Zeroizing::new(vault.client_secret().to_owned()),
         )
         .authority(&vault.vault_url());
+        let url = vault.vault_url();
         let store = AzureKeyVaultStore::new(
-            AzureConfig::new(credential).trust_ca_pem(vault.ca_certificate_pem().as_bytes()),
+            AzureConfig::new(credential)
+                .trust_ca_pem(vault.ca_certificate_pem().as_bytes())
+                .vault_host(url.trim_start_matches("https://")),
         )
         .unwrap_or_else(|error| panic!("azure-key-vault store: {error}"));
         (

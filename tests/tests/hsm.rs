@@ -30,6 +30,35 @@ async fn database(label: &str) -> EncryptedDatabase {
     .await
 }
 
+/// A deterministic `text` setting `secret` on column key `key_id`, and
+/// the table `vault (id, secret)` with `secret` assigned to it.
+async fn vault_table(
+    db: &EncryptedDatabase,
+    admin: &aepg::catalog::CatalogAdmin,
+    conn: &mut tokio_postgres::Client,
+    key_id: u32,
+) {
+    let setting = aepg::catalog::NewEncryptionSetting::new(
+        "secret",
+        aepg::cell::PlaintextType::parse("text").unwrap(),
+        Deterministic,
+        key_id,
+    );
+    admin.create_setting(conn, &setting).await.unwrap();
+    db.plain
+        .batch_execute("CREATE TABLE vault (id int, secret aepg.ciphertext)")
+        .await
+        .unwrap();
+    admin
+        .assign_column(
+            conn,
+            &aepg::ColumnName::new("public", "vault", "secret"),
+            "secret",
+        )
+        .await
+        .unwrap();
+}
+
 /// A registry holding `stores`, each trusting its own key path.
 fn registry(stores: &[(&Arc<FixtureKeyStore>, &MasterKeyLocation)]) -> KeyStoreRegistry {
     let mut registry = KeyStoreRegistry::new();
@@ -182,25 +211,7 @@ async fn a_dba_cannot_change_how_a_column_key_was_wrapped_for_the_token() {
         .create_column_key(conn, HSM_KEY, &location)
         .await
         .unwrap();
-    let setting = aepg::catalog::NewEncryptionSetting::new(
-        "secret",
-        aepg::cell::PlaintextType::parse("text").unwrap(),
-        Deterministic,
-        key_id,
-    );
-    admin.create_setting(conn, &setting).await.unwrap();
-    db.plain
-        .batch_execute("CREATE TABLE vault (id int, secret aepg.ciphertext)")
-        .await
-        .unwrap();
-    admin
-        .assign_column(
-            conn,
-            &aepg::ColumnName::new("public", "vault", "secret"),
-            "secret",
-        )
-        .await
-        .unwrap();
+    vault_table(&db, &admin, conn, key_id).await;
     let hsm_registry = registry(&[(&hsm, &location)]);
     let app = db
         .client_with(Encryption::new(EncryptionConfig::new(hsm_registry.clone())))
@@ -313,25 +324,7 @@ async fn a_two_key_master_key_wraps_in_the_token_and_signs_elsewhere() {
         .await
         .unwrap();
     let key_id = admin.create_column_key(conn, "split", &pair).await.unwrap();
-    let setting = aepg::catalog::NewEncryptionSetting::new(
-        "secret",
-        aepg::cell::PlaintextType::parse("text").unwrap(),
-        Deterministic,
-        key_id,
-    );
-    admin.create_setting(conn, &setting).await.unwrap();
-    db.plain
-        .batch_execute("CREATE TABLE vault (id int, secret aepg.ciphertext)")
-        .await
-        .unwrap();
-    admin
-        .assign_column(
-            conn,
-            &aepg::ColumnName::new("public", "vault", "secret"),
-            "secret",
-        )
-        .await
-        .unwrap();
+    vault_table(&db, &admin, conn, key_id).await;
 
     // The wrapped value is the token's (SHA-1 OAEP), in a record that
     // names both keys, signed by the memory key.

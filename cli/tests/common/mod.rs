@@ -35,6 +35,32 @@ pub fn aepg_json(dir: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
+/// Runs `aepg … --json` in `dir` with the environment variable `name` set
+/// to `value` (a PIN, a client secret): its exit status, stdout, stderr.
+pub fn aepg_with_env(
+    dir: &Path,
+    args: &[&str],
+    (name, value): (&str, &str),
+) -> (Option<i32>, String, String) {
+    let output = aepg_command(dir, args)
+        .arg("--json")
+        .env(name, value)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+/// [`aepg_with_env`], asserting success: stdout parsed as JSON.
+pub fn aepg_json_with_env(dir: &Path, args: &[&str], variable: (&str, &str)) -> Value {
+    let (status, stdout, stderr) = aepg_with_env(dir, args, variable);
+    assert_eq!(status, Some(0), "aepg {args:?}: {stdout}\n{stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
 /// Runs `init` in `dir`, registers a generated master key `cmk1`, creates
 /// a column key under it and, on that key, a deterministic `text` setting
 /// `ssn`.

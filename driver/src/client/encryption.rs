@@ -793,8 +793,13 @@ impl Encryption {
                 .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
                 .clone()
         });
+        // Bounded like the first catalog load: a first unwrap that stalls
+        // (a vault retrying) must not queue the others behind it and then
+        // behind each other's retries.
         let _turn = match &turn {
-            Some(turn) => Some(turn.lock().await),
+            Some(turn) => tokio::time::timeout(FIRST_LOAD_WAIT, turn.lock())
+                .await
+                .ok(),
             None => None,
         };
         if let Some(cipher) = self.cached_cipher(key_id) {

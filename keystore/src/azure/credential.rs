@@ -30,9 +30,16 @@ impl fmt::Debug for AccessToken {
     }
 }
 
-/// The store's HTTP client, lent to token sources (the built-in ones reach
-/// their token endpoints with it, trusting the same CAs as the vault).
-pub struct TokenHttp(pub(crate) reqwest::Client);
+/// The store's HTTP clients, lent to token sources (the built-in ones reach
+/// their token endpoints with them, trusting the same CAs as the vault).
+pub struct TokenHttp {
+    /// HTTPS only, through the environment's proxy if any: the sign-in
+    /// authority and the vault.
+    pub(crate) web: reqwest::Client,
+    /// No proxy, plain HTTP allowed: the machine's own metadata service,
+    /// whose answer (a token) must not pass through a proxy.
+    pub(crate) local: reqwest::Client,
+}
 
 /// A source of Key Vault bearer tokens: a client secret, a managed
 /// identity, or one the application supplies (workload identity, a
@@ -97,9 +104,12 @@ impl TokenResponse {
             _ => None,
         }
         .ok_or("the token response has no valid expires_in")?;
+        let expires_at = SystemTime::now()
+            .checked_add(Duration::from_secs(seconds))
+            .ok_or("the token response's expires_in is out of range")?;
         Ok(AccessToken {
             token: Zeroizing::new(self.access_token),
-            expires_at: SystemTime::now() + Duration::from_secs(seconds),
+            expires_at,
         })
     }
 }
@@ -137,6 +147,12 @@ pub(crate) fn without_url(error: &reqwest::Error) -> String {
 #[async_trait]
 impl TokenSource for ClientSecretCredential {
     async fn token(&self, http: &TokenHttp) -> Result<AccessToken, String> {
+        if !self.authority.starts_with("https://") {
+            return Err(format!(
+                "the authority {} is not https: a client secret is never sent in clear",
+                self.authority
+            ));
+        }
         let url = format!("{}/{}/oauth2/v2.0/token", self.authority, self.tenant);
         let form = [
             ("grant_type", "client_credentials"),
@@ -148,7 +164,7 @@ impl TokenSource for ClientSecretCredential {
             "token request for client {} in tenant {}",
             self.client_id, self.tenant
         );
-        token_response(&what, http.0.post(url).form(&form).send().await).await
+        token_response(&what, http.web.post(url).form(&form).send().await).await
     }
 }
 
@@ -182,6 +198,14 @@ impl ManagedIdentityCredential {
         self.endpoint = endpoint.to_owned();
         self
     }
+
+    /// Another resource to ask tokens for: `https://managedhsm.azure.net`
+    /// for a Managed HSM, a sovereign cloud's vault resource.
+    #[must_use]
+    pub fn resource(mut self, resource: &str) -> Self {
+        self.resource = resource.to_owned();
+        self
+    }
 }
 
 impl Default for ManagedIdentityCredential {
@@ -201,7 +225,7 @@ impl TokenSource for ManagedIdentityCredential {
             query.push(("client_id", client_id));
         }
         let request = http
-            .0
+            .local
             .get(&self.endpoint)
             .query(&query)
             .header("Metadata", "true");
@@ -213,7 +237,8 @@ impl TokenSource for ManagedIdentityCredential {
 /// expires; at most one refresh runs at a time.
 pub(crate) struct CachedTokens {
     source: Arc<dyn TokenSource>,
-    current: Mutex<Option<AccessToken>>,
+    /// The kept token and when to replace it.
+    current: Mutex<Option<(AccessToken, SystemTime)>>,
 }
 
 /// How long before its expiry a token is replaced.
@@ -230,19 +255,31 @@ impl CachedTokens {
     /// A token valid for a while yet.
     pub async fn token(&self, http: &TokenHttp) -> Result<Zeroizing<String>, String> {
         let mut current = self.current.lock().await;
-        if let Some(token) = current.as_ref() {
-            if token.expires_at > SystemTime::now() + REFRESH_MARGIN {
+        let now = SystemTime::now();
+        if let Some((token, refresh_at)) = current.as_ref() {
+            if now < *refresh_at {
                 return Ok(token.token.clone());
             }
         }
         let token = self.source.token(http).await?;
+        // Replaced REFRESH_MARGIN before it expires, or halfway through
+        // its life when it is shorter than twice that.
+        let life = token.expires_at.duration_since(now).unwrap_or_default();
+        let refresh_at = now + life - REFRESH_MARGIN.min(life / 2);
         let value = token.token.clone();
-        *current = Some(token);
+        *current = Some((token, refresh_at));
         Ok(value)
     }
 
-    /// Forgets the kept token (the vault refused it).
-    pub async fn invalidate(&self) {
-        *self.current.lock().await = None;
+    /// Forgets the kept token if it is `refused` (the vault refused it),
+    /// not one another call fetched since.
+    pub async fn invalidate(&self, refused: &str) {
+        let mut current = self.current.lock().await;
+        if current
+            .as_ref()
+            .is_some_and(|(token, _)| token.token.as_str() == refused)
+        {
+            *current = None;
+        }
     }
 }

@@ -50,20 +50,27 @@ impl KeyId {
         let name = parts.next().unwrap_or_default();
         if name.is_empty()
             || name.len() > 127
-            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         {
-            return Err("the key name must be 1-127 letters, digits and dashes");
+            return Err(
+                "the key name must be 1-127 lower-case letters, digits and dashes \
+                        (Key Vault names are case-insensitive: one spelling per key)",
+            );
         }
         let version = match parts.next() {
             None => None,
             Some(version)
                 if !version.is_empty()
                     && version.len() <= 64
-                    && version.chars().all(|c| c.is_ascii_alphanumeric()) =>
+                    && version
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) =>
             {
                 Some(version.to_owned())
             }
-            Some(_) => return Err("the key version must be 1-64 letters and digits"),
+            Some(_) => return Err("the key version must be 1-64 lower-case letters and digits"),
         };
         if parts.next().is_some() {
             return Err("it must be https://VAULT/keys/NAME[/VERSION], nothing after");
@@ -73,6 +80,11 @@ impl KeyId {
             name: name.to_owned(),
             version,
         })
+    }
+
+    /// The host (and port) of the vault.
+    pub fn host(&self) -> &str {
+        self.vault.trim_start_matches("https://")
     }
 
     /// The URL of the key (with its version, if pinned).
@@ -109,6 +121,8 @@ mod tests {
             "https://PAY.vault.azure.net/keys/cmk",
             "https://user@pay.vault.azure.net/keys/cmk",
             "https://pay.vault.azure.net/keys/c_mk",
+            "https://pay.vault.azure.net/keys/CMK",
+            "https://pay.vault.azure.net/keys/cmk/0A1B",
             "https:///keys/cmk",
         ] {
             assert!(KeyId::parse(path).is_err(), "{path:?}");

@@ -45,6 +45,19 @@ use crate::{
     ColumnKey, KeyStoreError, KeyStoreProvider, KeyWrapAlgorithm, MasterKeyInfo, WrappedKey,
 };
 
+/// The domains of Key Vault and Managed HSM in Azure's public and
+/// sovereign clouds: a key path's host must be under one of them, or be a
+/// host the configuration adds ([`AzureConfig::vault_host`]).
+pub const AZURE_VAULT_DOMAINS: [&str; 7] = [
+    ".vault.azure.net",
+    ".managedhsm.azure.net",
+    ".vault.azure.cn",
+    ".managedhsm.azure.cn",
+    ".vault.usgovcloudapi.net",
+    ".managedhsm.usgovcloudapi.net",
+    ".vault.microsoftazure.de",
+];
+
 /// The Key Vault REST API version this provider speaks.
 pub const API_VERSION: &str = "7.4";
 
@@ -73,6 +86,7 @@ impl Default for RetryPolicy {
 /// How an [`AzureKeyVaultStore`] is set up.
 pub struct AzureConfig {
     credential: Arc<dyn TokenSource>,
+    vault_hosts: Vec<String>,
     retry: RetryPolicy,
     timeout: Duration,
     extra_roots: Vec<Vec<u8>>,
@@ -90,11 +104,23 @@ impl AzureConfig {
     pub fn with_token_source(credential: Arc<dyn TokenSource>) -> Self {
         Self {
             credential,
+            vault_hosts: Vec::new(),
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(30),
             extra_roots: Vec::new(),
             public_key_ttl: Duration::from_secs(300),
         }
+    }
+
+    /// Also accepts key paths on `host` (`name:port` when not 443): a
+    /// private endpoint's or a test server's. Key Vault's and Managed HSM's
+    /// domains in Azure's clouds ([`AZURE_VAULT_DOMAINS`]) are accepted
+    /// without it. Bearer tokens go to no other host, whatever a key path
+    /// says.
+    #[must_use]
+    pub fn vault_host(mut self, host: &str) -> Self {
+        self.vault_hosts.push(host.to_ascii_lowercase());
+        self
     }
 
     /// How calls are retried.
@@ -138,6 +164,7 @@ pub struct AzureKeyVaultStore {
 
 struct Inner {
     http: TokenHttp,
+    vault_hosts: Vec<String>,
     tokens: CachedTokens,
     retry: RetryPolicy,
     public_key_ttl: Duration,
@@ -223,22 +250,33 @@ impl AzureKeyVaultStore {
     /// [`KeyStoreError::ProviderUnavailable`] when a CA given is not PEM or
     /// the HTTP client cannot be built.
     pub fn new(config: AzureConfig) -> Result<Self, KeyStoreError> {
-        let mut builder = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .https_only(false)
-            .redirect(reqwest::redirect::Policy::none());
-        for pem in &config.extra_roots {
-            let certificate = reqwest::Certificate::from_pem(pem).map_err(|_| {
-                unavailable("a trusted CA given is not a PEM certificate".to_owned())
-            })?;
-            builder = builder.add_root_certificate(certificate);
-        }
-        let http = builder
-            .build()
-            .map_err(|_| unavailable("the HTTP client cannot be built".to_owned()))?;
+        let client = |web: bool| -> Result<reqwest::Client, KeyStoreError> {
+            let mut builder = reqwest::Client::builder()
+                .timeout(config.timeout)
+                .redirect(reqwest::redirect::Policy::none());
+            builder = if web {
+                builder.https_only(true)
+            } else {
+                builder.no_proxy()
+            };
+            for pem in &config.extra_roots {
+                let certificate = reqwest::Certificate::from_pem(pem).map_err(|_| {
+                    unavailable("a trusted CA given is not a PEM certificate".to_owned())
+                })?;
+                builder = builder.add_root_certificate(certificate);
+            }
+            builder
+                .build()
+                .map_err(|_| unavailable("the HTTP client cannot be built".to_owned()))
+        };
+        let http = TokenHttp {
+            web: client(true)?,
+            local: client(false)?,
+        };
         Ok(Self {
             inner: Arc::new(Inner {
-                http: TokenHttp(http),
+                http,
+                vault_hosts: config.vault_hosts,
                 tokens: CachedTokens::new(config.credential),
                 retry: config.retry,
                 public_key_ttl: config.public_key_ttl,
@@ -247,11 +285,24 @@ impl AzureKeyVaultStore {
         })
     }
 
-    fn parse(key_path: &str) -> Result<KeyId, KeyStoreError> {
-        KeyId::parse(key_path).map_err(|reason| KeyStoreError::InvalidKeyPath {
+    fn parse(&self, key_path: &str) -> Result<KeyId, KeyStoreError> {
+        let invalid = |reason| KeyStoreError::InvalidKeyPath {
             key_path: key_path.to_owned(),
             reason,
-        })
+        };
+        let id = KeyId::parse(key_path).map_err(invalid)?;
+        let host = id.host();
+        let known = AZURE_VAULT_DOMAINS
+            .iter()
+            .any(|domain| host.ends_with(domain) && host.len() > domain.len())
+            || self.inner.vault_hosts.iter().any(|allowed| allowed == host);
+        if !known {
+            return Err(invalid(
+                "its host is not a Key Vault or Managed HSM domain, nor a vault host this \
+                 store was configured with: bearer tokens go to no other host",
+            ));
+        }
+        Ok(id)
     }
 
     /// `operation` on the key at `key_path` (`POST KEY/operation`, or `GET
@@ -262,7 +313,7 @@ impl AzureKeyVaultStore {
         operation: Option<&str>,
         body: Option<serde_json::Value>,
     ) -> Result<reqwest::Response, VaultError> {
-        let id = Self::parse(key_path).map_err(VaultError::from)?;
+        let id = self.parse(key_path).map_err(VaultError::from)?;
         let url = match operation {
             Some(operation) => format!("{}/{operation}", id.url()),
             None => id.url(),
@@ -280,8 +331,8 @@ impl AzureKeyVaultStore {
                 .await
                 .map_err(|reason| VaultError::from(unavailable(format!("{what}: {reason}"))))?;
             let mut request = match &body {
-                Some(body) => self.inner.http.0.post(&url).json(body),
-                None => self.inner.http.0.get(&url),
+                Some(body) => self.inner.http.web.post(&url).json(body),
+                None => self.inner.http.web.get(&url),
             };
             request = request
                 .query(&[("api-version", API_VERSION)])
@@ -304,7 +355,7 @@ impl AzureKeyVaultStore {
                     if status == reqwest::StatusCode::UNAUTHORIZED && !refreshed {
                         // An expired or revoked token: one fresh token.
                         refreshed = true;
-                        self.inner.tokens.invalidate().await;
+                        self.inner.tokens.invalidate(&token).await;
                         attempt -= 1;
                         continue;
                     }
@@ -453,7 +504,7 @@ impl KeyStoreProvider for AzureKeyVaultStore {
     }
 
     fn validate_key_path(&self, key_path: &str) -> Result<(), KeyStoreError> {
-        Self::parse(key_path).map(drop)
+        self.parse(key_path).map(drop)
     }
 
     async fn describe(&self, key_path: &str) -> Result<MasterKeyInfo, KeyStoreError> {
