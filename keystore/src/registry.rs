@@ -175,21 +175,22 @@ impl KeyStoreRegistry {
     }
 
     /// The key of `location` that does `role`, checked, with its provider:
-    /// the location itself, or one key of a two-key master key.
+    /// the location itself, or one key of a two-key master key (whose keys
+    /// must both be trusted, whichever does this call).
     fn key_for(
         &self,
         location: &MasterKeyLocation,
         role: Role,
     ) -> Result<(&dyn KeyStoreProvider, MasterKeyLocation), KeyStoreError> {
-        self.check(location)?;
-        let key = match two_key(location)? {
-            Some(pair) => match role {
-                Role::Wrap => pair.wrapping,
-                Role::Sign => pair.signing,
-            },
-            None => location.clone(),
+        let Some(pair) = two_key(location)? else {
+            return Ok((self.checked_provider(location)?, location.clone()));
         };
-        Ok((self.checked_provider(&key)?, key))
+        let wrap_provider = self.checked_provider(&pair.wrapping)?;
+        let sign_provider = self.checked_provider(&pair.signing)?;
+        Ok(match role {
+            Role::Wrap => (wrap_provider, pair.wrapping),
+            Role::Sign => (sign_provider, pair.signing),
+        })
     }
 
     /// [`KeyStoreProvider::describe`] after the checks of [`Self::check`].
@@ -202,15 +203,14 @@ impl KeyStoreRegistry {
         &self,
         location: &MasterKeyLocation,
     ) -> Result<MasterKeyInfo, KeyStoreError> {
-        self.check(location)?;
-        if two_key(location)?.is_none() {
+        let Some(pair) = two_key(location)? else {
             return self
                 .checked_provider(location)?
                 .describe(&location.key_path)
                 .await;
-        }
-        let (wrap_provider, wrapping) = self.key_for(location, Role::Wrap)?;
-        let (sign_provider, signing) = self.key_for(location, Role::Sign)?;
+        };
+        let (wrap_provider, wrapping) = (self.checked_provider(&pair.wrapping)?, &pair.wrapping);
+        let (sign_provider, signing) = (self.checked_provider(&pair.signing)?, &pair.signing);
         let wrap = wrap_provider.describe(&wrapping.key_path).await?;
         let sign = sign_provider.describe(&signing.key_path).await?;
         let mut digest = Sha256::new();

@@ -89,6 +89,26 @@ pub(crate) fn check_size(key_path: &str, key: &PublicKey) -> Result<(), KeyStore
     Ok(())
 }
 
+/// The RSA public key of big-endian `modulus` and `exponent` (as an HSM or
+/// a vault gives them), of a size a master key may have.
+#[cfg(any(feature = "pkcs11", feature = "azure-key-vault"))]
+pub(crate) fn public_key_from_numbers(
+    key_path: &str,
+    modulus: &[u8],
+    exponent: &[u8],
+) -> Result<PublicKey, KeyStoreError> {
+    let key = PublicKey::new(
+        rsa::BoxedUint::from_be_slice_vartime(modulus),
+        rsa::BoxedUint::from_be_slice_vartime(exponent),
+    )
+    .map_err(|_| KeyStoreError::MalformedKey {
+        key_path: key_path.to_owned(),
+        reason: "its RSA public numbers do not form a key".to_owned(),
+    })?;
+    check_size(key_path, &key)?;
+    Ok(key)
+}
+
 pub(crate) fn describe(key_path: &str, key: &PublicKey) -> Result<MasterKeyInfo, KeyStoreError> {
     let spki = key
         .to_public_key_der()

@@ -481,13 +481,11 @@ impl AzureKeyVaultStore {
                 .and_then(|value| URL_SAFE_NO_PAD.decode(value.trim_end_matches('=')).ok())
                 .ok_or_else(|| malformed("the key has no valid n or e"))
         };
-        let key = rsa::PublicKey::new(
-            rsa::BoxedUint::from_be_slice_vartime(&number(bundle.key.n)?),
-            rsa::BoxedUint::from_be_slice_vartime(&number(bundle.key.e)?),
-        )
-        .map_err(|_| malformed("its public numbers do not form an RSA key"))?;
-        rsa_ops::check_size(key_path, &key)?;
-        let key = Arc::new(key);
+        let key = Arc::new(rsa_ops::public_key_from_numbers(
+            key_path,
+            &number(bundle.key.n)?,
+            &number(bundle.key.e)?,
+        )?);
         self.inner
             .public_keys
             .lock()

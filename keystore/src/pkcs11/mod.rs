@@ -541,27 +541,22 @@ fn public_key(
     key_path: &str,
 ) -> Result<rsa::PublicKey, CallError> {
     let (modulus, exponent) = token::public_numbers(session, object)?;
-    let malformed = || KeyStoreError::MalformedKey {
-        key_path: key_path.to_owned(),
-        reason: "the token's RSA public numbers do not form a key".to_owned(),
-    };
-    let key = rsa::PublicKey::new(
-        rsa::BoxedUint::from_be_slice_vartime(&modulus),
-        rsa::BoxedUint::from_be_slice_vartime(&exponent),
-    )
-    .map_err(|_| malformed())?;
-    rsa_ops::check_size(key_path, &key)?;
-    Ok(key)
+    Ok(rsa_ops::public_key_from_numbers(
+        key_path, &modulus, &exponent,
+    )?)
 }
 
-/// Whether the token refused a mechanism or its parameters when an
-/// encryption or decryption began (an OAEP hash it lacks: SoftHSM2 says
-/// `CKR_ARGUMENTS_BAD`), as opposed to failing the operation itself.
+/// Whether the token refused a mechanism or its parameters (an OAEP hash
+/// it lacks; SoftHSM2 says `CKR_ARGUMENTS_BAD` when an encryption or
+/// decryption begins), as opposed to failing the operation itself.
 fn mechanism_refused(error: &CkError) -> bool {
     matches!(
         error,
         CkError::Pkcs11(
-            RvError::MechanismInvalid | RvError::MechanismParamInvalid | RvError::ArgumentsBad,
+            RvError::MechanismInvalid | RvError::MechanismParamInvalid,
+            _
+        ) | CkError::Pkcs11(
+            RvError::ArgumentsBad,
             Function::EncryptInit | Function::DecryptInit
         )
     )
@@ -681,14 +676,6 @@ impl KeyStoreProvider for Pkcs11KeyStore {
                     }))
                 }
                 Err(error) => match TokenFailure::from(error) {
-                    TokenFailure::Other(CkError::Pkcs11(
-                        RvError::MechanismInvalid | RvError::MechanismParamInvalid,
-                        _,
-                    )) => Err(CallError::Store(KeyStoreError::UnsupportedWrapAlgorithm {
-                        provider: Pkcs11KeyStore::PROVIDER_NAME.to_owned(),
-                        key_path: key_path.to_owned(),
-                        algorithm: wrapped.algorithm.name(),
-                    })),
                     TokenFailure::Other(CkError::Pkcs11(
                         RvError::GeneralError
                         | RvError::EncryptedDataInvalid
