@@ -234,9 +234,20 @@ impl Analyzer<'_> {
                 }
                 return self.join_tree(table_with_joins, level);
             }
+            TableFactor::UNNEST {
+                alias,
+                array_exprs,
+                with_offset,
+                with_offset_alias: _,
+                with_ordinality,
+            } => {
+                if *with_offset {
+                    self.doubt_unsupported("WITH OFFSET, which PostgreSQL does not have");
+                }
+                self.unnest(array_exprs, alias.as_ref(), *with_ordinality, level)?
+            }
             TableFactor::Function { alias, .. }
             | TableFactor::TableFunction { alias, .. }
-            | TableFactor::UNNEST { alias, .. }
             | TableFactor::JsonTable { alias, .. }
             | TableFactor::OpenJsonTable { alias, .. }
             | TableFactor::XmlTable { alias, .. } => {

@@ -23,7 +23,8 @@
 //! - `SELECT` with joins (`JOIN … ON`, `USING`, `NATURAL`, comma, `LEFT`/
 //!   `RIGHT`/`FULL`/`CROSS`; `*` merges `USING`/`NATURAL` columns as the
 //!   server does), subqueries in `FROM`, `IN (SELECT …)`,
-//!   `= ANY (SELECT …)`, `EXISTS`, scalar subqueries, `WITH` (data-modifying
+//!   `= ANY (SELECT …)`, `EXISTS`, scalar subqueries, `unnest(…) [WITH
+//!   ORDINALITY]` in `FROM`, `WITH` (data-modifying
 //!   CTEs included), `UNION`/`INTERSECT`/`EXCEPT`, `VALUES`, `GROUP BY`
 //!   (also `ROLLUP`/`CUBE`/`GROUPING SETS`), `HAVING`, `DISTINCT [ON]`,
 //!   `ORDER BY`, `LIMIT`/`OFFSET`/`FETCH`, `FOR UPDATE`, `WINDOW`;
@@ -47,7 +48,11 @@
 //! SELECT`: [`ParameterUse::Store`]), compared with one by `=`, `<>`,
 //! `IN (…)`, `IS [NOT] DISTINCT FROM`, simple `CASE x WHEN`
 //! ([`ParameterUse::Compare`]), or is the array of `= ANY($n)` /
-//! `<> ALL($n)` ([`ParameterUse::CompareAny`]). (`= ANY(ARRAY[$1, $2])` is
+//! `<> ALL($n)` ([`ParameterUse::CompareAny`]). A bare `$n` in `unnest($n,
+//! …)` in `FROM` is an array whose elements fill a column, one per row:
+//! stored into an encrypted column it is an array of cells
+//! ([`ParameterUse::StoreEach`]), compared with one
+//! ([`ParameterUse::CompareAny`]) too. (`= ANY(ARRAY[$1, $2])` is
 //! analyzed too, but the server types such an array `text[]` and refuses to
 //! compare it with a ciphertext column: write `IN ($1, $2)`.) `$n IS [NOT] NULL` binds it
 //! neither way (NULL stays NULL), so `ssn = $1 OR $1 IS NULL` works.
@@ -130,6 +135,7 @@ mod second_opinion;
 mod select;
 mod statements;
 mod subquery;
+mod unnest;
 mod update;
 
 #[cfg(any(test, fuzzing))]
@@ -168,6 +174,33 @@ pub enum ParameterUse {
     /// typmod makes it, and refused when that changes it, since the
     /// comparison must see the value as given.
     StoreAndCompare,
+    /// An array whose elements are stored into the column, one per row
+    /// (`INSERT … SELECT … FROM unnest($n, …)`, `UPDATE … FROM unnest(…)`).
+    StoreEach,
+    /// An array whose elements are both stored into the column and
+    /// compared with it, as [`StoreAndCompare`](Self::StoreAndCompare) is
+    /// for one value.
+    StoreEachAndCompare,
+}
+
+impl ParameterUse {
+    /// Whether the parameter is an array of cells rather than one cell.
+    pub fn is_array(self) -> bool {
+        matches!(
+            self,
+            Self::CompareAny | Self::StoreEach | Self::StoreEachAndCompare
+        )
+    }
+
+    /// The use of a parameter that appears both as `self` and as `other`,
+    /// two uses of the same shape.
+    pub(crate) fn merged_with(self, other: Self) -> Self {
+        match (self.is_array(), self == other) {
+            (_, true) => self,
+            (false, false) => Self::StoreAndCompare,
+            (true, false) => Self::StoreEachAndCompare,
+        }
+    }
 }
 
 impl fmt::Display for ParameterUse {
@@ -177,6 +210,8 @@ impl fmt::Display for ParameterUse {
             Self::Compare => "compared with",
             Self::CompareAny => "an array compared with",
             Self::StoreAndCompare => "stored into and compared with",
+            Self::StoreEach => "an array stored into",
+            Self::StoreEachAndCompare => "an array stored into and compared with",
         })
     }
 }

@@ -52,6 +52,16 @@ pub(super) enum SourceColumn {
     },
     /// A ciphertext column.
     Ciphertext(CiphertextColumn),
+    /// The elements of an array parameter, one per row: a column of
+    /// `unnest($n, …)` in `FROM`. Stored into or compared with an
+    /// encrypted column, `$n` is an array of cells; anywhere else it is a
+    /// plaintext array.
+    ParameterElements {
+        /// How to name it in messages (`u.ssn`).
+        label: String,
+        /// The parameter.
+        number: usize,
+    },
 }
 
 impl SourceColumn {

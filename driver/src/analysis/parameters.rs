@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{BoxedRefusal, ParameterTarget, ParameterUse, Refusal};
+use super::{BoxedRefusal, ParameterTarget, Refusal};
 
 /// The targets found so far, by parameter number.
 ///
@@ -42,14 +42,12 @@ impl ParameterBindings {
                     ParameterTarget::Encrypted { usage: added, .. },
                 ) = (existing, &target)
                 {
-                    if *usage != *added && *usage != ParameterUse::CompareAny {
-                        let merged = ParameterTarget::Encrypted {
-                            column: column.clone(),
-                            encryption: encryption.clone(),
-                            usage: ParameterUse::StoreAndCompare,
-                        };
-                        self.targets.insert(number, merged);
-                    }
+                    let merged = ParameterTarget::Encrypted {
+                        column: column.clone(),
+                        encryption: encryption.clone(),
+                        usage: usage.merged_with(*added),
+                    };
+                    self.targets.insert(number, merged);
                 }
                 Ok(())
             }
@@ -115,10 +113,9 @@ fn encrypt_alike(first: &ParameterTarget, second: &ParameterTarget) -> bool {
         ) => {
             // Cells are bound to the setting, not to the column, so two
             // columns of one setting take the same ciphertext; but an array
-            // (`= ANY($n)`) and a scalar are different values.
+            // (`= ANY($n)`, `unnest($n)`) and a scalar are different values.
             first_encryption.setting_id == second_encryption.setting_id
-                && (*first_usage == ParameterUse::CompareAny)
-                    == (*second_usage == ParameterUse::CompareAny)
+                && first_usage.is_array() == second_usage.is_array()
         }
         _ => false,
     }
@@ -132,7 +129,7 @@ fn describe(target: &ParameterTarget) -> String {
             encryption,
             usage,
         } => {
-            let shape = if *usage == ParameterUse::CompareAny {
+            let shape = if usage.is_array() {
                 "an array"
             } else {
                 "a value"
@@ -145,7 +142,7 @@ fn describe(target: &ParameterTarget) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::ColumnEncryption;
+    use crate::analysis::{ColumnEncryption, ParameterUse};
     use crate::cell::EncryptionMode;
     use crate::names::ColumnName;
 

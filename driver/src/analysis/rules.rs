@@ -41,7 +41,10 @@ pub(super) fn read(
     operand: &Operand,
 ) -> Result<(), BoxedRefusal> {
     match operand {
-        Operand::Parameter(number) => bindings.bind_plaintext(*number),
+        Operand::Parameter(number)
+        | Operand::Column(SourceColumn::ParameterElements { number, .. }) => {
+            bindings.bind_plaintext(*number)
+        }
         Operand::Row(items) => items.iter().try_for_each(|item| read(bindings, item)),
         _ => Ok(()),
     }
@@ -129,6 +132,15 @@ pub(super) fn compare_for_equality(
                 usage: ParameterUse::Compare,
             },
         ),
+        // `JOIN unnest($n) u(x) ON ssn = u.x`: each element is compared.
+        Operand::Column(SourceColumn::ParameterElements { number, .. }) => bindings.bind(
+            *number,
+            ParameterTarget::Encrypted {
+                column: column.column.clone(),
+                encryption: encryption.clone(),
+                usage: ParameterUse::CompareAny,
+            },
+        ),
         Operand::Null => Ok(()),
         Operand::Literal | Operand::Default => Err(refuse(
             column,
@@ -191,7 +203,8 @@ pub(super) fn store(
     value: &Operand,
 ) -> Result<(), BoxedRefusal> {
     let target = match target {
-        SourceColumn::Plaintext { label, .. } => {
+        // (Targets are table columns; `unnest` columns are never one.)
+        SourceColumn::Plaintext { label, .. } | SourceColumn::ParameterElements { label, .. } => {
             // Ciphertext copied into a plaintext column could never be
             // decrypted again (nor checked against its column), so refuse it.
             let attempted = format!("copying it into plaintext column {label}");
@@ -212,6 +225,16 @@ pub(super) fn store(
                 column: target.column.clone(),
                 encryption: encryption.clone(),
                 usage: ParameterUse::Store,
+            },
+        ),
+        // `INSERT … SELECT … FROM unnest($n)`, `UPDATE … FROM unnest($n)`:
+        // each element is stored into a row.
+        Operand::Column(SourceColumn::ParameterElements { number, .. }) => bindings.bind(
+            *number,
+            ParameterTarget::Encrypted {
+                column: target.column.clone(),
+                encryption: encryption.clone(),
+                usage: ParameterUse::StoreEach,
             },
         ),
         Operand::Literal => Err(refuse(target, "a literal stored into it")),

@@ -135,7 +135,9 @@ impl Analyzer<'_> {
 
 fn source_label(source: &SourceColumn, subfield: &[String]) -> String {
     match source {
-        SourceColumn::Plaintext { label, .. } => format!("{label}.{}", subfield.join(".")),
+        SourceColumn::Plaintext { label, .. } | SourceColumn::ParameterElements { label, .. } => {
+            format!("{label}.{}", subfield.join("."))
+        }
         SourceColumn::Ciphertext(column) => column.column.to_string(),
     }
 }

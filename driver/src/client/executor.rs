@@ -19,8 +19,8 @@ use super::row::{Row, RowStream};
 use super::statement::Statement;
 use super::to_statement::{ToStatement, ToStatementType};
 use crate::analysis::{
-    analyze, session_control, ColumnEncryption, ControlText, ParameterTarget, ParameterUse,
-    SessionControl, StatementAnalysis,
+    analyze, session_control, ColumnEncryption, ControlText, ParameterTarget, SessionControl,
+    StatementAnalysis,
 };
 use crate::catalog::{Catalog, CatalogError, EncryptionSetting, CATALOG_CHANNEL};
 use crate::cell::CellCipher;
@@ -244,9 +244,14 @@ impl<'a> Executor<'a> {
             let announcement = self.state.encryption.announcement();
             // Prepared without declared types first: the server's own typing
             // is the cross-check's safety net (a declared `text` would hide
-            // a parameter the server types as ciphertext).
-            let (inner, report) =
-                futures_util::join!(self.client.prepare(sql), self.query_session());
+            // a parameter the server types as ciphertext). Only arrays of
+            // cells are declared (`bytea[]`): `unnest($n)` gives the server
+            // nothing to infer from, and they are encrypted whatever it says.
+            let arrays = cell_array_types(&analysis);
+            let (inner, report) = futures_util::join!(
+                self.client.prepare_typed(sql, &arrays),
+                self.query_session()
+            );
             let report = report?;
             confirmed = true;
             let current = self
@@ -841,21 +846,14 @@ fn as_params<'b>(bound: &'b [BoundParameter<'_>]) -> Vec<&'b (dyn ToSql + Sync)>
 /// The types to declare to the server for a statement whose caller declared
 /// `declared`: the caller's, except for parameters bound for encrypted
 /// columns, which must be declared as the column's plaintext type (its
-/// array type for `= ANY($n)`), or left unspecified, and are left for the
-/// server to type as ciphertext.
+/// array type for `= ANY($n)` and `unnest($n)`), or left unspecified: a
+/// cell is left for the server to type as ciphertext, an array of cells is
+/// declared `bytea[]`.
 fn server_types(
     analysis: &StatementAnalysis,
     catalog: &Catalog,
     declared: &[Type],
 ) -> Result<Vec<Type>, Error> {
-    let unspecified = || {
-        Type::new(
-            "unspecified".to_owned(),
-            0,
-            Kind::Pseudo,
-            "pg_catalog".to_owned(),
-        )
-    };
     declared
         .iter()
         .enumerate()
@@ -866,9 +864,12 @@ fn server_types(
                 usage,
             }) => {
                 let setting = catalog.settings().get(&encryption.setting_id);
-                let expected = setting.and_then(|setting| match usage {
-                    ParameterUse::CompareAny => setting.sql_array_type(),
-                    _ => setting.sql_type(),
+                let expected = setting.and_then(|setting| {
+                    if usage.is_array() {
+                        setting.sql_array_type()
+                    } else {
+                        setting.sql_type()
+                    }
                 });
                 // A named type (enum, citext) has another oid in every
                 // database: it is matched by name.
@@ -886,7 +887,14 @@ fn server_types(
                         },
                     });
                 }
-                Ok(unspecified())
+                // An array of cells is declared `bytea[]`: `unnest($n)`
+                // gives the server nothing to infer its type from, and
+                // `= ANY($n)` compares cells as `bytea` either way.
+                Ok(if usage.is_array() {
+                    Type::BYTEA_ARRAY
+                } else {
+                    unspecified_type()
+                })
             }
             _ => Ok(ty.clone()),
         })
@@ -899,6 +907,37 @@ fn has_encrypted_parameter(analysis: &StatementAnalysis) -> bool {
         .parameters
         .iter()
         .any(|target| matches!(target, ParameterTarget::Encrypted { .. }))
+}
+
+/// The types to declare when the caller declares none: `bytea[]` for the
+/// parameters that are arrays of cells, unspecified for the rest. Empty
+/// (all unspecified) when there are no such arrays.
+fn cell_array_types(analysis: &StatementAnalysis) -> Vec<Type> {
+    let is_array = |target: &ParameterTarget| matches!(target, ParameterTarget::Encrypted { usage, .. } if usage.is_array());
+    if !analysis.parameters.iter().any(is_array) {
+        return Vec::new();
+    }
+    analysis
+        .parameters
+        .iter()
+        .map(|target| {
+            if is_array(target) {
+                Type::BYTEA_ARRAY
+            } else {
+                unspecified_type()
+            }
+        })
+        .collect()
+}
+
+/// The type the server is left to infer.
+fn unspecified_type() -> Type {
+    Type::new(
+        "unspecified".to_owned(),
+        0,
+        Kind::Pseudo,
+        "pg_catalog".to_owned(),
+    )
 }
 
 /// Whether declared types ask for other types than the server inferred

@@ -165,9 +165,17 @@ pub(crate) fn encrypt_parameter<'a>(
         problem,
     };
     match usage {
-        ParameterUse::CompareAny => encrypt_array(value, setting, cipher)
+        ParameterUse::CompareAny => encrypt_array(value, setting, cipher, Coercion::Compare)
             .map(BoundParameter::Cells)
             .map_err(problem),
+        ParameterUse::StoreEach => encrypt_array(value, setting, cipher, Coercion::Store)
+            .map(BoundParameter::Cells)
+            .map_err(problem),
+        ParameterUse::StoreEachAndCompare => {
+            encrypt_array(value, setting, cipher, Coercion::StoreUnchanged)
+                .map(BoundParameter::Cells)
+                .map_err(problem)
+        }
         ParameterUse::Compare => encrypt_value(value, setting, cipher, Coercion::Compare)
             .map(BoundParameter::Cell)
             .map_err(problem),
@@ -180,12 +188,15 @@ pub(crate) fn encrypt_parameter<'a>(
     }
 }
 
-/// `= ANY($n)`: the array is encoded as an array of the setting's type,
-/// then each element encrypted on its own.
+/// `= ANY($n)`, `unnest($n)`: the array is encoded as an array of the
+/// setting's type, then each element coerced as `coercion` says and
+/// encrypted on its own. A multidimensional array becomes one dimension of
+/// its elements in order, as `unnest` and `= ANY` read it.
 fn encrypt_array(
     value: &(dyn ToSql + Sync),
     setting: &EncryptionSetting,
     cipher: &CellCipher,
+    coercion: Coercion,
 ) -> Result<Vec<Option<Vec<u8>>>, ParameterProblem> {
     let ty = setting
         .sql_array_type()
@@ -193,7 +204,7 @@ fn encrypt_array(
     let mut buffer = BytesMut::new();
     let cells = match value.to_sql_checked(&ty, &mut buffer) {
         Ok(IsNull::Yes) => Err(ParameterProblem::NullArray),
-        Ok(IsNull::No) => encrypt_elements(&buffer, setting, cipher),
+        Ok(IsNull::No) => encrypt_elements(&buffer, setting, cipher, coercion),
         Err(error) => Err(encode_problem(&*error, setting)),
     };
     buffer.as_mut().zeroize();
@@ -204,6 +215,7 @@ fn encrypt_elements(
     array: &[u8],
     setting: &EncryptionSetting,
     cipher: &CellCipher,
+    coercion: Coercion,
 ) -> Result<Vec<Option<Vec<u8>>>, ParameterProblem> {
     let parsed = array_from_sql(array).map_err(|_| ParameterProblem::MalformedArray)?;
     let mut values = parsed.values();
@@ -214,7 +226,7 @@ fn encrypt_elements(
     {
         cells.push(
             element
-                .map(|plaintext| encrypt_encoded(plaintext, setting, cipher, Coercion::Compare))
+                .map(|plaintext| encrypt_encoded(plaintext, setting, cipher, coercion))
                 .transpose()?,
         );
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use postgres_types::{Kind, Type};
 
 use super::decryption::{plan_columns, ResultColumnPlan};
-use crate::analysis::{ParameterTarget, ParameterUse, StatementAnalysis};
+use crate::analysis::{ParameterTarget, StatementAnalysis};
 use crate::catalog::Catalog;
 use crate::error::CrossCheckProblem;
 use crate::Error;
@@ -130,9 +130,10 @@ fn cross_check(
         };
         match target {
             ParameterTarget::Encrypted { column, usage, .. } => {
-                let fits = match usage {
-                    ParameterUse::CompareAny => element.is_some_and(holds_bytes),
-                    _ => holds_bytes(ty),
+                let fits = if usage.is_array() {
+                    element.is_some_and(holds_bytes)
+                } else {
+                    holds_bytes(ty)
                 };
                 if !fits {
                     return Err(refuse(CrossCheckProblem::NotCiphertext {

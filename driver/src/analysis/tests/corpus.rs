@@ -18,6 +18,10 @@ pub(super) enum Param {
     Compare(&'static str),
     /// The array of `= ANY($n)` against the column.
     Any(&'static str),
+    /// The array of `unnest($n)` whose elements are stored into the column.
+    Each(&'static str),
+    /// The same, its elements also compared with the column.
+    EachBoth(&'static str),
 }
 
 /// The expected refusal and its key fields.
@@ -52,7 +56,7 @@ pub(super) enum Expected {
 
 use EncryptionMode::{Deterministic as Det, Randomized as Rnd};
 use Expected::{NotTouching, Refuses, Touching};
-use Param::{Any, Compare, Plain, Store};
+use Param::{Any, Compare, Each, EachBoth, Plain, Store};
 use Refused::{Conflict, Mismatch, NotAllowed, Unassigned, Unparsable, Unresolved, Unsupported};
 
 /// Every supported shape and every refusal, with the expected answer.
@@ -565,6 +569,110 @@ pub(super) const CORPUS: &[(&str, Expected)] = &[
     ),
     ("SELECT p FROM patients p", Refuses(Unsupported("public.patients"))),
     ("SELECT * FROM generate_series(1, $1) g", NotTouching(&[Plain])),
+    // unnest($n, …) in FROM: arrays of parameters, one row per element
+    (
+        "INSERT INTO patients (id, ssn, diagnosis) \
+         SELECT * FROM unnest($1::int[], $2, $3) AS u(id, ssn, diagnosis)",
+        Touching(&[Plain, Each("patients.ssn"), Each("patients.diagnosis")]),
+    ),
+    (
+        "INSERT INTO patients (id, ssn) SELECT u.i, u.s FROM unnest($1, $2) u(i, s)",
+        Touching(&[Plain, Each("patients.ssn")]),
+    ),
+    (
+        "INSERT INTO patients (ssn) SELECT s FROM unnest($1) s",
+        Touching(&[Each("patients.ssn")]),
+    ),
+    (
+        "INSERT INTO patients (ssn) SELECT unnest FROM unnest($1)",
+        Touching(&[Each("patients.ssn")]),
+    ),
+    (
+        "INSERT INTO patients (ssn, id) SELECT s, n FROM unnest($1) WITH ORDINALITY AS u(s, n)",
+        Touching(&[Each("patients.ssn")]),
+    ),
+    (
+        "WITH rows AS (SELECT * FROM unnest($1, $2) AS u(id, ssn)) \
+         INSERT INTO patients (id, ssn) SELECT id, ssn FROM rows",
+        Touching(&[Plain, Each("patients.ssn")]),
+    ),
+    (
+        "UPDATE patients SET diagnosis = u.d FROM unnest($1::int[], $2) AS u(id, d) \
+         WHERE patients.id = u.id",
+        Touching(&[Plain, Each("patients.diagnosis")]),
+    ),
+    (
+        "SELECT p.id FROM patients p JOIN unnest($1) AS u(ssn) ON p.ssn = u.ssn",
+        Touching(&[Any("patients.ssn")]),
+    ),
+    (
+        "DELETE FROM patients USING unnest($1) AS u(ssn) WHERE patients.ssn = u.ssn",
+        Touching(&[Any("patients.ssn")]),
+    ),
+    (
+        "INSERT INTO patients (ssn) SELECT s FROM unnest($1) AS u(s) \
+         WHERE NOT EXISTS (SELECT 1 FROM patients p WHERE p.ssn = u.s)",
+        Touching(&[EachBoth("patients.ssn")]),
+    ),
+    // One array of cells serves two columns of one setting, not of two.
+    (
+        "WITH p AS (INSERT INTO patients (ssn) SELECT s FROM unnest($1) AS u(s) RETURNING id) \
+         INSERT INTO pairs (ssn) SELECT s FROM unnest($1) AS u(s)",
+        Touching(&[Each("patients.ssn")]),
+    ),
+    (
+        "INSERT INTO patients (ssn, email) SELECT s, s FROM unnest($1) AS u(s)",
+        Refuses(Conflict(1)),
+    ),
+    ("SELECT x FROM unnest($1) AS u(x)", NotTouching(&[Plain])),
+    ("SELECT * FROM plain, unnest($1::int[]) AS u(x) WHERE a = x", NotTouching(&[Plain])),
+    // A cast makes it a computed (plaintext) array.
+    (
+        "INSERT INTO patients (ssn) SELECT s FROM unnest($1::text[]) AS u(s)",
+        Refuses(NotAllowed("patients.ssn", Det, "plaintext column u.s")),
+    ),
+    (
+        "INSERT INTO patients (ssn) SELECT s FROM unnest(ARRAY[$1]) AS u(s)",
+        Refuses(NotAllowed("patients.ssn", Det, "plaintext column u.s")),
+    ),
+    (
+        "INSERT INTO patients (ssn) SELECT s FROM unnest(ARRAY['123-45-6789']) AS u(s)",
+        Refuses(NotAllowed("patients.ssn", Det, "plaintext column u.s")),
+    ),
+    (
+        "INSERT INTO patients (ssn) SELECT upper(s) FROM unnest($1) AS u(s)",
+        Refuses(NotAllowed("patients.ssn", Det, "not a parameter")),
+    ),
+    (
+        "INSERT INTO patients (ssn, name) SELECT s, s FROM unnest($1) AS u(s)",
+        Refuses(Conflict(1)),
+    ),
+    (
+        "INSERT INTO patients (ssn, diagnosis) SELECT s, s FROM unnest($1) AS u(s)",
+        Refuses(Conflict(1)),
+    ),
+    (
+        "INSERT INTO patients (ssn) SELECT s FROM unnest($1) AS u(s) WHERE s > $2",
+        Refuses(Conflict(1)),
+    ),
+    ("INSERT INTO patients (ssn) VALUES ($1) RETURNING (SELECT x FROM unnest($1) u(x) LIMIT 1)", Refuses(Conflict(1))),
+    (
+        "SELECT * FROM patients p, unnest(p.ssn) AS u(x)",
+        Refuses(NotAllowed("patients.ssn", Det, "unnest")),
+    ),
+    (
+        "SELECT p.id FROM patients p JOIN unnest($1) AS u(d) ON p.diagnosis = u.d",
+        Refuses(NotAllowed("patients.diagnosis", Rnd, "comparison")),
+    ),
+    (
+        "SELECT p.id FROM patients p JOIN unnest($1) AS u(ssn) ON p.ssn = u.ssn AND p.email = u.ssn",
+        Refuses(Conflict(1)),
+    ),
+    (
+        "SELECT p.id FROM patients p JOIN unnest($1) AS u(ssn) ON p.ssn = u.ssn \
+         JOIN pairs ON pairs.ssn = $1",
+        Refuses(Conflict(1)),
+    ),
     ("CREATE TABLE t2 (a int)", NotTouching(&[])),
     ("ALTER TABLE plain ADD COLUMN c int", NotTouching(&[])),
     ("SET search_path = billing", NotTouching(&[])),
@@ -595,6 +703,8 @@ fn expected_target(schema: &TestSchema, param: Param) -> ParameterTarget {
         Param::Store(column) => schema.target(column, ParameterUse::Store),
         Param::Compare(column) => schema.target(column, ParameterUse::Compare),
         Param::Any(column) => schema.target(column, ParameterUse::CompareAny),
+        Param::Each(column) => schema.target(column, ParameterUse::StoreEach),
+        Param::EachBoth(column) => schema.target(column, ParameterUse::StoreEachAndCompare),
     }
 }
 
