@@ -1,13 +1,18 @@
 //! `cargo run --release -p aepg-bench`: aepg against plain tokio-postgres
 //! on the same rows, in the same run, interleaved in blocks so that the
 //! machine's noise falls on both alike; prints each workload's ratio
-//! (aepg's throughput over plain's: 1.0 is parity) with its spread.
+//! (aepg's and pgcrypto's throughput over plain's: 1.0 is parity) with its
+//! spread.
 //!
 //! It starts its own PostgreSQL through the test harness (a container, or
 //! a local cluster) with `fsync`, `synchronous_commit` and
 //! `full_page_writes` on. The table: `id int, name text`, and `ssn`
 //! (deterministic `text`) and `note` (randomized `text`, ~100 bytes),
 //! encrypted for aepg and plain `text` for tokio-postgres.
+//!
+//! pgcrypto runs beside them (`pgp_sym_encrypt`/`pgp_sym_decrypt` on the
+//! server, with an HMAC blind index for lookups: the `pgcrypto` module), on
+//! a share of the rows for the bulk workloads, scaled to the same count.
 //!
 //! Workloads: binary `COPY … FROM STDIN` (bulk load), binary
 //! `COPY … TO STDOUT` (a full decrypting scan), a cold start (a new
@@ -23,6 +28,7 @@
 //! rows in 2 blocks, 50 statements: checks that the program works, as CI
 //! runs it), `--migration-only`.
 
+mod pgcrypto;
 mod point;
 
 use std::time::{Duration, Instant};
@@ -107,41 +113,96 @@ fn people(rows: usize) -> Vec<Person> {
         .collect()
 }
 
-/// Per-block ratios of one workload.
+/// Per-block ratios of one workload: aepg's and pgcrypto's throughput
+/// over plain tokio-postgres's.
 struct Ratios {
     name: &'static str,
-    values: Vec<f64>,
+    aepg: Vec<f64>,
+    pgcrypto: Vec<f64>,
 }
 
 impl Ratios {
     fn new(name: &'static str) -> Self {
         Self {
             name,
-            values: Vec::new(),
+            aepg: Vec::new(),
+            pgcrypto: Vec::new(),
         }
     }
 
-    /// aepg's throughput over plain's for one block: plain time ÷ aepg time.
-    fn add(&mut self, plain: Duration, aepg: Duration) {
+    /// One block: each contender's time for the same work (pgcrypto's
+    /// scaled to it where it did a share of the rows).
+    fn add(&mut self, plain: Duration, aepg: Duration, pgcrypto: Duration) {
         if std::env::var_os("AEPG_BENCH_VERBOSE").is_some() {
-            eprintln!("{}: plain {plain:?}, aepg {aepg:?}", self.name);
+            eprintln!(
+                "{}: plain {plain:?}, aepg {aepg:?}, pgcrypto {pgcrypto:?}",
+                self.name
+            );
         }
-        self.values.push(plain.as_secs_f64() / aepg.as_secs_f64());
+        self.aepg.push(plain.as_secs_f64() / aepg.as_secs_f64());
+        self.pgcrypto
+            .push(plain.as_secs_f64() / pgcrypto.as_secs_f64());
     }
 
     fn print(&self) {
-        let mut sorted = self.values.clone();
-        sorted.sort_by(f64::total_cmp);
-        let median = sorted[sorted.len() / 2];
         println!(
-            "{:<28} {:>6.2}   ({:.2} .. {:.2}, {} blocks)",
+            "{:<36} {}   {}",
             self.name,
-            median,
-            sorted[0],
-            sorted[sorted.len() - 1],
-            sorted.len()
+            spread(&self.aepg),
+            spread(&self.pgcrypto)
         );
     }
+}
+
+/// `median (min .. max)` of per-block ratios.
+fn spread(values: &[f64]) -> String {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    format!(
+        "{:>6.2} ({:.2} .. {:.2})",
+        sorted[sorted.len() / 2],
+        sorted[0],
+        sorted[sorted.len() - 1]
+    )
+}
+
+/// Runs the three contenders one after the other, first the one whose turn
+/// `block` makes it, so that none always meets a warm (or a busy) server.
+/// Returns plain's, aepg's and pgcrypto's results.
+async fn in_turn<P, A, G, T>(
+    block: usize,
+    plain: impl FnOnce() -> P,
+    aepg: impl FnOnce() -> A,
+    pgcrypto: impl FnOnce() -> G,
+) -> Result<(T, T, T), Failure>
+where
+    P: std::future::Future<Output = Result<T, Failure>>,
+    A: std::future::Future<Output = Result<T, Failure>>,
+    G: std::future::Future<Output = Result<T, Failure>>,
+{
+    Ok(match block % 3 {
+        0 => {
+            let plain = plain().await?;
+            let aepg = aepg().await?;
+            (plain, aepg, pgcrypto().await?)
+        }
+        1 => {
+            let aepg = aepg().await?;
+            let pgcrypto = pgcrypto().await?;
+            (plain().await?, aepg, pgcrypto)
+        }
+        _ => {
+            let pgcrypto = pgcrypto().await?;
+            let plain = plain().await?;
+            (plain, aepg().await?, pgcrypto)
+        }
+    })
+}
+
+/// `time` for `done` rows, scaled to `wanted` rows.
+fn scaled(time: Duration, done: usize, wanted: usize) -> Duration {
+    #[allow(clippy::cast_precision_loss)]
+    time.mul_f64(wanted as f64 / done.max(1) as f64)
 }
 
 async fn copy_in_plain(
@@ -286,39 +347,54 @@ async fn main() -> Result<(), Failure> {
             .await?;
         return migration(&db, options.rows).await;
     }
-    let mut load = Ratios::new("binary COPY in (bulk load)");
+    // pgcrypto encrypts each value with its own string-to-key derivation,
+    // hundreds of times slower per value: it loads and scans a share of the
+    // rows, and its times are scaled to the same number of rows.
+    let pgcrypto_rows = options.rows.min((options.rows / 20).max(10_000));
+    let mut pgc = db.database.connect().await;
+    pgcrypto::create(&pgc).await?;
+    let mut load = Ratios::new("bulk load (COPY; pgcrypto: unnest)");
     let block = options.rows.div_ceil(options.blocks);
-    for (index, chunk) in rows.chunks(block).enumerate() {
-        // Alternate who goes first, so that neither always meets a warm
-        // (or a busy) server.
-        let (plain_time, aepg_time) = if index % 2 == 0 {
-            (
-                copy_in_plain(&plain, chunk).await?,
-                copy_in_aepg(&aepg, chunk).await?,
-            )
-        } else {
-            let aepg_time = copy_in_aepg(&aepg, chunk).await?;
-            (copy_in_plain(&plain, chunk).await?, aepg_time)
-        };
-        load.add(plain_time, aepg_time);
+    let pgcrypto_block = pgcrypto_rows.div_ceil(options.blocks);
+    for (index, (chunk, pgcrypto_chunk)) in rows
+        .chunks(block)
+        .zip(rows[..pgcrypto_rows].chunks(pgcrypto_block))
+        .enumerate()
+    {
+        let (plain_time, aepg_time, pgcrypto_time) = in_turn(
+            index,
+            || copy_in_plain(&plain, chunk),
+            || copy_in_aepg(&aepg, chunk),
+            || pgcrypto::load(&mut pgc, pgcrypto_chunk),
+        )
+        .await?;
+        let pgcrypto_time = scaled(pgcrypto_time, pgcrypto_chunk.len(), chunk.len());
+        load.add(plain_time, aepg_time, pgcrypto_time);
     }
 
     let mut scan = Ratios::new("binary COPY out (full scan)");
     for index in 0..options.blocks {
-        let ((plain_time, plain_rows), (aepg_time, aepg_rows)) = if index % 2 == 0 {
-            (scan_plain(&plain).await?, scan_aepg(&aepg).await?)
-        } else {
-            let aepg_scan = scan_aepg(&aepg).await?;
-            (scan_plain(&plain).await?, aepg_scan)
-        };
-        if plain_rows != options.rows || aepg_rows != options.rows {
+        let ((plain_time, plain_rows), (aepg_time, aepg_rows), (pgcrypto_time, pgcrypto_scanned)) =
+            in_turn(
+                index,
+                || scan_plain(&plain),
+                || scan_aepg(&aepg),
+                || pgcrypto::scan(&pgc),
+            )
+            .await?;
+        if plain_rows != options.rows
+            || aepg_rows != options.rows
+            || pgcrypto_scanned != pgcrypto_rows
+        {
             return Err(format!(
-                "scanned {plain_rows} plain and {aepg_rows} aepg rows of {}",
+                "scanned {plain_rows} plain, {aepg_rows} aepg and {pgcrypto_scanned} pgcrypto rows \
+                 of {} ({pgcrypto_rows} for pgcrypto)",
                 options.rows
             )
             .into());
         }
-        scan.add(plain_time, aepg_time);
+        let pgcrypto_time = scaled(pgcrypto_time, pgcrypto_rows, options.rows);
+        scan.add(plain_time, aepg_time, pgcrypto_time);
     }
 
     // Point lookups by the deterministic column use an index, as a real
@@ -326,22 +402,27 @@ async fn main() -> Result<(), Failure> {
     plain
         .batch_execute("CREATE INDEX ON plain_people (ssn); CREATE INDEX ON enc_people (ssn)")
         .await?;
+    pgcrypto::index(&pgc).await?;
     let stored = stored_bytes(&plain).await?;
     let mut cold = Ratios::new("cold start, first query");
     for index in 0..options.blocks * 3 {
-        let (plain_time, aepg_time) = if index % 2 == 0 {
-            (cold_plain(&db).await?, cold_aepg(&db).await?)
-        } else {
-            let aepg_time = cold_aepg(&db).await?;
-            (cold_plain(&db).await?, aepg_time)
-        };
-        cold.add(plain_time, aepg_time);
+        let (plain_time, aepg_time, pgcrypto_time) = in_turn(
+            index,
+            || cold_plain(&db),
+            || cold_aepg(&db),
+            || pgcrypto::cold(&db),
+        )
+        .await?;
+        cold.add(plain_time, aepg_time, pgcrypto_time);
     }
 
     let first_id = i32::try_from(options.rows)?;
     let small = point::run(&db, options.blocks, options.ops, first_id).await?;
 
-    println!("{:<28} {:>6}   spread", "workload", "ratio");
+    println!(
+        "{:<36} {:<22}   pgcrypto ÷ plain",
+        "workload", "aepg ÷ plain"
+    );
     for ratios in [&load, &scan, &cold].into_iter().chain(&small) {
         ratios.print();
     }
@@ -351,33 +432,68 @@ async fn main() -> Result<(), Failure> {
     Ok(())
 }
 
-/// What the same rows take on disk, encrypted and plain: the mean stored
-/// size of each encrypted column's values (`pg_column_size`), and the
-/// tables' heap and total (with indexes and TOAST) sizes.
+/// What the same rows take on disk, encrypted (aepg, pgcrypto) and plain:
+/// the mean stored size of each encrypted column's values
+/// (`pg_column_size`; pgcrypto's `ssn` with its blind index), and the
+/// tables' heap and total (with indexes and TOAST) sizes. pgcrypto's table
+/// holds fewer rows: its table sizes are scaled to the same count.
 async fn stored_bytes(plain: &tokio_postgres::Client) -> Result<String, Failure> {
     plain
-        .batch_execute("VACUUM ANALYZE plain_people, enc_people")
+        .batch_execute("VACUUM ANALYZE plain_people, enc_people, pgc_people")
         .await?;
-    let sizes = |table: &str| {
+    let sizes = |table: &str, ssn: &str, rows: &str| {
         format!(
-            "SELECT avg(pg_column_size(ssn))::float8, avg(pg_column_size(note))::float8,
-                    pg_relation_size('{table}')::float8, pg_total_relation_size('{table}')::float8
+            "SELECT avg({ssn})::float8, avg(pg_column_size(note))::float8,
+                    pg_relation_size('{table}')::float8 / {rows},
+                    pg_total_relation_size('{table}')::float8 / {rows}
              FROM {table}"
         )
     };
-    let plain_row = plain.query_one(&sizes("plain_people"), &[]).await?;
-    let aepg_row = plain.query_one(&sizes("enc_people"), &[]).await?;
-    let mut report = String::from("stored bytes (aepg vs plain):\n");
+    let (rows, scale): (i64, i64) = {
+        let row = plain
+            .query_one(
+                "SELECT (SELECT count(*) FROM plain_people), (SELECT count(*) FROM pgc_people)",
+                &[],
+            )
+            .await?;
+        (row.try_get(0)?, row.try_get(1)?)
+    };
+    let same = "1";
+    let plain_row = plain
+        .query_one(&sizes("plain_people", "pg_column_size(ssn)", same), &[])
+        .await?;
+    let aepg_row = plain
+        .query_one(&sizes("enc_people", "pg_column_size(ssn)", same), &[])
+        .await?;
+    let pgcrypto_row = plain
+        .query_one(
+            &sizes(
+                "pgc_people",
+                "pg_column_size(ssn) + pg_column_size(ssn_hmac)",
+                &format!("({scale}::float8 / {rows})"),
+            ),
+            &[],
+        )
+        .await?;
+    let mut report = format!(
+        "stored bytes{:>27}{:>15}{:>15}{:>12}{:>12}\n",
+        "aepg", "pgcrypto", "plain", "aepg÷plain", "pgc÷plain"
+    );
     for (index, what) in [
         (0, "ssn, mean per value"),
         (1, "note, mean per value"),
         (2, "table heap"),
         (3, "table with indexes"),
     ] {
-        let (aepg, plain): (f64, f64) = (aepg_row.try_get(index)?, plain_row.try_get(index)?);
+        let (aepg, pgcrypto, plain): (f64, f64, f64) = (
+            aepg_row.try_get(index)?,
+            pgcrypto_row.try_get(index)?,
+            plain_row.try_get(index)?,
+        );
         report.push_str(&format!(
-            "  {what:<22} {aepg:>14.1} {plain:>14.1}   {:.2}x\n",
-            aepg / plain
+            "  {what:<22} {aepg:>15.1}{pgcrypto:>15.1}{plain:>15.1}{:>11.2}x{:>11.2}x\n",
+            aepg / plain,
+            pgcrypto / plain
         ));
     }
     Ok(report)

@@ -1,5 +1,5 @@
-//! Small-statement workloads, aepg against plain tokio-postgres on the
-//! same rows, interleaved in blocks: a single-row insert (each its own
+//! Small-statement workloads, aepg and pgcrypto against plain
+//! tokio-postgres on the same rows, interleaved in blocks: a single-row insert (each its own
 //! committed transaction), a point select by the deterministic column (one
 //! at a time, 64 in flight on one connection, and 8 connections at once).
 
@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use aepg_tests::fixture::EncryptedDatabase;
 use futures_util::future::try_join_all;
 
-use crate::{Failure, Ratios};
+use crate::pgcrypto::Pgcrypto;
+use crate::{in_turn, Failure, Ratios};
 
 /// Statements in flight on one connection in the pipelined workload.
 const IN_FLIGHT: usize = 64;
@@ -16,8 +17,10 @@ const IN_FLIGHT: usize = 64;
 const CLIENTS: usize = 8;
 
 /// One side of a comparison: the table and a connection to run on.
-trait Side {
+pub trait Side {
+    /// Inserts one row, its own transaction.
     async fn insert(&self, id: i32, ssn: &str, note: &str) -> Result<(), Failure>;
+    /// Reads the note of the first row with this `ssn`.
     async fn select(&self, ssn: &str) -> Result<(), Failure>;
 }
 
@@ -134,29 +137,6 @@ async fn concurrent<S: Side>(sides: &[S], operations: usize) -> Result<Duration,
     Ok(started.elapsed())
 }
 
-/// Runs `plain` and `aepg` one after the other, in an order that
-/// alternates with `block`, and records the ratio.
-async fn compare<P, A>(
-    ratios: &mut Ratios,
-    block: usize,
-    plain: impl FnOnce() -> P,
-    aepg: impl FnOnce() -> A,
-) -> Result<(), Failure>
-where
-    P: std::future::Future<Output = Result<Duration, Failure>>,
-    A: std::future::Future<Output = Result<Duration, Failure>>,
-{
-    let (plain_time, aepg_time) = if block.is_multiple_of(2) {
-        let plain_time = plain().await?;
-        (plain_time, aepg().await?)
-    } else {
-        let aepg_time = aepg().await?;
-        (plain().await?, aepg_time)
-    };
-    ratios.add(plain_time, aepg_time);
-    Ok(())
-}
-
 /// Every small-statement workload, `operations` statements per block, in
 /// `blocks` blocks; inserted rows take ids from `first_id`. Returns the
 /// ratios, one per workload.
@@ -168,17 +148,22 @@ pub async fn run(
 ) -> Result<Vec<Ratios>, Failure> {
     let aepg = db.client().await;
     let plain = Plain::connect(db).await?;
+    let pgc = Pgcrypto::connect(db).await?;
     let mut aepgs = Vec::new();
     let mut plains = Vec::new();
+    let mut pgcs = Vec::new();
     for _ in 0..CLIENTS {
         aepgs.push(db.client().await);
         plains.push(Plain::connect(db).await?);
+        pgcs.push(Pgcrypto::connect(db).await?);
     }
     // Warm up: statements prepared, keys unwrapped, pages cached.
     selects(&plain, IN_FLIGHT).await?;
     selects(&aepg, IN_FLIGHT).await?;
+    selects(&pgc, IN_FLIGHT).await?;
     concurrent(&plains, CLIENTS).await?;
     concurrent(&aepgs, CLIENTS).await?;
+    concurrent(&pgcs, CLIENTS).await?;
 
     let mut insert = Ratios::new("single-row insert");
     let mut select = Ratios::new("point select, 1 client");
@@ -187,36 +172,40 @@ pub async fn run(
     let mut next_id = first_id;
     for block in 0..blocks {
         let count = i32::try_from(operations)?;
-        let (plain_first, aepg_first) = (next_id, next_id + count);
-        next_id += 2 * count;
-        compare(
-            &mut insert,
+        let (plain_first, aepg_first, pgc_first) = (next_id, next_id + count, next_id + 2 * count);
+        next_id += 3 * count;
+        let (p, a, g) = in_turn(
             block,
             || inserts(&plain, plain_first, operations),
             || inserts(&aepg, aepg_first, operations),
+            || inserts(&pgc, pgc_first, operations),
         )
         .await?;
-        compare(
-            &mut select,
+        insert.add(p, a, g);
+        let (p, a, g) = in_turn(
             block,
             || selects(&plain, operations),
             || selects(&aepg, operations),
+            || selects(&pgc, operations),
         )
         .await?;
-        compare(
-            &mut in_flight,
+        select.add(p, a, g);
+        let (p, a, g) = in_turn(
             block,
             || pipelined(&plain, operations * 4),
             || pipelined(&aepg, operations * 4),
+            || pipelined(&pgc, operations * 4),
         )
         .await?;
-        compare(
-            &mut clients,
+        in_flight.add(p, a, g);
+        let (p, a, g) = in_turn(
             block,
             || concurrent(&plains, operations * 4),
             || concurrent(&aepgs, operations * 4),
+            || concurrent(&pgcs, operations * 4),
         )
         .await?;
+        clients.add(p, a, g);
     }
     Ok(vec![insert, select, in_flight, clients])
 }
