@@ -91,6 +91,17 @@ pub enum Error {
         /// The values given.
         given: usize,
     },
+    /// A value given to a COPY writer for a plaintext column does not fit
+    /// its type.
+    #[error("value for COPY column {column} ({sql_type}) does not fit: {problem}")]
+    CopyValue {
+        /// The column, as the COPY names it.
+        column: String,
+        /// Its type, as the server reports it.
+        sql_type: String,
+        /// Why (never the value).
+        problem: ParameterProblem,
+    },
     /// A session reset asked for inside a transaction block.
     #[error("the session is inside a transaction block: end it before the session is reset or the connection reused")]
     SessionInTransaction,

@@ -328,3 +328,103 @@ async fn copy_out_of_a_table_reads_it_alone_and_odd_names_are_refused() {
         assert!(matches!(error, Error::CopyRefused { .. }), "{sql}: {error}");
     }
 }
+
+/// A full scan is decrypted in batches on other threads while rows arrive:
+/// rows keep their order, and a DBA's tampering fails only the cells it
+/// touched, naming their columns, whether keys are kept or asked for each
+/// row.
+#[tokio::test]
+async fn a_scan_decrypted_in_batches_keeps_order_and_fails_only_tampered_cells() {
+    let (db, client) = people().await;
+    let mut writer = client
+        .copy_in("COPY people (id, ssn, balance) FROM STDIN (FORMAT binary)")
+        .await
+        .unwrap();
+    for id in 0..ROWS {
+        writer
+            .write(&[&id, &ssn(id), &(i64::from(id) * 3)])
+            .await
+            .unwrap();
+    }
+    writer.finish().await.unwrap();
+    // One cell with a flipped byte, one moved from another setting's column.
+    db.plain
+        .batch_execute(
+            "UPDATE people SET balance = set_byte(balance::bytea, 30, get_byte(balance::bytea, 30) # 1)::aepg.ciphertext \
+             WHERE id = 500; \
+             UPDATE people SET ssn = balance WHERE id = 1500",
+        )
+        .await
+        .unwrap();
+    let kept = db.client().await;
+    let asked = db
+        .client_with(db.encryption_with(|config| config.key_ttl(std::time::Duration::ZERO)))
+        .await;
+    // Asking the key store for every row is slow: that client reads the
+    // rows around the tampered ones.
+    let around: Vec<i32> = (490..510).chain(1490..1510).collect();
+    for (client, ids, filter) in [
+        (&kept, (0..ROWS).collect::<Vec<_>>(), "true"),
+        (&asked, around, "id % 1000 BETWEEN 490 AND 509"),
+    ] {
+        let rows: Vec<aepg::Row> = client
+            .copy_out(&format!(
+                "COPY (SELECT id, ssn, balance FROM people WHERE {filter} ORDER BY id) \
+                 TO STDOUT (FORMAT binary)"
+            ))
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), ids.len());
+        for (row, id) in rows.iter().zip(ids) {
+            assert_eq!(row.get::<_, i32>("id"), id, "in order");
+            let ssn_value = row.try_get::<_, String>("ssn");
+            let balance = row.try_get::<_, i64>("balance");
+            match id {
+                500 => {
+                    let error = balance.unwrap_err().to_string();
+                    assert!(error.contains("public.people.balance"), "{error}");
+                    assert_eq!(ssn_value.unwrap(), ssn(id));
+                }
+                1500 => {
+                    let error = ssn_value.unwrap_err().to_string();
+                    assert!(error.contains("public.people.ssn"), "{error}");
+                    assert_eq!(balance.unwrap(), i64::from(id) * 3);
+                }
+                _ => {
+                    assert_eq!(ssn_value.unwrap(), ssn(id));
+                    assert_eq!(balance.unwrap(), i64::from(id) * 3);
+                }
+            }
+        }
+    }
+}
+
+/// A value of the wrong Rust type for a plaintext column is refused by the
+/// writer, naming the column and both types; nothing of the COPY is stored.
+#[tokio::test]
+async fn a_plaintext_value_of_the_wrong_type_is_refused_naming_the_column() {
+    let (db, client) = people().await;
+    let mut writer = client
+        .copy_in("COPY people (id, name, ssn) FROM STDIN (FORMAT binary)")
+        .await
+        .unwrap();
+    writer.write(&[&1, &"one", &ssn(1)]).await.unwrap();
+    let error = writer.write(&[&"two", &"two", &ssn(2)]).await.unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, Error::CopyValue { .. }), "{message}");
+    assert!(
+        message.contains("id") && message.contains("int4") && message.contains("&str"),
+        "{message}"
+    );
+    drop(writer);
+    let count: i64 = db
+        .plain
+        .query_one("SELECT count(*) FROM people", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 0);
+}

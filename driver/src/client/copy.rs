@@ -16,21 +16,20 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures_util::{Stream, StreamExt, TryStreamExt};
-use postgres_types::{ToSql, Type};
+use futures_util::Stream;
+use postgres_types::Type;
 use sqlparser::ast::{CopyLegacyOption, CopyOption, CopySource, CopyTarget, Ident, ObjectName};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
-use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
+use tokio_postgres::binary_copy::BinaryCopyOutStream;
 
+use super::batch_decryption::BatchDecryption;
+use super::copy_in::{CopyColumn, CopyInWriter};
 use super::decryption::QueryCiphers;
 use super::executor::Executor;
-use super::parameter::{encrypt_value, BoundParameter};
 use super::row::{Row, RowStream, Source};
 use crate::analysis::ParameterTarget;
-use crate::catalog::EncryptionSetting;
-use crate::cell::{CellCipher, Coercion};
-use crate::names::{ColumnName, TableName};
+use crate::names::TableName;
 use crate::Error;
 
 /// A `COPY` as written, reduced to what aepg runs.
@@ -167,85 +166,6 @@ fn target(table_name: &ObjectName, encrypted_tables: &[TableName]) -> Result<Str
     }
 }
 
-/// One column of a `COPY FROM STDIN`: sent as given, or encrypted.
-enum CopyColumn {
-    Plain,
-    Encrypted {
-        column: ColumnName,
-        setting: Arc<EncryptionSetting>,
-        cipher: Arc<CellCipher>,
-    },
-}
-
-/// Writes the rows of a binary `COPY … FROM STDIN`, encrypting the values
-/// of encrypted columns as they go, from [`Client::copy_in`](crate::Client::copy_in).
-///
-/// Call [`finish`](Self::finish) at the end: a writer dropped before it
-/// aborts the `COPY`, and no row of it is stored.
-pub struct CopyInWriter {
-    inner: Pin<Box<BinaryCopyInWriter>>,
-    columns: Vec<CopyColumn>,
-}
-
-impl CopyInWriter {
-    /// Writes one row: a value per column of the `COPY`, in its order, of
-    /// the Rust types a statement's parameters for those columns take.
-    ///
-    /// # Errors
-    /// [`Error::CopyRowLength`]; [`Error::Value`] naming the encrypted
-    /// column whose value does not fit its type (never the value); database
-    /// errors. After an error, drop the writer: the `COPY` is aborted.
-    pub async fn write(&mut self, values: &[&(dyn ToSql + Sync)]) -> Result<(), Error> {
-        if values.len() != self.columns.len() {
-            return Err(Error::CopyRowLength {
-                expected: self.columns.len(),
-                given: values.len(),
-            });
-        }
-        let mut bound = Vec::with_capacity(values.len());
-        for (value, column) in values.iter().zip(&self.columns) {
-            bound.push(match column {
-                CopyColumn::Plain => BoundParameter::Plain(*value),
-                CopyColumn::Encrypted {
-                    column,
-                    setting,
-                    cipher,
-                } => BoundParameter::Cell(
-                    encrypt_value(*value, setting, cipher, Coercion::Store).map_err(|problem| {
-                        Error::Value {
-                            column: Box::new(column.clone()),
-                            sql_type: setting.type_name(),
-                            problem,
-                        }
-                    })?,
-                ),
-            });
-        }
-        let refs: Vec<&(dyn ToSql + Sync)> = bound
-            .iter()
-            .map(|value| value as &(dyn ToSql + Sync))
-            .collect();
-        self.inner.as_mut().write(&refs).await?;
-        Ok(())
-    }
-
-    /// Ends the `COPY`; returns the number of rows stored.
-    ///
-    /// # Errors
-    /// Database errors (a constraint, a type the server refuses).
-    pub async fn finish(mut self) -> Result<u64, Error> {
-        Ok(self.inner.as_mut().finish().await?)
-    }
-}
-
-impl std::fmt::Debug for CopyInWriter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CopyInWriter")
-            .field("columns", &self.columns.len())
-            .finish_non_exhaustive()
-    }
-}
-
 impl<'a> Executor<'a> {
     /// Plans and starts `COPY table (columns) FROM STDIN (FORMAT binary)`.
     pub(crate) async fn copy_in(&self, sql: &str) -> Result<CopyInWriter, Error> {
@@ -272,8 +192,7 @@ impl<'a> Executor<'a> {
         let prepared = &statement.0;
         let target = target(table_name, &prepared.analysis.encrypted_tables)?;
         let mut copy_columns = Vec::with_capacity(columns.len());
-        let mut types = Vec::with_capacity(columns.len());
-        for (index, server_type) in statement.params().iter().enumerate() {
+        for (index, (server_type, name)) in statement.params().iter().zip(columns).enumerate() {
             match prepared.analysis.parameters.get(index) {
                 Some(ParameterTarget::Encrypted {
                     column, encryption, ..
@@ -286,12 +205,11 @@ impl<'a> Executor<'a> {
                         setting,
                         cipher,
                     });
-                    types.push(Type::BYTEA);
                 }
-                _ => {
-                    copy_columns.push(CopyColumn::Plain);
-                    types.push(server_type.clone());
-                }
+                _ => copy_columns.push(CopyColumn::Plain {
+                    name: name.to_string(),
+                    ty: server_type.clone(),
+                }),
             }
         }
         let freeze = if command.freeze { ", FREEZE" } else { "" };
@@ -301,10 +219,7 @@ impl<'a> Executor<'a> {
         );
         let sink = self.client.copy_in(&copy).await?;
         self.state.statement_ran();
-        Ok(CopyInWriter {
-            inner: Box::pin(BinaryCopyInWriter::new(sink, &types)),
-            columns: copy_columns,
-        })
+        Ok(CopyInWriter::new(sink, copy_columns))
     }
 
     /// Plans and starts `COPY … TO STDOUT (FORMAT binary)`; the rows come
@@ -351,22 +266,20 @@ impl<'a> Executor<'a> {
         self.state.statement_ran();
         let encryption = self.state.encryption.clone();
         let ciphers = Arc::new(QueryCiphers::for_plans(&prepared.columns, &encryption));
-        let rows = BinaryCopyOutStream::new(stream, &types)
-            .map_err(Error::from)
-            .and_then(move |row| {
-                let (plans, catalog, query, encryption, ciphers) = (
-                    prepared.columns.clone(),
-                    prepared.catalog.clone(),
-                    prepared.inner.clone(),
-                    encryption.clone(),
-                    ciphers.clone(),
-                );
-                async move {
-                    let source = Source::Copy { row, query };
-                    Row::decrypt(source, plans, &encryption, &catalog, &ciphers).await
-                }
-            });
-        let rows: Pin<Box<dyn Stream<Item = Result<Row, Error>> + Send>> = Box::pin(rows.boxed());
+        let query = prepared.inner.clone();
+        let decryption = BatchDecryption {
+            plans: prepared.columns.clone(),
+            encryption,
+            catalog: prepared.catalog.clone(),
+            ciphers,
+        };
+        let rows = decryption.decrypt(BinaryCopyOutStream::new(stream, &types), move |row| {
+            Source::Copy {
+                row,
+                query: query.clone(),
+            }
+        });
+        let rows: Pin<Box<dyn Stream<Item = Result<Row, Error>> + Send>> = Box::pin(rows);
         Ok(RowStream { inner: rows })
     }
 }

@@ -226,7 +226,14 @@ pub(crate) struct QueryCiphers {
     keys: Vec<(u32, CipherSlot)>,
 }
 
-type CipherSlot = tokio::sync::OnceCell<Result<Arc<CellCipher>, Arc<DecryptError>>>;
+/// A column key's cipher, or why it cannot be had.
+pub(crate) type CipherLookup = Result<Arc<CellCipher>, Arc<DecryptError>>;
+
+/// The ciphers a row's decrypted columns need, by key id, looked up before
+/// its cells are decrypted (which then needs no `await`).
+pub(crate) type RowCiphers = Vec<(u32, CipherLookup)>;
+
+type CipherSlot = tokio::sync::OnceCell<CipherLookup>;
 
 impl QueryCiphers {
     /// Slots for the column keys of `plans`' decrypted columns; none when
@@ -246,12 +253,33 @@ impl QueryCiphers {
         Self { keys }
     }
 
+    /// The ciphers of `plans`' decrypted columns, each key looked up once:
+    /// from this query's slots, or (keys not kept) from the key cache or
+    /// store, for every row.
+    pub(crate) async fn for_row(
+        &self,
+        plans: &[ResultColumnPlan],
+        encryption: &Encryption,
+        catalog: &Catalog,
+    ) -> RowCiphers {
+        let mut ciphers: RowCiphers = Vec::new();
+        for plan in plans {
+            if let ColumnDecryption::Decrypted { setting, .. } = &plan.decryption {
+                if !ciphers.iter().any(|(key_id, _)| *key_id == setting.key_id) {
+                    let cipher = self.cipher(encryption, catalog, setting.key_id).await;
+                    ciphers.push((setting.key_id, cipher));
+                }
+            }
+        }
+        ciphers
+    }
+
     async fn cipher(
         &self,
         encryption: &Encryption,
         catalog: &Catalog,
         key_id: u32,
-    ) -> Result<Arc<CellCipher>, Arc<DecryptError>> {
+    ) -> CipherLookup {
         let lookup = || async { encryption.cipher(catalog, key_id).await.map_err(Arc::new) };
         match self.keys.iter().find(|(id, _)| *id == key_id) {
             Some((_, slot)) => slot.get_or_init(lookup).await.clone(),
@@ -273,9 +301,23 @@ pub(crate) async fn decrypt_cell(
     cell: &[u8],
     ciphers: &QueryCiphers,
 ) -> Result<Zeroizing<Vec<u8>>, Arc<DecryptError>> {
+    let cipher = ciphers.cipher(encryption, catalog, setting.key_id).await?;
+    decrypt_with(&cipher, encryption, catalog, setting, cell)
+}
+
+/// [`decrypt_cell`] with the cipher of `setting`'s key already at hand.
+///
+/// # Errors
+/// As [`decrypt_cell`], but for the key.
+pub(crate) fn decrypt_with(
+    cipher: &CellCipher,
+    encryption: &Encryption,
+    catalog: &Catalog,
+    setting: &EncryptionSetting,
+    cell: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, Arc<DecryptError>> {
     // A setting's cells are made with its column key: the cipher checks
     // that the header names this setting, its mode and this key.
-    let cipher = ciphers.cipher(encryption, catalog, setting.key_id).await?;
     cipher
         .decrypt(&setting.cell, cell)
         .map_err(|error| Arc::new(cell_error(encryption, catalog, setting, error)))

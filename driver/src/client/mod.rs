@@ -10,13 +10,17 @@
 //!   a statement.
 //! - `statement`, `parameter`, `decryption`, `row`: a statement's
 //!   cross-check, its parameters' encryption, its results' decryption.
+//! - `copy`, `copy_in`, `batch_decryption`: encrypted binary COPY, its
+//!   writer, and long results decrypted in batches on other threads.
 
+mod batch_decryption;
 #[allow(clippy::module_inception)] // client/client.rs holds `Client`, as in tokio-postgres
 mod client;
 mod column_index;
 mod connection;
 mod connection_state;
 mod copy;
+mod copy_in;
 mod decryption;
 mod encryption;
 mod executor;
@@ -36,7 +40,7 @@ mod transaction;
 pub use client::{connect, Client};
 pub use column_index::ColumnIndex;
 pub use connection::Connection;
-pub use copy::CopyInWriter;
+pub use copy_in::CopyInWriter;
 pub use decryption::ColumnDecryption;
 pub(crate) use decryption::{decrypt_cell, QueryCiphers};
 pub use encryption::{

@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::types::{array_from_sql, array_to_sql, ArrayDimension};
 use postgres_types::{to_sql_checked, IsNull, Kind, ToSql, Type, WrongType};
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::analysis::ParameterUse;
 use crate::catalog::EncryptionSetting;
@@ -90,16 +90,33 @@ pub(crate) fn encrypt_value(
     cipher: &CellCipher,
     coercion: Coercion,
 ) -> Result<Option<Vec<u8>>, ParameterProblem> {
+    cell_plaintext(value, setting, coercion)?
+        .map(|plaintext| seal(&plaintext, setting, cipher))
+        .transpose()
+}
+
+/// The first half of [`encrypt_value`]: `value` encoded as `setting`'s
+/// plaintext type, checked and coerced as the server would, ready to be
+/// [`seal`]ed later (on another thread, for bulk rows). Zeroized when
+/// dropped; `None` for SQL NULL.
+///
+/// # Errors
+/// As [`encrypt_value`].
+pub(crate) fn cell_plaintext(
+    value: &(dyn ToSql + Sync),
+    setting: &EncryptionSetting,
+    coercion: Coercion,
+) -> Result<Option<Zeroizing<Vec<u8>>>, ParameterProblem> {
     let ty = setting.sql_type().ok_or(ParameterProblem::NotEncodable)?;
     let mut buffer = BytesMut::new();
     let outcome = value.to_sql_checked(&ty, &mut buffer);
-    let cell = match outcome {
+    let plaintext = match outcome {
         Ok(IsNull::Yes) => Ok(None),
-        Ok(IsNull::No) => encrypt_encoded(&buffer, setting, cipher, coercion).map(Some),
+        Ok(IsNull::No) => checked_plaintext(&buffer, setting, coercion).map(Some),
         Err(error) => Err(encode_problem(&*error, setting)),
     };
     buffer.as_mut().zeroize();
-    cell
+    plaintext
 }
 
 /// Encrypts an already encoded plaintext (an array element, say).
@@ -109,6 +126,19 @@ fn encrypt_encoded(
     cipher: &CellCipher,
     coercion: Coercion,
 ) -> Result<Vec<u8>, ParameterProblem> {
+    seal(
+        &checked_plaintext(plaintext, setting, coercion)?,
+        setting,
+        cipher,
+    )
+}
+
+/// An encoded plaintext checked and coerced for `setting`.
+fn checked_plaintext(
+    plaintext: &[u8],
+    setting: &EncryptionSetting,
+    coercion: Coercion,
+) -> Result<Zeroizing<Vec<u8>>, ParameterProblem> {
     // The server sees only ciphertext, so it can neither check the value's
     // type nor apply the column's typmod: do both here, as it would.
     let coerced = coerce(setting.cell.plaintext_type, plaintext, coercion)?;
@@ -119,6 +149,21 @@ fn encrypt_encoded(
             return Err(ParameterProblem::NotALabel);
         }
     }
+    Ok(match coerced {
+        Some(coerced) => coerced,
+        None => Zeroizing::new(plaintext.to_vec()),
+    })
+}
+
+/// The second half of [`encrypt_value`]: the cell of a checked plaintext.
+///
+/// # Errors
+/// [`ParameterProblem::TooLongToEncrypt`].
+pub(crate) fn seal(
+    plaintext: &[u8],
+    setting: &EncryptionSetting,
+    cipher: &CellCipher,
+) -> Result<Vec<u8>, ParameterProblem> {
     cipher
         .encrypt(&setting.cell, plaintext)
         .map_err(|_| ParameterProblem::TooLongToEncrypt)
@@ -130,10 +175,18 @@ fn encode_problem(
     error: &(dyn StdError + Sync + Send + 'static),
     setting: &EncryptionSetting,
 ) -> ParameterProblem {
+    encode_problem_for(error, || setting.type_name())
+}
+
+/// [`encode_problem`] for a value of the SQL type `sql_type` names.
+pub(crate) fn encode_problem_for(
+    error: &(dyn StdError + Sync + Send + 'static),
+    sql_type: impl FnOnce() -> String,
+) -> ParameterProblem {
     match error.downcast_ref::<WrongType>() {
         Some(wrong_type) => ParameterProblem::WrongType {
             rust_type: rust_type_of(wrong_type),
-            sql_type: setting.type_name(),
+            sql_type: sql_type(),
         },
         None => ParameterProblem::NotEncodable,
     }

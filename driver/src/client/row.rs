@@ -12,7 +12,9 @@ use tokio_postgres::Column;
 use zeroize::Zeroizing;
 
 use super::column_index::ColumnIndex;
-use super::decryption::{decrypt_cell, ColumnDecryption, QueryCiphers, RawValue, ResultColumnPlan};
+use super::decryption::{
+    decrypt_with, ColumnDecryption, QueryCiphers, RawValue, ResultColumnPlan, RowCiphers,
+};
 use super::encryption::Encryption;
 use crate::catalog::Catalog;
 use crate::error::{DecryptError, ResultTypeProblem};
@@ -87,7 +89,19 @@ impl Row {
         catalog: &Catalog,
         ciphers: &QueryCiphers,
     ) -> Result<Self, Error> {
-        let inner = inner.into();
+        let keys = ciphers.for_row(&plans, encryption, catalog).await;
+        Self::decrypt_with(inner.into(), plans, encryption, catalog, &keys)
+    }
+
+    /// [`decrypt`](Self::decrypt) with the ciphers looked up already:
+    /// no `await`, so batches of rows can be decrypted on another thread.
+    pub(crate) fn decrypt_with(
+        inner: Source,
+        plans: Arc<[ResultColumnPlan]>,
+        encryption: &Encryption,
+        catalog: &Catalog,
+        keys: &RowCiphers,
+    ) -> Result<Self, Error> {
         let mut values = Vec::with_capacity(plans.len());
         for (index, plan) in plans.iter().enumerate() {
             let value = match &plan.decryption {
@@ -98,7 +112,17 @@ impl Row {
                         // NULL stays NULL under encryption.
                         (None, _) => DecryptedValue::Null,
                         (Some(RawValue(cell)), ColumnDecryption::Decrypted { setting, .. }) => {
-                            match decrypt_cell(encryption, catalog, setting, cell, ciphers).await {
+                            let decrypted = match keys.iter().find(|(id, _)| *id == setting.key_id)
+                            {
+                                Some((_, Ok(cipher))) => {
+                                    decrypt_with(cipher, encryption, catalog, setting, cell)
+                                }
+                                Some((_, Err(error))) => Err(error.clone()),
+                                None => Err(Arc::new(DecryptError::Unusable {
+                                    reason: "its column key was not looked up".to_owned(),
+                                })),
+                            };
+                            match decrypted {
                                 Ok(plaintext) => {
                                     tracing::trace!(column = %plan.label, "aepg cell decrypted");
                                     DecryptedValue::Plaintext(plaintext)

@@ -1,0 +1,254 @@
+//! The writer of an encrypted binary `COPY … FROM STDIN`.
+//!
+//! Each row is encoded when it is written: plaintext columns in their
+//! server types, encrypted columns in their plaintext types, checked and
+//! coerced as the server would (so a value that does not fit is refused at
+//! once, naming its column). Rows are then encrypted and laid out in the
+//! binary COPY format in batches, on tokio's blocking pool, while the
+//! caller writes the next batch and the previous one is sent: on a loaded
+//! client the cell cipher, not the protocol, is most of a bulk load's time.
+//! Plaintexts wait in zeroizing buffers until their batch is encrypted.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::SinkExt;
+use postgres_types::{IsNull, ToSql, Type};
+use tokio::task::JoinHandle;
+use tokio_postgres::CopyInSink;
+use zeroize::Zeroizing;
+
+use super::parameter::{cell_plaintext, encode_problem_for, seal};
+use crate::catalog::EncryptionSetting;
+use crate::cell::{CellCipher, Coercion};
+use crate::error::ParameterProblem;
+use crate::names::ColumnName;
+use crate::Error;
+
+/// Rows encrypted together.
+const BATCH: usize = 1_024;
+/// A last batch of fewer rows is encrypted in place.
+const OFFLOAD_AT: usize = 64;
+/// The binary COPY signature, flags and header extension length.
+const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+
+/// One column of a `COPY FROM STDIN`: sent as given, or encrypted.
+pub(super) enum CopyColumn {
+    /// A plaintext column.
+    Plain {
+        /// Its name in the COPY, for errors.
+        name: String,
+        /// Its type, as the server reports it.
+        ty: Type,
+    },
+    /// An encrypted column.
+    Encrypted {
+        /// The column.
+        column: ColumnName,
+        /// Its setting.
+        setting: Arc<EncryptionSetting>,
+        /// Its key's cipher.
+        cipher: Arc<CellCipher>,
+    },
+}
+
+/// One written row: each value encoded (a plaintext column's as sent, an
+/// encrypted column's as the plaintext of its cell), `None` for NULL.
+type PendingRow = Vec<Option<Zeroizing<Vec<u8>>>>;
+
+/// Writes the rows of a binary `COPY … FROM STDIN`, encrypting the values
+/// of encrypted columns as they go, from [`Client::copy_in`](crate::Client::copy_in).
+///
+/// Call [`finish`](Self::finish) at the end: a writer dropped before it
+/// aborts the `COPY`, and no row of it is stored.
+pub struct CopyInWriter {
+    sink: Pin<Box<CopyInSink<Bytes>>>,
+    columns: Arc<[CopyColumn]>,
+    pending: Vec<PendingRow>,
+    /// The batch being encrypted, sent before the next one.
+    in_flight: Option<JoinHandle<Result<BytesMut, Error>>>,
+    /// Whether the COPY header is still to be sent (with the first batch).
+    header: bool,
+}
+
+impl CopyInWriter {
+    pub(super) fn new(sink: CopyInSink<Bytes>, columns: Vec<CopyColumn>) -> Self {
+        Self {
+            sink: Box::pin(sink),
+            columns: columns.into(),
+            pending: Vec::with_capacity(BATCH),
+            in_flight: None,
+            header: true,
+        }
+    }
+
+    /// Writes one row: a value per column of the `COPY`, in its order, of
+    /// the Rust types a statement's parameters for those columns take.
+    ///
+    /// # Errors
+    /// [`Error::CopyRowLength`]; [`Error::Value`] naming the encrypted
+    /// column whose value does not fit its type, [`Error::CopyValue`] for a
+    /// plaintext column (never the value); database errors. After an
+    /// error, drop the writer: the `COPY` is aborted.
+    pub async fn write(&mut self, values: &[&(dyn ToSql + Sync)]) -> Result<(), Error> {
+        if values.len() != self.columns.len() {
+            return Err(Error::CopyRowLength {
+                expected: self.columns.len(),
+                given: values.len(),
+            });
+        }
+        let mut row: PendingRow = Vec::with_capacity(values.len());
+        for (value, column) in values.iter().zip(self.columns.iter()) {
+            row.push(match column {
+                CopyColumn::Plain { name, ty } => {
+                    encode_plain(*value, ty).map_err(|problem| Error::CopyValue {
+                        column: name.clone(),
+                        sql_type: ty.name().to_owned(),
+                        problem,
+                    })?
+                }
+                CopyColumn::Encrypted {
+                    column, setting, ..
+                } => cell_plaintext(*value, setting, Coercion::Store)
+                    .map_err(|problem| value_error(column, setting, problem))?,
+            });
+        }
+        self.pending.push(row);
+        if self.pending.len() >= BATCH {
+            let batch = self.take_batch();
+            let next = tokio::task::spawn_blocking(batch);
+            if let Some(previous) = self.in_flight.replace(next) {
+                self.send(joined(previous).await?).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the `COPY`; returns the number of rows stored.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write), for the rows not yet encrypted; database
+    /// errors (a constraint, a type the server refuses).
+    pub async fn finish(mut self) -> Result<u64, Error> {
+        if let Some(previous) = self.in_flight.take() {
+            self.send(joined(previous).await?).await?;
+        }
+        let offload = self.pending.len() >= OFFLOAD_AT;
+        let batch = self.take_batch();
+        let mut last = if offload {
+            joined(tokio::task::spawn_blocking(batch)).await?
+        } else {
+            batch()?
+        };
+        last.put_i16(-1);
+        self.send(last).await?;
+        Ok(self.sink.as_mut().finish().await?)
+    }
+
+    /// The pending rows (and the header, the first time), as a job that
+    /// encrypts them and lays them out.
+    fn take_batch(&mut self) -> impl FnOnce() -> Result<BytesMut, Error> + Send + 'static {
+        let rows = std::mem::replace(&mut self.pending, Vec::with_capacity(BATCH));
+        let header = std::mem::take(&mut self.header);
+        let columns = self.columns.clone();
+        move || encode_batch(&columns, rows, header)
+    }
+
+    async fn send(&mut self, data: BytesMut) -> Result<(), Error> {
+        Ok(self.sink.send(data.freeze()).await?)
+    }
+}
+
+impl std::fmt::Debug for CopyInWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopyInWriter")
+            .field("columns", &self.columns.len())
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A plaintext column's value in its server type.
+fn encode_plain(
+    value: &(dyn ToSql + Sync),
+    ty: &Type,
+) -> Result<Option<Zeroizing<Vec<u8>>>, ParameterProblem> {
+    let mut buffer = BytesMut::new();
+    match value.to_sql_checked(ty, &mut buffer) {
+        Ok(IsNull::Yes) => Ok(None),
+        Ok(IsNull::No) => Ok(Some(Zeroizing::new(Vec::from(buffer)))),
+        Err(error) => Err(encode_problem_for(&*error, || ty.name().to_owned())),
+    }
+}
+
+fn value_error(
+    column: &ColumnName,
+    setting: &EncryptionSetting,
+    problem: ParameterProblem,
+) -> Error {
+    Error::Value {
+        column: Box::new(column.clone()),
+        sql_type: setting.type_name(),
+        problem,
+    }
+}
+
+/// `rows` in the binary COPY format, encrypted columns sealed.
+fn encode_batch(
+    columns: &[CopyColumn],
+    rows: Vec<PendingRow>,
+    header: bool,
+) -> Result<BytesMut, Error> {
+    let mut out = BytesMut::with_capacity(if header { HEADER.len() } else { 0 } + rows.len() * 128);
+    if header {
+        out.put_slice(HEADER);
+    }
+    // At most 1,600 columns (PostgreSQL's limit), checked when planned.
+    let count = i16::try_from(columns.len()).unwrap_or(i16::MAX);
+    for row in rows {
+        out.put_i16(count);
+        for (value, column) in row.iter().zip(columns) {
+            let Some(value) = value else {
+                out.put_i32(-1);
+                continue;
+            };
+            match column {
+                CopyColumn::Plain { name, ty } => {
+                    let len = i32::try_from(value.len()).map_err(|_| Error::CopyValue {
+                        column: name.clone(),
+                        sql_type: ty.name().to_owned(),
+                        problem: ParameterProblem::TooLongToEncrypt,
+                    })?;
+                    out.put_i32(len);
+                    out.put_slice(value);
+                }
+                CopyColumn::Encrypted {
+                    column,
+                    setting,
+                    cipher,
+                } => {
+                    let cell = seal(value, setting, cipher)
+                        .map_err(|problem| value_error(column, setting, problem))?;
+                    let len = i32::try_from(cell.len()).map_err(|_| {
+                        value_error(column, setting, ParameterProblem::TooLongToEncrypt)
+                    })?;
+                    out.put_i32(len);
+                    out.put_slice(&cell);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The result of a batch job; a panic in it goes on here.
+async fn joined(job: JoinHandle<Result<BytesMut, Error>>) -> Result<BytesMut, Error> {
+    match job.await {
+        Ok(result) => result,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(_) => Err(Error::CopyRefused {
+            reason: "the runtime shut down while rows were encrypted".to_owned(),
+        }),
+    }
+}
