@@ -154,16 +154,21 @@ impl Ratios {
     }
 }
 
-/// `median (min .. max)` of per-block ratios.
+/// `median (min .. max)` of per-block ratios; three places below 0.1,
+/// where two would print pgcrypto's ratios as zeros.
 fn spread(values: &[f64]) -> String {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
-    format!(
-        "{:>6.2} ({:.2} .. {:.2})",
+    let (median, low, high) = (
         sorted[sorted.len() / 2],
         sorted[0],
-        sorted[sorted.len() - 1]
-    )
+        sorted[sorted.len() - 1],
+    );
+    if median < 0.1 {
+        format!("{median:>6.3} ({low:.3} .. {high:.3})")
+    } else {
+        format!("{median:>6.2} ({low:.2} .. {high:.2})")
+    }
 }
 
 /// Runs the three contenders one after the other, first the one whose turn
@@ -336,7 +341,7 @@ async fn main() -> Result<(), Failure> {
     }
     let rows = people(options.rows);
     println!(
-        "{} rows in {} blocks; ratio = aepg throughput / plain tokio-postgres throughput (median, min .. max)\n",
+        "{} rows in {} blocks; ratio = throughput / plain tokio-postgres throughput (median, min .. max); pgcrypto on a share of the bulk rows, scaled\n",
         options.rows, options.blocks
     );
 
