@@ -327,6 +327,14 @@ pub enum CrossCheckProblem {
     },
     /// It appears in the text, but the server does not see it.
     UnknownToServer,
+    /// It is an argument of `unnest(…)`, which the analysis counted as one
+    /// column, but the server types it as something `unnest` spreads
+    /// otherwise (an array of a composite type: a column per field), or
+    /// not as the built-in type its cast names.
+    NotUnnestable {
+        /// The type the server inferred, schema-qualified.
+        server_type: String,
+    },
 }
 
 impl fmt::Display for CrossCheckProblem {
@@ -347,6 +355,11 @@ impl fmt::Display for CrossCheckProblem {
             Self::UnknownToServer => {
                 f.write_str("appears in the text but the server does not see it")
             }
+            Self::NotUnnestable { server_type } => write!(
+                f,
+                "is unnested as one column, but the server types it {server_type}: unnest \
+                 takes arrays of built-in or other non-composite types here"
+            ),
         }
     }
 }
@@ -392,6 +405,8 @@ pub enum ParameterProblem {
     NoArrayType,
     /// The value is too long to encrypt.
     TooLongToEncrypt,
+    /// Larger than one PostgreSQL value may be (1 GB).
+    TooLarge,
     /// The caller declared the parameter as another type than the column's
     /// plaintext type (`prepare_typed`).
     DeclaredType {
@@ -433,6 +448,7 @@ impl fmt::Display for ParameterProblem {
             Self::MalformedArray => f.write_str("the encoded array cannot be read"),
             Self::NoArrayType => f.write_str("this type has no array type"),
             Self::TooLongToEncrypt => f.write_str("the value is too long to encrypt"),
+            Self::TooLarge => f.write_str("the value is larger than the 1 GB PostgreSQL takes"),
             Self::DeclaredType { declared } => {
                 write!(f, "it is declared {declared}, which the column does not hold")
             }

@@ -403,7 +403,9 @@ async fn a_scan_decrypted_in_batches_keeps_order_and_fails_only_tampered_cells()
 }
 
 /// A value of the wrong Rust type for a plaintext column is refused by the
-/// writer, naming the column and both types; nothing of the COPY is stored.
+/// writer, naming the column and both types. Enough rows came before it
+/// that batches were already sent: dropping the writer aborts the COPY,
+/// and none of them is stored.
 #[tokio::test]
 async fn a_plaintext_value_of_the_wrong_type_is_refused_naming_the_column() {
     let (db, client) = people().await;
@@ -411,12 +413,15 @@ async fn a_plaintext_value_of_the_wrong_type_is_refused_naming_the_column() {
         .copy_in("COPY people (id, name, ssn) FROM STDIN (FORMAT binary)")
         .await
         .unwrap();
-    writer.write(&[&1, &"one", &ssn(1)]).await.unwrap();
+    // Batches of 1,024 rows: the first is sent when the third starts.
+    for id in 0..3_100 {
+        writer.write(&[&id, &"name", &ssn(id)]).await.unwrap();
+    }
     let error = writer.write(&[&"two", &"two", &ssn(2)]).await.unwrap_err();
     let message = error.to_string();
     assert!(matches!(error, Error::CopyValue { .. }), "{message}");
     assert!(
-        message.contains("id") && message.contains("int4") && message.contains("&str"),
+        message.contains("COPY column id (int4)") && message.contains("&str"),
         "{message}"
     );
     drop(writer);

@@ -236,8 +236,9 @@ async fn plaintext_arrays_meeting_encrypted_columns_are_refused_before_the_serve
         let error = client.execute(sql, &[&secrets]).await.unwrap_err();
         assert!(matches!(error, Error::Refused(_)), "{sql}: {error}");
         let message = error.to_string();
-        assert!(message.contains("public.people."), "{sql}: {message}");
+        assert!(message.contains("public.people"), "{sql}: {message}");
     }
+    assert!(!tap.saw(b"999-99-9999"), "a refused statement sent it");
     // Elements read back out are plaintext, as a bare parameter read back is.
     let echoed: Vec<String> = client
         .query("SELECT x FROM unnest($1::text[]) AS u(x)", &[&secrets])
@@ -305,4 +306,83 @@ async fn a_dba_cannot_learn_the_elements_from_a_function_named_unnest() {
         .unwrap()
         .get(0);
     assert_eq!(found, 5, "1 + its ordinality");
+}
+
+/// `unnest` spreads an array of a composite type over one column per
+/// field. A DBA (or the application's own types) could make an argument
+/// the analysis counts as one column give two, the second landing in (or
+/// compared with) an encrypted column as plaintext. Each shape is refused
+/// before any value is sent.
+#[tokio::test]
+async fn arrays_that_unnest_into_several_columns_are_refused_before_anything_is_sent() {
+    let db = people().await;
+    db.plain
+        .batch_execute(&format!(
+            "CREATE TYPE public.pair AS (id int, ssn bytea); \
+             CREATE TYPE public.int4 AS (id int, ssn bytea); \
+             ALTER DATABASE \"{}\" SET search_path = public, pg_catalog",
+            db.database.name()
+        ))
+        .await
+        .unwrap();
+    let tap = WireTap::start(&db.database.config()).await;
+    let client = db
+        .client_at(
+            &tap.route(&db.database.config()),
+            db.encryption_with(|config| config),
+        )
+        .await;
+    let secret: &[u8] = b"123-45-6789";
+    // Refused by the analysis: a cast to a type that is not built in.
+    let error = client
+        .prepare("INSERT INTO people (id, ssn) SELECT * FROM unnest($1::pair[])")
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Refused(_)), "{error}");
+    // `$1` typed `pair[]` by another appearance, bare in unnest: the
+    // server joins the plaintext field with the ciphertext column.
+    let error = client
+        .prepare(
+            "WITH t AS (SELECT $1::pair[] AS a) \
+             SELECT p.id FROM people p NATURAL JOIN unnest($1) u",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::ParameterCrossCheck { number: 1, .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("public._pair"), "{error}");
+    // A built-in type's name shadowed by a composite type ahead of
+    // pg_catalog in the search path.
+    let error = client
+        .prepare(
+            "INSERT INTO people (id, ssn) SELECT u.id, u.ssn FROM unnest($1::int4[], $2) AS u(id, ssn)",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::ParameterCrossCheck { number: 1, .. }),
+        "{error}"
+    );
+    // Nothing was bound, so no value went anywhere.
+    assert!(!tap.saw(secret));
+    let count: i64 = db
+        .plain
+        .query_one("SELECT count(*) FROM people", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 0);
+    // Qualified, the built-in type still works.
+    let ids = vec![1, 2];
+    let ssns = vec![ssn(1), ssn(2)];
+    let inserted = client
+        .execute(
+            "INSERT INTO people (id, ssn) SELECT * FROM unnest($1::pg_catalog.int4[], $2) AS u(id, ssn)",
+            &[&ids, &ssns],
+        )
+        .await
+        .unwrap();
+    assert_eq!(inserted, 2);
 }

@@ -37,8 +37,10 @@ impl Analyzer<'_> {
                 .flatten()
                 .any(SourceColumn::is_ciphertext);
             self.doubt_server_order(outputs.iter(), target_has_ciphertext, "INSERT … SELECT");
-            if target.columns.is_some() && outputs.len() > target_columns.len() {
-                self.doubt_unresolved("INSERT with more values than target columns");
+            // The server refuses a count that differs either way, so a
+            // difference means this walk miscounted the query's columns.
+            if target.columns.is_some() && outputs.len() != target_columns.len() {
+                self.doubt_unresolved("INSERT with another number of values than target columns");
             }
             for (position, output) in outputs.iter().enumerate() {
                 let target_column = target_columns.get(position).and_then(Option::as_ref);

@@ -257,6 +257,26 @@ pub struct StatementAnalysis {
     /// one (`BEGIN`, `COMMIT AND CHAIN`) or closes one (`COMMIT`,
     /// `ROLLBACK`); `None` when it does neither.
     pub transaction_block: Option<bool>,
+    /// The parameters `unnest(…)` spreads over one column each, whose
+    /// server types must be checked before anything is sent.
+    pub unnested: Vec<UnnestedParameter>,
+}
+
+/// A parameter that is an argument of `unnest(…)` in `FROM`, bare or cast.
+/// The analysis counts one column for it, which holds only if its type is
+/// an array of a type that is not composite (`unnest` spreads an array of
+/// a composite type over one column per field): the client checks the
+/// server's typing of it before anything is sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UnnestedParameter {
+    /// The parameter's number.
+    pub number: usize,
+    /// For `$n::T[]`, the built-in type `T` names (`int4` for `int[]`),
+    /// which the server must type the elements as, in `pg_catalog`; `None`
+    /// for a bare `$n`, whose elements may be of any type that is not
+    /// composite.
+    pub element: Option<&'static str>,
 }
 
 /// One result column as the analysis sees it.
@@ -472,7 +492,9 @@ fn analyze_text(sql: &str, schema: &dyn SchemaView) -> Result<StatementAnalysis,
         ask_postgres(sql, schema, &encrypted_tables, touches_encrypted_table)?;
     }
     let count = lexicon.highest_parameter.max(bindings.highest());
+    let unnested = bindings.unnested();
     Ok(StatementAnalysis {
+        unnested,
         parameters: bindings.into_targets(count),
         touches_encrypted_table,
         result_columns,
@@ -667,6 +689,7 @@ fn unparsed(
         changes_session: true,
         encrypted_tables: Vec::new(),
         transaction_block: None,
+        unnested: Vec::new(),
     })
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{BoxedRefusal, ParameterTarget, Refusal};
+use super::{BoxedRefusal, ParameterTarget, Refusal, UnnestedParameter};
 
 /// The targets found so far, by parameter number.
 ///
@@ -11,6 +11,8 @@ use super::{BoxedRefusal, ParameterTarget, Refusal};
 #[derive(Debug, Default)]
 pub(super) struct ParameterBindings {
     targets: BTreeMap<usize, ParameterTarget>,
+    /// Arguments of `unnest(…)`, whose server types are checked.
+    unnested: Vec<UnnestedParameter>,
 }
 
 impl ParameterBindings {
@@ -67,11 +69,29 @@ impl ParameterBindings {
         self.bind(number, ParameterTarget::Plaintext)
     }
 
+    /// Records that `$number` is an argument of `unnest(…)`, whose elements
+    /// must be of the built-in type `element` (or any type that is not
+    /// composite, for `None`).
+    pub(super) fn unnest(&mut self, number: usize, element: Option<&'static str>) {
+        let parameter = UnnestedParameter { number, element };
+        if !self.unnested.contains(&parameter) {
+            self.unnested.push(parameter);
+        }
+    }
+
+    /// The arguments of `unnest(…)` recorded.
+    pub(super) fn unnested(&self) -> Vec<UnnestedParameter> {
+        self.unnested.clone()
+    }
+
     /// Adds the appearances of another statement of the same text.
     ///
     /// # Errors
     /// As [`bind`](Self::bind).
     pub(super) fn merge(&mut self, other: ParameterBindings) -> Result<(), BoxedRefusal> {
+        for parameter in other.unnested {
+            self.unnest(parameter.number, parameter.element);
+        }
         for (number, target) in other.targets {
             self.bind(number, target)?;
         }

@@ -14,14 +14,23 @@
 //! ([`ParameterUse::StoreEach`](super::ParameterUse::StoreEach)); compared
 //! with one (`JOIN … ON ssn = u.ssn`), an array of cells to compare
 //! ([`ParameterUse::CompareAny`](super::ParameterUse::CompareAny));
-//! anything else, a plaintext array. Any other argument (`$1::int[]`,
-//! `ARRAY[…]`, a column) is checked as a function input and yields a
-//! plaintext column, which cannot be stored into an encrypted column.
+//! anything else, a plaintext array. A parameter cast to an array of a
+//! built-in type (`$1::int[]`) is a plaintext column, which an encrypted
+//! column refuses.
+//!
+//! `unnest` spreads an array of a composite type over one column per
+//! field, so one column per argument holds only for arrays of other types.
+//! The analysis cannot see types; so every argument must be a parameter,
+//! bare or cast to a built-in type's array, each recorded
+//! ([`UnnestedParameter`](super::UnnestedParameter)) for the client to
+//! check the server's typing of it before anything is sent. Any other
+//! argument (`ARRAY[…]`, a column, a function) leaves the relation's
+//! columns unknown: a doubt, refused where encrypted tables are involved.
 
-use sqlparser::ast::{Expr, TableAlias};
+use sqlparser::ast::{ArrayElemTypeDef, DataType, Expr, TableAlias};
 
 use super::analyzer::Analyzer;
-use super::names::{alias_columns, alias_name};
+use super::names::{alias_columns, alias_name, parameter_number};
 use super::operand::{Operand, SourceColumn};
 use super::scope::{Relation, Scope, ScopeColumn};
 use super::BoxedRefusal;
@@ -49,16 +58,25 @@ impl Analyzer<'_> {
             _ => UNNEST,
         };
         let mut columns = Vec::with_capacity(arrays.len() + usize::from(with_ordinality));
+        let mut known = true;
         for (position, array) in arrays.iter().enumerate() {
             let name = renamed
                 .get(position)
                 .cloned()
                 .unwrap_or_else(|| default_name.to_owned());
             let label = format!("{relation_name}.{name}");
+            let cast = cast_parameter(array);
             let source = match self.expr(array, level)? {
-                Operand::Parameter(number) => SourceColumn::ParameterElements { label, number },
+                Operand::Parameter(number) => {
+                    self.bindings.unnest(number, None);
+                    SourceColumn::ParameterElements { label, number }
+                }
                 other => {
                     self.use_as_input(&other, "an argument of unnest")?;
+                    match cast {
+                        Some((number, element)) => self.bindings.unnest(number, Some(element)),
+                        None => known = false,
+                    }
                     SourceColumn::Plaintext {
                         label,
                         origin: None,
@@ -70,6 +88,13 @@ impl Analyzer<'_> {
                 source,
                 server_ordered: false,
             });
+        }
+        if !known {
+            self.doubt_unsupported(
+                "unnest of something other than a parameter, bare or cast to an array of a \
+                 built-in type (how many columns it gives depends on its type)",
+            );
+            return Ok(Relation::opaque(Some(relation_name)));
         }
         if with_ordinality {
             let name = renamed
@@ -92,4 +117,71 @@ impl Analyzer<'_> {
         }
         Ok(Relation::derived(Some(relation_name), columns))
     }
+}
+
+/// `$n::T[]` (or `CAST($n AS T[])`, any number of dimensions) where `T` is
+/// a built-in type that is not composite: `$n` and `T`'s name in
+/// `pg_catalog`.
+fn cast_parameter(expr: &Expr) -> Option<(usize, &'static str)> {
+    let Expr::Cast {
+        expr, data_type, ..
+    } = unparenthesized(expr)
+    else {
+        return None;
+    };
+    let Expr::Value(value) = unparenthesized(expr) else {
+        return None;
+    };
+    let sqlparser::ast::Value::Placeholder(placeholder) = &value.value else {
+        return None;
+    };
+    let number = parameter_number(placeholder)?;
+    let mut element = match data_type {
+        DataType::Array(
+            ArrayElemTypeDef::SquareBracket(element, _) | ArrayElemTypeDef::Qualified(element, _),
+        ) => element.as_ref(),
+        _ => return None,
+    };
+    while let DataType::Array(
+        ArrayElemTypeDef::SquareBracket(inner, _) | ArrayElemTypeDef::Qualified(inner, _),
+    ) = element
+    {
+        element = inner.as_ref();
+    }
+    builtin_type(&element.to_string()).map(|name| (number, name))
+}
+
+fn unparenthesized(mut expr: &Expr) -> &Expr {
+    while let Expr::Nested(inner) = expr {
+        expr = inner;
+    }
+    expr
+}
+
+/// The `pg_catalog` name of a built-in type as SQL spells it (typmods
+/// dropped: `varchar(10)` is `varchar`), for the types applications unnest.
+fn builtin_type(spelled: &str) -> Option<&'static str> {
+    let lower = spelled.to_ascii_lowercase();
+    let bare = lower.split('(').next().unwrap_or_default().trim();
+    let bare = bare.strip_prefix("pg_catalog.").unwrap_or(bare);
+    Some(match bare {
+        "int" | "integer" | "int4" => "int4",
+        "bigint" | "int8" => "int8",
+        "smallint" | "int2" => "int2",
+        "text" => "text",
+        "varchar" | "character varying" => "varchar",
+        "char" | "character" | "bpchar" => "bpchar",
+        "bool" | "boolean" => "bool",
+        "real" | "float4" => "float4",
+        "double precision" | "float8" => "float8",
+        "numeric" | "decimal" => "numeric",
+        "uuid" => "uuid",
+        "bytea" => "bytea",
+        "date" => "date",
+        "timestamp" | "timestamp without time zone" => "timestamp",
+        "timestamptz" | "timestamp with time zone" => "timestamptz",
+        "json" => "json",
+        "jsonb" => "jsonb",
+        _ => return None,
+    })
 }

@@ -30,6 +30,9 @@ use crate::Error;
 const BATCH: usize = 1_024;
 /// A last batch of fewer rows is encrypted in place.
 const OFFLOAD_AT: usize = 64;
+/// The largest value a row may carry: PostgreSQL's limit for one value
+/// (1 GB), checked on write so a batch cannot fail for it later.
+const MAX_VALUE: usize = (1 << 30) - 1;
 /// The binary COPY signature, flags and header extension length.
 const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 
@@ -70,6 +73,10 @@ pub struct CopyInWriter {
     in_flight: Option<JoinHandle<Result<BytesMut, Error>>>,
     /// Whether the COPY header is still to be sent (with the first batch).
     header: bool,
+    /// Set while a batch is handed on, cleared when that succeeded: a
+    /// failed or cancelled hand-off loses rows already accepted, so the
+    /// writer refuses to go on (and to finish) after one.
+    broken: bool,
 }
 
 impl CopyInWriter {
@@ -80,6 +87,7 @@ impl CopyInWriter {
             pending: Vec::with_capacity(BATCH),
             in_flight: None,
             header: true,
+            broken: false,
         }
     }
 
@@ -89,9 +97,13 @@ impl CopyInWriter {
     /// # Errors
     /// [`Error::CopyRowLength`]; [`Error::Value`] naming the encrypted
     /// column whose value does not fit its type, [`Error::CopyValue`] for a
-    /// plaintext column (never the value); database errors. After an
-    /// error, drop the writer: the `COPY` is aborted.
+    /// plaintext column (never the value): that row is not written, and
+    /// the writer may go on. Database errors, or a write cancelled while it
+    /// handed on a batch: rows already written may be lost, so every later
+    /// call fails with [`Error::CopyRefused`]; drop the writer, and the
+    /// `COPY` is aborted.
     pub async fn write(&mut self, values: &[&(dyn ToSql + Sync)]) -> Result<(), Error> {
+        self.usable()?;
         if values.len() != self.columns.len() {
             return Err(Error::CopyRowLength {
                 expected: self.columns.len(),
@@ -101,26 +113,41 @@ impl CopyInWriter {
         let mut row: PendingRow = Vec::with_capacity(values.len());
         for (value, column) in values.iter().zip(self.columns.iter()) {
             row.push(match column {
-                CopyColumn::Plain { name, ty } => {
-                    encode_plain(*value, ty).map_err(|problem| Error::CopyValue {
+                CopyColumn::Plain { name, ty } => encode_plain(*value, ty)
+                    .and_then(at_most_max)
+                    .map_err(|problem| Error::CopyValue {
                         column: name.clone(),
                         sql_type: ty.name().to_owned(),
                         problem,
-                    })?
-                }
+                    })?,
                 CopyColumn::Encrypted {
                     column, setting, ..
                 } => cell_plaintext(*value, setting, Coercion::Store)
+                    .and_then(at_most_max)
                     .map_err(|problem| value_error(column, setting, problem))?,
             });
         }
         self.pending.push(row);
         if self.pending.len() >= BATCH {
+            self.broken = true;
             let batch = self.take_batch();
             let next = tokio::task::spawn_blocking(batch);
             if let Some(previous) = self.in_flight.replace(next) {
                 self.send(joined(previous).await?).await?;
             }
+            self.broken = false;
+        }
+        Ok(())
+    }
+
+    /// Refuses to go on after a batch was lost.
+    fn usable(&self) -> Result<(), Error> {
+        if self.broken {
+            return Err(Error::CopyRefused {
+                reason: "an earlier write failed or was cancelled while it handed on a batch \
+                         of rows: the COPY is aborted when the writer is dropped"
+                    .to_owned(),
+            });
         }
         Ok(())
     }
@@ -128,9 +155,10 @@ impl CopyInWriter {
     /// Ends the `COPY`; returns the number of rows stored.
     ///
     /// # Errors
-    /// As [`write`](Self::write), for the rows not yet encrypted; database
+    /// [`Error::CopyRefused`] after a write that lost a batch; database
     /// errors (a constraint, a type the server refuses).
     pub async fn finish(mut self) -> Result<u64, Error> {
+        self.usable()?;
         if let Some(previous) = self.in_flight.take() {
             self.send(joined(previous).await?).await?;
         }
@@ -179,6 +207,17 @@ fn encode_plain(
         Ok(IsNull::Yes) => Ok(None),
         Ok(IsNull::No) => Ok(Some(Zeroizing::new(Vec::from(buffer)))),
         Err(error) => Err(encode_problem_for(&*error, || ty.name().to_owned())),
+    }
+}
+
+/// A value within [`MAX_VALUE`] (the cell it makes stays far below
+/// `i32::MAX`, the format's limit).
+fn at_most_max(
+    value: Option<Zeroizing<Vec<u8>>>,
+) -> Result<Option<Zeroizing<Vec<u8>>>, ParameterProblem> {
+    match value {
+        Some(value) if value.len() > MAX_VALUE => Err(ParameterProblem::TooLarge),
+        value => Ok(value),
     }
 }
 

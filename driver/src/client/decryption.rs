@@ -274,7 +274,9 @@ impl QueryCiphers {
         ciphers
     }
 
-    async fn cipher(
+    /// The cipher of `key_id`: from this query's slot, or (keys not kept)
+    /// from the key cache or store, every time.
+    pub(crate) async fn cipher(
         &self,
         encryption: &Encryption,
         catalog: &Catalog,

@@ -149,5 +149,46 @@ fn cross_check(
             }
         }
     }
+    // (On tables without encrypted columns, what unnest spreads is the
+    // server's business, as any shape the analysis does not follow.)
+    let unnested = if analysis.touches_encrypted_table {
+        analysis.unnested.as_slice()
+    } else {
+        &[]
+    };
+    for unnested in unnested {
+        let Some(ty) = unnested
+            .number
+            .checked_sub(1)
+            .and_then(|index| server_types.get(index))
+        else {
+            continue; // Counted above: every analyzed parameter is known to the server.
+        };
+        let spreads_as_analyzed = match (ty.kind(), unnested.element) {
+            (Kind::Array(member), None) => not_composite(member),
+            (Kind::Array(member), Some(name)) => {
+                member.schema() == "pg_catalog" && member.name() == name
+            }
+            _ => false,
+        };
+        if !spreads_as_analyzed {
+            return Err(Error::ParameterCrossCheck {
+                number: unnested.number,
+                problem: CrossCheckProblem::NotUnnestable {
+                    server_type: format!("{}.{}", ty.schema(), ty.name()),
+                },
+            });
+        }
+    }
     Ok(())
+}
+
+/// Whether `unnest` gives one column for an array of `ty`: not for a
+/// composite type (one per field), nor a pseudo-type such as `record`.
+fn not_composite(ty: &Type) -> bool {
+    match ty.kind() {
+        Kind::Simple | Kind::Enum(_) | Kind::Range(_) | Kind::Multirange(_) => true,
+        Kind::Domain(base) => not_composite(base),
+        _ => false,
+    }
 }
