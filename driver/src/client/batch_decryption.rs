@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use futures_util::{stream, Stream, StreamExt};
+use futures_util::{future, stream, Stream, StreamExt};
 
 use super::decryption::{QueryCiphers, ResultColumnPlan};
 use super::encryption::Encryption;
@@ -77,7 +77,7 @@ impl BatchDecryption {
                                 Err(error) => Err(error.into()),
                             });
                         }
-                        return rows;
+                        return (rows, false);
                     }
                     let keys = this
                         .ciphers
@@ -99,23 +99,35 @@ impl BatchDecryption {
                             .collect()
                     };
                     if !offload {
-                        return decrypt();
+                        return (decrypt(), false);
                     }
                     match tokio::task::spawn_blocking(decrypt).await {
-                        Ok(rows) => rows,
+                        Ok(rows) => (rows, false),
                         Err(error) if error.is_panic() => {
                             std::panic::resume_unwind(error.into_panic())
                         }
-                        Err(_) => vec![Err(Error::Decrypt {
-                            column: "(a batch of rows)".to_owned(),
-                            source: Arc::new(DecryptError::Unusable {
-                                reason: "the runtime shut down while it was decrypted".to_owned(),
-                            }),
-                        })],
+                        // The batch is lost (the runtime is shutting down):
+                        // the stream ends with this error, rather than go
+                        // on without those rows.
+                        Err(_) => (
+                            vec![Err(Error::Decrypt {
+                                column: "(a batch of rows)".to_owned(),
+                                source: Arc::new(DecryptError::Unusable {
+                                    reason: "the runtime shut down while it was decrypted"
+                                        .to_owned(),
+                                }),
+                            })],
+                            true,
+                        ),
                     }
                 }
             })
             .buffered(IN_FLIGHT)
-            .flat_map(stream::iter)
+            .flat_map(|(rows, last)| stream::iter(rows.into_iter().map(move |row| (row, last))))
+            .scan(false, |ended, (row, last)| {
+                let row = (!*ended).then_some(row);
+                *ended |= last;
+                future::ready(row)
+            })
     }
 }
