@@ -98,7 +98,7 @@ pub async fn install(client: &mut tokio_postgres::Client) -> Result<InstallOutco
 /// Database errors.
 pub async fn installed_version(client: &impl GenericClient) -> Result<Option<i32>, Error> {
     let present: bool = client
-        .query_one(
+        .query_typed_one(
             "SELECT pg_catalog.to_regclass('aepg.catalog_version') IS NOT NULL",
             &[],
         )
@@ -108,7 +108,7 @@ pub async fn installed_version(client: &impl GenericClient) -> Result<Option<i32
         return Ok(None);
     }
     let row = client
-        .query_opt("SELECT version FROM aepg.catalog_version", &[])
+        .query_typed_opt("SELECT version FROM aepg.catalog_version", &[])
         .await?;
     Ok(row.map(|row| row.try_get(0)).transpose()?)
 }

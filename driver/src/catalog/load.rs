@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use aepg_keystore::{KeyStoreRegistry, MasterKeyLocation};
-use tokio_postgres::GenericClient;
+use futures_util::TryFutureExt;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{GenericClient, Row};
 
 use super::error::CatalogError;
 use super::install::{require_installed, CATALOG_STATE_QUERY};
@@ -61,22 +63,49 @@ pub(crate) async fn load_verified(
 ) -> Result<Catalog, Error> {
     let version = require_installed(client).await?;
     let ciphertext_type_oid = client
-        .query_one(
+        .query_typed_one(
             "SELECT 'aepg.ciphertext'::pg_catalog.regtype::pg_catalog.oid",
             &[],
         )
         .await?
         .try_get(0)?;
     for _ in 0..MAX_LOAD_ATTEMPTS {
-        let (id, generation) = catalog_state(client).await?;
+        // Every table read in one flight: the statements are pipelined on
+        // the connection, each in one round trip (no separate prepare).
+        let no_parameters: &[(&(dyn ToSql + Sync), Type)] = &[];
+        let read = |sql| client.query_typed(sql, no_parameters).map_err(Error::from);
+        let relation_parameters: &[(&(dyn ToSql + Sync), Type)] =
+            &[(&ciphertext_type_oid, Type::OID)];
+        let (
+            state,
+            master_keys,
+            manifests,
+            column_keys,
+            settings,
+            assignments,
+            migrations,
+            relations,
+        ) = futures_util::try_join!(
+            catalog_state(client),
+            read(MASTER_KEYS_QUERY),
+            read(MANIFESTS_QUERY),
+            read(COLUMN_KEYS_QUERY),
+            read(SETTINGS_QUERY),
+            read(ASSIGNMENTS_QUERY),
+            read(MIGRATIONS_QUERY),
+            client
+                .query_typed(RELATIONS_QUERY, relation_parameters)
+                .map_err(Error::from),
+        )?;
+        let (id, generation) = state;
         let mut loader = Loader::new(registry, version, id, generation, ciphertext_type_oid);
-        loader.master_keys(client).await?;
-        loader.manifests(client, require_manifest).await?;
-        loader.column_keys(client).await?;
-        loader.settings(client).await?;
-        loader.assignments(client).await?;
-        loader.migrations(client).await?;
-        let relations = server_relations(client, ciphertext_type_oid).await?;
+        loader.master_keys(master_keys)?;
+        loader.manifests(manifests, require_manifest).await?;
+        loader.column_keys(column_keys).await?;
+        loader.settings(settings).await?;
+        loader.assignments(assignments).await?;
+        loader.migrations(migrations)?;
+        let relations = server_relations(relations)?;
         if catalog_state(client).await? == (id, generation) {
             return Ok(loader.finish(relations));
         }
@@ -84,12 +113,25 @@ pub(crate) async fn load_verified(
     Err(CatalogError::Unsettled.into())
 }
 
+/// The catalog's tables, read by every load.
+const MASTER_KEYS_QUERY: &str = "SELECT name, provider, key_path FROM aepg.master_keys";
+const MANIFESTS_QUERY: &str = "SELECT master_key_name, generation, record, signature \
+     FROM aepg.manifests ORDER BY master_key_name";
+const COLUMN_KEYS_QUERY: &str = "SELECT key_id, master_key_name, record, signature \
+     FROM aepg.column_key_values ORDER BY key_id, master_key_name";
+const SETTINGS_QUERY: &str = "SELECT id, name, key_id, record, signature, cosignature \
+     FROM aepg.encryption_settings ORDER BY id";
+const ASSIGNMENTS_QUERY: &str = "SELECT schema_name, table_name, column_name, setting_id, \
+     record, signature, cosignature FROM aepg.column_assignments";
+const MIGRATIONS_QUERY: &str = "SELECT schema_name, table_name, column_name, direction \
+     FROM aepg.column_migrations WHERE phase OPERATOR(pg_catalog.=) 'swapping'";
+
 /// How often a load starts over because the catalog changed during it.
 const MAX_LOAD_ATTEMPTS: usize = 4;
 
 /// The catalog's identity and generation.
 async fn catalog_state(client: &impl GenericClient) -> Result<(CatalogId, u64), Error> {
-    let state = client.query_one(CATALOG_STATE_QUERY, &[]).await?;
+    let state = client.query_typed_one(CATALOG_STATE_QUERY, &[]).await?;
     Ok((
         CatalogId::from_slice(state.try_get(0)?)?,
         generation_from_sql(state.try_get(1)?)?,
@@ -144,13 +186,10 @@ impl<'r> Loader<'r> {
         }
     }
 
-    async fn master_keys(&mut self, client: &impl GenericClient) -> Result<(), Error> {
+    fn master_keys(&mut self, rows: Vec<Row>) -> Result<(), Error> {
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut keys = Vec::new();
-        for row in client
-            .query("SELECT name, provider, key_path FROM aepg.master_keys", &[])
-            .await?
-        {
+        for row in rows {
             // An index row with a NULL cannot match any signed record.
             let (Some(name), Some(provider), Some(key_path)) = (
                 row.try_get::<_, Option<String>>(0)?,
@@ -171,17 +210,7 @@ impl<'r> Loader<'r> {
         Ok(())
     }
 
-    async fn manifests(
-        &mut self,
-        client: &impl GenericClient,
-        require_manifest: bool,
-    ) -> Result<(), Error> {
-        let rows = client
-            .query(
-                "SELECT master_key_name, generation, record, signature FROM aepg.manifests ORDER BY master_key_name",
-                &[],
-            )
-            .await?;
+    async fn manifests(&mut self, rows: Vec<Row>, require_manifest: bool) -> Result<(), Error> {
         let mut rejected = Vec::new();
         let mut verified: Vec<VerifiedManifest> = Vec::new();
         for row in rows {
@@ -268,13 +297,7 @@ impl<'r> Loader<'r> {
         })
     }
 
-    async fn column_keys(&mut self, client: &impl GenericClient) -> Result<(), Error> {
-        let rows = client
-            .query(
-                "SELECT key_id, master_key_name, record, signature FROM aepg.column_key_values ORDER BY key_id, master_key_name",
-                &[],
-            )
-            .await?;
+    async fn column_keys(&mut self, rows: Vec<Row>) -> Result<(), Error> {
         let mut verified: Vec<SignedRecord<WrappedColumnKey>> = Vec::new();
         for row in rows {
             let (Some(key_id), Some(master_key_name)) = (
@@ -344,13 +367,7 @@ impl<'r> Loader<'r> {
         Ok(value)
     }
 
-    async fn settings(&mut self, client: &impl GenericClient) -> Result<(), Error> {
-        let rows = client
-            .query(
-                "SELECT id, name, key_id, record, signature, cosignature FROM aepg.encryption_settings ORDER BY id",
-                &[],
-            )
-            .await?;
+    async fn settings(&mut self, rows: Vec<Row>) -> Result<(), Error> {
         let mut verified: Vec<EncryptionSetting> = Vec::new();
         for row in rows {
             let (Some(id), Some(name)) = (
@@ -419,13 +436,7 @@ impl<'r> Loader<'r> {
         })
     }
 
-    async fn assignments(&mut self, client: &impl GenericClient) -> Result<(), Error> {
-        let rows = client
-            .query(
-                "SELECT schema_name, table_name, column_name, setting_id, record, signature, cosignature FROM aepg.column_assignments",
-                &[],
-            )
-            .await?;
+    async fn assignments(&mut self, rows: Vec<Row>) -> Result<(), Error> {
         let mut claimed: BTreeMap<ColumnName, usize> = BTreeMap::new();
         for row in rows {
             let (Some(schema), Some(table), Some(column)) = (
@@ -481,14 +492,7 @@ impl<'r> Loader<'r> {
     /// Notes the columns in the final swap of a migration (the work state
     /// `aepg column encrypt|decrypt` and `aepg rotate cek` keep). The rows
     /// are not signed: they only ever make a column unusable, never usable.
-    async fn migrations(&mut self, client: &impl GenericClient) -> Result<(), Error> {
-        let rows = client
-            .query(
-                "SELECT schema_name, table_name, column_name, direction
-                 FROM aepg.column_migrations WHERE phase OPERATOR(pg_catalog.=) 'swapping'",
-                &[],
-            )
-            .await?;
+    fn migrations(&mut self, rows: Vec<Row>) -> Result<(), Error> {
         for row in rows {
             let column = ColumnName::new(
                 row.try_get::<_, String>(0)?,
@@ -943,25 +947,19 @@ struct ServerColumn {
 /// Reads every user relation's columns (temporary ones excepted: they
 /// belong to other sessions), so the analyzer can resolve names and result
 /// columns can be traced to encrypted columns.
-async fn server_relations(
-    client: &impl GenericClient,
-    ciphertext_type_oid: u32,
-) -> Result<Vec<ServerRelation>, Error> {
-    let rows = client
-        .query(
-            // Operators qualified: the session's search path is the server's
-            // to set, and must not re-pair what this query reads.
-            "SELECT n.nspname, c.relname, c.oid, a.attnum, a.attname,
-                    a.atttypid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
-             FROM pg_catalog.pg_class c
-             JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-             JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid
-             WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,f}'::pg_catalog.\"char\"[])
-               AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
-             ORDER BY n.nspname, c.relname, a.attnum",
-            &[&ciphertext_type_oid],
-        )
-        .await?;
+/// The server's relations and their columns, `$1` the ciphertext type's
+/// oid. Operators qualified: the session's search path is the server's to
+/// set, and must not re-pair what this query reads.
+const RELATIONS_QUERY: &str = "SELECT n.nspname, c.relname, c.oid, a.attnum, a.attname,
+        a.atttypid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
+ FROM pg_catalog.pg_class c
+ JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+ JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid
+ WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,f}'::pg_catalog.\"char\"[])
+   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+ ORDER BY n.nspname, c.relname, a.attnum";
+
+fn server_relations(rows: Vec<Row>) -> Result<Vec<ServerRelation>, Error> {
     let mut relations: Vec<ServerRelation> = Vec::new();
     for row in rows {
         let schema: String = row.try_get(0)?;
