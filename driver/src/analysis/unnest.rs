@@ -161,9 +161,20 @@ fn unparenthesized(mut expr: &Expr) -> &Expr {
 /// The `pg_catalog` name of a built-in type as SQL spells it (typmods
 /// dropped: `varchar(10)` is `varchar`), for the types applications unnest.
 fn builtin_type(spelled: &str) -> Option<&'static str> {
-    let lower = spelled.to_ascii_lowercase();
-    let bare = lower.split('(').next().unwrap_or_default().trim();
-    let bare = bare.strip_prefix("pg_catalog.").unwrap_or(bare);
+    // Typmods dropped wherever they stand (`timestamp(3) with time zone`).
+    let mut lower = String::with_capacity(spelled.len());
+    let mut depth = 0usize;
+    for character in spelled.chars() {
+        match character {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => lower.push(character.to_ascii_lowercase()),
+            _ => {}
+        }
+    }
+    let words: Vec<&str> = lower.split_whitespace().collect();
+    let lower = words.join(" ");
+    let bare = lower.strip_prefix("pg_catalog.").unwrap_or(&lower);
     Some(match bare {
         "int" | "integer" | "int4" => "int4",
         "bigint" | "int8" => "int8",
@@ -184,4 +195,37 @@ fn builtin_type(spelled: &str) -> Option<&'static str> {
         "jsonb" => "jsonb",
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::builtin_type;
+
+    #[test]
+    fn spellings_map_to_pg_catalog_names_and_others_to_none() {
+        for (spelled, name) in [
+            ("INT", "int4"),
+            ("integer", "int4"),
+            ("PG_CATALOG.INT4", "int4"),
+            ("VARCHAR(10)", "varchar"),
+            ("CHARACTER VARYING(10)", "varchar"),
+            ("NUMERIC(10,2)", "numeric"),
+            ("TIMESTAMP(3) WITH TIME ZONE", "timestamptz"),
+            ("timestamp  without time zone", "timestamp"),
+            ("CHAR(3)", "bpchar"),
+            ("DOUBLE PRECISION", "float8"),
+        ] {
+            assert_eq!(builtin_type(spelled), Some(name), "{spelled}");
+        }
+        for spelled in [
+            "pair",
+            "\"char\"",
+            "float",
+            "public.int4",
+            "record",
+            "anyarray",
+        ] {
+            assert_eq!(builtin_type(spelled), None, "{spelled}");
+        }
+    }
 }
