@@ -246,10 +246,22 @@ async fn copy_in_aepg(client: &aepg::Client, rows: &[Person]) -> Result<Duration
 
 /// Reads every row of `plain_people`, each column decoded.
 async fn scan_plain(client: &tokio_postgres::Client) -> Result<(Duration, usize), Failure> {
+    copy_out_people(
+        client,
+        "COPY plain_people (id, name, ssn, note) TO STDOUT (FORMAT binary)",
+    )
+    .await
+}
+
+/// Runs a binary `COPY … TO STDOUT` of `(id int, name, ssn, note text)`
+/// rows through plain tokio-postgres, decoding every column: the time and
+/// the rows read.
+async fn copy_out_people(
+    client: &tokio_postgres::Client,
+    copy: &str,
+) -> Result<(Duration, usize), Failure> {
     let started = Instant::now();
-    let stream = client
-        .copy_out("COPY plain_people (id, name, ssn, note) TO STDOUT (FORMAT binary)")
-        .await?;
+    let stream = client.copy_out(copy).await?;
     let rows = BinaryCopyOutStream::new(stream, &[Type::INT4, Type::TEXT, Type::TEXT, Type::TEXT]);
     pin_mut!(rows);
     let mut count = 0;

@@ -13,9 +13,6 @@
 use std::time::{Duration, Instant};
 
 use aepg_tests::fixture::EncryptedDatabase;
-use futures_util::{pin_mut, TryStreamExt};
-use tokio_postgres::binary_copy::BinaryCopyOutStream;
-use tokio_postgres::types::Type;
 
 use crate::{Failure, Person};
 
@@ -73,27 +70,15 @@ pub async fn load(
 
 /// Reads every row, each column decrypted by the server and decoded.
 pub async fn scan(client: &tokio_postgres::Client) -> Result<(Duration, usize), Failure> {
-    let started = Instant::now();
     // COPY takes no parameters: the key is in the text.
-    let stream = client
-        .copy_out(&format!(
+    crate::copy_out_people(
+        client,
+        &format!(
             "COPY (SELECT id, name, pgp_sym_decrypt(ssn, '{KEY}'), pgp_sym_decrypt(note, '{KEY}') \
              FROM pgc_people) TO STDOUT (FORMAT binary)"
-        ))
-        .await?;
-    let rows = BinaryCopyOutStream::new(stream, &[Type::INT4, Type::TEXT, Type::TEXT, Type::TEXT]);
-    pin_mut!(rows);
-    let mut count = 0;
-    while let Some(row) = rows.try_next().await? {
-        let _: (i32, &str, &str, &str) = (
-            row.try_get(0)?,
-            row.try_get(1)?,
-            row.try_get(2)?,
-            row.try_get(3)?,
-        );
-        count += 1;
-    }
-    Ok((started.elapsed(), count))
+        ),
+    )
+    .await
 }
 
 const SELECT: &str = "SELECT pgp_sym_decrypt(note, $2) FROM pgc_people \

@@ -29,6 +29,27 @@ async fn people() -> EncryptedDatabase {
     db
 }
 
+/// A client whose every byte to the server passes a wire tap.
+async fn tapped(db: &EncryptedDatabase) -> (WireTap, aepg::Client) {
+    let tap = WireTap::start(&db.database.config()).await;
+    let client = db
+        .client_at(
+            &tap.route(&db.database.config()),
+            db.encryption_with(|config| config),
+        )
+        .await;
+    (tap, client)
+}
+
+/// The rows the server holds, counted past aepg.
+async fn stored_rows(db: &EncryptedDatabase) -> i64 {
+    db.plain
+        .query_one("SELECT count(*) FROM people", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 fn ssn(id: i32) -> String {
     format!("{:03}-{:02}-{:04}", id % 1000, id % 100, id)
 }
@@ -39,13 +60,7 @@ const INSERT: &str = "INSERT INTO people (id, name, ssn, balance, code) \
 #[tokio::test]
 async fn an_unnest_insert_stores_cells_and_no_plaintext_crosses_the_wire() {
     let db = people().await;
-    let tap = WireTap::start(&db.database.config()).await;
-    let client = db
-        .client_at(
-            &tap.route(&db.database.config()),
-            db.encryption_with(|config| config),
-        )
-        .await;
+    let (tap, client) = tapped(&db).await;
     let ids: Vec<i32> = (0..ROWS).collect();
     let names: Vec<String> = ids.iter().map(|id| format!("name {id}")).collect();
     let ssns: Vec<String> = ids.iter().map(|id| ssn(*id)).collect();
@@ -172,13 +187,7 @@ async fn unnest_updates_deletes_and_looks_up_by_an_encrypted_column() {
 #[tokio::test]
 async fn an_element_that_does_not_fit_refuses_the_statement_and_names_the_column() {
     let db = people().await;
-    let tap = WireTap::start(&db.database.config()).await;
-    let client = db
-        .client_at(
-            &tap.route(&db.database.config()),
-            db.encryption_with(|config| config),
-        )
-        .await;
+    let (tap, client) = tapped(&db).await;
     let codes = vec![Some("ok"), None, Some("toolong")];
     let error = client
         .execute(
@@ -202,25 +211,13 @@ async fn an_element_that_does_not_fit_refuses_the_statement_and_names_the_column
         .unwrap_err();
     assert!(error.to_string().contains("public.people.ssn"), "{error}");
     assert!(!tap.saw(b"toolong") && !tap.saw(b"123-45-6789"));
-    let count: i64 = db
-        .plain
-        .query_one("SELECT count(*) FROM people", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(count, 0);
+    assert_eq!(stored_rows(&db).await, 0);
 }
 
 #[tokio::test]
 async fn plaintext_arrays_meeting_encrypted_columns_are_refused_before_the_server() {
     let db = people().await;
-    let tap = WireTap::start(&db.database.config()).await;
-    let client = db
-        .client_at(
-            &tap.route(&db.database.config()),
-            db.encryption_with(|config| config),
-        )
-        .await;
+    let (tap, client) = tapped(&db).await;
     let secrets = vec!["999-99-9999".to_owned()];
     for sql in [
         // A cast makes a plaintext array.
@@ -249,13 +246,7 @@ async fn plaintext_arrays_meeting_encrypted_columns_are_refused_before_the_serve
         .collect();
     assert_eq!(echoed, secrets);
     // Only that last statement sent it.
-    let count: i64 = db
-        .plain
-        .query_one("SELECT count(*) FROM people", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(count, 0);
+    assert_eq!(stored_rows(&db).await, 0);
     assert!(tap.saw(b"999-99-9999"));
 }
 
@@ -325,13 +316,7 @@ async fn arrays_that_unnest_into_several_columns_are_refused_before_anything_is_
         ))
         .await
         .unwrap();
-    let tap = WireTap::start(&db.database.config()).await;
-    let client = db
-        .client_at(
-            &tap.route(&db.database.config()),
-            db.encryption_with(|config| config),
-        )
-        .await;
+    let (tap, client) = tapped(&db).await;
     let secret: &[u8] = b"123-45-6789";
     // Refused by the analysis: a cast to a type that is not built in.
     let error = client
@@ -367,13 +352,7 @@ async fn arrays_that_unnest_into_several_columns_are_refused_before_anything_is_
     );
     // Nothing was bound, so no value went anywhere.
     assert!(!tap.saw(secret));
-    let count: i64 = db
-        .plain
-        .query_one("SELECT count(*) FROM people", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(count, 0);
+    assert_eq!(stored_rows(&db).await, 0);
     // Qualified, the built-in type still works.
     let ids = vec![1, 2];
     let ssns = vec![ssn(1), ssn(2)];
