@@ -7,7 +7,7 @@ mod common;
 
 use aepg_kvserver::{KeyVaultServer, ServerConfig};
 use aepg_tests::TestDatabase;
-use common::{aepg_json_with_env, aepg_with_env};
+use common::{aepg_json_with_env, aepg_with_env, create_ssn_setting};
 
 // The server runs on the test's runtime while the test waits on the
 // binary: a second worker serves it.
@@ -44,18 +44,7 @@ async fn a_master_key_in_key_vault_from_the_command_line() {
 
     ok(&["init"]);
     assert_eq!(ok(&["cmk", "register", "cmk1"])["key_path"], kid.as_str());
-    let key = ok(&["cek", "create", "--cmk", "cmk1"])["id"].to_string();
-    ok(&[
-        "setting",
-        "create",
-        "ssn",
-        "--type",
-        "text",
-        "--mode",
-        "deterministic",
-        "--cek",
-        &key,
-    ]);
+    create_ssn_setting(ok, "cmk1");
     assert_eq!(ok(&["status"])["records_left_out"], 0);
     assert!(vault
         .request_log()

@@ -13,7 +13,7 @@ use aepg::keystore::pkcs11::softhsm::{SoftHsm, MODULE_NAME};
 use aepg::keystore::{KeyStoreRegistry, PinSource, Pkcs11KeyStore, TrustedKeyPaths};
 use aepg::{Client, Encryption, EncryptionConfig};
 use aepg_tests::TestDatabase;
-use common::{aepg_json_with_env, aepg_with_env};
+use common::{aepg_json_with_env, aepg_with_env, create_ssn_setting};
 use zeroize::Zeroizing;
 
 #[tokio::test]
@@ -44,18 +44,7 @@ async fn a_master_key_in_a_token_from_the_command_line_to_the_application() {
         ok(&["cmk", "register", "cmk1", "--generate"])["generated"],
         true
     );
-    let key = ok(&["cek", "create", "--cmk", "cmk1"])["id"].to_string();
-    ok(&[
-        "setting",
-        "create",
-        "ssn",
-        "--type",
-        "text",
-        "--mode",
-        "deterministic",
-        "--cek",
-        &key,
-    ]);
+    create_ssn_setting(ok, "cmk1");
     db.connect()
         .await
         .batch_execute("CREATE TABLE people (id int, ssn aepg.ciphertext)")

@@ -67,21 +67,26 @@ pub fn aepg_json_with_env(dir: &Path, args: &[&str], variable: (&str, &str)) -> 
 pub fn init_with_ssn_setting(dir: &Path) {
     aepg_json(dir, &["init"]);
     aepg_json(dir, &["cmk", "register", "cmk1", "--generate"]);
-    let key = aepg_json(dir, &["cek", "create", "--cmk", "cmk1"])["id"].to_string();
-    aepg_json(
-        dir,
-        &[
-            "setting",
-            "create",
-            "ssn",
-            "--type",
-            "text",
-            "--mode",
-            "deterministic",
-            "--cek",
-            &key,
-        ],
-    );
+    create_ssn_setting(|args| aepg_json(dir, args), "cmk1");
+}
+
+/// Creates a column key under master key `cmk` and, on it, a
+/// deterministic `text` setting `ssn`, each through `ok` (the binary run
+/// with `--json`, its output parsed); returns the column key's id.
+pub fn create_ssn_setting(ok: impl Fn(&[&str]) -> serde_json::Value, cmk: &str) -> String {
+    let key = ok(&["cek", "create", "--cmk", cmk])["id"].to_string();
+    ok(&[
+        "setting",
+        "create",
+        "ssn",
+        "--type",
+        "text",
+        "--mode",
+        "deterministic",
+        "--cek",
+        &key,
+    ]);
+    key
 }
 
 /// Writes `dir/file`: a config file for `db` with a local key store in

@@ -81,7 +81,7 @@ impl BatchDecryption {
                     }
                     let keys = this
                         .ciphers
-                        .for_row(&this.plans, &this.encryption, &this.catalog)
+                        .for_row(&this.plans, |_| true, &this.encryption, &this.catalog)
                         .await;
                     let offload = batch.len() >= OFFLOAD_AT;
                     let decrypt = move || -> Vec<Result<Row, Error>> {

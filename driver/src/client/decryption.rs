@@ -253,19 +253,22 @@ impl QueryCiphers {
         Self { keys }
     }
 
-    /// The ciphers of `plans`' decrypted columns, each key looked up once:
-    /// from this query's slots, or (keys not kept) from the key cache or
-    /// store, for every row.
+    /// The ciphers of `plans`' decrypted columns that `needed` says (by
+    /// column index) hold a cell, each key looked up once: from this
+    /// query's slots, or (keys not kept) from the key cache or store, for
+    /// every call. NULL needs no key, and with keys not kept every lookup
+    /// asks the key store.
     pub(crate) async fn for_row(
         &self,
         plans: &[ResultColumnPlan],
+        needed: impl Fn(usize) -> bool,
         encryption: &Encryption,
         catalog: &Catalog,
     ) -> RowCiphers {
         let mut ciphers: RowCiphers = Vec::new();
-        for plan in plans {
+        for (index, plan) in plans.iter().enumerate() {
             if let ColumnDecryption::Decrypted { setting, .. } = &plan.decryption {
-                if !ciphers.iter().any(|(key_id, _)| *key_id == setting.key_id) {
+                if needed(index) && !ciphers.iter().any(|(key_id, _)| *key_id == setting.key_id) {
                     let cipher = self.cipher(encryption, catalog, setting.key_id).await;
                     ciphers.push((setting.key_id, cipher));
                 }
@@ -274,9 +277,7 @@ impl QueryCiphers {
         ciphers
     }
 
-    /// The cipher of `key_id`: from this query's slot, or (keys not kept)
-    /// from the key cache or store, every time.
-    pub(crate) async fn cipher(
+    async fn cipher(
         &self,
         encryption: &Encryption,
         catalog: &Catalog,

@@ -19,8 +19,8 @@ use super::row::{Row, RowStream};
 use super::statement::Statement;
 use super::to_statement::{ToStatement, ToStatementType};
 use crate::analysis::{
-    analyze, session_control, ColumnEncryption, ControlText, ParameterTarget, SessionControl,
-    StatementAnalysis,
+    analyze, session_control, ColumnEncryption, ControlText, ParameterTarget, ParameterUse,
+    SessionControl, StatementAnalysis,
 };
 use crate::catalog::{Catalog, CatalogError, EncryptionSetting, CATALOG_CHANNEL};
 use crate::cell::CellCipher;
@@ -887,14 +887,7 @@ fn server_types(
                         },
                     });
                 }
-                // An array of cells is declared `bytea[]`: `unnest($n)`
-                // gives the server nothing to infer its type from, and
-                // `= ANY($n)` compares cells as `bytea` either way.
-                Ok(if usage.is_array() {
-                    Type::BYTEA_ARRAY
-                } else {
-                    unspecified_type()
-                })
+                Ok(cell_declaration(*usage))
             }
             _ => Ok(ty.clone()),
         })
@@ -909,9 +902,9 @@ fn has_encrypted_parameter(analysis: &StatementAnalysis) -> bool {
         .any(|target| matches!(target, ParameterTarget::Encrypted { .. }))
 }
 
-/// The types to declare when the caller declares none: `bytea[]` for the
-/// parameters that are arrays of cells, unspecified for the rest. Empty
-/// (all unspecified) when there are no such arrays.
+/// The types to declare when the caller declares none: each encrypted
+/// parameter's [`cell_declaration`], unspecified for the rest. Empty (all
+/// unspecified) when no encrypted parameter is an array of cells.
 fn cell_array_types(analysis: &StatementAnalysis) -> Vec<Type> {
     let is_array = |target: &ParameterTarget| matches!(target, ParameterTarget::Encrypted { usage, .. } if usage.is_array());
     if !analysis.parameters.iter().any(is_array) {
@@ -920,14 +913,23 @@ fn cell_array_types(analysis: &StatementAnalysis) -> Vec<Type> {
     analysis
         .parameters
         .iter()
-        .map(|target| {
-            if is_array(target) {
-                Type::BYTEA_ARRAY
-            } else {
-                unspecified_type()
-            }
+        .map(|target| match target {
+            ParameterTarget::Encrypted { usage, .. } => cell_declaration(*usage),
+            _ => unspecified_type(),
         })
         .collect()
+}
+
+/// What a parameter bound for an encrypted column is declared as: an
+/// array of cells `bytea[]` (`unnest($n)` gives the server nothing to infer
+/// its type from, and `= ANY($n)` compares cells as `bytea` either way); a
+/// cell is left for the server to type as ciphertext.
+fn cell_declaration(usage: ParameterUse) -> Type {
+    if usage.is_array() {
+        Type::BYTEA_ARRAY
+    } else {
+        unspecified_type()
+    }
 }
 
 /// The type the server is left to infer.

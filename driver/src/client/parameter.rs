@@ -90,9 +90,9 @@ pub(crate) fn encrypt_value(
     cipher: &CellCipher,
     coercion: Coercion,
 ) -> Result<Option<Vec<u8>>, ParameterProblem> {
-    cell_plaintext(value, setting, coercion)?
-        .map(|plaintext| seal(&plaintext, setting, cipher))
-        .transpose()
+    with_encoded(value, setting, |plaintext| {
+        encrypt_encoded(plaintext, setting, cipher, coercion)
+    })
 }
 
 /// The first half of [`encrypt_value`]: `value` encoded as `setting`'s
@@ -107,16 +107,28 @@ pub(crate) fn cell_plaintext(
     setting: &EncryptionSetting,
     coercion: Coercion,
 ) -> Result<Option<Zeroizing<Vec<u8>>>, ParameterProblem> {
+    with_encoded(value, setting, |plaintext| {
+        Ok(checked_plaintext(plaintext, setting, coercion)?
+            .unwrap_or_else(|| Zeroizing::new(plaintext.to_vec())))
+    })
+}
+
+/// `f` of `value` encoded as `setting`'s plaintext type (its binary send
+/// format); `None` for SQL NULL. The encoding is zeroized after.
+fn with_encoded<T>(
+    value: &(dyn ToSql + Sync),
+    setting: &EncryptionSetting,
+    f: impl FnOnce(&[u8]) -> Result<T, ParameterProblem>,
+) -> Result<Option<T>, ParameterProblem> {
     let ty = setting.sql_type().ok_or(ParameterProblem::NotEncodable)?;
     let mut buffer = BytesMut::new();
-    let outcome = value.to_sql_checked(&ty, &mut buffer);
-    let plaintext = match outcome {
+    let outcome = match value.to_sql_checked(&ty, &mut buffer) {
         Ok(IsNull::Yes) => Ok(None),
-        Ok(IsNull::No) => checked_plaintext(&buffer, setting, coercion).map(Some),
+        Ok(IsNull::No) => f(&buffer).map(Some),
         Err(error) => Err(encode_problem(&*error, setting)),
     };
     buffer.as_mut().zeroize();
-    plaintext
+    outcome
 }
 
 /// Encrypts an already encoded plaintext (an array element, say).
@@ -126,33 +138,33 @@ fn encrypt_encoded(
     cipher: &CellCipher,
     coercion: Coercion,
 ) -> Result<Vec<u8>, ParameterProblem> {
+    let coerced = checked_plaintext(plaintext, setting, coercion)?;
     seal(
-        &checked_plaintext(plaintext, setting, coercion)?,
+        coerced.as_deref().map_or(plaintext, Vec::as_slice),
         setting,
         cipher,
     )
 }
 
-/// An encoded plaintext checked and coerced for `setting`.
+/// Checks an encoded plaintext for `setting` as the server would, and
+/// applies the column's typmod: the changed value, or `None` when the
+/// plaintext stands as given.
 fn checked_plaintext(
     plaintext: &[u8],
     setting: &EncryptionSetting,
     coercion: Coercion,
-) -> Result<Zeroizing<Vec<u8>>, ParameterProblem> {
+) -> Result<Option<Zeroizing<Vec<u8>>>, ParameterProblem> {
     // The server sees only ciphertext, so it can neither check the value's
     // type nor apply the column's typmod: do both here, as it would.
     let coerced = coerce(setting.cell.plaintext_type, plaintext, coercion)?;
-    let plaintext = coerced.as_deref().map_or(plaintext, Vec::as_slice);
+    let effective = coerced.as_deref().map_or(plaintext, Vec::as_slice);
     if let Some(named) = &setting.named_type {
         // Text already checked: an enum's value must be one of its labels.
-        if !std::str::from_utf8(plaintext).is_ok_and(|text| named.admits(text)) {
+        if !std::str::from_utf8(effective).is_ok_and(|text| named.admits(text)) {
             return Err(ParameterProblem::NotALabel);
         }
     }
-    Ok(match coerced {
-        Some(coerced) => coerced,
-        None => Zeroizing::new(plaintext.to_vec()),
-    })
+    Ok(coerced)
 }
 
 /// The second half of [`encrypt_value`]: the cell of a checked plaintext.

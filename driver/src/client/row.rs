@@ -90,18 +90,8 @@ impl Row {
         ciphers: &QueryCiphers,
     ) -> Result<Self, Error> {
         let inner = inner.into();
-        // Only the keys of the cells the row has: NULL needs none, and with
-        // keys not kept every lookup asks the key store.
-        let mut keys: RowCiphers = Vec::new();
-        for (index, plan) in plans.iter().enumerate() {
-            if let ColumnDecryption::Decrypted { setting, .. } = &plan.decryption {
-                let present = matches!(inner.try_get::<Option<RawValue<'_>>>(index), Ok(Some(_)));
-                if present && !keys.iter().any(|(key_id, _)| *key_id == setting.key_id) {
-                    let cipher = ciphers.cipher(encryption, catalog, setting.key_id).await;
-                    keys.push((setting.key_id, cipher));
-                }
-            }
-        }
+        let has_cell = |index| matches!(inner.try_get::<Option<RawValue<'_>>>(index), Ok(Some(_)));
+        let keys = ciphers.for_row(&plans, has_cell, encryption, catalog).await;
         Self::decrypt_with(inner, plans, encryption, catalog, &keys)
     }
 
