@@ -3,8 +3,6 @@
 use std::fmt;
 
 use aepg_keystore::ColumnKey;
-use aes_gcm_siv::aead::{AeadInPlace, KeyInit as _};
-use aes_gcm_siv::{AesGcmSiv, Nonce, Tag};
 use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use rand::Rng;
@@ -12,6 +10,7 @@ use sha2::Sha256;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::error::CellError;
+use super::gcm_siv::Aes256GcmSiv;
 use super::header::{
     associated_data, CellHeader, AAD_LEN, BOUND_HEADER_LEN, HEADER_LEN, NONCE_LEN, TAG_LEN,
 };
@@ -24,14 +23,6 @@ const ENCRYPTION_KEY_LABEL: &[u8] = b"aepg/v1/cell-encryption-key";
 /// Label of the subkey that derives deterministic nonces.
 const NONCE_KEY_LABEL: &[u8] = b"aepg/v1/cell-nonce-key";
 
-/// AES-256-GCM-SIV (RFC 8452) over the encryption-only AES-256 key
-/// schedule. GCM-SIV only ever runs AES forwards (key derivation, CTR, the
-/// tag), so the inverse round keys that `aes::Aes256` also computes, and
-/// wipes, for every message's derived key are work without a use: the
-/// same construction, the same bytes, about a fifth less time per cell
-/// (docs/BENCHMARKS.md).
-type Aead = AesGcmSiv<aes::Aes256Enc>;
-
 /// Encrypts and decrypts cells with one column encryption key (CEK).
 ///
 /// Built once per key and reused: it holds the two subkeys derived from the
@@ -40,7 +31,7 @@ type Aead = AesGcmSiv<aes::Aes256Enc>;
 /// and padding are fixed here.
 pub struct CellCipher {
     key_id: u32,
-    aead: Aead,
+    aead: Aes256GcmSiv,
     nonce_mac: Hmac<Sha256>,
 }
 
@@ -49,7 +40,7 @@ impl CellCipher {
     pub fn new(key_id: u32, key: &ColumnKey) -> Self {
         let mut encryption_key = derive_subkey(key, ENCRYPTION_KEY_LABEL);
         let mut nonce_key = derive_subkey(key, NONCE_KEY_LABEL);
-        let aead = Aead::new(&encryption_key.into());
+        let aead = Aes256GcmSiv::new(&encryption_key);
         let nonce_mac = mac_with_key(&nonce_key);
         encryption_key.zeroize();
         nonce_key.zeroize();
@@ -100,11 +91,10 @@ impl CellCipher {
             EncryptionMode::Randomized => nonce_source(),
         };
         cell[BOUND_HEADER_LEN..HEADER_LEN].copy_from_slice(&nonce);
-        match self.aead.encrypt_in_place_detached(
-            Nonce::from_slice(&nonce),
-            &aad,
-            &mut cell[HEADER_LEN..],
-        ) {
+        match self
+            .aead
+            .encrypt_in_place(&nonce, &aad, &mut cell[HEADER_LEN..])
+        {
             Ok(tag) => {
                 cell.extend_from_slice(&tag);
                 Ok(cell)
@@ -155,15 +145,10 @@ impl CellCipher {
         };
         let aad = associated_data(&cell[..BOUND_HEADER_LEN], setting.plaintext_type);
         let (body, tag) = cell[HEADER_LEN..].split_at(cell.len() - HEADER_LEN - TAG_LEN);
-        let tag = Tag::from_slice(tag);
+        let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| failed())?;
         let mut plaintext = Zeroizing::new(body.to_vec());
         self.aead
-            .decrypt_in_place_detached(
-                Nonce::from_slice(&header.nonce),
-                &aad,
-                plaintext.as_mut_slice(),
-                tag,
-            )
+            .decrypt_in_place(&header.nonce, &aad, plaintext.as_mut_slice(), tag)
             .map_err(|_| failed())?;
         let len = padding::unpadded_len(setting.padding, &plaintext).ok_or(
             CellError::PaddingInvalid {

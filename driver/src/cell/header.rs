@@ -1,6 +1,7 @@
 //! The 22-byte header of a cell (format v1), and the associated data it binds.
 
 use super::error::CellError;
+pub(crate) use super::gcm_siv::{NONCE_LEN, TAG_LEN};
 use super::plaintext_type::PlaintextType;
 use super::setting::EncryptionMode;
 
@@ -8,10 +9,6 @@ use super::setting::EncryptionMode;
 pub const CELL_FORMAT_VERSION: u8 = 0x01;
 /// Flag bit 0: the cell is deterministic.
 const FLAG_DETERMINISTIC: u8 = 0x01;
-/// Length of the AES-GCM-SIV nonce.
-pub(crate) const NONCE_LEN: usize = 12;
-/// Length of the AES-GCM-SIV authentication tag.
-pub(crate) const TAG_LEN: usize = 16;
 /// Bytes before the nonce: version, flags, CEK id, CES id.
 pub(crate) const BOUND_HEADER_LEN: usize = 10;
 /// Bytes before the ciphertext.

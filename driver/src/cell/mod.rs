@@ -7,6 +7,7 @@ mod cipher;
 mod coercion;
 mod encoding_check;
 mod error;
+mod gcm_siv;
 mod header;
 mod named_type;
 mod padding;
