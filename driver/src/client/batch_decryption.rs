@@ -1,32 +1,26 @@
-//! Decrypting a long stream of rows in batches, on tokio's blocking pool,
-//! while the next rows arrive: a full scan spends most of its client time
-//! in the cell cipher, and on the task that also reads the socket that time
-//! would stop the rows from coming in.
+//! Decrypting a long stream of rows (a binary `COPY … TO STDOUT`) batch by
+//! batch as the rows arrive: the rows that are ready (at most [`BATCH`])
+//! are decrypted together, in place, with their column keys looked up once
+//! for the batch, never waiting for more rows to fill it.
 //!
-//! Rows are taken as they are ready (never waiting to fill a batch); a
-//! batch of at least [`OFFLOAD_AT`] rows is decrypted on the blocking pool,
-//! up to [`IN_FLIGHT`] batches at a time, and rows come out in their order.
-//! A smaller batch (a result that arrives a few rows at a time, a point
-//! query) is decrypted in place: handing it to another thread would cost
-//! more than it saves. The column keys are looked up once per batch.
+//! In place, not on another thread: handing batches to tokio's blocking
+//! pool cost the client about 450 ns of CPU per cell (thread wake-ups, and
+//! rows and plaintexts built on one thread and freed on another) and made
+//! the scan no faster on the two-core machine it was measured on
+//! (docs/BENCHMARKS.md, "Where a scan's client CPU goes").
 
 use std::sync::Arc;
 
-use futures_util::{future, stream, Stream, StreamExt};
+use futures_util::{stream, Stream, StreamExt};
 
 use super::decryption::{QueryCiphers, ResultColumnPlan};
 use super::encryption::Encryption;
 use super::row::{Row, Source};
 use crate::catalog::Catalog;
-use crate::error::DecryptError;
 use crate::Error;
 
 /// Rows taken at most into one batch.
 const BATCH: usize = 512;
-/// Batches of fewer rows are decrypted in place.
-const OFFLOAD_AT: usize = 64;
-/// Batches decrypting at once.
-const IN_FLIGHT: usize = 2;
 
 /// What decrypting a stream's rows needs.
 pub(crate) struct BatchDecryption {
@@ -53,22 +47,20 @@ impl BatchDecryption {
     {
         let this = Arc::new(self);
         rows.ready_chunks(BATCH)
-            .map(move |batch| {
+            .then(move |batch| {
                 let (this, source) = (this.clone(), source.clone());
                 async move {
+                    let mut rows = Vec::with_capacity(batch.len());
                     if !this.encryption.keeps_keys() {
                         // Keys not kept are asked for every row, as the
-                        // configuration says: row by row, in place.
-                        let mut rows = Vec::with_capacity(batch.len());
+                        // configuration says.
                         for row in batch {
                             rows.push(match row {
                                 Ok(row) => {
-                                    let (plans, encryption) =
-                                        (this.plans.clone(), &this.encryption);
                                     Row::decrypt(
                                         source(row),
-                                        plans,
-                                        encryption,
+                                        this.plans.clone(),
+                                        &this.encryption,
                                         &this.catalog,
                                         &this.ciphers,
                                     )
@@ -77,57 +69,24 @@ impl BatchDecryption {
                                 Err(error) => Err(error.into()),
                             });
                         }
-                        return (rows, false);
+                        return stream::iter(rows);
                     }
                     let keys = this
                         .ciphers
                         .for_row(&this.plans, |_| true, &this.encryption, &this.catalog)
                         .await;
-                    let offload = batch.len() >= OFFLOAD_AT;
-                    let decrypt = move || -> Vec<Result<Row, Error>> {
-                        batch
-                            .into_iter()
-                            .map(|row| {
-                                Row::decrypt_with(
-                                    source(row.map_err(Into::into)?),
-                                    this.plans.clone(),
-                                    &this.encryption,
-                                    &this.catalog,
-                                    &keys,
-                                )
-                            })
-                            .collect()
-                    };
-                    if !offload {
-                        return (decrypt(), false);
-                    }
-                    match tokio::task::spawn_blocking(decrypt).await {
-                        Ok(rows) => (rows, false),
-                        Err(error) if error.is_panic() => {
-                            std::panic::resume_unwind(error.into_panic())
-                        }
-                        // The batch is lost (the runtime is shutting down):
-                        // the stream ends with this error, rather than go
-                        // on without those rows.
-                        Err(_) => (
-                            vec![Err(Error::Decrypt {
-                                column: "(a batch of rows)".to_owned(),
-                                source: Arc::new(DecryptError::Unusable {
-                                    reason: "the runtime shut down while it was decrypted"
-                                        .to_owned(),
-                                }),
-                            })],
-                            true,
-                        ),
-                    }
+                    rows.extend(batch.into_iter().map(|row| {
+                        Row::decrypt_with(
+                            source(row.map_err(Into::into)?),
+                            this.plans.clone(),
+                            &this.encryption,
+                            &this.catalog,
+                            &keys,
+                        )
+                    }));
+                    stream::iter(rows)
                 }
             })
-            .buffered(IN_FLIGHT)
-            .flat_map(|(rows, last)| stream::iter(rows.into_iter().map(move |row| (row, last))))
-            .scan(false, |ended, (row, last)| {
-                let row = (!*ended).then_some(row);
-                *ended |= last;
-                future::ready(row)
-            })
+            .flatten()
     }
 }

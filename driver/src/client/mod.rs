@@ -11,7 +11,7 @@
 //! - `statement`, `parameter`, `decryption`, `row`: a statement's
 //!   cross-check, its parameters' encryption, its results' decryption.
 //! - `copy`, `copy_in`, `batch_decryption`: encrypted binary COPY, its
-//!   writer, and long results decrypted in batches on other threads.
+//!   writer, and long results decrypted batch by batch as they arrive.
 
 mod batch_decryption;
 #[allow(clippy::module_inception)] // client/client.rs holds `Client`, as in tokio-postgres
