@@ -61,14 +61,20 @@ pub(crate) async fn load_verified(
     registry: &KeyStoreRegistry,
     require_manifest: bool,
 ) -> Result<Catalog, Error> {
-    let version = require_installed(client).await?;
-    let ciphertext_type_oid = client
-        .query_typed_one(
-            "SELECT 'aepg.ciphertext'::pg_catalog.regtype::pg_catalog.oid",
-            &[],
-        )
-        .await?
-        .try_get(0)?;
+    // In one flight with the version check: `to_regtype` is NULL, not an
+    // error, where the catalog is not installed, so that check speaks.
+    let (version, ciphertext_type) = futures_util::try_join!(
+        require_installed(client),
+        client
+            .query_typed_one(
+                "SELECT pg_catalog.to_regtype('aepg.ciphertext')::pg_catalog.oid",
+                &[],
+            )
+            .map_err(Error::from),
+    )?;
+    let ciphertext_type_oid: u32 = ciphertext_type
+        .try_get::<_, Option<u32>>(0)?
+        .ok_or(CatalogError::NotInstalled)?;
     for _ in 0..MAX_LOAD_ATTEMPTS {
         // Every table read in one flight: the statements are pipelined on
         // the connection, each in one round trip (no separate prepare).
@@ -949,13 +955,19 @@ struct ServerColumn {
 /// columns can be traced to encrypted columns.
 /// The server's relations and their columns, `$1` the ciphertext type's
 /// oid. Operators qualified: the session's search path is the server's to
-/// set, and must not re-pair what this query reads.
+/// set, and must not re-pair what this query reads. The schemas
+/// [`server_relations`] leaves out are left out here already: the system
+/// catalogs' two thousand columns made this one statement most of a cold
+/// start's catalog load (docs/BENCHMARKS.md).
 const RELATIONS_QUERY: &str = "SELECT n.nspname, c.relname, c.oid, a.attnum, a.attname,
         a.atttypid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
  FROM pg_catalog.pg_class c
  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
  JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid
  WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,f}'::pg_catalog.\"char\"[])
+   AND n.nspname OPERATOR(pg_catalog.<>) ALL ('{pg_catalog,information_schema,aepg}'::pg_catalog.name[])
+   AND NOT pg_catalog.starts_with(n.nspname, 'pg_toast')
+   AND NOT pg_catalog.starts_with(n.nspname, 'pg_temp_')
    AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
  ORDER BY n.nspname, c.relname, a.attnum";
 
