@@ -20,14 +20,18 @@
 //! aepg with a new `Encryption`: the catalog loaded and verified, the
 //! column key unwrapped), and small statements (`point`): a single-row
 //! insert, and a point select by the deterministic column one at a time,
-//! 64 in flight on one connection, and over 8 connections. Then, on the plain table, an online column
+//! 64 in flight on one connection, and over 8 connections. Beside the
+//! ratios, the client's CPU per decrypted cell against the cell cipher's
+//! own decrypt time (`cell_cpu`). Then, on the plain table, an online column
 //! migration (`column encrypt` and `column decrypt`) under a light load,
 //! in rows per second. Options: `--rows N`
 //! (default 1,000,000), `--blocks B` (default 10), `--ops N` (small
 //! statements per block and workload, default 1,000), `--quick` (20,000
 //! rows in 2 blocks, 50 statements: checks that the program works, as CI
-//! runs it), `--migration-only`.
+//! runs it), `--migration-only`, `--cell-cpu-only` (the load, then only
+//! the client CPU per cell).
 
+mod cell_cpu;
 mod pgcrypto;
 mod point;
 
@@ -51,6 +55,8 @@ struct Options {
     ops: usize,
     /// Only the column migration.
     migration_only: bool,
+    /// Only the load and the client CPU per cell.
+    cell_cpu_only: bool,
 }
 
 impl Options {
@@ -60,6 +66,7 @@ impl Options {
             blocks: 10,
             ops: 1_000,
             migration_only: false,
+            cell_cpu_only: false,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -71,6 +78,7 @@ impl Options {
                 "--blocks" => options.blocks = number()?,
                 "--ops" => options.ops = number()?,
                 "--migration-only" => options.migration_only = true,
+                "--cell-cpu-only" => options.cell_cpu_only = true,
                 "--quick" => {
                     options.rows = 20_000;
                     options.blocks = 2;
@@ -78,7 +86,8 @@ impl Options {
                 }
                 other => {
                     return Err(format!(
-                        "unknown option {other}: --rows N, --blocks B, --ops N, --quick, --migration-only"
+                        "unknown option {other}: --rows N, --blocks B, --ops N, --quick, --migration-only, \
+                         --cell-cpu-only"
                     )
                     .into())
                 }
@@ -357,6 +366,12 @@ async fn main() -> Result<(), Failure> {
         options.rows, options.blocks
     );
 
+    if options.cell_cpu_only {
+        copy_in_aepg(&aepg, &rows).await?;
+        let cell_cpu = cell_cpu::run(&plain, &aepg, options.blocks, options.rows).await?;
+        println!("{}", cell_cpu.summary());
+        return Ok(());
+    }
     if options.migration_only {
         copy_in_plain(&plain, &rows).await?;
         plain
@@ -414,6 +429,8 @@ async fn main() -> Result<(), Failure> {
         scan.add(plain_time, aepg_time, pgcrypto_time);
     }
 
+    let cell_cpu = cell_cpu::run(&plain, &aepg, options.blocks, options.rows).await?;
+
     // Point lookups by the deterministic column use an index, as a real
     // table's would (built after the load, which is measured without it).
     plain
@@ -443,6 +460,7 @@ async fn main() -> Result<(), Failure> {
     for ratios in [&load, &scan, &cold].into_iter().chain(&small) {
         ratios.print();
     }
+    println!("{}", cell_cpu.summary());
     println!();
     println!("{stored}");
     migration(&db, options.rows).await?;
