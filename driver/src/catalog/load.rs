@@ -958,7 +958,8 @@ struct ServerColumn {
 /// set, and must not re-pair what this query reads. The schemas
 /// [`server_relations`] leaves out are left out here already: the system
 /// catalogs' two thousand columns made this one statement most of a cold
-/// start's catalog load (docs/BENCHMARKS.md).
+/// start's catalog load (docs/BENCHMARKS.md). `starts_with` needs
+/// PostgreSQL 11 or later.
 const RELATIONS_QUERY: &str = "SELECT n.nspname, c.relname, c.oid, a.attnum, a.attname,
         a.atttypid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
  FROM pg_catalog.pg_class c

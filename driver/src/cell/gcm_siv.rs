@@ -62,10 +62,12 @@ impl Aes256GcmSiv {
         aad: &[u8],
         buffer: &mut [u8],
     ) -> Result<[u8; TAG_LEN], TooLong> {
-        check_lengths(aad, buffer)?;
-        let mut keys = MessageKeys::derive(&self.key_generating_key, nonce);
-        let tag = keys.tag(nonce, aad, buffer);
-        keys.apply_keystream(&tag, buffer);
+        if !within_limits(aad.len(), buffer.len()) {
+            return Err(TooLong);
+        }
+        let (authentication, encryption) = derive_keys(&self.key_generating_key, nonce);
+        let tag = tag(authentication, &encryption, nonce, aad, buffer);
+        apply_keystream(&encryption, &tag, buffer);
         Ok(tag)
     }
 
@@ -83,12 +85,13 @@ impl Aes256GcmSiv {
         buffer: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<(), TagMismatch> {
-        check_lengths(aad, buffer).map_err(|TooLong| TagMismatch)?;
-        let mut keys = MessageKeys::derive(&self.key_generating_key, nonce);
-        keys.apply_keystream(tag, buffer);
-        let expected = keys.tag(nonce, aad, buffer);
-        // One constant-time comparison of two words, not sixteen of bytes.
-        if bool::from(u128::from_ne_bytes(expected).ct_eq(&u128::from_ne_bytes(*tag))) {
+        if !within_limits(aad.len(), buffer.len()) {
+            return Err(TagMismatch);
+        }
+        let (authentication, encryption) = derive_keys(&self.key_generating_key, nonce);
+        apply_keystream(&encryption, tag, buffer);
+        let expected = self::tag(authentication, &encryption, nonce, aad, buffer);
+        if tags_equal(&expected, tag) {
             Ok(())
         } else {
             buffer.zeroize();
@@ -97,85 +100,93 @@ impl Aes256GcmSiv {
     }
 }
 
-/// RFC 8452's limits on plaintext and associated data.
-fn check_lengths(aad: &[u8], buffer: &[u8]) -> Result<(), TooLong> {
-    if aad.len() as u64 > MAX_LEN || buffer.len() as u64 > MAX_LEN {
-        return Err(TooLong);
-    }
-    Ok(())
+/// RFC 8452's limits on associated data and plaintext: 2^36 bytes each.
+fn within_limits(aad_len: usize, len: usize) -> bool {
+    aad_len as u64 <= MAX_LEN && len as u64 <= MAX_LEN
 }
 
-/// One message's keys (RFC 8452 §4): the POLYVAL key and the AES-256
-/// encryption key, both derived from the key-generating key and the nonce.
-/// Both are wiped when dropped (the `zeroize` features of `aes` and
-/// `polyval`).
-struct MessageKeys {
-    authentication: Polyval,
-    encryption: Aes256Enc,
+/// Whether two tags are equal, in constant time: one comparison of two
+/// 128-bit words, not sixteen of bytes.
+fn tags_equal(left: &[u8; TAG_LEN], right: &[u8; TAG_LEN]) -> bool {
+    u128::from_ne_bytes(*left)
+        .ct_eq(&u128::from_ne_bytes(*right))
+        .into()
 }
 
-impl MessageKeys {
-    /// Encrypts the six blocks `le32(i) ‖ nonce`, i = 0..5, in one call and
-    /// keeps the first half of each: two halves make the POLYVAL key, four
-    /// the AES-256 key.
-    fn derive(key_generating_key: &Aes256Enc, nonce: &[u8; NONCE_LEN]) -> Self {
-        let mut blocks = [Block::default(); 6];
-        for (counter, block) in (0u32..).zip(blocks.iter_mut()) {
-            block[..4].copy_from_slice(&counter.to_le_bytes());
-            block[4..].copy_from_slice(nonce);
-        }
-        key_generating_key.encrypt_blocks(&mut blocks);
-        let mut authentication_key = [0u8; 16];
-        let mut encryption_key = [0u8; 32];
-        for (half, block) in authentication_key
-            .chunks_exact_mut(8)
-            .chain(encryption_key.chunks_exact_mut(8))
-            .zip(&blocks)
-        {
-            half.copy_from_slice(&block[..8]);
-        }
-        let keys = Self {
-            authentication: Polyval::new(&authentication_key.into()),
-            encryption: Aes256Enc::new(&encryption_key.into()),
-        };
-        authentication_key.zeroize();
-        encryption_key.zeroize();
-        for block in &mut blocks {
-            block.as_mut_slice().zeroize();
-        }
-        keys
+/// One message's keys (RFC 8452 §4), derived from the key-generating key
+/// and the nonce: the POLYVAL key and the AES-256 encryption key. The six
+/// blocks `le32(i) ‖ nonce`, i = 0..5, are encrypted in one call and the
+/// first half of each kept: two halves make the POLYVAL key, four the
+/// AES-256 key. The intermediate copies are wiped here; the AES key
+/// schedule when it is dropped (`aes`'s `zeroize` feature), the POLYVAL
+/// key when [`tag`] consumes it.
+fn derive_keys(key_generating_key: &Aes256Enc, nonce: &[u8; NONCE_LEN]) -> (Polyval, Aes256Enc) {
+    let mut blocks = [Block::default(); 6];
+    for (counter, block) in (0u32..).zip(blocks.iter_mut()) {
+        block[..4].copy_from_slice(&counter.to_le_bytes());
+        block[4..].copy_from_slice(nonce);
     }
+    key_generating_key.encrypt_blocks(&mut blocks);
+    let mut authentication_key = [0u8; 16];
+    let mut encryption_key = [0u8; 32];
+    for (half, block) in authentication_key
+        .chunks_exact_mut(8)
+        .chain(encryption_key.chunks_exact_mut(8))
+        .zip(&blocks)
+    {
+        half.copy_from_slice(&block[..8]);
+    }
+    // Built from references to the arrays, so no unwiped copy is made.
+    let keys = (
+        Polyval::new((&authentication_key).into()),
+        Aes256Enc::new((&encryption_key).into()),
+    );
+    authentication_key.zeroize();
+    encryption_key.zeroize();
+    for block in &mut blocks {
+        block.as_mut_slice().zeroize();
+    }
+    keys
+}
 
-    /// The tag of `plaintext` (RFC 8452 §4): POLYVAL over the padded
-    /// associated data, the padded plaintext and their bit lengths, XORed
-    /// with the nonce, its top bit cleared, encrypted.
-    fn tag(&mut self, nonce: &[u8; NONCE_LEN], aad: &[u8], plaintext: &[u8]) -> [u8; TAG_LEN] {
-        let polyval = &mut self.authentication;
-        polyval.update_padded(aad);
-        polyval.update_padded(plaintext);
-        let mut lengths = Block::default();
-        lengths[..8].copy_from_slice(&(aad.len() as u64 * 8).to_le_bytes());
-        lengths[8..].copy_from_slice(&(plaintext.len() as u64 * 8).to_le_bytes());
-        polyval.update(&[lengths]);
-        let mut tag = polyval.finalize_reset();
-        for (byte, nonce_byte) in tag.iter_mut().zip(nonce) {
-            *byte ^= nonce_byte;
-        }
-        tag[15] &= 0x7f;
-        self.encryption.encrypt_block(&mut tag);
-        tag.into()
+/// The tag of `plaintext` (RFC 8452 §4): POLYVAL over the padded
+/// associated data, the padded plaintext and their bit lengths, XORed
+/// with the nonce, its top bit cleared, encrypted.
+///
+/// Takes the POLYVAL state by value: `polyval`'s run-time-detected
+/// backend wipes its key (with the `zeroize` feature) when `finalize`
+/// consumes it, but not when it is merely dropped.
+fn tag(
+    mut polyval: Polyval,
+    encryption: &Aes256Enc,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> [u8; TAG_LEN] {
+    polyval.update_padded(aad);
+    polyval.update_padded(plaintext);
+    let mut lengths = Block::default();
+    lengths[..8].copy_from_slice(&(aad.len() as u64 * 8).to_le_bytes());
+    lengths[8..].copy_from_slice(&(plaintext.len() as u64 * 8).to_le_bytes());
+    polyval.update(&[lengths]);
+    let mut tag = polyval.finalize();
+    for (byte, nonce_byte) in tag.iter_mut().zip(nonce) {
+        *byte ^= nonce_byte;
     }
+    tag[15] &= 0x7f;
+    encryption.encrypt_block(&mut tag);
+    tag.into()
+}
 
-    /// XORs `buffer` with the keystream of AES-CTR whose first counter
-    /// block is `tag` with its top bit set, the counter being the block's
-    /// first four bytes, little-endian, wrapping (RFC 8452 §4): the `ctr`
-    /// crate's `Ctr32LE`.
-    fn apply_keystream(&self, tag: &[u8; TAG_LEN], buffer: &mut [u8]) {
-        let mut counter_block = Block::from(*tag);
-        counter_block[15] |= 0x80;
-        CtrCore::<&Aes256Enc, Ctr32LE>::inner_iv_init(&self.encryption, &counter_block)
-            .apply_keystream_partial(buffer.into());
-    }
+/// XORs `buffer` with the keystream of AES-CTR whose first counter block
+/// is `tag` with its top bit set, the counter being the block's first
+/// four bytes, little-endian, wrapping (RFC 8452 §4): the `ctr` crate's
+/// `Ctr32LE`.
+fn apply_keystream(encryption: &Aes256Enc, tag: &[u8; TAG_LEN], buffer: &mut [u8]) {
+    let mut counter_block = Block::from(*tag);
+    counter_block[15] |= 0x80;
+    CtrCore::<&Aes256Enc, Ctr32LE>::inner_iv_init(encryption, &counter_block)
+        .apply_keystream_partial(buffer.into());
 }
 
 #[cfg(test)]
@@ -269,6 +280,26 @@ mod tests {
                 assert!(buffer.iter().all(|&byte| byte == 0));
             }
         }
+    }
+
+    #[test]
+    fn tags_equal_only_when_every_bit_is() {
+        let tag: [u8; TAG_LEN] = core::array::from_fn(|index| index as u8 * 17);
+        assert!(tags_equal(&tag, &tag));
+        for bit in 0..TAG_LEN * 8 {
+            let mut other = tag;
+            other[bit / 8] ^= 1 << (bit % 8);
+            assert!(!tags_equal(&tag, &other), "bit {bit}");
+        }
+    }
+
+    #[test]
+    fn lengths_up_to_two_to_the_36_are_allowed() {
+        let limit = usize::try_from(MAX_LEN).expect("64-bit");
+        assert!(within_limits(0, 0));
+        assert!(within_limits(limit, limit));
+        assert!(!within_limits(limit + 1, 0));
+        assert!(!within_limits(0, limit + 1));
     }
 
     proptest! {

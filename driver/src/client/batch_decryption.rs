@@ -75,15 +75,21 @@ impl BatchDecryption {
                         .ciphers
                         .for_row(&this.plans, |_| true, &this.encryption, &this.catalog)
                         .await;
-                    rows.extend(batch.into_iter().map(|row| {
-                        Row::decrypt_with(
-                            source(row.map_err(Into::into)?),
-                            this.plans.clone(),
-                            &this.encryption,
-                            &this.catalog,
-                            &keys,
-                        )
-                    }));
+                    for row in batch {
+                        rows.push(row.map_err(Into::into).and_then(|row| {
+                            Row::decrypt_with(
+                                source(row),
+                                this.plans.clone(),
+                                &this.encryption,
+                                &this.catalog,
+                                &keys,
+                            )
+                        }));
+                        // A batch of large cells is long work: give the
+                        // runtime its turn (the connection's task, timers)
+                        // when this task's budget is spent.
+                        tokio::task::consume_budget().await;
+                    }
                     stream::iter(rows)
                 }
             })
