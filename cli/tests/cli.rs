@@ -2,8 +2,9 @@
 //! key directory, `--json` output parsed here, exit statuses.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
 use aepg_tests::TestDatabase;
 use serde_json::Value;
@@ -31,15 +32,9 @@ impl Run {
     }
 }
 
-/// Runs `aepg` in `dir` with `args`; `DATABASE_URL` removed so only the
-/// config file and flags count.
+/// Runs `aepg` in `dir` with `args` ([`common::aepg_command`]), to the end.
 fn aepg(dir: &Path, args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_aepg"))
-        .current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .args(args)
-        .output()
-        .unwrap();
+    let output = common::aepg_command(dir, args).output().unwrap();
     Run {
         status: output.status.code().unwrap_or(-1),
         stdout: String::from_utf8(output.stdout).unwrap(),
@@ -80,27 +75,7 @@ async fn a_catalog_administered_from_the_command_line() {
         .json();
     assert_eq!(registered["generated"], true);
     assert!(dir.join("keys/cmk1.pem").exists());
-    let key = aepg(dir, &["cek", "create", "--cmk", "cmk1", "--json"])
-        .ok()
-        .json()["id"]
-        .as_u64()
-        .unwrap()
-        .to_string();
-    aepg(
-        dir,
-        &[
-            "setting",
-            "create",
-            "ssn",
-            "--type",
-            "text",
-            "--mode",
-            "deterministic",
-            "--cek",
-            &key,
-        ],
-    )
-    .ok();
+    let key = common::create_ssn_setting(|args| common::aepg_json(dir, args), "cmk1");
     aepg(
         dir,
         &[
