@@ -14,7 +14,7 @@
 //!   to 32 bytes; the AAD is the 18-byte BSON header (subtype, key UUID, type).
 
 use aes::cipher::block_padding::Pkcs7;
-use aes::cipher::{BlockDecryptMut, BlockEncryptMut, InnerIvInit, KeyInit as AesKeyInit};
+use aes::cipher::{BlockModeDecrypt, BlockModeEncrypt, InnerIvInit, KeyInit as AesKeyInit};
 use aes::Aes256;
 use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
@@ -85,7 +85,7 @@ impl SqlServerCell {
             random_iv()
         };
         let ciphertext = CbcEncryptor::inner_iv_init(self.aes.clone(), &iv.into())
-            .encrypt_padded_vec_mut::<Pkcs7>(plaintext);
+            .encrypt_padded_vec::<Pkcs7>(plaintext);
         let tag = self.tag_mac(&iv, &ciphertext).finalize().into_bytes();
         let mut cell = Vec::with_capacity(1 + 32 + 16 + ciphertext.len());
         cell.push(Self::VERSION);
@@ -105,7 +105,7 @@ impl SqlServerCell {
             .verify_slice(tag)
             .map_err(|_| Invalid)?;
         CbcDecryptor::inner_iv_init(self.aes.clone(), &truncated_iv(iv).into())
-            .decrypt_padded_vec_mut::<Pkcs7>(ciphertext)
+            .decrypt_padded_vec::<Pkcs7>(ciphertext)
             .map_err(|_| Invalid)
     }
 }
@@ -152,7 +152,7 @@ impl MongoCell {
             random_iv()
         };
         let ciphertext = CbcEncryptor::inner_iv_init(self.aes.clone(), &iv.into())
-            .encrypt_padded_vec_mut::<Pkcs7>(plaintext);
+            .encrypt_padded_vec::<Pkcs7>(plaintext);
         let tag = self.tag_mac(&iv, &ciphertext).finalize().into_bytes();
         let mut cell = Vec::with_capacity(self.aad.len() + 16 + ciphertext.len() + 32);
         cell.extend_from_slice(&self.aad);
@@ -174,7 +174,7 @@ impl MongoCell {
             .verify_truncated_left(tag)
             .map_err(|_| Invalid)?;
         CbcDecryptor::inner_iv_init(self.aes.clone(), &truncated_iv(iv).into())
-            .decrypt_padded_vec_mut::<Pkcs7>(ciphertext)
+            .decrypt_padded_vec::<Pkcs7>(ciphertext)
             .map_err(|_| Invalid)
     }
 }

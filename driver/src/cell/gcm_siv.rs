@@ -11,7 +11,7 @@
 //! `polyval`, `ctr`); this module only wires them together, as RFC 8452 §4
 //! says.
 
-use aes::cipher::{BlockEncrypt, KeyInit};
+use aes::cipher::{BlockCipherEncrypt, KeyInit};
 use aes::{Aes256Enc, Block};
 use ctr::cipher::{InnerIvInit as _, StreamCipherCore as _};
 use ctr::flavors::Ctr32LE;
@@ -118,8 +118,8 @@ fn tags_equal(left: &[u8; TAG_LEN], right: &[u8; TAG_LEN]) -> bool {
 /// blocks `le32(i) ‖ nonce`, i = 0..5, are encrypted in one call and the
 /// first half of each kept: two halves make the POLYVAL key, four the
 /// AES-256 key. The intermediate copies are wiped here; the AES key
-/// schedule when it is dropped (`aes`'s `zeroize` feature), the POLYVAL
-/// key when [`tag`] consumes it.
+/// schedule and the POLYVAL key when they are dropped (the `zeroize`
+/// features of `aes` and `polyval`).
 fn derive_keys(key_generating_key: &Aes256Enc, nonce: &[u8; NONCE_LEN]) -> (Polyval, Aes256Enc) {
     let mut blocks = [Block::default(); 6];
     for (counter, block) in (0u32..).zip(blocks.iter_mut()) {
@@ -153,9 +153,8 @@ fn derive_keys(key_generating_key: &Aes256Enc, nonce: &[u8; NONCE_LEN]) -> (Poly
 /// associated data, the padded plaintext and their bit lengths, XORed
 /// with the nonce, its top bit cleared, encrypted.
 ///
-/// Takes the POLYVAL state by value: `polyval`'s run-time-detected
-/// backend wipes its key (with the `zeroize` feature) when `finalize`
-/// consumes it, but not when it is merely dropped.
+/// Takes the POLYVAL state by value: `finalize` consumes it, and
+/// `polyval`'s `zeroize` feature wipes its key as it is dropped.
 fn tag(
     mut polyval: Polyval,
     encryption: &Aes256Enc,
@@ -192,7 +191,7 @@ fn apply_keystream(encryption: &Aes256Enc, tag: &[u8; TAG_LEN], buffer: &mut [u8
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aes_gcm_siv::aead::AeadInPlace as _;
+    use aes_gcm_siv::aead::AeadInOut as _;
     use proptest::prelude::*;
 
     /// One RFC 8452 vector: key, nonce, AAD, plaintext, ciphertext ‖ tag.
@@ -318,12 +317,17 @@ mod tests {
             let our_tag = ours.encrypt_in_place(&nonce, &aad, &mut our_buffer).expect("short");
             let mut their_buffer = plaintext.clone();
             let their_tag = theirs
-                .encrypt_in_place_detached(&nonce.into(), &aad, &mut their_buffer)
+                .encrypt_inout_detached(&nonce.into(), &aad, their_buffer.as_mut_slice().into())
                 .expect("short");
             prop_assert_eq!(&our_buffer, &their_buffer);
             prop_assert_eq!(our_tag.as_slice(), their_tag.as_slice());
             theirs
-                .decrypt_in_place_detached(&nonce.into(), &aad, &mut our_buffer, &our_tag.into())
+                .decrypt_inout_detached(
+                    &nonce.into(),
+                    &aad,
+                    our_buffer.as_mut_slice().into(),
+                    &our_tag.into(),
+                )
                 .expect("the crate opens ours");
             prop_assert_eq!(&our_buffer, &plaintext);
             ours.decrypt_in_place(&nonce, &aad, &mut their_buffer, &their_tag.into())
