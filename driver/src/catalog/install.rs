@@ -127,7 +127,17 @@ pub async fn catalog_id(client: &impl GenericClient) -> Result<CatalogId, Error>
 
 /// Checks that the catalog is installed at the version this library reads.
 pub(crate) async fn require_installed(client: &impl GenericClient) -> Result<i32, Error> {
-    match installed_version(client).await? {
+    supported_version(installed_version(client).await?)
+}
+
+/// The installed version `found` (`None`: no catalog), if this library
+/// reads it.
+///
+/// # Errors
+/// [`CatalogError::NotInstalled`], [`CatalogError::TooNew`],
+/// [`CatalogError::TooOld`].
+pub(crate) fn supported_version(found: Option<i32>) -> Result<i32, Error> {
+    match found {
         None => Err(CatalogError::NotInstalled.into()),
         Some(found) if found > CATALOG_VERSION => Err(CatalogError::TooNew {
             found,

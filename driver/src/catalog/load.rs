@@ -18,7 +18,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{GenericClient, Row};
 
 use super::error::CatalogError;
-use super::install::{require_installed, CATALOG_STATE_QUERY};
+use super::install::{supported_version, CATALOG_STATE_QUERY};
 use super::model::{
     is_temp_schema, Catalog, ColumnState, EncryptedColumn, EncryptionSetting, SkipReason,
     SkippedRecord, VerifiedManifest,
@@ -52,38 +52,33 @@ pub async fn load_catalog(
 /// [`load_catalog`] without pins; `require_manifest: false` lets an
 /// administrator load a catalog whose first manifest is still to be signed.
 ///
-/// The catalog's identity and generation are read before and after the
-/// rest: if an administrator committed a change in between (the reads are
-/// separate statements), the load starts over, so a catalog is never a mix
-/// of two generations.
+/// Two round trips. The first asks, in one statement that cannot fail
+/// where nothing is installed, whether the catalog is there. The second
+/// reads everything else, pipelined: the server runs the statements in
+/// order, so the catalog's identity and generation, read first and last,
+/// tell whether an administrator committed a change in between (the reads
+/// are separate statements); if one did, the load starts over, so a
+/// catalog is never a mix of two generations.
 pub(crate) async fn load_verified(
     client: &impl GenericClient,
     registry: &KeyStoreRegistry,
     require_manifest: bool,
 ) -> Result<Catalog, Error> {
-    // In one flight with the version check: `to_regtype` is NULL, not an
-    // error, where the catalog is not installed, so that check speaks.
-    let (version, ciphertext_type) = futures_util::try_join!(
-        require_installed(client),
-        client
-            .query_typed_one(
-                "SELECT pg_catalog.to_regtype('aepg.ciphertext')::pg_catalog.oid",
-                &[],
-            )
-            .map_err(Error::from),
-    )?;
-    let ciphertext_type_oid: u32 = ciphertext_type
-        .try_get::<_, Option<u32>>(0)?
+    let presence = client.query_typed_one(PRESENCE_QUERY, &[]).await?;
+    if !presence.try_get::<_, bool>(0)? {
+        return Err(CatalogError::NotInstalled.into());
+    }
+    let ciphertext_type_oid: u32 = presence
+        .try_get::<_, Option<u32>>(1)?
         .ok_or(CatalogError::NotInstalled)?;
     for _ in 0..MAX_LOAD_ATTEMPTS {
-        // Every table read in one flight: the statements are pipelined on
-        // the connection, each in one round trip (no separate prepare).
         let no_parameters: &[(&(dyn ToSql + Sync), Type)] = &[];
         let read = |sql| client.query_typed(sql, no_parameters).map_err(Error::from);
         let relation_parameters: &[(&(dyn ToSql + Sync), Type)] =
             &[(&ciphertext_type_oid, Type::OID)];
         let (
-            state,
+            version,
+            before,
             master_keys,
             manifests,
             column_keys,
@@ -91,7 +86,11 @@ pub(crate) async fn load_verified(
             assignments,
             migrations,
             relations,
-        ) = futures_util::try_join!(
+            after,
+        ) = futures_util::join!(
+            client
+                .query_typed_opt(VERSION_QUERY, no_parameters)
+                .map_err(Error::from),
             catalog_state(client),
             read(MASTER_KEYS_QUERY),
             read(MANIFESTS_QUERY),
@@ -102,23 +101,34 @@ pub(crate) async fn load_verified(
             client
                 .query_typed(RELATIONS_QUERY, relation_parameters)
                 .map_err(Error::from),
-        )?;
-        let (id, generation) = state;
-        let mut loader = Loader::new(registry, version, id, generation, ciphertext_type_oid);
-        loader.master_keys(master_keys)?;
-        loader.manifests(manifests, require_manifest).await?;
-        loader.column_keys(column_keys).await?;
-        loader.settings(settings).await?;
-        loader.assignments(assignments).await?;
-        loader.migrations(migrations)?;
-        let relations = server_relations(relations)?;
-        if catalog_state(client).await? == (id, generation) {
-            return Ok(loader.finish(relations));
+            catalog_state(client),
+        );
+        // The version speaks first: the other reads of a catalog this
+        // library does not read may fail for want of a column.
+        let version = supported_version(version?.map(|row| row.try_get(0)).transpose()?)?;
+        let (id, generation) = before?;
+        if after? != (id, generation) {
+            continue;
         }
+        let mut loader = Loader::new(registry, version, id, generation, ciphertext_type_oid);
+        loader.master_keys(master_keys?)?;
+        loader.manifests(manifests?, require_manifest).await?;
+        loader.column_keys(column_keys?).await?;
+        loader.settings(settings?).await?;
+        loader.assignments(assignments?).await?;
+        loader.migrations(migrations?)?;
+        let relations = server_relations(relations?)?;
+        return Ok(loader.finish(relations));
     }
     Err(CatalogError::Unsettled.into())
 }
 
+/// Whether the catalog's tables exist, and the ciphertext type's oid (NULL
+/// where it does not), in one statement that reads no table of aepg's.
+const PRESENCE_QUERY: &str = "SELECT pg_catalog.to_regclass('aepg.catalog_version') IS NOT NULL, \
+     pg_catalog.to_regtype('aepg.ciphertext')::pg_catalog.oid";
+/// The installed catalog version.
+const VERSION_QUERY: &str = "SELECT version FROM aepg.catalog_version";
 /// The catalog's tables, read by every load.
 const MASTER_KEYS_QUERY: &str = "SELECT name, provider, key_path FROM aepg.master_keys";
 const MANIFESTS_QUERY: &str = "SELECT master_key_name, generation, record, signature \

@@ -40,6 +40,9 @@ pub(crate) struct ConnectionState {
     /// Whether a statement ran since the current transaction began, so a
     /// repeatable-read snapshot may already be older than the catalog.
     statement_ran: AtomicBool,
+    /// Whether tokio-postgres was asked to learn `aepg.ciphertext` on this
+    /// connection.
+    ciphertext_type_asked: AtomicBool,
 }
 
 impl ConnectionState {
@@ -54,6 +57,7 @@ impl ConnectionState {
             session_changed: AtomicBool::new(false),
             text_transaction: AtomicBool::new(false),
             statement_ran: AtomicBool::new(true),
+            ciphertext_type_asked: AtomicBool::new(false),
         }
     }
 
@@ -71,6 +75,12 @@ impl ConnectionState {
 
     pub(crate) fn set_listening(&self, listening: bool) {
         self.listening.store(listening, Ordering::SeqCst);
+    }
+
+    /// Whether this is the first call on this connection: the one that
+    /// asks tokio-postgres to learn `aepg.ciphertext`.
+    pub(crate) fn first_ciphertext_type_ask(&self) -> bool {
+        !self.ciphertext_type_asked.swap(true, Ordering::SeqCst)
     }
 
     /// A transaction began: no statement has taken its snapshot yet.

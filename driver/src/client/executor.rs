@@ -20,7 +20,7 @@ use super::statement::Statement;
 use super::to_statement::{ToStatement, ToStatementType};
 use crate::analysis::{
     analyze, session_control, ColumnEncryption, ControlText, ParameterTarget, ParameterUse,
-    SessionControl, StatementAnalysis,
+    ResultColumnSource, SessionControl, StatementAnalysis,
 };
 use crate::catalog::{Catalog, CatalogError, EncryptionSetting, CATALOG_CHANNEL};
 use crate::cell::CellCipher;
@@ -49,6 +49,10 @@ const SESSION_QUERY: &str = "SELECT v.instance_id, v.generation, \
 /// How often a new statement text is analyzed again because the catalog or
 /// the session changed while it was being prepared, before giving up.
 const MAX_PREPARE_ATTEMPTS: usize = 4;
+
+/// A statement whose description names `aepg.ciphertext`, so that
+/// tokio-postgres looks the type up ([`Executor::learn_ciphertext_type`]).
+const CIPHERTEXT_TYPE_PROBE: &str = "SELECT $1::aepg.ciphertext";
 
 /// The shortest time between two loads of the catalog made because a
 /// statement was refused (it may have been refused under tables' old
@@ -101,6 +105,19 @@ impl<'a> Executor<'a> {
         if let Some(catalog) = self.state.encryption.fresh() {
             return Ok(catalog);
         }
+        if self.state.resolution().is_none() && !self.in_transaction() {
+            // A connection's first statement needs the session's name
+            // resolution as well: it is read in the same flight as the
+            // catalog, not a round trip later (outside a transaction, where
+            // no snapshot ties the two together).
+            let (catalog, _) = futures_util::try_join!(self.server_catalog(), self.read_session())?;
+            return Ok(catalog);
+        }
+        self.server_catalog().await
+    }
+
+    /// The catalog, checked against the server's or loaded from it.
+    async fn server_catalog(&self) -> Result<Arc<Catalog>, Error> {
         let context = CheckContext {
             snapshot_may_be_old: self.state.snapshot_may_be_old(),
             in_block: self.in_transaction(),
@@ -127,15 +144,75 @@ impl<'a> Executor<'a> {
         let report = if self.state.should_listen() && !self.in_transaction() {
             let listen = format!("LISTEN {CATALOG_CHANNEL}");
             // Pipelined: the report is read after the LISTEN took effect.
-            let (listened, report) =
-                futures_util::join!(self.client.batch_execute(&listen), self.query_session());
+            let (listened, report, ()) = futures_util::join!(
+                self.client.batch_execute(&listen),
+                self.query_session(),
+                self.learn_ciphertext_type()
+            );
             listened?;
             report?
         } else {
-            self.query_session().await?
+            futures_util::join!(self.query_session(), self.learn_ciphertext_type()).0?
         };
         self.state.set_resolution(report.resolution.clone());
         Ok(report.resolution)
+    }
+
+    /// Has tokio-postgres look up `aepg.ciphertext`, a type it does not
+    /// know, pipelined with the session read, once per connection: in the
+    /// first `prepare` that meets it, the lookup would cost two round trips
+    /// of its own (tokio-postgres prepares its type query, then runs it).
+    /// Not inside a transaction, where a failure would abort it. A failure
+    /// (no catalog installed) is left for the catalog load to report.
+    async fn learn_ciphertext_type(&self) {
+        if !self.in_transaction() && self.state.first_ciphertext_type_ask() {
+            // The statement is closed as it is dropped; only the type stays
+            // in the connection's cache.
+            let _ = self.client.prepare(CIPHERTEXT_TYPE_PROBE).await;
+        }
+    }
+
+    /// Unwraps the column keys `analysis` encrypts parameters or decrypts
+    /// results with, where they are not cached yet, so that the first run
+    /// of a statement does not wait for the key store after its prepare's
+    /// round trip. Only where keys are kept (a zero key TTL asks the store
+    /// at every use); a failure is left for the use to report, with its
+    /// column.
+    async fn unwrap_keys(&self, analysis: &StatementAnalysis, catalog: &Catalog) {
+        let encryption = &self.state.encryption;
+        if !encryption.keeps_keys() {
+            return;
+        }
+        let parameters = analysis
+            .parameters
+            .iter()
+            .filter_map(|target| match target {
+                ParameterTarget::Encrypted { encryption, .. } => Some(encryption),
+                _ => None,
+            });
+        let results = analysis
+            .result_columns
+            .iter()
+            .filter_map(|column| match &column.source {
+                ResultColumnSource::Encrypted(encryption) => Some(encryption),
+                _ => None,
+            });
+        let mut key_ids: Vec<u32> = parameters
+            .chain(results)
+            .filter_map(|column| catalog.settings().get(&column.setting_id))
+            .map(|setting| setting.key_id)
+            .collect();
+        key_ids.sort_unstable();
+        key_ids.dedup();
+        if !key_ids.is_empty() {
+            // The connection task that writes the prepare out was woken on
+            // this worker, where no other worker may take it: let it run
+            // before an unwrap (local RSA work) holds the worker.
+            tokio::task::yield_now().await;
+        }
+        for key_id in key_ids {
+            let _ = encryption.cipher(catalog, key_id).await;
+        }
     }
 
     async fn resolution(&self) -> Result<NameResolution, Error> {
@@ -248,9 +325,13 @@ impl<'a> Executor<'a> {
             // cells are declared (`bytea[]`): `unnest($n)` gives the server
             // nothing to infer from, and they are encrypted whatever it says.
             let arrays = cell_array_types(&analysis);
-            let (inner, report) = futures_util::join!(
+            // Joined last, the keys are unwrapped after the prepare and the
+            // session read are on their way: the key store works while the
+            // server does.
+            let (inner, report, ()) = futures_util::join!(
                 self.client.prepare_typed(sql, &arrays),
-                self.query_session()
+                self.query_session(),
+                self.unwrap_keys(&analysis, &catalog)
             );
             let report = report?;
             confirmed = true;
