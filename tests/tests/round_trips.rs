@@ -98,3 +98,55 @@ async fn a_warm_statement_costs_what_a_prepared_tokio_postgres_statement_costs()
         "no re-prepare when warm"
     );
 }
+
+/// A new connection's first statement: tokio-postgres learns
+/// `aepg.ciphertext` beside the catalog and session reads, not in two
+/// round trips of its own between the statement's prepare and its run.
+#[tokio::test]
+async fn a_first_statement_looks_its_ciphertext_type_up_before_its_prepare() {
+    let server = DedicatedServer::start(&[("log_min_duration_statement", "0")])
+        .await
+        .unwrap();
+    let db = EncryptedDatabase::on(server.create_database("first_statement").await.unwrap()).await;
+    db.setting("ssn", "text", EncryptionMode::Deterministic)
+        .await;
+    db.table(
+        "CREATE TABLE people (id int, ssn aepg.ciphertext)",
+        &[("people", "ssn", "ssn")],
+    )
+    .await;
+    db.plain
+        .batch_execute("SELECT 'first-start'")
+        .await
+        .unwrap();
+    let client = db.client().await;
+    client
+        .execute(
+            "INSERT INTO people (id, ssn) VALUES ($1, $2)",
+            &[&1, &"123-45-6789"],
+        )
+        .await
+        .unwrap();
+    db.plain.batch_execute("SELECT 'first-end'").await.unwrap();
+
+    let log = server.server_log().await.unwrap();
+    let steps = steps_between(&log, "first-start", "first-end");
+    let position = |needle: &str| {
+        steps
+            .iter()
+            .position(|line| line.contains("parse") && line.contains(needle))
+            .unwrap_or_else(|| panic!("no parse of {needle:?} in:\n{}", steps.join("\n")))
+    };
+    let type_lookup = position("SELECT t.typname");
+    let insert = position("INSERT INTO people");
+    assert!(
+        type_lookup < insert,
+        "the type lookup comes before the statement's prepare:\n{}",
+        steps.join("\n")
+    );
+    let lookups = steps
+        .iter()
+        .filter(|line| line.contains("parse") && line.contains("SELECT t.typname"))
+        .count();
+    assert_eq!(lookups, 1, "one type lookup:\n{}", steps.join("\n"));
+}
