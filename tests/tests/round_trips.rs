@@ -28,12 +28,13 @@ fn steps_between(log: &str, start: &str, end: &str) -> Vec<String> {
     steps
 }
 
-#[tokio::test]
-async fn a_warm_statement_costs_what_a_prepared_tokio_postgres_statement_costs() {
+/// A server that logs every protocol step, and a database on it with a
+/// `people (id, ssn)` table whose `ssn` is encrypted (deterministic).
+async fn logged_people(label: &str) -> (DedicatedServer, EncryptedDatabase) {
     let server = DedicatedServer::start(&[("log_min_duration_statement", "0")])
         .await
         .unwrap();
-    let db = EncryptedDatabase::on(server.create_database("round_trips").await.unwrap()).await;
+    let db = EncryptedDatabase::on(server.create_database(label).await.unwrap()).await;
     db.setting("ssn", "text", EncryptionMode::Deterministic)
         .await;
     db.table(
@@ -41,6 +42,12 @@ async fn a_warm_statement_costs_what_a_prepared_tokio_postgres_statement_costs()
         &[("people", "ssn", "ssn")],
     )
     .await;
+    (server, db)
+}
+
+#[tokio::test]
+async fn a_warm_statement_costs_what_a_prepared_tokio_postgres_statement_costs() {
+    let (server, db) = logged_people("round_trips").await;
     let client = db.client().await;
     // One encrypted and one plaintext parameter: a client that hears catalog
     // announcements checks nothing more before sending the plaintext one.
@@ -104,17 +111,7 @@ async fn a_warm_statement_costs_what_a_prepared_tokio_postgres_statement_costs()
 /// round trips of its own between the statement's prepare and its run.
 #[tokio::test]
 async fn a_first_statement_looks_its_ciphertext_type_up_before_its_prepare() {
-    let server = DedicatedServer::start(&[("log_min_duration_statement", "0")])
-        .await
-        .unwrap();
-    let db = EncryptedDatabase::on(server.create_database("first_statement").await.unwrap()).await;
-    db.setting("ssn", "text", EncryptionMode::Deterministic)
-        .await;
-    db.table(
-        "CREATE TABLE people (id int, ssn aepg.ciphertext)",
-        &[("people", "ssn", "ssn")],
-    )
-    .await;
+    let (server, db) = logged_people("first_statement").await;
     db.plain
         .batch_execute("SELECT 'first-start'")
         .await
