@@ -52,7 +52,7 @@ pub async fn load_catalog(
 /// [`load_catalog`] without pins; `require_manifest: false` lets an
 /// administrator load a catalog whose first manifest is still to be signed.
 ///
-/// Two round trips. The first asks, in one statement that cannot fail
+/// Two round trips (more if it starts over). The first asks, in one statement that cannot fail
 /// where nothing is installed, whether the catalog is there. The second
 /// reads everything else, pipelined: the server runs the statements in
 /// order, so the catalog's identity and generation, read first and last,
@@ -106,18 +106,24 @@ pub(crate) async fn load_verified(
         // The version speaks first: the other reads of a catalog this
         // library does not read may fail for want of a column.
         let version = supported_version(version?.map(|row| row.try_get(0)).transpose()?)?;
+        // Then each read's error in the order they were sent: inside a
+        // transaction block the first failure aborts the rest, and it is
+        // the one that says why.
         let (id, generation) = before?;
+        let (master_keys, manifests, column_keys) = (master_keys?, manifests?, column_keys?);
+        let (settings, assignments, migrations) = (settings?, assignments?, migrations?);
+        let relations = relations?;
         if after? != (id, generation) {
             continue;
         }
         let mut loader = Loader::new(registry, version, id, generation, ciphertext_type_oid);
-        loader.master_keys(master_keys?)?;
-        loader.manifests(manifests?, require_manifest).await?;
-        loader.column_keys(column_keys?).await?;
-        loader.settings(settings?).await?;
-        loader.assignments(assignments?).await?;
-        loader.migrations(migrations?)?;
-        let relations = server_relations(relations?)?;
+        loader.master_keys(master_keys)?;
+        loader.manifests(manifests, require_manifest).await?;
+        loader.column_keys(column_keys).await?;
+        loader.settings(settings).await?;
+        loader.assignments(assignments).await?;
+        loader.migrations(migrations)?;
+        let relations = server_relations(relations)?;
         return Ok(loader.finish(relations));
     }
     Err(CatalogError::Unsettled.into())

@@ -6,12 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::Either;
 use futures_util::{StreamExt, TryStreamExt};
 use postgres_types::{Kind, ToSql, Type};
 use tokio_postgres::error::SqlState;
 use tracing::Instrument;
 
 use super::connection_state::{ConnectionState, NameResolution};
+
 use super::decryption::QueryCiphers;
 use super::encryption::{CheckContext, ServerState};
 use super::parameter::{encrypt_parameter, BoundParameter};
@@ -105,15 +107,40 @@ impl<'a> Executor<'a> {
         if let Some(catalog) = self.state.encryption.fresh() {
             return Ok(catalog);
         }
-        if self.state.resolution().is_none() && !self.in_transaction() {
-            // A connection's first statement needs the session's name
-            // resolution as well: it is read in the same flight as the
-            // catalog, not a round trip later (outside a transaction, where
-            // no snapshot ties the two together).
-            let (catalog, _) = futures_util::try_join!(self.server_catalog(), self.read_session())?;
-            return Ok(catalog);
-        }
         self.server_catalog().await
+    }
+
+    /// [`catalog`](Self::catalog), for a statement about to be analyzed,
+    /// which needs the session's name resolution as well. Where that is
+    /// not known (a connection's first statement, or after the session
+    /// changed) and the catalog is not fresh, both are read in one flight,
+    /// not a round trip apart (outside a transaction, where no snapshot
+    /// ties the two together). The session read is sent first, so its
+    /// `LISTEN` takes effect before the catalog is read. The catalog's
+    /// error is the one reported, and at once: the session read may be
+    /// queued behind catalog reads that wait for a lock.
+    async fn statement_catalog(&self) -> Result<Arc<Catalog>, Error> {
+        if self.state.encryption.fresh().is_none()
+            && self.state.resolution().is_none()
+            && !self.in_transaction()
+        {
+            let session = self.read_session();
+            let catalog = self.server_catalog();
+            futures_util::pin_mut!(session, catalog);
+            return match futures_util::future::select(session, catalog).await {
+                Either::Left((session, catalog)) => {
+                    let catalog = catalog.await?;
+                    session?;
+                    Ok(catalog)
+                }
+                Either::Right((catalog, session)) => {
+                    let catalog = catalog?;
+                    session.await?;
+                    Ok(catalog)
+                }
+            };
+        }
+        self.catalog().await
     }
 
     /// The catalog, checked against the server's or loaded from it.
@@ -235,7 +262,7 @@ impl<'a> Executor<'a> {
     /// [`prepare`](Self::prepare), and whether the statement was prepared
     /// (and the catalog generation read) just now rather than found in the cache.
     async fn prepared(&self, sql: &str) -> Result<(Statement, bool), Error> {
-        let catalog = self.catalog().await?;
+        let catalog = self.statement_catalog().await?;
         if let Some(statement) = self.state.cached(sql, &catalog) {
             if !statement.is_invalidated() {
                 return Ok((statement, false));
@@ -269,7 +296,7 @@ impl<'a> Executor<'a> {
         sql: &str,
         types: &[Type],
     ) -> Result<Statement, Error> {
-        let catalog = self.catalog().await?;
+        let catalog = self.statement_catalog().await?;
         self.prepare_afresh(sql, catalog, Some(types)).await
     }
 
