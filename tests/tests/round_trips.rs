@@ -45,13 +45,13 @@ async fn logged_people(label: &str) -> (DedicatedServer, EncryptedDatabase) {
     (server, db)
 }
 
-#[tokio::test]
-async fn a_warm_statement_costs_what_a_prepared_tokio_postgres_statement_costs() {
-    let (server, db) = logged_people("round_trips").await;
-    let client = db.client().await;
-    // One encrypted and one plaintext parameter: a client that hears catalog
-    // announcements checks nothing more before sending the plaintext one.
-    let sql = "SELECT id, ssn FROM people WHERE ssn = $1 AND id = $2";
+/// Whether a logged step is the parse of a text containing `needle`.
+fn parses(line: &str, needle: &str) -> bool {
+    line.contains("parse") && line.contains(needle)
+}
+
+/// Inserts person 1, whose ssn is 123-45-6789.
+async fn insert_person(client: &aepg::Client) {
     client
         .execute(
             "INSERT INTO people (id, ssn) VALUES ($1, $2)",
@@ -59,6 +59,16 @@ async fn a_warm_statement_costs_what_a_prepared_tokio_postgres_statement_costs()
         )
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_warm_statement_costs_what_a_prepared_tokio_postgres_statement_costs() {
+    let (server, db) = logged_people("round_trips").await;
+    let client = db.client().await;
+    // One encrypted and one plaintext parameter: a client that hears catalog
+    // announcements checks nothing more before sending the plaintext one.
+    let sql = "SELECT id, ssn FROM people WHERE ssn = $1 AND id = $2";
+    insert_person(&client).await;
     client.query(sql, &[&"123-45-6789", &1]).await.unwrap(); // warm: analysis, prepare, keys
 
     db.plain.batch_execute("SELECT 'aepg-start'").await.unwrap();
@@ -117,13 +127,7 @@ async fn a_first_statement_looks_its_ciphertext_type_up_before_its_prepare() {
         .await
         .unwrap();
     let client = db.client().await;
-    client
-        .execute(
-            "INSERT INTO people (id, ssn) VALUES ($1, $2)",
-            &[&1, &"123-45-6789"],
-        )
-        .await
-        .unwrap();
+    insert_person(&client).await;
     db.plain.batch_execute("SELECT 'first-end'").await.unwrap();
 
     let log = server.server_log().await.unwrap();
@@ -131,7 +135,7 @@ async fn a_first_statement_looks_its_ciphertext_type_up_before_its_prepare() {
     let position = |needle: &str| {
         steps
             .iter()
-            .position(|line| line.contains("parse") && line.contains(needle))
+            .position(|line| parses(line, needle))
             .unwrap_or_else(|| panic!("no parse of {needle:?} in:\n{}", steps.join("\n")))
     };
     let type_lookup = position("SELECT t.typname");
@@ -143,7 +147,7 @@ async fn a_first_statement_looks_its_ciphertext_type_up_before_its_prepare() {
     );
     let lookups = steps
         .iter()
-        .filter(|line| line.contains("parse") && line.contains("SELECT t.typname"))
+        .filter(|line| parses(line, "SELECT t.typname"))
         .count();
     assert_eq!(lookups, 1, "one type lookup:\n{}", steps.join("\n"));
 }

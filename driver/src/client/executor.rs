@@ -13,7 +13,6 @@ use tokio_postgres::error::SqlState;
 use tracing::Instrument;
 
 use super::connection_state::{ConnectionState, NameResolution};
-
 use super::decryption::QueryCiphers;
 use super::encryption::{CheckContext, ServerState};
 use super::parameter::{encrypt_parameter, BoundParameter};
@@ -120,10 +119,10 @@ impl<'a> Executor<'a> {
     /// error is the one reported, and at once: the session read may be
     /// queued behind catalog reads that wait for a lock.
     async fn statement_catalog(&self) -> Result<Arc<Catalog>, Error> {
-        if self.state.encryption.fresh().is_none()
-            && self.state.resolution().is_none()
-            && !self.in_transaction()
-        {
+        if let Some(catalog) = self.state.encryption.fresh() {
+            return Ok(catalog);
+        }
+        if self.state.resolution().is_none() && !self.in_transaction() {
             let session = self.read_session();
             let catalog = self.server_catalog();
             futures_util::pin_mut!(session, catalog);
@@ -140,7 +139,7 @@ impl<'a> Executor<'a> {
                 }
             };
         }
-        self.catalog().await
+        self.server_catalog().await
     }
 
     /// The catalog, checked against the server's or loaded from it.
