@@ -254,3 +254,32 @@ async fn a_replaced_public_key_object_is_not_believed() {
         "{err}"
     );
 }
+
+/// SoftHSM2 changes its slot table inside `C_GetSlotList`: stores looking
+/// their tokens up on many threads, while others initialize tokens, must
+/// not race it (it aborts the process when two slots get one ID).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tokens_looked_up_on_many_threads_while_others_are_initialized() {
+    let hsm = SoftHsm::shared();
+    let mut tasks = Vec::new();
+    for thread in 0..8 {
+        tasks.push(tokio::spawn(async move {
+            for round in 0..8 {
+                let token = tokio::task::spawn_blocking(move || {
+                    hsm.new_token(&format!("keystore-busy-{thread}-{round}"))
+                })
+                .await
+                .unwrap();
+                // A store of its own each time: each looks the token up.
+                for _ in 0..4 {
+                    let store = store(&token, hsm.config());
+                    let err = store.describe(&token.key_path("nokey")).await.unwrap_err();
+                    assert!(matches!(err, KeyStoreError::KeyNotFound { .. }), "{err}");
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+}

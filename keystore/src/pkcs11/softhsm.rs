@@ -256,11 +256,9 @@ impl SoftHsm {
     /// # Panics
     /// When SoftHSM2 refuses.
     pub fn new_token(&self, label: &str) -> SoftHsmToken {
-        // Two tests must not take the same free slot.
-        static INITIALIZING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _one_at_a_time = INITIALIZING
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Two tests must not take the same free slot, and no store may list
+        // slots while a token is initialized (see `slot_table`).
+        let _slot_table = super::token::slot_table();
         let module =
             Module::load(MODULE_NAME, &self.module).unwrap_or_else(|error| panic!("{error}"));
         let context = module.context();

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -31,6 +31,20 @@ pub(crate) struct Module {
 fn loaded() -> &'static Mutex<HashMap<PathBuf, Pkcs11>> {
     static LOADED: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
     LOADED.get_or_init(Default::default)
+}
+
+/// Held around every call that lists slots, looks a slot up by its ID (a
+/// token's information, opening a session) or initializes a token. SoftHSM2
+/// 2.6 keeps its slots in a map with no lock of its own, and its
+/// `C_GetSlotList` inserts into that map (a fresh empty slot, whenever every
+/// slot holds a token): two threads listing at once both insert the same ID
+/// and abort the process (`SlotManager::insertToken: Assertion
+/// 'result.second' failed`), and a lookup during an insert reads a map being
+/// rebalanced. These calls come only when a token is looked up or a session
+/// pool grows, so one lock for the process costs nothing.
+pub(crate) fn slot_table() -> MutexGuard<'static, ()> {
+    static SLOT_TABLE: Mutex<()> = Mutex::new(());
+    SLOT_TABLE.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Module {
@@ -79,6 +93,7 @@ impl Module {
         &self,
         selector: &TokenSelector,
     ) -> Result<Option<(Slot, String, String)>, String> {
+        let _slot_table = slot_table();
         let slots = self
             .context
             .get_slots_with_token()
@@ -108,6 +123,7 @@ impl Module {
 
     /// Opens a read-write session on `slot`.
     pub fn open_session(&self, slot: Slot) -> Result<Session, CkError> {
+        let _slot_table = slot_table();
         self.context.open_rw_session(slot)
     }
 }
@@ -243,7 +259,11 @@ impl Token {
                 self.name
             ));
         }
-        if let Ok(info) = module.context.get_token_info(self.slot) {
+        let info = {
+            let _slot_table = slot_table();
+            module.context.get_token_info(self.slot)
+        };
+        if let Ok(info) = info {
             if info.user_pin_locked() {
                 return Err(format!(
                     "{}'s user PIN is locked: its security officer must unlock it",
