@@ -402,6 +402,53 @@ async fn a_scan_decrypted_in_batches_keeps_order_and_fails_only_tampered_cells()
     }
 }
 
+/// Rows of a scan share their plaintext buffers (up to 64 KiB of plaintext
+/// each): rows kept while the rows around them are dropped, across many
+/// buffers, small and large cells mixed, still read their own plaintexts.
+#[tokio::test]
+async fn rows_kept_from_a_scan_outlive_the_rows_decrypted_with_them() {
+    let db = EncryptedDatabase::new("copy_shared").await;
+    db.setting("body", "text", Randomized).await;
+    db.table(
+        "CREATE TABLE docs (id int PRIMARY KEY, body aepg.ciphertext)",
+        &[("docs", "body", "body")],
+    )
+    .await;
+    let client = db.client().await;
+    // From a few bytes to 40 KiB: a shared buffer fills every few rows.
+    let body = |id: i32| {
+        let len = if id % 5 == 0 { 40_000 } else { (id % 97) as usize };
+        format!("{id}:").repeat(len / 4 + 1)
+    };
+    let mut writer = client
+        .copy_in("COPY docs (id, body) FROM STDIN (FORMAT binary)")
+        .await
+        .unwrap();
+    for id in 0..300 {
+        writer.write(&[&id, &body(id)]).await.unwrap();
+    }
+    writer.finish().await.unwrap();
+
+    let mut kept = Vec::new();
+    let rows = client
+        .copy_out("COPY (SELECT id, body FROM docs ORDER BY id) TO STDOUT (FORMAT binary)")
+        .await
+        .unwrap();
+    futures_util::pin_mut!(rows);
+    while let Some(row) = rows.try_next().await.unwrap() {
+        let id: i32 = row.get("id");
+        assert_eq!(row.get::<_, &str>("body"), body(id));
+        if id % 7 == 3 {
+            kept.push(row);
+        }
+    }
+    assert_eq!(kept.len(), 43);
+    for row in &kept {
+        let id: i32 = row.get("id");
+        assert_eq!(row.get::<_, String>("body"), body(id), "row {id}");
+    }
+}
+
 /// A value of the wrong Rust type for a plaintext column is refused by the
 /// writer, naming the column and both types. Enough rows came before it
 /// that batches were already sent: dropping the writer aborts the COPY,

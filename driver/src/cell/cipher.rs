@@ -1,6 +1,7 @@
 //! `AEAD_AES_256_GCM_SIV` cells under one column encryption key.
 
 use std::fmt;
+use std::ops::Range;
 
 use aepg_keystore::ColumnKey;
 use hmac::digest::KeyInit;
@@ -120,6 +121,25 @@ impl CellCipher {
         setting: &CellSetting,
         cell: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, CellError> {
+        let mut plaintext = Zeroizing::new(Vec::new());
+        self.decrypt_into(setting, cell, &mut plaintext)?;
+        Ok(plaintext)
+    }
+
+    /// [`decrypt`](Self::decrypt), appending the plaintext to `plaintexts`
+    /// and returning where it is there: many cells' plaintexts in one
+    /// buffer, one allocation for them all. When `plaintexts` must grow, its
+    /// old allocation is zeroized before it is freed; on an error it is left
+    /// as it was.
+    ///
+    /// # Errors
+    /// As [`decrypt`](Self::decrypt).
+    pub fn decrypt_into(
+        &self,
+        setting: &CellSetting,
+        cell: &[u8],
+        plaintexts: &mut Zeroizing<Vec<u8>>,
+    ) -> Result<Range<usize>, CellError> {
         let header = CellHeader::parse(cell)?;
         if header.setting_id != setting.setting_id {
             return Err(CellError::FromAnotherSetting {
@@ -146,17 +166,33 @@ impl CellCipher {
         let aad = associated_data(&cell[..BOUND_HEADER_LEN], setting.plaintext_type);
         let (body, tag) = cell[HEADER_LEN..].split_at(cell.len() - HEADER_LEN - TAG_LEN);
         let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| failed())?;
-        let mut plaintext = Zeroizing::new(body.to_vec());
-        self.aead
-            .decrypt_in_place(&header.nonce, &aad, plaintext.as_mut_slice(), tag)
-            .map_err(|_| failed())?;
-        let len = padding::unpadded_len(setting.padding, &plaintext).ok_or(
-            CellError::PaddingInvalid {
-                setting_id: setting.setting_id,
-            },
-        )?;
-        plaintext.truncate(len);
-        Ok(plaintext)
+        reserve_zeroizing(plaintexts, body.len());
+        let start = plaintexts.len();
+        plaintexts.extend_from_slice(body);
+        let opened = self
+            .aead
+            .decrypt_in_place(&header.nonce, &aad, &mut plaintexts[start..], tag)
+            .map_err(|_| failed())
+            .and_then(|()| {
+                padding::unpadded_len(setting.padding, &plaintexts[start..]).ok_or(
+                    CellError::PaddingInvalid {
+                        setting_id: setting.setting_id,
+                    },
+                )
+            });
+        match opened {
+            Ok(len) => {
+                // The padding, zeroized before the next cell overwrites it.
+                plaintexts[start + len..].zeroize();
+                plaintexts.truncate(start + len);
+                Ok(start..start + len)
+            }
+            Err(error) => {
+                plaintexts[start..].zeroize();
+                plaintexts.truncate(start);
+                Err(error)
+            }
+        }
     }
 
     /// First 12 bytes of HMAC-SHA-256(nonce key, AAD ‖ padded plaintext).
@@ -169,6 +205,20 @@ impl CellCipher {
         nonce.copy_from_slice(&digest[..NONCE_LEN]);
         nonce
     }
+}
+
+/// Makes room for `additional` more bytes in `buffer`, moving what it
+/// holds to a new allocation and zeroizing the old one (a `Vec`'s own growth
+/// would free it with the plaintexts still in it).
+fn reserve_zeroizing(buffer: &mut Zeroizing<Vec<u8>>, additional: usize) {
+    if buffer.capacity() - buffer.len() >= additional {
+        return;
+    }
+    let needed = buffer.len().saturating_add(additional);
+    let mut grown = Vec::with_capacity(needed.max(buffer.capacity().saturating_mul(2)));
+    grown.extend_from_slice(buffer);
+    // The old allocation is zeroized (all of its capacity) when it drops.
+    drop(std::mem::replace(buffer, Zeroizing::new(grown)));
 }
 
 impl fmt::Debug for CellCipher {

@@ -40,6 +40,39 @@ fn any_padding() -> impl Strategy<Value = PaddingPolicy> {
 
 proptest! {
     #[test]
+    fn cells_decrypted_into_one_buffer_read_back_and_a_failure_leaves_it_as_it_was(
+        plaintexts in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..12),
+        damaged in any::<prop::sample::Index>(),
+        capacity in 0usize..64,
+        padding in any_padding(),
+    ) {
+        let cipher = CellCipher::new(1, &key(1));
+        let setting = setting(EncryptionMode::Randomized, padding);
+        let cells: Vec<Vec<u8>> = plaintexts
+            .iter()
+            .map(|plaintext| cipher.encrypt(&setting, plaintext).unwrap())
+            .collect();
+        // A small buffer, so that it grows (zeroizing) along the way.
+        let mut buffer = Zeroizing::new(Vec::with_capacity(capacity));
+        let damaged = damaged.index(cells.len());
+        let mut ranges = Vec::new();
+        for (index, cell) in cells.iter().enumerate() {
+            if index == damaged {
+                let mut tampered = cell.clone();
+                *tampered.last_mut().unwrap() ^= 1;
+                let before = buffer.to_vec();
+                let error = cipher.decrypt_into(&setting, &tampered, &mut buffer).unwrap_err();
+                prop_assert!(matches!(error, Error::AuthenticationFailed { .. }), "{error}");
+                prop_assert_eq!(&buffer[..], &before[..]);
+            }
+            ranges.push(cipher.decrypt_into(&setting, cell, &mut buffer).unwrap());
+        }
+        for (range, plaintext) in ranges.into_iter().zip(&plaintexts) {
+            prop_assert_eq!(&buffer[range], &plaintext[..]);
+        }
+    }
+
+    #[test]
     fn round_trip(plaintext in proptest::collection::vec(any::<u8>(), 0..600), mode in any_mode(), padding in any_padding()) {
         let cipher = CellCipher::new(1, &key(1));
         let setting = setting(mode, padding);

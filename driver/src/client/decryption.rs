@@ -5,6 +5,7 @@
 //! a signed record gives its column — never by what its header says alone.
 
 use std::error::Error as StdError;
+use std::ops::Range;
 use std::sync::Arc;
 
 use postgres_types::{FromSql, Type};
@@ -305,24 +306,29 @@ pub(crate) async fn decrypt_cell(
     ciphers: &QueryCiphers,
 ) -> Result<Zeroizing<Vec<u8>>, Arc<DecryptError>> {
     let cipher = ciphers.cipher(encryption, catalog, setting.key_id).await?;
-    decrypt_with(&cipher, encryption, catalog, setting, cell)
+    let mut plaintext = Zeroizing::new(Vec::new());
+    decrypt_into(&cipher, encryption, catalog, setting, cell, &mut plaintext)?;
+    Ok(plaintext)
 }
 
-/// [`decrypt_cell`] with the cipher of `setting`'s key already at hand.
+/// [`decrypt_cell`] with the cipher of `setting`'s key already at hand,
+/// appending the plaintext to `plaintexts` ([`CellCipher::decrypt_into`]);
+/// returns where it is there.
 ///
 /// # Errors
 /// As [`decrypt_cell`], but for the key.
-pub(crate) fn decrypt_with(
+pub(crate) fn decrypt_into(
     cipher: &CellCipher,
     encryption: &Encryption,
     catalog: &Catalog,
     setting: &EncryptionSetting,
     cell: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, Arc<DecryptError>> {
+    plaintexts: &mut Zeroizing<Vec<u8>>,
+) -> Result<Range<usize>, Arc<DecryptError>> {
     // A setting's cells are made with its column key: the cipher checks
     // that the header names this setting, its mode and this key.
     cipher
-        .decrypt(&setting.cell, cell)
+        .decrypt_into(&setting.cell, cell, plaintexts)
         .map_err(|error| Arc::new(cell_error(encryption, catalog, setting, error)))
 }
 

@@ -1,6 +1,7 @@
 //! Result rows with encrypted columns already decrypted.
 
 use std::fmt;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -13,7 +14,7 @@ use zeroize::Zeroizing;
 
 use super::column_index::ColumnIndex;
 use super::decryption::{
-    decrypt_with, ColumnDecryption, QueryCiphers, RawValue, ResultColumnPlan, RowCiphers,
+    decrypt_into, ColumnDecryption, QueryCiphers, RawValue, ResultColumnPlan, RowCiphers,
 };
 use super::encryption::Encryption;
 use crate::catalog::Catalog;
@@ -60,10 +61,123 @@ impl From<tokio_postgres::Row> for Source {
 enum DecryptedValue {
     /// SQL NULL: stored as NULL, never encrypted.
     Null,
-    /// The plaintext, in the binary format of the column's plaintext type.
-    Plaintext(Zeroizing<Vec<u8>>),
+    /// The plaintext, in the binary format of the column's plaintext type:
+    /// where it is in [`Decrypted::plaintexts`].
+    Plaintext(Range<usize>),
     /// Why it could not be decrypted.
     Failed(Arc<DecryptError>),
+}
+
+/// The decrypted values of rows decrypted together (one row, or a batch of
+/// a stream's): each row's values, one per column (`None` for a plaintext
+/// column, read from the row itself), and every plaintext in one buffer.
+/// Shared by those rows, so that a row costs no allocation of its own;
+/// the plaintexts are zeroized when the last of them is dropped.
+pub(crate) struct Decrypted {
+    values: Vec<Option<DecryptedValue>>,
+    plaintexts: Zeroizing<Vec<u8>>,
+}
+
+impl Decrypted {
+    /// Room for `rows` rows of `columns` columns and `plaintext_bytes` of
+    /// plaintext (a guess: the buffer grows, zeroizing what it leaves).
+    pub(crate) fn with_capacity(rows: usize, columns: usize, plaintext_bytes: usize) -> Self {
+        Self {
+            values: Vec::with_capacity(rows.saturating_mul(columns)),
+            plaintexts: Zeroizing::new(Vec::with_capacity(plaintext_bytes)),
+        }
+    }
+
+    /// The plaintext bytes held.
+    pub(crate) fn plaintext_len(&self) -> usize {
+        self.plaintexts.len()
+    }
+
+    /// Decrypts the encrypted columns of `inner` as `plans` say, with the
+    /// ciphers `keys`; returns where the row's values start.
+    ///
+    /// # Errors
+    /// When a column's raw value cannot be read: nothing of the row is kept.
+    pub(crate) fn push_row(
+        &mut self,
+        inner: &Source,
+        plans: &[ResultColumnPlan],
+        encryption: &Encryption,
+        catalog: &Catalog,
+        keys: &RowCiphers,
+    ) -> Result<usize, Error> {
+        let first = self.values.len();
+        for (index, plan) in plans.iter().enumerate() {
+            let value = match &plan.decryption {
+                ColumnDecryption::Plaintext => None,
+                decryption => match inner.try_get::<Option<RawValue<'_>>>(index) {
+                    Ok(raw) => {
+                        Some(self.decrypt_value(raw, decryption, plan, encryption, catalog, keys))
+                    }
+                    Err(error) => {
+                        self.values.truncate(first);
+                        return Err(error.into());
+                    }
+                },
+            };
+            self.values.push(value);
+        }
+        Ok(first)
+    }
+
+    /// One encrypted (or refused) column's value.
+    fn decrypt_value(
+        &mut self,
+        raw: Option<RawValue<'_>>,
+        decryption: &ColumnDecryption,
+        plan: &ResultColumnPlan,
+        encryption: &Encryption,
+        catalog: &Catalog,
+        keys: &RowCiphers,
+    ) -> DecryptedValue {
+        match (raw, decryption) {
+            // NULL stays NULL under encryption.
+            (None, _) => DecryptedValue::Null,
+            (Some(RawValue(cell)), ColumnDecryption::Decrypted { setting, .. }) => {
+                let decrypted = match keys.iter().find(|(id, _)| *id == setting.key_id) {
+                    Some((_, Ok(cipher))) => decrypt_into(
+                        cipher,
+                        encryption,
+                        catalog,
+                        setting,
+                        cell,
+                        &mut self.plaintexts,
+                    ),
+                    Some((_, Err(error))) => Err(error.clone()),
+                    None => Err(Arc::new(DecryptError::Unusable {
+                        reason: "its column key was not looked up".to_owned(),
+                    })),
+                };
+                match decrypted {
+                    Ok(plaintext) => {
+                        tracing::trace!(column = %plan.label, "aepg cell decrypted");
+                        DecryptedValue::Plaintext(plaintext)
+                    }
+                    Err(error) => {
+                        tracing::debug!(
+                            column = %plan.label,
+                            error = %error,
+                            "aepg cell not decrypted"
+                        );
+                        DecryptedValue::Failed(error)
+                    }
+                }
+            }
+            (Some(_), ColumnDecryption::Refused { reason }) => {
+                DecryptedValue::Failed(Arc::new(DecryptError::Unusable {
+                    reason: reason.to_string(),
+                }))
+            }
+            (Some(_), _) => DecryptedValue::Failed(Arc::new(DecryptError::Unusable {
+                reason: "no setting is known for it".to_owned(),
+            })),
+        }
+    }
 }
 
 /// A row of a result, like `tokio_postgres::Row`, whose encrypted columns
@@ -72,12 +186,17 @@ enum DecryptedValue {
 /// Encrypted cells are decrypted when the row arrives; a cell that fails
 /// (tampered, from another column, key unavailable) fails only the
 /// [`try_get`](Self::try_get) of that column, with an error naming it.
-/// Plaintexts are zeroized when the row is dropped.
+/// Plaintexts are zeroized when the row is dropped, or, for rows a stream
+/// decrypted together (a `copy_out`'s, which share a buffer per up to 512
+/// rows that had arrived, or per 64 KiB of plaintext), when the last row
+/// sharing its buffer is dropped.
 pub struct Row {
     inner: Source,
     plans: Arc<[ResultColumnPlan]>,
-    /// `None` for a plaintext column, read from `inner`.
-    values: Vec<Option<DecryptedValue>>,
+    /// The values of this row and of rows decrypted with it.
+    decrypted: Arc<Decrypted>,
+    /// Where this row's values start in `decrypted`.
+    first: usize,
 }
 
 impl Row {
@@ -92,71 +211,24 @@ impl Row {
         let inner = inner.into();
         let has_cell = |index| matches!(inner.try_get::<Option<RawValue<'_>>>(index), Ok(Some(_)));
         let keys = ciphers.for_row(&plans, has_cell, encryption, catalog).await;
-        Self::decrypt_with(inner, plans, encryption, catalog, &keys)
+        let mut decrypted = Decrypted::with_capacity(1, plans.len(), 0);
+        let first = decrypted.push_row(&inner, &plans, encryption, catalog, &keys)?;
+        Ok(Self::with_values(inner, plans, Arc::new(decrypted), first))
     }
 
-    /// [`decrypt`](Self::decrypt) with the ciphers looked up already:
-    /// no `await`, so batches of rows can be decrypted on another thread.
-    pub(crate) fn decrypt_with(
+    /// A row whose values `decrypted` holds from `first` on.
+    pub(crate) fn with_values(
         inner: Source,
         plans: Arc<[ResultColumnPlan]>,
-        encryption: &Encryption,
-        catalog: &Catalog,
-        keys: &RowCiphers,
-    ) -> Result<Self, Error> {
-        let mut values = Vec::with_capacity(plans.len());
-        for (index, plan) in plans.iter().enumerate() {
-            let value = match &plan.decryption {
-                ColumnDecryption::Plaintext => None,
-                decryption => {
-                    let raw: Option<RawValue<'_>> = inner.try_get(index)?;
-                    Some(match (raw, decryption) {
-                        // NULL stays NULL under encryption.
-                        (None, _) => DecryptedValue::Null,
-                        (Some(RawValue(cell)), ColumnDecryption::Decrypted { setting, .. }) => {
-                            let decrypted = match keys.iter().find(|(id, _)| *id == setting.key_id)
-                            {
-                                Some((_, Ok(cipher))) => {
-                                    decrypt_with(cipher, encryption, catalog, setting, cell)
-                                }
-                                Some((_, Err(error))) => Err(error.clone()),
-                                None => Err(Arc::new(DecryptError::Unusable {
-                                    reason: "its column key was not looked up".to_owned(),
-                                })),
-                            };
-                            match decrypted {
-                                Ok(plaintext) => {
-                                    tracing::trace!(column = %plan.label, "aepg cell decrypted");
-                                    DecryptedValue::Plaintext(plaintext)
-                                }
-                                Err(error) => {
-                                    tracing::debug!(
-                                        column = %plan.label,
-                                        error = %error,
-                                        "aepg cell not decrypted"
-                                    );
-                                    DecryptedValue::Failed(error)
-                                }
-                            }
-                        }
-                        (Some(_), ColumnDecryption::Refused { reason }) => {
-                            DecryptedValue::Failed(Arc::new(DecryptError::Unusable {
-                                reason: reason.to_string(),
-                            }))
-                        }
-                        (Some(_), _) => DecryptedValue::Failed(Arc::new(DecryptError::Unusable {
-                            reason: "no setting is known for it".to_owned(),
-                        })),
-                    })
-                }
-            };
-            values.push(value);
-        }
-        Ok(Self {
+        decrypted: Arc<Decrypted>,
+        first: usize,
+    ) -> Self {
+        Self {
             inner,
             plans,
-            values,
-        })
+            decrypted,
+            first,
+        }
     }
 
     /// A row of a result that holds no cells (session control such as
@@ -172,12 +244,17 @@ impl Row {
                 plaintext_type: None,
             })
             .collect();
-        let values = plans.iter().map(|_| None).collect();
-        Self {
-            inner,
-            plans,
-            values,
-        }
+        let decrypted = Decrypted {
+            values: plans.iter().map(|_| None).collect(),
+            plaintexts: Zeroizing::new(Vec::new()),
+        };
+        Self::with_values(inner, plans, Arc::new(decrypted), 0)
+    }
+
+    /// This row's value of the column at `position`: `None` for a plaintext
+    /// column.
+    fn value(&self, position: usize) -> Option<&DecryptedValue> {
+        self.decrypted.values[self.first + position].as_ref()
     }
 
     /// The result's columns, as the server describes them (encrypted columns
@@ -200,7 +277,7 @@ impl Row {
     /// an encrypted column.
     pub fn value_type<I: ColumnIndex>(&self, index: I) -> Option<&Type> {
         let position = index.__position(self.columns())?;
-        match &self.values[position] {
+        match self.value(position) {
             None => Some(self.columns()[position].type_()),
             Some(_) => self.plans[position].plaintext_type.as_ref(),
         }
@@ -250,7 +327,7 @@ impl Row {
             rust_type: std::any::type_name::<T>(),
             problem,
         };
-        match &self.values[position] {
+        match self.value(position) {
             None => self.inner.try_get(position).map_err(|error| {
                 let was_null = std::error::Error::source(&error)
                     .is_some_and(|source| source.is::<postgres_types::WasNull>());
@@ -267,14 +344,14 @@ impl Row {
                 column: plan.label.to_string(),
                 source: error.clone(),
             }),
-            Some(DecryptedValue::Plaintext(value)) => {
+            Some(DecryptedValue::Plaintext(range)) => {
                 let Some(ty) = &plan.plaintext_type else {
                     return Err(wrong_type(ResultTypeProblem::NotAccepted));
                 };
                 if !T::accepts(ty) {
                     return Err(wrong_type(ResultTypeProblem::NotAccepted));
                 }
-                let value: &[u8] = value;
+                let value = &self.decrypted.plaintexts[range.clone()];
                 T::from_sql(ty, value).map_err(|_| wrong_type(ResultTypeProblem::NotConvertible))
             }
         }
