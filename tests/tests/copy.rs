@@ -417,7 +417,11 @@ async fn rows_kept_from_a_scan_outlive_the_rows_decrypted_with_them() {
     let client = db.client().await;
     // From a few bytes to 40 KiB: a shared buffer fills every few rows.
     let body = |id: i32| {
-        let len = if id % 5 == 0 { 40_000 } else { (id % 97) as usize };
+        let len = if id % 5 == 0 {
+            40_000
+        } else {
+            (id % 97) as usize
+        };
         format!("{id}:").repeat(len / 4 + 1)
     };
     let mut writer = client
