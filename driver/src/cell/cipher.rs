@@ -121,8 +121,10 @@ impl CellCipher {
         setting: &CellSetting,
         cell: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, CellError> {
-        let mut plaintext = Zeroizing::new(Vec::new());
-        self.decrypt_into(setting, cell, &mut plaintext)?;
+        let sealed = self.check(setting, cell)?;
+        let mut plaintext = Zeroizing::new(sealed.body.to_vec());
+        let len = self.open(setting, &sealed, &mut plaintext)?;
+        plaintext.truncate(len);
         Ok(plaintext)
     }
 
@@ -140,6 +142,32 @@ impl CellCipher {
         cell: &[u8],
         plaintexts: &mut Zeroizing<Vec<u8>>,
     ) -> Result<Range<usize>, CellError> {
+        let sealed = self.check(setting, cell)?;
+        reserve_zeroizing(plaintexts, sealed.body.len());
+        let start = plaintexts.len();
+        plaintexts.extend_from_slice(sealed.body);
+        match self.open(setting, &sealed, &mut plaintexts[start..]) {
+            Ok(len) => {
+                // The padding, zeroized before the next cell overwrites it.
+                plaintexts[start + len..].zeroize();
+                plaintexts.truncate(start + len);
+                Ok(start..start + len)
+            }
+            Err(error) => {
+                plaintexts[start..].zeroize();
+                plaintexts.truncate(start);
+                Err(error)
+            }
+        }
+    }
+
+    /// Parses `cell`'s header and checks that it was made under `setting`
+    /// with this key: what [`open`](Self::open) needs, the body not copied.
+    fn check<'cell>(
+        &self,
+        setting: &CellSetting,
+        cell: &'cell [u8],
+    ) -> Result<Sealed<'cell>, CellError> {
         let header = CellHeader::parse(cell)?;
         if header.setting_id != setting.setting_id {
             return Err(CellError::FromAnotherSetting {
@@ -159,39 +187,42 @@ impl CellCipher {
                 found: header.key_id,
             });
         }
-        let failed = || CellError::AuthenticationFailed {
+        let (body, tag) = cell[HEADER_LEN..].split_at(cell.len() - HEADER_LEN - TAG_LEN);
+        Ok(Sealed {
+            aad: associated_data(&cell[..BOUND_HEADER_LEN], setting.plaintext_type),
+            nonce: header.nonce,
+            body,
+            tag: tag
+                .try_into()
+                .map_err(|_| self.authentication_failed(setting))?,
+        })
+    }
+
+    /// Decrypts `buffer`, a copy of `sealed`'s body, in place and returns
+    /// the plaintext's length without its padding. On an error no byte of
+    /// an unauthenticated or badly padded plaintext is left in `buffer`.
+    fn open(
+        &self,
+        setting: &CellSetting,
+        sealed: &Sealed<'_>,
+        buffer: &mut [u8],
+    ) -> Result<usize, CellError> {
+        self.aead
+            .decrypt_in_place(&sealed.nonce, &sealed.aad, buffer, sealed.tag)
+            .map_err(|_| self.authentication_failed(setting))?;
+        padding::unpadded_len(setting.padding, buffer).ok_or_else(|| {
+            buffer.zeroize();
+            CellError::PaddingInvalid {
+                setting_id: setting.setting_id,
+            }
+        })
+    }
+
+    /// The error of a cell that fails authentication under `setting`.
+    fn authentication_failed(&self, setting: &CellSetting) -> CellError {
+        CellError::AuthenticationFailed {
             setting_id: setting.setting_id,
             key_id: self.key_id,
-        };
-        let aad = associated_data(&cell[..BOUND_HEADER_LEN], setting.plaintext_type);
-        let (body, tag) = cell[HEADER_LEN..].split_at(cell.len() - HEADER_LEN - TAG_LEN);
-        let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| failed())?;
-        reserve_zeroizing(plaintexts, body.len());
-        let start = plaintexts.len();
-        plaintexts.extend_from_slice(body);
-        let opened = self
-            .aead
-            .decrypt_in_place(&header.nonce, &aad, &mut plaintexts[start..], tag)
-            .map_err(|_| failed())
-            .and_then(|()| {
-                padding::unpadded_len(setting.padding, &plaintexts[start..]).ok_or(
-                    CellError::PaddingInvalid {
-                        setting_id: setting.setting_id,
-                    },
-                )
-            });
-        match opened {
-            Ok(len) => {
-                // The padding, zeroized before the next cell overwrites it.
-                plaintexts[start + len..].zeroize();
-                plaintexts.truncate(start + len);
-                Ok(start..start + len)
-            }
-            Err(error) => {
-                plaintexts[start..].zeroize();
-                plaintexts.truncate(start);
-                Err(error)
-            }
         }
     }
 
@@ -205,6 +236,18 @@ impl CellCipher {
         nonce.copy_from_slice(&digest[..NONCE_LEN]);
         nonce
     }
+}
+
+/// A cell whose header was checked: what opening it needs.
+struct Sealed<'cell> {
+    /// The associated data its tag covers.
+    aad: [u8; AAD_LEN],
+    /// Its nonce.
+    nonce: [u8; NONCE_LEN],
+    /// Its encrypted (padded) plaintext.
+    body: &'cell [u8],
+    /// Its tag.
+    tag: &'cell [u8; TAG_LEN],
 }
 
 /// Makes room for `additional` more bytes in `buffer`, moving what it
