@@ -4,6 +4,10 @@
 //! for the batch, never waiting for more rows to fill it. The batch's
 //! decrypted values and plaintexts go in one allocation each, which its
 //! rows share ([`Decrypted`]): a row costs no allocation of aepg's own.
+//! The stream's own buffers (rows received, rows decrypted) are kept from
+//! batch to batch: a profile showed a batch's large, short-lived
+//! allocations (`ready_chunks`' vector, the decrypted rows' vector) making
+//! the allocator consolidate its free lists every batch.
 //!
 //! In place, not on another thread: handing batches to tokio's blocking
 //! pool cost the client about 450 ns of CPU per cell (thread wake-ups, and
@@ -11,9 +15,14 @@
 //! the scan no faster on the two-core machine it was measured on
 //! (docs/BENCHMARKS.md, "Where a scan's client CPU goes").
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::mem;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
-use futures_util::{stream, Stream, StreamExt};
+use futures_util::Stream;
 
 use super::decryption::{QueryCiphers, ResultColumnPlan};
 use super::encryption::Encryption;
@@ -56,90 +65,187 @@ impl BatchDecryption {
         R: Send + 'static,
         E: Into<Error> + Send + 'static,
     {
-        let this = Arc::new(self);
-        rows.ready_chunks(BATCH)
-            .then(move |batch| {
-                let (this, source) = (this.clone(), source.clone());
-                async move {
-                    let mut rows = Vec::with_capacity(batch.len());
-                    if !this.encryption.keeps_keys() {
-                        // Keys not kept are asked for every row, as the
-                        // configuration says.
-                        for row in batch {
-                            rows.push(match row {
-                                Ok(row) => {
-                                    Row::decrypt(
-                                        source(row),
-                                        this.plans.clone(),
-                                        &this.encryption,
-                                        &this.catalog,
-                                        &this.ciphers,
-                                    )
-                                    .await
-                                }
-                                Err(error) => Err(error.into()),
-                            });
-                        }
-                        return stream::iter(rows);
-                    }
-                    let keys = this
-                        .ciphers
-                        .for_row(&this.plans, |_| true, &this.encryption, &this.catalog)
-                        .await;
-                    // The batch's values and plaintexts in one allocation
-                    // each, shared by its rows, until they hold
-                    // SHARED_PLAINTEXT bytes: then the next rows share a
-                    // new one.
-                    let new_share = |rows: usize| {
-                        Decrypted::with_capacity(
-                            rows,
-                            this.plans.len(),
-                            rows.saturating_mul(PLAINTEXT_GUESS).min(SHARED_PLAINTEXT),
-                        )
-                    };
-                    let mut decrypted = new_share(batch.len());
-                    let mut sharing = Vec::new();
-                    let mut left = batch.len();
-                    for row in batch {
-                        left -= 1;
-                        let row = row.map_err(Into::into).and_then(|row| {
-                            let inner = source(row);
-                            let first = decrypted.push_row(
-                                &inner,
-                                &this.plans,
-                                &this.encryption,
-                                &this.catalog,
-                                &keys,
-                            )?;
-                            Ok((inner, first))
-                        });
-                        sharing.push(row);
-                        if decrypted.plaintext_len() >= SHARED_PLAINTEXT {
-                            let full = std::mem::replace(&mut decrypted, new_share(left));
-                            share(&mut rows, &mut sharing, full, &this.plans);
-                        }
-                        // A batch of large cells is long work: give the
-                        // runtime its turn (the connection's task, timers)
-                        // when this task's budget is spent.
-                        tokio::task::consume_budget().await;
-                    }
-                    share(&mut rows, &mut sharing, decrypted, &this.plans);
-                    stream::iter(rows)
-                }
-            })
-            .flatten()
+        DecryptedRows {
+            rows: Box::pin(rows),
+            source,
+            decryption: Arc::new(self),
+            buffers: Buffers::default(),
+            decrypting: None,
+            ended: false,
+        }
     }
 }
 
-/// Makes rows of `sharing`, which share `decrypted`, onto `rows`.
+/// The rows of a stream, decrypted batch by batch: the stream
+/// [`BatchDecryption::decrypt`] returns. Its buffers live as long as the
+/// stream and go back and forth between it and the batch being decrypted,
+/// so a batch allocates only its rows' shared values and plaintexts.
+struct DecryptedRows<R, E, F> {
+    /// The rows as they arrive.
+    rows: Pin<Box<dyn Stream<Item = Result<R, E>> + Send>>,
+    /// Makes a [`Source`] of a row.
+    source: F,
+    /// What decrypting needs.
+    decryption: Arc<BatchDecryption>,
+    /// The buffers, while no batch is being decrypted.
+    buffers: Buffers<R, E>,
+    /// The batch being decrypted, which hands the buffers back.
+    decrypting: Option<Batch<R, E>>,
+    /// Whether `rows` has ended.
+    ended: bool,
+}
+
+/// A batch being decrypted: it hands the stream's buffers back.
+type Batch<R, E> = Pin<Box<dyn Future<Output = Buffers<R, E>> + Send>>;
+
+/// A stream's buffers, reused from batch to batch.
+struct Buffers<R, E> {
+    /// Rows received, not yet decrypted.
+    received: Vec<Result<R, E>>,
+    /// Rows decrypted, not yet taken.
+    ready: VecDeque<Result<Row, Error>>,
+    /// Rows decrypted into the values and plaintexts not yet shared.
+    sharing: Vec<Result<(Source, usize), Error>>,
+}
+
+// Nothing of it is ever pinned but the boxed stream and batch, which are
+// pinned in their boxes.
+impl<R, E, F> Unpin for DecryptedRows<R, E, F> {}
+
+impl<R, E> Default for Buffers<R, E> {
+    fn default() -> Self {
+        Self {
+            received: Vec::new(),
+            ready: VecDeque::new(),
+            sharing: Vec::new(),
+        }
+    }
+}
+
+impl<R, E, F> Stream for DecryptedRows<R, E, F>
+where
+    R: Send + 'static,
+    E: Into<Error> + Send + 'static,
+    F: Fn(R) -> Source + Clone + Send + Sync + 'static,
+{
+    type Item = Result<Row, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(batch) = &mut this.decrypting {
+                this.buffers = ready!(batch.as_mut().poll(cx));
+                this.decrypting = None;
+            }
+            if let Some(row) = this.buffers.ready.pop_front() {
+                return Poll::Ready(Some(row));
+            }
+            // The rows that are ready, never waiting for more to fill
+            // the batch.
+            while !this.ended && this.buffers.received.len() < BATCH {
+                match this.rows.as_mut().poll_next(cx) {
+                    Poll::Ready(Some(row)) => this.buffers.received.push(row),
+                    Poll::Ready(None) => this.ended = true,
+                    Poll::Pending => break,
+                }
+            }
+            if this.buffers.received.is_empty() {
+                return if this.ended {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Pending
+                };
+            }
+            this.decrypting = Some(Box::pin(decrypt_batch(
+                this.decryption.clone(),
+                this.source.clone(),
+                mem::take(&mut this.buffers),
+            )));
+        }
+    }
+}
+
+/// Decrypts the rows of `buffers.received` onto `buffers.ready`, in order,
+/// and hands the buffers back.
+async fn decrypt_batch<R, E>(
+    this: Arc<BatchDecryption>,
+    source: impl Fn(R) -> Source,
+    mut buffers: Buffers<R, E>,
+) -> Buffers<R, E>
+where
+    E: Into<Error>,
+{
+    let Buffers {
+        received,
+        ready,
+        sharing,
+    } = &mut buffers;
+    if !this.encryption.keeps_keys() {
+        // Keys not kept are asked for every row, as the configuration
+        // says.
+        for row in received.drain(..) {
+            ready.push_back(match row {
+                Ok(row) => {
+                    Row::decrypt(
+                        source(row),
+                        this.plans.clone(),
+                        &this.encryption,
+                        &this.catalog,
+                        &this.ciphers,
+                    )
+                    .await
+                }
+                Err(error) => Err(error.into()),
+            });
+        }
+        return buffers;
+    }
+    let keys = this
+        .ciphers
+        .for_row(&this.plans, |_| true, &this.encryption, &this.catalog)
+        .await;
+    // The batch's values and plaintexts in one allocation each, shared by
+    // its rows, until they hold SHARED_PLAINTEXT bytes: then the next rows
+    // share a new one.
+    let new_share = |rows: usize| {
+        Decrypted::with_capacity(
+            rows,
+            this.plans.len(),
+            rows.saturating_mul(PLAINTEXT_GUESS).min(SHARED_PLAINTEXT),
+        )
+    };
+    let mut decrypted = new_share(received.len());
+    let mut left = received.len();
+    for row in received.drain(..) {
+        left -= 1;
+        let row = row.map_err(Into::into).and_then(|row| {
+            let inner = source(row);
+            let first =
+                decrypted.push_row(&inner, &this.plans, &this.encryption, &this.catalog, &keys)?;
+            Ok((inner, first))
+        });
+        sharing.push(row);
+        if decrypted.plaintext_len() >= SHARED_PLAINTEXT {
+            let full = mem::replace(&mut decrypted, new_share(left));
+            share(ready, sharing, full, &this.plans);
+        }
+        // A batch of large cells is long work: give the runtime its turn
+        // (the connection's task, timers) when this task's budget is spent.
+        tokio::task::consume_budget().await;
+    }
+    share(ready, sharing, decrypted, &this.plans);
+    buffers
+}
+
+/// Makes rows of `sharing`, which share `decrypted`, onto `ready`.
 fn share(
-    rows: &mut Vec<Result<Row, Error>>,
+    ready: &mut VecDeque<Result<Row, Error>>,
     sharing: &mut Vec<Result<(Source, usize), Error>>,
     decrypted: Decrypted,
     plans: &Arc<[ResultColumnPlan]>,
 ) {
     let decrypted = Arc::new(decrypted);
-    rows.extend(sharing.drain(..).map(|row| {
+    ready.extend(sharing.drain(..).map(|row| {
         row.map(|(inner, first)| Row::with_values(inner, plans.clone(), decrypted.clone(), first))
     }));
 }
