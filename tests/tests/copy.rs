@@ -453,6 +453,68 @@ async fn rows_kept_from_a_scan_outlive_the_rows_decrypted_with_them() {
     }
 }
 
+/// A scan whose connection is killed under it reports that once and ends:
+/// the rows before come out decrypted, then the error, then nothing (a
+/// closed connection's rows would otherwise report it on every poll, and a
+/// reader skipping errors would never stop).
+#[tokio::test]
+async fn a_scan_whose_connection_is_killed_ends_with_one_error() {
+    let db = EncryptedDatabase::new("copy_killed").await;
+    db.setting("body", "text", Randomized).await;
+    db.table(
+        "CREATE TABLE docs (id int PRIMARY KEY, body aepg.ciphertext)",
+        &[("docs", "body", "body")],
+    )
+    .await;
+    let client = db.client().await;
+    // 24 MB: more than the socket's buffers hold, so the server is still
+    // sending when it is told to stop.
+    let body = |id: i32| format!("{id}:").repeat(10_000);
+    let mut writer = client
+        .copy_in("COPY docs (id, body) FROM STDIN (FORMAT binary)")
+        .await
+        .unwrap();
+    for id in 0..600 {
+        writer.write(&[&id, &body(id)]).await.unwrap();
+    }
+    writer.finish().await.unwrap();
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+
+    let rows = client
+        .copy_out("COPY (SELECT id, body FROM docs ORDER BY id) TO STDOUT (FORMAT binary)")
+        .await
+        .unwrap();
+    futures_util::pin_mut!(rows);
+    let first = rows.try_next().await.unwrap().unwrap();
+    assert_eq!(first.get::<_, String>("body"), body(0));
+    db.plain
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap();
+    let (mut read, mut errors) = (1, 0);
+    let drained = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Some(row) = futures_util::StreamExt::next(&mut rows).await {
+            match row {
+                Ok(row) => {
+                    let id: i32 = row.get("id");
+                    assert_eq!(id, read, "in order");
+                    assert_eq!(row.get::<_, String>("body"), body(id));
+                    read += 1;
+                }
+                Err(_) => errors += 1,
+            }
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the stream ended ({errors} errors so far)");
+    assert_eq!(errors, 1, "one error, after {read} rows");
+    assert!(read < 600, "the scan was cut short");
+}
+
 /// A value of the wrong Rust type for a plaintext column is refused by the
 /// writer, naming the column and both types. Enough rows came before it
 /// that batches were already sent: dropping the writer aborts the COPY,

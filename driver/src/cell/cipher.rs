@@ -131,8 +131,8 @@ impl CellCipher {
     /// [`decrypt`](Self::decrypt), appending the plaintext to `plaintexts`
     /// and returning where it is there: many cells' plaintexts in one
     /// buffer, one allocation for them all. When `plaintexts` must grow, its
-    /// old allocation is zeroized before it is freed; on an error it is left
-    /// as it was.
+    /// old allocation is zeroized before it is freed; on an error its
+    /// contents are left as they were (its allocation may have grown).
     ///
     /// # Errors
     /// As [`decrypt`](Self::decrypt).

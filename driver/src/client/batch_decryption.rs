@@ -55,7 +55,8 @@ pub(crate) struct BatchDecryption {
 }
 
 impl BatchDecryption {
-    /// Decrypts `rows`, each made a [`Source`] by `source`, in order.
+    /// Decrypts `rows`, each made a [`Source`] by `source`, in order. An
+    /// error of `rows` itself is the last item: nothing is read after it.
     pub(crate) fn decrypt<R, E>(
         self,
         rows: impl Stream<Item = Result<R, E>> + Send + 'static,
@@ -77,9 +78,10 @@ impl BatchDecryption {
 }
 
 /// The rows of a stream, decrypted batch by batch: the stream
-/// [`BatchDecryption::decrypt`] returns. Its buffers live as long as the
-/// stream and go back and forth between it and the batch being decrypted,
-/// so a batch allocates only its rows' shared values and plaintexts.
+/// [`BatchDecryption::decrypt`] returns. Its buffers of rows live as long
+/// as the stream and go back and forth between it and the batch being
+/// decrypted; a batch allocates its rows' shared values and plaintexts and
+/// a few small things (its future, its keys), nothing per row.
 struct DecryptedRows<R, E, F> {
     /// The rows as they arrive.
     rows: Pin<Box<dyn Stream<Item = Result<R, E>> + Send>>,
@@ -144,7 +146,15 @@ where
             // the batch.
             while !this.ended && this.buffers.received.len() < BATCH {
                 match this.rows.as_mut().poll_next(cx) {
-                    Poll::Ready(Some(row)) => this.buffers.received.push(row),
+                    Poll::Ready(Some(Ok(row))) => this.buffers.received.push(Ok(row)),
+                    // The rows' stream failed (the connection, the COPY):
+                    // its error is the stream's last item, after the rows
+                    // before it. A stream of a closed connection would
+                    // report it again on every poll.
+                    Poll::Ready(Some(Err(error))) => {
+                        this.buffers.received.push(Err(error));
+                        this.ended = true;
+                    }
                     Poll::Ready(None) => this.ended = true,
                     Poll::Pending => break,
                 }
@@ -244,6 +254,9 @@ fn share(
     decrypted: Decrypted,
     plans: &Arc<[ResultColumnPlan]>,
 ) {
+    if sharing.is_empty() {
+        return;
+    }
     let decrypted = Arc::new(decrypted);
     ready.extend(sharing.drain(..).map(|row| {
         row.map(|(inner, first)| Row::with_values(inner, plans.clone(), decrypted.clone(), first))

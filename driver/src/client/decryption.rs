@@ -306,9 +306,11 @@ pub(crate) async fn decrypt_cell(
     ciphers: &QueryCiphers,
 ) -> Result<Zeroizing<Vec<u8>>, Arc<DecryptError>> {
     let cipher = ciphers.cipher(encryption, catalog, setting.key_id).await?;
-    let mut plaintext = Zeroizing::new(Vec::new());
-    decrypt_into(&cipher, encryption, catalog, setting, cell, &mut plaintext)?;
-    Ok(plaintext)
+    // A setting's cells are made with its column key: the cipher checks
+    // that the header names this setting, its mode and this key.
+    cipher
+        .decrypt(&setting.cell, cell)
+        .map_err(|error| Arc::new(cell_error(encryption, catalog, setting, error)))
 }
 
 /// [`decrypt_cell`] with the cipher of `setting`'s key already at hand,

@@ -10,7 +10,7 @@ use futures_util::Stream;
 use postgres_types::{FromSql, Type};
 use tokio_postgres::binary_copy::BinaryCopyOutRow;
 use tokio_postgres::Column;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::column_index::ColumnIndex;
 use super::decryption::{
@@ -97,7 +97,8 @@ impl Decrypted {
     /// ciphers `keys`; returns where the row's values start.
     ///
     /// # Errors
-    /// When a column's raw value cannot be read: nothing of the row is kept.
+    /// When a column's raw value cannot be read: nothing of the row is kept
+    /// (what it had decrypted is zeroized).
     pub(crate) fn push_row(
         &mut self,
         inner: &Source,
@@ -107,6 +108,7 @@ impl Decrypted {
         keys: &RowCiphers,
     ) -> Result<usize, Error> {
         let first = self.values.len();
+        let first_plaintext = self.plaintexts.len();
         for (index, plan) in plans.iter().enumerate() {
             let value = match &plan.decryption {
                 ColumnDecryption::Plaintext => None,
@@ -116,6 +118,8 @@ impl Decrypted {
                     }
                     Err(error) => {
                         self.values.truncate(first);
+                        self.plaintexts[first_plaintext..].zeroize();
+                        self.plaintexts.truncate(first_plaintext);
                         return Err(error.into());
                     }
                 },
@@ -188,8 +192,9 @@ impl Decrypted {
 /// [`try_get`](Self::try_get) of that column, with an error naming it.
 /// Plaintexts are zeroized when the row is dropped, or, for rows a stream
 /// decrypted together (a `copy_out`'s, which share a buffer per up to 512
-/// rows that had arrived, or per 64 KiB of plaintext), when the last row
-/// sharing its buffer is dropped.
+/// rows that had arrived, a new one once a buffer holds 64 KiB of
+/// plaintext), when the last row sharing its buffer is dropped. With a zero
+/// key TTL every row has a buffer of its own.
 pub struct Row {
     inner: Source,
     plans: Arc<[ResultColumnPlan]>,
@@ -254,7 +259,9 @@ impl Row {
     /// This row's value of the column at `position`: `None` for a plaintext
     /// column.
     fn value(&self, position: usize) -> Option<&DecryptedValue> {
-        self.decrypted.values[self.first + position].as_ref()
+        // Within this row's own values: a position past them panics rather
+        // than reading the next row's.
+        self.decrypted.values[self.first..self.first + self.plans.len()][position].as_ref()
     }
 
     /// The result's columns, as the server describes them (encrypted columns
