@@ -402,12 +402,14 @@ async fn a_scan_decrypted_in_batches_keeps_order_and_fails_only_tampered_cells()
     }
 }
 
-/// Rows of a scan share their plaintext buffers (up to 64 KiB of plaintext
-/// each): rows kept while the rows around them are dropped, across many
-/// buffers, small and large cells mixed, still read their own plaintexts.
-#[tokio::test]
-async fn rows_kept_from_a_scan_outlive_the_rows_decrypted_with_them() {
-    let db = EncryptedDatabase::new("copy_shared").await;
+/// A database with `docs (id, body)`, `body` randomized text, loaded with
+/// `rows` rows through aepg's COPY, `body(id)` in each.
+async fn docs(
+    name: &str,
+    rows: i32,
+    body: impl Fn(i32) -> String,
+) -> (EncryptedDatabase, aepg::Client) {
+    let db = EncryptedDatabase::new(name).await;
     db.setting("body", "text", Randomized).await;
     db.table(
         "CREATE TABLE docs (id int PRIMARY KEY, body aepg.ciphertext)",
@@ -415,6 +417,22 @@ async fn rows_kept_from_a_scan_outlive_the_rows_decrypted_with_them() {
     )
     .await;
     let client = db.client().await;
+    let mut writer = client
+        .copy_in("COPY docs (id, body) FROM STDIN (FORMAT binary)")
+        .await
+        .unwrap();
+    for id in 0..rows {
+        writer.write(&[&id, &body(id)]).await.unwrap();
+    }
+    writer.finish().await.unwrap();
+    (db, client)
+}
+
+/// Rows of a scan share their plaintext buffers (up to 64 KiB of plaintext
+/// each): rows kept while the rows around them are dropped, across many
+/// buffers, small and large cells mixed, still read their own plaintexts.
+#[tokio::test]
+async fn rows_kept_from_a_scan_outlive_the_rows_decrypted_with_them() {
     // From a few bytes to 40 KiB: a shared buffer fills every few rows.
     let body = |id: i32| {
         let len = if id % 5 == 0 {
@@ -424,14 +442,7 @@ async fn rows_kept_from_a_scan_outlive_the_rows_decrypted_with_them() {
         };
         format!("{id}:").repeat(len / 4 + 1)
     };
-    let mut writer = client
-        .copy_in("COPY docs (id, body) FROM STDIN (FORMAT binary)")
-        .await
-        .unwrap();
-    for id in 0..300 {
-        writer.write(&[&id, &body(id)]).await.unwrap();
-    }
-    writer.finish().await.unwrap();
+    let (_db, client) = docs("copy_shared", 300, body).await;
 
     let mut kept = Vec::new();
     let rows = client
@@ -459,25 +470,10 @@ async fn rows_kept_from_a_scan_outlive_the_rows_decrypted_with_them() {
 /// reader skipping errors would never stop).
 #[tokio::test]
 async fn a_scan_whose_connection_is_killed_ends_with_one_error() {
-    let db = EncryptedDatabase::new("copy_killed").await;
-    db.setting("body", "text", Randomized).await;
-    db.table(
-        "CREATE TABLE docs (id int PRIMARY KEY, body aepg.ciphertext)",
-        &[("docs", "body", "body")],
-    )
-    .await;
-    let client = db.client().await;
     // 24 MB: more than the socket's buffers hold, so the server is still
     // sending when it is told to stop.
     let body = |id: i32| format!("{id}:").repeat(10_000);
-    let mut writer = client
-        .copy_in("COPY docs (id, body) FROM STDIN (FORMAT binary)")
-        .await
-        .unwrap();
-    for id in 0..600 {
-        writer.write(&[&id, &body(id)]).await.unwrap();
-    }
-    writer.finish().await.unwrap();
+    let (db, client) = docs("copy_killed", 600, body).await;
     let pid: i32 = client
         .query_one("SELECT pg_backend_pid()", &[])
         .await
