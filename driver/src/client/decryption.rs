@@ -306,8 +306,7 @@ pub(crate) async fn decrypt_cell(
     ciphers: &QueryCiphers,
 ) -> Result<Zeroizing<Vec<u8>>, Arc<DecryptError>> {
     let cipher = ciphers.cipher(encryption, catalog, setting.key_id).await?;
-    // A setting's cells are made with its column key: the cipher checks
-    // that the header names this setting, its mode and this key.
+    // The cipher checks the header as in `decrypt_into`.
     cipher
         .decrypt(&setting.cell, cell)
         .map_err(|error| Arc::new(cell_error(encryption, catalog, setting, error)))
