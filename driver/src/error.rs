@@ -495,13 +495,16 @@ pub enum DecryptError {
         found: String,
     },
     /// The column key's wrapped values cannot be opened: the key store is
-    /// down, refuses, or the master key is not trusted.
+    /// down, refuses, or the master key is not trusted — now, or at the
+    /// last attempt, within the failure backoff
+    /// ([`EncryptionConfig::key_failure_backoff`](crate::EncryptionConfig::key_failure_backoff)).
     #[error("column key {key_id} is unavailable: {source}")]
     KeyUnavailable {
         /// The column key.
         key_id: u32,
-        /// The key store's or record's error.
-        source: RecordError,
+        /// The key store's or record's error, shared by the uses the
+        /// failure backoff answered with it.
+        source: Arc<RecordError>,
     },
     /// The catalog has no verified setting or key for the cell.
     #[error("the cell names {what}, which the verified catalog does not have")]

@@ -91,8 +91,8 @@ pub use client::{
     EncryptionConfig, Explanation, FromRow, GenericClient, ParameterEncryption,
     ParameterExplanation, ResultColumnExplanation, Row, RowStream, Statement, ToStatement,
     Transaction, TransactionBuilder, DEFAULT_CATALOG_MAX_STALENESS,
-    DEFAULT_CATALOG_REFRESH_TIMEOUT, DEFAULT_CATALOG_TTL, DEFAULT_KEY_TTL,
-    DEFAULT_STATEMENT_CACHE_CAPACITY, LOAD_TIMEOUT_FACTOR,
+    DEFAULT_CATALOG_REFRESH_TIMEOUT, DEFAULT_CATALOG_TTL, DEFAULT_KEY_FAILURE_BACKOFF,
+    DEFAULT_KEY_TTL, DEFAULT_STATEMENT_CACHE_CAPACITY, LOAD_TIMEOUT_FACTOR,
 };
 pub use error::{
     CrossCheckProblem, DatabaseError, DecryptError, Error, ParameterProblem, ResultProblem,

@@ -668,6 +668,76 @@ async fn a_zero_key_ttl_asks_the_key_store_every_time_and_a_revoked_key_cuts_rea
     assert!(err.to_string().contains("public.patients.ssn"), "{err}");
 }
 
+/// A key store that fails is asked once for a statement's first run (not
+/// once ahead of the run and again for its parameter), and not again
+/// until the failure backoff has passed; with no backoff, every use asks.
+#[tokio::test]
+async fn a_failing_key_store_is_asked_once_then_rested_for_the_failure_backoff() {
+    let (db, _client) = clinic("key_failure_backoff").await;
+    let backoff = std::time::Duration::from_millis(700);
+    let shared = db.encryption_with(|config| config.key_failure_backoff(backoff));
+    let client = db.client_with(shared.clone()).await;
+    let mut pool = Vec::new();
+    for _ in 0..4 {
+        pool.push(db.client_with(shared.clone()).await);
+    }
+    let eager = db
+        .client_with(
+            db.encryption_with(|config| config.key_failure_backoff(std::time::Duration::ZERO)),
+        )
+        .await;
+    for client in [&client, &eager].into_iter().chain(&pool) {
+        // The catalog is loaded and verified; no column key is unwrapped.
+        client.query("SELECT id FROM patients", &[]).await.unwrap();
+    }
+    assert!(db.store.remove_key(&db.master_key.key_path));
+    // What asking for the key costs the store depends on the store (a
+    // signature check, an unwrap): counted as both.
+    let asks = || {
+        let counts = db.store.operation_counts();
+        counts.verify + counts.unwrap
+    };
+    async fn fails(client: &Client) {
+        let err = client
+            .query("SELECT id FROM patients WHERE ssn = $1", &[&"111-11-1111"])
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("public.patients.ssn")
+                && err.to_string().contains("is unavailable"),
+            "{err}"
+        );
+    }
+
+    // One ask, measured on a prepared statement without a backoff.
+    fails(&eager).await;
+    let before = asks();
+    fails(&eager).await;
+    let one_ask = asks() - before;
+    assert!(one_ask > 0);
+
+    let before = asks();
+    fails(&client).await;
+    assert_eq!(
+        asks() - before,
+        one_ask,
+        "one ask for the statement's first run"
+    );
+    let before = asks();
+    fails(&client).await;
+    assert_eq!(asks(), before, "no ask within the backoff");
+    tokio::time::sleep(backoff + std::time::Duration::from_millis(100)).await;
+    let before = asks();
+    fails(&client).await;
+    assert_eq!(asks() - before, one_ask, "asked again after the backoff");
+
+    // A pool's connections needing the key at once: one ask answers all.
+    tokio::time::sleep(backoff + std::time::Duration::from_millis(100)).await;
+    let before = asks();
+    futures_util::future::join_all(pool.iter().map(fails)).await;
+    assert_eq!(asks() - before, one_ask, "one ask for the pool");
+}
+
 /// A parameter the analysis cannot trace (it disappears into a function)
 /// but that the server types as `aepg.ciphertext` is refused, not sent as
 /// plaintext: the cross-check (docs/DESIGN.md, "The client pipeline", step 4).

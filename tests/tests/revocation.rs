@@ -92,11 +92,13 @@ async fn a_revoked_master_key_cuts_clients_off_after_the_key_ttl_and_nothing_is_
     assert!(chain.contains(MASTER_KEY), "{chain}");
 
     // The key back in its store: the running client recovers at its next
-    // lookup, with no restart.
+    // lookup after the failure backoff (its last lookup failed just now),
+    // with no restart.
     db.store
         .memory()
         .import_pem(MASTER_KEY, master_key_pem())
         .unwrap();
+    tokio::time::sleep(aepg::DEFAULT_KEY_FAILURE_BACKOFF + Duration::from_millis(100)).await;
     let row = client.query_one(read, &[]).await.unwrap();
     assert_eq!(row.get::<_, String>("note"), "first");
 }

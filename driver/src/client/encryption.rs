@@ -24,6 +24,10 @@ use crate::Error;
 pub const DEFAULT_CATALOG_TTL: Duration = Duration::from_secs(60);
 /// Default time an unwrapped column key is kept before the key store is asked again.
 pub const DEFAULT_KEY_TTL: Duration = Duration::from_secs(2 * 60 * 60);
+/// Default time after a failed unwrap during which the key store is not
+/// asked for that column key again (see
+/// [`EncryptionConfig::key_failure_backoff`]).
+pub const DEFAULT_KEY_FAILURE_BACKOFF: Duration = Duration::from_secs(1);
 /// Default number of prepared statements each connection keeps.
 pub const DEFAULT_STATEMENT_CACHE_CAPACITY: usize = 256;
 /// Default `lock_timeout` of a catalog check (see
@@ -46,6 +50,7 @@ pub struct EncryptionConfig {
     pins: Pins,
     catalog_ttl: Duration,
     key_ttl: Duration,
+    key_failure_backoff: Duration,
     statement_cache_capacity: usize,
     catalog_refresh_timeout: Duration,
     catalog_max_staleness: Duration,
@@ -60,6 +65,7 @@ impl EncryptionConfig {
             pins: Pins::new(),
             catalog_ttl: DEFAULT_CATALOG_TTL,
             key_ttl: DEFAULT_KEY_TTL,
+            key_failure_backoff: DEFAULT_KEY_FAILURE_BACKOFF,
             statement_cache_capacity: DEFAULT_STATEMENT_CACHE_CAPACITY,
             catalog_refresh_timeout: DEFAULT_CATALOG_REFRESH_TIMEOUT,
             catalog_max_staleness: DEFAULT_CATALOG_MAX_STALENESS,
@@ -105,6 +111,20 @@ impl EncryptionConfig {
     /// up once, when its first cell needs it, and keeps it to its end.
     pub fn key_ttl(mut self, ttl: Duration) -> Self {
         self.key_ttl = ttl;
+        self
+    }
+
+    /// How long after a column key's unwrap failed the key store is not
+    /// asked for that key again (default 1 s; zero = ask on every use):
+    /// meanwhile every use of the key fails at once with that failure
+    /// ([`DecryptError::KeyUnavailable`]). A statement's first run asks
+    /// once, not once ahead of its run and again for its cells; the
+    /// connections of a pool waiting on a key store that is down or
+    /// times out are answered by its one failure instead of each queueing
+    /// another request; and a store that recovers is used again within
+    /// this time. A success forgets the failure.
+    pub fn key_failure_backoff(mut self, backoff: Duration) -> Self {
+        self.key_failure_backoff = backoff;
         self
     }
 
@@ -367,6 +387,9 @@ pub struct Encryption {
     /// starting together ask a remote key store (a vault, an HSM) once, not
     /// once each.
     unwrapping: Mutex<HashMap<u32, Arc<tokio::sync::Mutex<()>>>>,
+    /// The last failed unwrap of each column key, while it is within the
+    /// failure backoff.
+    key_failures: Mutex<HashMap<u32, (Arc<RecordError>, Instant)>>,
 }
 
 impl Encryption {
@@ -385,6 +408,7 @@ impl Encryption {
             refresh_failure: Mutex::new(None),
             keys: Mutex::new(HashMap::new()),
             unwrapping: Mutex::new(HashMap::new()),
+            key_failures: Mutex::new(HashMap::new()),
         })
     }
 
@@ -775,7 +799,8 @@ impl Encryption {
     /// master key's store when it is not cached (or the key TTL is zero).
     ///
     /// # Errors
-    /// An unknown key; the key store's refusal for every wrapped value.
+    /// An unknown key; the key store's refusal for every wrapped value,
+    /// now or within the failure backoff.
     pub(crate) async fn cipher(
         &self,
         catalog: &Catalog,
@@ -784,6 +809,7 @@ impl Encryption {
         if let Some(cipher) = self.cached_cipher(key_id) {
             return Ok(cipher);
         }
+        self.recent_failure(key_id)?;
         // Kept keys are unwrapped once: later callers wait for the first
         // and take what it cached. (With a key TTL of zero nothing is kept,
         // and each call asks the store, as configured.)
@@ -805,6 +831,8 @@ impl Encryption {
         if let Some(cipher) = self.cached_cipher(key_id) {
             return Ok(cipher);
         }
+        // The unwrap waited for may have failed: its failure answers.
+        self.recent_failure(key_id)?;
         let values = catalog
             .column_keys
             .get(&key_id)
@@ -820,16 +848,56 @@ impl Encryption {
                 value
                     .open(&self.config.registry, &catalog.id())
                     .await
-                    .map_err(|source: RecordError| DecryptError::KeyUnavailable { key_id, source })
+                    .map_err(|source: RecordError| DecryptError::KeyUnavailable {
+                        key_id,
+                        source: Arc::new(source),
+                    })
             },
         )
         .instrument(tracing::debug_span!("aepg.key.unwrap", key_id))
-        .await?;
+        .await;
+        let key = match key {
+            Ok(key) => {
+                lock(&self.key_failures).remove(&key_id);
+                key
+            }
+            Err(error) => {
+                if let DecryptError::KeyUnavailable { source, .. } = &error {
+                    if !self.config.key_failure_backoff.is_zero() {
+                        lock(&self.key_failures).insert(key_id, (source.clone(), Instant::now()));
+                    }
+                }
+                return Err(error);
+            }
+        };
         let cipher = Arc::new(CellCipher::new(key_id, &key));
         if !self.config.key_ttl.is_zero() {
             lock(&self.keys).insert(key_id, (cipher.clone(), Instant::now()));
         }
         Ok(cipher)
+    }
+
+    /// The failure of column key `key_id`'s last unwrap, if it is within the
+    /// failure backoff: the key store is not asked again until it is over.
+    fn recent_failure(&self, key_id: u32) -> Result<(), DecryptError> {
+        let mut failures = lock(&self.key_failures);
+        match failures.get(&key_id) {
+            Some((source, failed_at)) if failed_at.elapsed() < self.config.key_failure_backoff => {
+                tracing::debug!(
+                    key_id,
+                    "aepg column key unwrap failed within the failure backoff; the key store is not asked again yet"
+                );
+                Err(DecryptError::KeyUnavailable {
+                    key_id,
+                    source: source.clone(),
+                })
+            }
+            Some(_) => {
+                failures.remove(&key_id);
+                Ok(())
+            }
+            None => Ok(()),
+        }
     }
 
     /// Whether unwrapped keys are kept at all (a key TTL above zero).

@@ -45,7 +45,8 @@ pub use decryption::ColumnDecryption;
 pub(crate) use decryption::{decrypt_cell, QueryCiphers};
 pub use encryption::{
     Encryption, EncryptionConfig, DEFAULT_CATALOG_MAX_STALENESS, DEFAULT_CATALOG_REFRESH_TIMEOUT,
-    DEFAULT_CATALOG_TTL, DEFAULT_KEY_TTL, DEFAULT_STATEMENT_CACHE_CAPACITY, LOAD_TIMEOUT_FACTOR,
+    DEFAULT_CATALOG_TTL, DEFAULT_KEY_FAILURE_BACKOFF, DEFAULT_KEY_TTL,
+    DEFAULT_STATEMENT_CACHE_CAPACITY, LOAD_TIMEOUT_FACTOR,
 };
 pub use explain::{
     Explanation, ParameterEncryption, ParameterExplanation, ResultColumnExplanation,
