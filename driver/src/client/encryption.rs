@@ -105,7 +105,8 @@ impl EncryptionConfig {
     }
 
     /// How long an unwrapped column key is kept (default 2 h; zero = ask the
-    /// key store on every use, every cell included). Revoking a master key
+    /// key store on every use, every cell included, except within the
+    /// [failure backoff](Self::key_failure_backoff) of a failed ask). Revoking a master key
     /// cuts readers off within this time, plus the time of a result being
     /// read: one result stream (a query's rows, a `COPY`'s) looks each key
     /// up once, when its first cell needs it, and keeps it to its end.
@@ -119,10 +120,10 @@ impl EncryptionConfig {
     /// meanwhile every use of the key fails at once with that failure
     /// ([`DecryptError::KeyUnavailable`]). A statement's first run asks
     /// once, not once ahead of its run and again for its cells; the
-    /// connections of a pool waiting on a key store that is down or
-    /// times out are answered by its one failure instead of each queueing
-    /// another request; and a store that recovers is used again within
-    /// this time. A success forgets the failure.
+    /// connections of a pool waiting for an unwrap that fails are answered
+    /// by its failure (those that stop waiting for it, after 2 s, ask on
+    /// their own); and a store that recovers is used again at most this
+    /// long after. A success, or a new catalog, forgets the failure.
     pub fn key_failure_backoff(mut self, backoff: Duration) -> Self {
         self.key_failure_backoff = backoff;
         self
@@ -387,9 +388,19 @@ pub struct Encryption {
     /// starting together ask a remote key store (a vault, an HSM) once, not
     /// once each.
     unwrapping: Mutex<HashMap<u32, Arc<tokio::sync::Mutex<()>>>>,
-    /// The last failed unwrap of each column key, while it is within the
-    /// failure backoff.
-    key_failures: Mutex<HashMap<u32, (Arc<RecordError>, Instant)>>,
+    /// How each column key's unwraps went lately: the failure backoff.
+    key_health: Mutex<KeyHealth>,
+}
+
+/// The outcomes of column key unwraps that the failure backoff needs.
+#[derive(Default)]
+struct KeyHealth {
+    /// The last failed unwrap of each key, and when it failed; kept until
+    /// the backoff is over, a later unwrap succeeds or the catalog changes.
+    failures: HashMap<u32, (Arc<RecordError>, Instant)>,
+    /// When each key's last successful unwrap ended: a failure of an
+    /// unwrap that started before it is out of date and not kept.
+    successes: HashMap<u32, Instant>,
 }
 
 impl Encryption {
@@ -408,7 +419,7 @@ impl Encryption {
             refresh_failure: Mutex::new(None),
             keys: Mutex::new(HashMap::new()),
             unwrapping: Mutex::new(HashMap::new()),
-            key_failures: Mutex::new(HashMap::new()),
+            key_health: Mutex::new(KeyHealth::default()),
         })
     }
 
@@ -745,7 +756,12 @@ impl Encryption {
         // statement cache empties for nothing.
         let catalog = match current.as_ref() {
             Some(kept) if kept.catalog.same_as(&catalog) => kept.catalog.clone(),
-            _ => Arc::new(catalog),
+            _ => {
+                // The new catalog's wrapped values may open where the old
+                // ones failed (a master key rotated in): ask again.
+                lock(&self.key_health).failures.clear();
+                Arc::new(catalog)
+            }
         };
         *current = Some(Current {
             catalog: catalog.clone(),
@@ -812,7 +828,8 @@ impl Encryption {
         self.recent_failure(key_id)?;
         // Kept keys are unwrapped once: later callers wait for the first
         // and take what it cached. (With a key TTL of zero nothing is kept,
-        // and each call asks the store, as configured.)
+        // and each call outside the failure backoff asks the store, as
+        // configured.)
         let turn = self.keeps_keys().then(|| {
             lock(&self.unwrapping)
                 .entry(key_id)
@@ -833,6 +850,7 @@ impl Encryption {
         }
         // The unwrap waited for may have failed: its failure answers.
         self.recent_failure(key_id)?;
+        let started = Instant::now();
         let values = catalog
             .column_keys
             .get(&key_id)
@@ -858,13 +876,25 @@ impl Encryption {
         .await;
         let key = match key {
             Ok(key) => {
-                lock(&self.key_failures).remove(&key_id);
+                let mut health = lock(&self.key_health);
+                health.failures.remove(&key_id);
+                health.successes.insert(key_id, Instant::now());
                 key
             }
             Err(error) => {
                 if let DecryptError::KeyUnavailable { source, .. } = &error {
-                    if !self.config.key_failure_backoff.is_zero() {
-                        lock(&self.key_failures).insert(key_id, (source.clone(), Instant::now()));
+                    let mut health = lock(&self.key_health);
+                    // An unwrap that began after this one and succeeded
+                    // (another caller's, with a key TTL of zero or after
+                    // a wait for the turn ran out) speaks for the store.
+                    let overtaken = health
+                        .successes
+                        .get(&key_id)
+                        .is_some_and(|succeeded| *succeeded > started);
+                    if !overtaken && !self.config.key_failure_backoff.is_zero() {
+                        health
+                            .failures
+                            .insert(key_id, (source.clone(), Instant::now()));
                     }
                 }
                 return Err(error);
@@ -880,7 +910,7 @@ impl Encryption {
     /// The failure of column key `key_id`'s last unwrap, if it is within the
     /// failure backoff: the key store is not asked again until it is over.
     fn recent_failure(&self, key_id: u32) -> Result<(), DecryptError> {
-        let mut failures = lock(&self.key_failures);
+        let failures = &mut lock(&self.key_health).failures;
         match failures.get(&key_id) {
             Some((source, failed_at)) if failed_at.elapsed() < self.config.key_failure_backoff => {
                 tracing::debug!(
