@@ -884,7 +884,7 @@ impl Encryption {
             Err(error) => {
                 if let DecryptError::KeyUnavailable { source, .. } = &error {
                     let mut health = lock(&self.key_health);
-                    // An unwrap that began after this one and succeeded
+                    // An unwrap that succeeded after this one began
                     // (another caller's, with a key TTL of zero or after
                     // a wait for the turn ran out) speaks for the store.
                     let overtaken = health
