@@ -383,24 +383,29 @@ pub struct Encryption {
     first_load: tokio::sync::Mutex<()>,
     /// Why the last check that kept the verified catalog in use failed.
     refresh_failure: Mutex<Option<String>>,
-    keys: Mutex<HashMap<u32, (Arc<CellCipher>, Instant)>>,
+    /// Each column key's last unwrap: the key kept (within the key TTL) or
+    /// the failure that answers its uses (within the failure backoff).
+    keys: Mutex<HashMap<u32, KeyOutcome>>,
     /// One unwrap at a time per column key: the connections of a pool
     /// starting together ask a remote key store (a vault, an HSM) once, not
     /// once each.
     unwrapping: Mutex<HashMap<u32, Arc<tokio::sync::Mutex<()>>>>,
-    /// How each column key's unwraps went lately: the failure backoff.
-    key_health: Mutex<KeyHealth>,
 }
 
-/// The outcomes of column key unwraps that the failure backoff needs.
-#[derive(Default)]
-struct KeyHealth {
-    /// The last failed unwrap of each key, and when it failed; kept until
-    /// the backoff is over, a later unwrap succeeds or the catalog changes.
-    failures: HashMap<u32, (Arc<RecordError>, Instant)>,
-    /// When each key's last successful unwrap ended: a failure of an
-    /// unwrap that started before it is out of date and not kept.
-    successes: HashMap<u32, Instant>,
+/// How a column key's last unwrap ended.
+enum KeyOutcome {
+    /// It succeeded `at`: its cipher, while the key TTL lasts (none with a
+    /// key TTL of zero, or once it ran out: dropping it wipes the key).
+    Unwrapped {
+        cipher: Option<Arc<CellCipher>>,
+        at: Instant,
+    },
+    /// It failed `at`: the failure answers the key's uses for the failure
+    /// backoff.
+    Failed {
+        source: Arc<RecordError>,
+        at: Instant,
+    },
 }
 
 impl Encryption {
@@ -419,7 +424,6 @@ impl Encryption {
             refresh_failure: Mutex::new(None),
             keys: Mutex::new(HashMap::new()),
             unwrapping: Mutex::new(HashMap::new()),
-            key_health: Mutex::new(KeyHealth::default()),
         })
     }
 
@@ -759,7 +763,7 @@ impl Encryption {
             _ => {
                 // The new catalog's wrapped values may open where the old
                 // ones failed (a master key rotated in): ask again.
-                lock(&self.key_health).failures.clear();
+                lock(&self.keys).retain(|_, outcome| !matches!(outcome, KeyOutcome::Failed { .. }));
                 Arc::new(catalog)
             }
         };
@@ -822,10 +826,9 @@ impl Encryption {
         catalog: &Catalog,
         key_id: u32,
     ) -> Result<Arc<CellCipher>, DecryptError> {
-        if let Some(cipher) = self.cached_cipher(key_id) {
+        if let Some(cipher) = self.known_cipher(key_id)? {
             return Ok(cipher);
         }
-        self.recent_failure(key_id)?;
         // Kept keys are unwrapped once: later callers wait for the first
         // and take what it cached. (With a key TTL of zero nothing is kept,
         // and each call outside the failure backoff asks the store, as
@@ -845,11 +848,10 @@ impl Encryption {
                 .ok(),
             None => None,
         };
-        if let Some(cipher) = self.cached_cipher(key_id) {
+        // The unwrap waited for answers, whether it succeeded or failed.
+        if let Some(cipher) = self.known_cipher(key_id)? {
             return Ok(cipher);
         }
-        // The unwrap waited for may have failed: its failure answers.
-        self.recent_failure(key_id)?;
         let started = Instant::now();
         let values = catalog
             .column_keys
@@ -874,45 +876,64 @@ impl Encryption {
         )
         .instrument(tracing::debug_span!("aepg.key.unwrap", key_id))
         .await;
-        let key = match key {
+        let mut keys = lock(&self.keys);
+        match key {
             Ok(key) => {
-                let mut health = lock(&self.key_health);
-                health.failures.remove(&key_id);
-                health.successes.insert(key_id, Instant::now());
-                key
+                let cipher = Arc::new(CellCipher::new(key_id, &key));
+                let kept = self.keeps_keys().then(|| cipher.clone());
+                keys.insert(
+                    key_id,
+                    KeyOutcome::Unwrapped {
+                        cipher: kept,
+                        at: Instant::now(),
+                    },
+                );
+                Ok(cipher)
             }
             Err(error) => {
+                // An unwrap that succeeded after this one began (another
+                // caller's, with a key TTL of zero or after a wait for the
+                // turn ran out) speaks for the store.
+                let overtaken = matches!(
+                    keys.get(&key_id),
+                    Some(KeyOutcome::Unwrapped { at, .. }) if *at > started
+                );
                 if let DecryptError::KeyUnavailable { source, .. } = &error {
-                    let mut health = lock(&self.key_health);
-                    // An unwrap that succeeded after this one began
-                    // (another caller's, with a key TTL of zero or after
-                    // a wait for the turn ran out) speaks for the store.
-                    let overtaken = health
-                        .successes
-                        .get(&key_id)
-                        .is_some_and(|succeeded| *succeeded > started);
                     if !overtaken && !self.config.key_failure_backoff.is_zero() {
-                        health
-                            .failures
-                            .insert(key_id, (source.clone(), Instant::now()));
+                        keys.insert(
+                            key_id,
+                            KeyOutcome::Failed {
+                                source: source.clone(),
+                                at: Instant::now(),
+                            },
+                        );
                     }
                 }
-                return Err(error);
+                Err(error)
             }
-        };
-        let cipher = Arc::new(CellCipher::new(key_id, &key));
-        if !self.config.key_ttl.is_zero() {
-            lock(&self.keys).insert(key_id, (cipher.clone(), Instant::now()));
         }
-        Ok(cipher)
     }
 
-    /// The failure of column key `key_id`'s last unwrap, if it is within the
-    /// failure backoff: the key store is not asked again until it is over.
-    fn recent_failure(&self, key_id: u32) -> Result<(), DecryptError> {
-        let failures = &mut lock(&self.key_health).failures;
-        match failures.get(&key_id) {
-            Some((source, failed_at)) if failed_at.elapsed() < self.config.key_failure_backoff => {
+    /// Whether unwrapped keys are kept at all (a key TTL above zero).
+    pub(crate) fn keeps_keys(&self) -> bool {
+        !self.config.key_ttl.is_zero()
+    }
+
+    /// What column key `key_id`'s last unwrap settled: its cipher, within
+    /// the key TTL; its failure, within the failure backoff (the key store
+    /// is not asked again until it is over); otherwise nothing.
+    fn known_cipher(&self, key_id: u32) -> Result<Option<Arc<CellCipher>>, DecryptError> {
+        let mut keys = lock(&self.keys);
+        match keys.get_mut(&key_id) {
+            Some(KeyOutcome::Unwrapped { cipher, at }) => {
+                if at.elapsed() >= self.config.key_ttl {
+                    *cipher = None;
+                }
+                Ok(cipher.clone())
+            }
+            Some(KeyOutcome::Failed { source, at })
+                if at.elapsed() < self.config.key_failure_backoff =>
+            {
                 tracing::debug!(
                     key_id,
                     "aepg column key unwrap failed within the failure backoff; the key store is not asked again yet"
@@ -922,30 +943,7 @@ impl Encryption {
                     source: source.clone(),
                 })
             }
-            Some(_) => {
-                failures.remove(&key_id);
-                Ok(())
-            }
-            None => Ok(()),
-        }
-    }
-
-    /// Whether unwrapped keys are kept at all (a key TTL above zero).
-    pub(crate) fn keeps_keys(&self) -> bool {
-        !self.config.key_ttl.is_zero()
-    }
-
-    fn cached_cipher(&self, key_id: u32) -> Option<Arc<CellCipher>> {
-        let mut keys = lock(&self.keys);
-        match keys.get(&key_id) {
-            Some((cipher, cached_at)) if cached_at.elapsed() < self.config.key_ttl => {
-                Some(cipher.clone())
-            }
-            Some(_) => {
-                keys.remove(&key_id);
-                None
-            }
-            None => None,
+            Some(KeyOutcome::Failed { .. }) | None => Ok(None),
         }
     }
 }
