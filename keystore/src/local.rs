@@ -7,10 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use rsa::pkcs8::{EncodePrivateKey, LineEnding};
-use rsa::PrivateKey;
 use tokio::io::AsyncWriteExt;
 
-use crate::rsa_ops;
+use crate::rsa_ops::{self, HeldKey};
 use crate::{ColumnKey, KeyStoreError, KeyStoreProvider, MasterKeyInfo, WrappedKey};
 
 /// Permission bits that must be clear on a key file: nothing for group or others.
@@ -38,7 +37,7 @@ pub struct LocalKeyStore {
 }
 
 /// Parsed keys by resolved file, with the identity of the file they came from.
-type KeptKeys = HashMap<PathBuf, (FileIdentity, Arc<PrivateKey>)>;
+type KeptKeys = HashMap<PathBuf, (FileIdentity, Arc<HeldKey>)>;
 
 /// What tells one version of a key file from another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,10 +106,12 @@ impl LocalKeyStore {
         bits: usize,
     ) -> Result<MasterKeyInfo, KeyStoreError> {
         let file = self.resolve_new(key_path)?;
-        let key = tokio::task::spawn_blocking(move || rsa_ops::generate(bits))
+        let owned_path = key_path.to_owned();
+        let key = tokio::task::spawn_blocking(move || rsa_ops::generate(&owned_path, bits))
             .await
             .map_err(|_| KeyStoreError::RandomnessUnavailable)??;
         let pem = key
+            .private_key()
             .to_pkcs8_pem(LineEnding::LF)
             .map_err(|_| KeyStoreError::MalformedKey {
                 key_path: key_path.to_owned(),
@@ -143,7 +144,7 @@ impl LocalKeyStore {
 
     /// Checks the key file at `key_path` and returns its key: the one kept
     /// in memory if the file is the same as when it was parsed.
-    async fn load(&self, key_path: &str) -> Result<Arc<PrivateKey>, KeyStoreError> {
+    async fn load(&self, key_path: &str) -> Result<Arc<HeldKey>, KeyStoreError> {
         let file = self.resolve_existing(key_path)?;
         let metadata = tokio::fs::metadata(&file)
             .await

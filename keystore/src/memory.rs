@@ -5,15 +5,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use rsa::PrivateKey;
 
-use crate::rsa_ops;
+use crate::rsa_ops::{self, HeldKey};
 use crate::{ColumnKey, KeyStoreError, KeyStoreProvider, MasterKeyInfo, WrappedKey};
 
 /// Master keys kept in a map in process memory. They vanish with the process,
 /// so this provider suits tests and examples, not production data.
 pub struct MemoryKeyStore {
-    keys: RwLock<HashMap<String, Arc<PrivateKey>>>,
+    keys: RwLock<HashMap<String, Arc<HeldKey>>>,
     counts: [AtomicUsize; 5],
 }
 
@@ -89,7 +88,7 @@ impl MemoryKeyStore {
         bits: usize,
     ) -> Result<MasterKeyInfo, KeyStoreError> {
         self.validate_key_path(key_path)?;
-        let key = rsa_ops::generate(bits)?;
+        let key = rsa_ops::generate(key_path, bits)?;
         self.insert(key_path, key)
     }
 
@@ -108,7 +107,7 @@ impl MemoryKeyStore {
         self.write_keys().remove(key_path).is_some()
     }
 
-    fn insert(&self, key_path: &str, key: PrivateKey) -> Result<MasterKeyInfo, KeyStoreError> {
+    fn insert(&self, key_path: &str, key: HeldKey) -> Result<MasterKeyInfo, KeyStoreError> {
         let info = rsa_ops::describe(key_path, key.as_public_key())?;
         let mut keys = self.write_keys();
         if keys.contains_key(key_path) {
@@ -122,11 +121,7 @@ impl MemoryKeyStore {
     }
 
     /// Counts one call of `operation` and returns the key at `key_path`.
-    fn key_for(
-        &self,
-        operation: Operation,
-        key_path: &str,
-    ) -> Result<Arc<PrivateKey>, KeyStoreError> {
+    fn key_for(&self, operation: Operation, key_path: &str) -> Result<Arc<HeldKey>, KeyStoreError> {
         self.counts[operation as usize].fetch_add(1, Ordering::SeqCst);
         // A panic while holding the lock cannot leave the map half-updated:
         // every critical section is a single insert or remove.
@@ -142,7 +137,7 @@ impl MemoryKeyStore {
             })
     }
 
-    fn write_keys(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<PrivateKey>>> {
+    fn write_keys(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<HeldKey>>> {
         // As in `key_for`: a poisoned map is consistent.
         self.keys
             .write()

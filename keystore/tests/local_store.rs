@@ -76,6 +76,13 @@ async fn sizes_3072_and_4096_are_generated_and_others_refused() {
     let (_dir, store) = store();
     assert_eq!(store.generate_key("a.pem", 3072).await.unwrap().bits, 3072);
     assert_eq!(store.generate_key("b.pem", 4096).await.unwrap().bits, 4096);
+    for (path, len) in [("a.pem", 384), ("b.pem", 512)] {
+        let column_key = ColumnKey::generate().unwrap();
+        let wrapped = store.wrap_column_key(path, &column_key).await.unwrap();
+        assert_eq!(wrapped.ciphertext.len(), len);
+        let unwrapped = store.unwrap_column_key(path, &wrapped).await.unwrap();
+        assert_eq!(unwrapped.expose_secret(), column_key.expose_secret());
+    }
     let err = store.generate_key("c.pem", 1024).await.unwrap_err();
     assert!(
         matches!(err, KeyStoreError::UnsupportedKeySize { bits: 1024 }),
@@ -248,6 +255,47 @@ async fn unwrap_under_another_key_fails() {
         .await
         .unwrap_err();
     assert!(matches!(err, KeyStoreError::UnwrapFailed { .. }), "{err}");
+}
+
+/// The private-key operation (AWS-LC's) refuses every damaged wrapped
+/// value with `UnwrapFailed`: a flipped bit anywhere, a value cut short or
+/// lengthened, and numbers at or above the modulus.
+#[tokio::test]
+async fn a_damaged_wrapped_key_fails_to_unwrap() {
+    let (_dir, store) = store();
+    store.generate_key("cmk.pem", 2048).await.unwrap();
+    let wrapped = store
+        .wrap_column_key("cmk.pem", &ColumnKey::generate().unwrap())
+        .await
+        .unwrap();
+    let good = wrapped.ciphertext.clone();
+    let mut damaged: Vec<Vec<u8>> = (0..good.len() * 8)
+        .step_by(61)
+        .map(|bit| {
+            let mut bytes = good.clone();
+            bytes[bit / 8] ^= 1 << (bit % 8);
+            bytes
+        })
+        .collect();
+    damaged.push(good[..good.len() - 1].to_vec());
+    damaged.push([good.as_slice(), &[0]].concat());
+    damaged.push(Vec::new());
+    damaged.push(vec![0; good.len()]);
+    damaged.push(vec![0xff; good.len()]);
+    for bytes in damaged {
+        let len = bytes.len();
+        let err = store
+            .unwrap_column_key(
+                "cmk.pem",
+                &WrappedKey::new(KeyWrapAlgorithm::RsaOaepSha256, bytes),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, KeyStoreError::UnwrapFailed { .. }),
+            "{len} bytes: {err}"
+        );
+    }
 }
 
 /// A key is read and parsed once while its file stays the same; a file
