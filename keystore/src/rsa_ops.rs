@@ -28,22 +28,24 @@ const RSA_ENCRYPTION_OID: &str = "1.2.840.113549.1.1.1";
 /// column keys (an RSA-2048 unwrap takes about 0.3 ms in AWS-LC against
 /// about 2 ms in the `rsa` crate, and a client's first encrypted statement
 /// waits for one). Both wipe their numbers when dropped.
+///
+/// AWS-LC is stricter than the `rsa` crate about what it parses (it checks
+/// the stored CRT values, which the `rsa` crate recomputes, and refuses
+/// PKCS#8 v2 documents): a key the `rsa` crate accepts and AWS-LC does not
+/// is unwrapped by the `rsa` crate, as before, so no key that worked stops
+/// working.
 pub(crate) struct HeldKey {
     key: PrivateKey,
-    unwrapping: OaepPrivateDecryptingKey,
+    unwrapping: Option<OaepPrivateDecryptingKey>,
 }
 
 impl HeldKey {
     /// The key of `key` and `pkcs8_der`, its own PKCS#8 encoding.
-    fn new(key_path: &str, key: PrivateKey, pkcs8_der: &[u8]) -> Result<Self, KeyStoreError> {
+    fn new(key: PrivateKey, pkcs8_der: &[u8]) -> Self {
         let unwrapping = PrivateDecryptingKey::from_pkcs8(pkcs8_der)
             .ok()
-            .and_then(|decrypting| OaepPrivateDecryptingKey::new(decrypting).ok())
-            .ok_or_else(|| KeyStoreError::MalformedKey {
-                key_path: key_path.to_owned(),
-                reason: "AWS-LC does not accept it as an RSA key (2048 to 8192 bits)".to_owned(),
-            })?;
-        Ok(Self { key, unwrapping })
+            .and_then(|decrypting| OaepPrivateDecryptingKey::new(decrypting).ok());
+        Self { key, unwrapping }
     }
 
     /// The `rsa` crate's private key.
@@ -54,6 +56,31 @@ impl HeldKey {
     /// The public half.
     pub(crate) fn as_public_key(&self) -> &PublicKey {
         self.key.as_public_key()
+    }
+
+    /// Whether AWS-LC unwraps with this key (else the `rsa` crate does).
+    #[cfg(test)]
+    fn unwraps_in_aws_lc(&self) -> bool {
+        self.unwrapping.is_some()
+    }
+
+    /// RSA-OAEP-SHA-256 decryption of `ciphertext`, `None` if it fails.
+    fn oaep_decrypt(&self, ciphertext: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        match &self.unwrapping {
+            Some(unwrapping) => {
+                // The buffer, as long as the modulus, is wiped when dropped.
+                let mut buffer = Zeroizing::new(vec![0; self.key.size()]);
+                let plaintext = unwrapping
+                    .decrypt(&OAEP_SHA256_MGF1SHA256, ciphertext, &mut buffer, None)
+                    .ok()?;
+                Some(Zeroizing::new(plaintext.to_vec()))
+            }
+            None => self
+                .key
+                .oaep_decrypt::<Sha256>(ciphertext)
+                .ok()
+                .map(Zeroizing::new),
+        }
     }
 }
 
@@ -75,7 +102,7 @@ pub(crate) fn generate(key_path: &str, bits: usize) -> Result<HeldKey, KeyStoreE
             key_path: key_path.to_owned(),
             reason: "generated key cannot be encoded".to_owned(),
         })?;
-    HeldKey::new(key_path, key, der.as_bytes())
+    Ok(HeldKey::new(key, der.as_bytes()))
 }
 
 /// Parses a PKCS#8 PEM private key and checks that it can be a master key,
@@ -126,11 +153,12 @@ pub(crate) fn parse_private_key_pem(
     let key = PrivateKey::from_pkcs8_der(document.as_bytes())
         .map_err(|_| malformed("invalid RSA private key"))?;
     check_size(key_path, key.as_public_key())?;
-    HeldKey::new(key_path, key, document.as_bytes())
+    Ok(HeldKey::new(key, document.as_bytes()))
 }
 
 pub(crate) fn check_size(key_path: &str, key: &PublicKey) -> Result<(), KeyStoreError> {
-    let bits = key.size() * 8;
+    // The modulus's own width: a 2047-bit modulus fills 256 bytes too.
+    let bits = key.n().bit_width() as usize;
     if bits < MIN_MASTER_KEY_BITS {
         return Err(KeyStoreError::KeyTooSmall {
             key_path: key_path.to_owned(),
@@ -205,19 +233,9 @@ pub(crate) fn unwrap(
     let failed = || KeyStoreError::UnwrapFailed {
         key_path: key_path.to_owned(),
     };
-    // AWS-LC blinds the private-key operation; the buffer, as long as the
-    // modulus, is wiped when dropped.
-    let mut buffer = Zeroizing::new(vec![0; key.as_public_key().size()]);
-    let bytes = key
-        .unwrapping
-        .decrypt(
-            &OAEP_SHA256_MGF1SHA256,
-            &wrapped.ciphertext,
-            &mut buffer,
-            None,
-        )
-        .map_err(|_| failed())?;
-    ColumnKey::from_unwrapped(Zeroizing::new(bytes.to_vec())).map_err(|_| failed())
+    // Both crates blind the private-key operation.
+    let bytes = key.oaep_decrypt(&wrapped.ciphertext).ok_or_else(failed)?;
+    ColumnKey::from_unwrapped(bytes).map_err(|_| failed())
 }
 
 pub(crate) fn sign(
@@ -242,4 +260,60 @@ pub(crate) fn verify(
         .map_err(|_| KeyStoreError::InvalidSignature {
             key_path: key_path.to_owned(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a test fails by panicking
+
+    use rsa::pkcs8::{EncodePrivateKey, LineEnding, SecretDocument};
+
+    use super::*;
+
+    /// A key whose stored CRT coefficient is wrong: the `rsa` crate
+    /// recomputes it and accepts the key, AWS-LC checks it and refuses.
+    /// Such a key kept working before AWS-LC unwrapped, and still does.
+    #[test]
+    fn a_key_aws_lc_refuses_still_unwraps_with_the_rsa_crate() {
+        let held = generate("cmk.pem", 2048).unwrap();
+        assert!(held.unwraps_in_aws_lc());
+        let mut der = held
+            .private_key()
+            .to_pkcs8_der()
+            .unwrap()
+            .as_bytes()
+            .to_vec();
+        // The last byte of a PKCS#8 v1 RSA key is its CRT coefficient's.
+        *der.last_mut().unwrap() ^= 1;
+        let pem = SecretDocument::try_from(der)
+            .unwrap()
+            .to_pem("PRIVATE KEY", LineEnding::LF)
+            .unwrap();
+        let odd = parse_private_key_pem("odd.pem", &pem).unwrap();
+        assert!(!odd.unwraps_in_aws_lc());
+
+        for key in [&held, &odd] {
+            let column_key = ColumnKey::generate().unwrap();
+            let wrapped = wrap("cmk.pem", key.as_public_key(), &column_key).unwrap();
+            let unwrapped = unwrap("local", "cmk.pem", key, &wrapped).unwrap();
+            assert_eq!(unwrapped.expose_secret(), column_key.expose_secret());
+            let mut damaged = wrapped.clone();
+            damaged.ciphertext[7] ^= 0x40;
+            assert!(matches!(
+                unwrap("local", "cmk.pem", key, &damaged),
+                Err(KeyStoreError::UnwrapFailed { .. })
+            ));
+        }
+    }
+
+    /// A modulus one bit short of 2048 fills 256 bytes too; it is refused.
+    #[test]
+    fn a_2047_bit_modulus_is_too_small() {
+        let key = PrivateKey::new(&mut rand::rngs::SysRng, 2047).unwrap();
+        assert_eq!(key.size(), 256);
+        assert!(matches!(
+            check_size("short.pem", key.as_public_key()),
+            Err(KeyStoreError::KeyTooSmall { bits: 2047, .. })
+        ));
+    }
 }
