@@ -564,7 +564,7 @@ impl Encryption {
         catalog: &Arc<Catalog>,
         context: CheckContext,
     ) -> Result<Arc<Catalog>, CheckError> {
-        let announcement = self.announced.load(Ordering::SeqCst);
+        let started = self.read_start();
         let lock_timeout = self.config.catalog_refresh_timeout;
         let state = if context.in_block || lock_timeout.is_zero() {
             ServerState::read(client).await
@@ -573,7 +573,7 @@ impl Encryption {
         };
         let mut state = state.map_err(CheckError::Unread)?;
         state.snapshot_bound &= context.snapshot_may_be_old;
-        self.observed(catalog, state, announcement, client)
+        self.observed(catalog, state, started, client)
             .await
             .map_err(CheckError::Failed)
     }
@@ -614,9 +614,16 @@ impl Encryption {
         &self,
         catalog: &Arc<Catalog>,
         state: ServerState,
-        announcement: u64,
+        started: ReadStart,
         client: &tokio_postgres::Client,
     ) -> Result<Arc<Catalog>, Error> {
+        let announcement = started.announcement;
+        if let Some(newer) = self.overtaken(&state, started) {
+            // Another client accepted a newer catalog while this read was
+            // on its way: the read is late, not a rollback. The statement
+            // is analyzed again against the newer catalog.
+            return Ok(newer);
+        }
         if !state.snapshot_bound {
             self.settle_announcements(announcement, state.generation);
         }
@@ -721,10 +728,13 @@ impl Encryption {
         }
     }
 
-    /// The current announcement count, to pass to [`observed`](Self::observed)
-    /// with a state read after it.
-    pub(crate) fn announcement(&self) -> u64 {
-        self.announced.load(Ordering::SeqCst)
+    /// What this state knows before a state read is sent, to pass to
+    /// [`observed`](Self::observed) with the read's answer.
+    pub(crate) fn read_start(&self) -> ReadStart {
+        ReadStart {
+            announcement: self.announced.load(Ordering::SeqCst),
+            seen_generation: lock(&self.seen).generation,
+        }
     }
 
     async fn load(&self, client: &tokio_postgres::Client) -> Result<Arc<Catalog>, Error> {
@@ -781,6 +791,27 @@ impl Encryption {
 
     fn check_seen(&self, id: CatalogId, generation: u64) -> Result<(), CatalogError> {
         check_seen(&lock(&self.seen), id, generation)
+    }
+
+    /// The current catalog, if `state` (of this catalog, read outside a
+    /// transaction snapshot) shows a generation lower than one seen, and
+    /// that generation was first seen after the read began: the server
+    /// answered from a statement snapshot taken before another client's
+    /// read or load saw the change commit. A generation lower than one seen
+    /// before the read began is left to [`check_seen`] (a rollback), and a
+    /// transaction snapshot's to `observed`'s own rules.
+    fn overtaken(&self, state: &ServerState, started: ReadStart) -> Option<Arc<Catalog>> {
+        let seen = lock(&self.seen);
+        if state.snapshot_bound
+            || seen.catalog != Some(state.catalog)
+            || state.generation >= seen.generation
+            || started.seen_generation > state.generation
+        {
+            return None;
+        }
+        self.current_catalog()
+            .filter(|current| current.id() == state.catalog)
+            .filter(|current| current.generation() >= seen.generation)
     }
 
     /// `catalog` is the server's current one as of `announcement`: it
@@ -946,6 +977,16 @@ impl Encryption {
             Some(KeyOutcome::Failed { .. }) | None => Ok(None),
         }
     }
+}
+
+/// What a client state knew when a state read was sent
+/// ([`Encryption::read_start`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReadStart {
+    /// The announcement count.
+    announcement: u64,
+    /// The highest catalog generation seen.
+    seen_generation: u64,
 }
 
 /// A catalog replaced by another, or a generation lower than one seen.

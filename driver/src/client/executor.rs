@@ -344,7 +344,7 @@ impl<'a> Executor<'a> {
             let server_types = declared
                 .map(|declared| server_types(&analysis, &catalog, declared))
                 .transpose()?;
-            let announcement = self.state.encryption.announcement();
+            let started = self.state.encryption.read_start();
             // Prepared without declared types first: the server's own typing
             // is the cross-check's safety net (a declared `text` would hide
             // a parameter the server types as ciphertext). Only arrays of
@@ -364,7 +364,7 @@ impl<'a> Executor<'a> {
             let current = self
                 .state
                 .encryption
-                .observed(&catalog, report.state, announcement, self.client)
+                .observed(&catalog, report.state, started, self.client)
                 .await?;
             if !Arc::ptr_eq(&current, &catalog) || report.resolution != resolution {
                 // The catalog or the session moved: analyze again, so no
@@ -464,12 +464,12 @@ impl<'a> Executor<'a> {
         confirmed: bool,
     ) -> Result<(Arc<Catalog>, NameResolution), Error> {
         if !confirmed {
-            let announcement = self.state.encryption.announcement();
+            let started = self.state.encryption.read_start();
             let report = self.query_session().await?;
             let current = self
                 .state
                 .encryption
-                .observed(catalog, report.state, announcement, self.client)
+                .observed(catalog, report.state, started, self.client)
                 .await?;
             if !Arc::ptr_eq(&current, catalog) || report.resolution != *resolution {
                 self.state.set_resolution(report.resolution.clone());
@@ -894,12 +894,12 @@ impl<'a> Executor<'a> {
         let mut catalog = self.catalog().await?;
         let mut resolution = self.resolution().await?;
         if !self.hears_announcements() {
-            let announcement = self.state.encryption.announcement();
+            let started = self.state.encryption.read_start();
             let report = self.query_session().await?;
             catalog = self
                 .state
                 .encryption
-                .observed(&catalog, report.state, announcement, self.client)
+                .observed(&catalog, report.state, started, self.client)
                 .await?;
             resolution = report.resolution;
             self.state.set_resolution(resolution.clone());
