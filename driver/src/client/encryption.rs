@@ -601,10 +601,11 @@ impl Encryption {
     }
 
     /// Compares what the server reports of its catalog with `catalog`,
-    /// which a statement was analyzed against, read after `announcement`:
-    /// the same catalog (confirmed, unless the report comes from an old
-    /// transaction snapshot), or a newer one, loaded through `client`, that
-    /// the statement must be analyzed against again.
+    /// which a statement was analyzed against, read after `started`: the
+    /// same catalog (confirmed, unless the report comes from an old
+    /// transaction snapshot), or a newer one (loaded through `client`, or
+    /// accepted by another client while the read was on its way) that the
+    /// statement must be analyzed against again.
     ///
     /// # Errors
     /// A replaced or rolled-back catalog; a change announced during a
@@ -622,6 +623,11 @@ impl Encryption {
             // Another client accepted a newer catalog while this read was
             // on its way: the read is late, not a rollback. The statement
             // is analyzed again against the newer catalog.
+            tracing::debug!(
+                read = state.generation,
+                current = newer.generation(),
+                "aepg catalog state read overtaken by a newer catalog"
+            );
             return Ok(newer);
         }
         if !state.snapshot_bound {
@@ -753,9 +759,13 @@ impl Encryption {
         // lock: a late load can neither pass for a rollback nor replace a
         // newer catalog another client stored meanwhile.
         let mut seen = lock(&self.seen);
-        if catalog.generation() < seen.generation && seen.generation > seen_before {
+        if catalog.generation() < seen.generation
+            && seen.generation > seen_before
+            && catalog.generation() >= seen_before
+        {
             // Another client accepted a newer catalog while this load ran:
-            // this one is late, not rolled back.
+            // this one is late, not rolled back. (A load below what was
+            // seen before it began is a rollback, refused by `accept`.)
             if let Some(newer) = self
                 .current_catalog()
                 .filter(|current| current.generation() >= seen.generation)
