@@ -619,10 +619,14 @@ impl Encryption {
         client: &tokio_postgres::Client,
     ) -> Result<Arc<Catalog>, Error> {
         let announcement = started.announcement;
-        if let Some(newer) = self.overtaken(&state, started) {
-            // Another client accepted a newer catalog while this read was
-            // on its way: the read is late, not a rollback. The statement
-            // is analyzed again against the newer catalog.
+        // A transaction snapshot's read keeps the rules below; a statement's
+        // read that another client's newer catalog overtook is late, not a
+        // rollback, and the statement is analyzed again against the newer
+        // catalog.
+        let overtaken = (!state.snapshot_bound)
+            .then(|| self.overtaking(&lock(&self.seen), state.catalog, state.generation, started))
+            .flatten();
+        if let Some(newer) = overtaken {
             tracing::debug!(
                 read = state.generation,
                 current = newer.generation(),
@@ -744,8 +748,7 @@ impl Encryption {
     }
 
     async fn load(&self, client: &tokio_postgres::Client) -> Result<Arc<Catalog>, Error> {
-        let announcement = self.announced.load(Ordering::SeqCst);
-        let seen_before = lock(&self.seen).generation;
+        let started = self.read_start();
         let catalog = load_catalog(client, &self.config.registry, &self.config.pins)
             .instrument(tracing::debug_span!("aepg.catalog.load"))
             .await?;
@@ -759,19 +762,8 @@ impl Encryption {
         // lock: a late load can neither pass for a rollback nor replace a
         // newer catalog another client stored meanwhile.
         let mut seen = lock(&self.seen);
-        if catalog.generation() < seen.generation
-            && seen.generation > seen_before
-            && catalog.generation() >= seen_before
-        {
-            // Another client accepted a newer catalog while this load ran:
-            // this one is late, not rolled back. (A load below what was
-            // seen before it began is a rollback, refused by `accept`.)
-            if let Some(newer) = self
-                .current_catalog()
-                .filter(|current| current.generation() >= seen.generation)
-            {
-                return Ok(newer);
-            }
+        if let Some(newer) = self.overtaking(&seen, catalog.id(), catalog.generation(), started) {
+            return Ok(newer);
         }
         accept(&mut seen, &catalog)?;
         let now = Instant::now();
@@ -795,7 +787,8 @@ impl Encryption {
         drop(current);
         *lock(&self.refresh_failure) = None;
         drop(seen);
-        self.confirmed.fetch_max(announcement, Ordering::SeqCst);
+        self.confirmed
+            .fetch_max(started.announcement, Ordering::SeqCst);
         Ok(catalog)
     }
 
@@ -803,24 +796,28 @@ impl Encryption {
         check_seen(&lock(&self.seen), id, generation)
     }
 
-    /// The current catalog, if `state` (of this catalog, read outside a
-    /// transaction snapshot) shows a generation lower than one seen, and
-    /// that generation was first seen after the read began: the server
-    /// answered from a statement snapshot taken before another client's
-    /// read or load saw the change commit. A generation lower than one seen
-    /// before the read began is left to [`check_seen`] (a rollback), and a
-    /// transaction snapshot's to `observed`'s own rules.
-    fn overtaken(&self, state: &ServerState, started: ReadStart) -> Option<Arc<Catalog>> {
-        let seen = lock(&self.seen);
-        if state.snapshot_bound
-            || seen.catalog != Some(state.catalog)
-            || state.generation >= seen.generation
-            || started.seen_generation > state.generation
+    /// The current catalog, if a read or load of catalog `id` that shows
+    /// `generation` is late rather than rolled back: lower than the
+    /// generation seen now, but not lower than the one seen when it began
+    /// (`started`), so another client accepted the newer catalog while it
+    /// was on its way (the server answered from a snapshot taken before the
+    /// change committed). Anything lower than what was seen before it began
+    /// is left to [`check_seen`]: a rollback.
+    fn overtaking(
+        &self,
+        seen: &Seen,
+        id: CatalogId,
+        generation: u64,
+        started: ReadStart,
+    ) -> Option<Arc<Catalog>> {
+        if seen.catalog != Some(id)
+            || generation >= seen.generation
+            || generation < started.seen_generation
         {
             return None;
         }
         self.current_catalog()
-            .filter(|current| current.id() == state.catalog)
+            .filter(|current| current.id() == id)
             .filter(|current| current.generation() >= seen.generation)
     }
 
