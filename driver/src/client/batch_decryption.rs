@@ -52,6 +52,8 @@ pub(crate) struct BatchDecryption {
     pub(crate) catalog: Arc<Catalog>,
     /// The query's column keys.
     pub(crate) ciphers: Arc<QueryCiphers>,
+    /// The prepared query whose columns describe the rows.
+    pub(crate) described_by: tokio_postgres::Statement,
 }
 
 impl BatchDecryption {
@@ -199,6 +201,7 @@ where
                     Row::decrypt(
                         source(row),
                         this.plans.clone(),
+                        Some(this.described_by.clone()),
                         &this.encryption,
                         &this.catalog,
                         &this.ciphers,
@@ -218,9 +221,10 @@ where
     // its rows, until they hold SHARED_PLAINTEXT bytes: then the next rows
     // share a new one.
     let new_share = |rows: usize| {
-        Decrypted::with_capacity(
+        Decrypted::new(
+            this.plans.clone(),
+            Some(this.described_by.clone()),
             rows,
-            this.plans.len(),
             rows.saturating_mul(PLAINTEXT_GUESS).min(SHARED_PLAINTEXT),
         )
     };
@@ -230,20 +234,19 @@ where
         left -= 1;
         let row = row.map_err(Into::into).and_then(|row| {
             let inner = source(row);
-            let first =
-                decrypted.push_row(&inner, &this.plans, &this.encryption, &this.catalog, &keys)?;
+            let first = decrypted.push_row(&inner, &this.encryption, &this.catalog, &keys)?;
             Ok((inner, first))
         });
         sharing.push(row);
         if decrypted.plaintext_len() >= SHARED_PLAINTEXT {
             let full = mem::replace(&mut decrypted, new_share(left));
-            share(ready, sharing, full, &this.plans);
+            share(ready, sharing, full);
         }
         // A batch of large cells is long work: give the runtime its turn
         // (the connection's task, timers) when this task's budget is spent.
         tokio::task::consume_budget().await;
     }
-    share(ready, sharing, decrypted, &this.plans);
+    share(ready, sharing, decrypted);
     buffers
 }
 
@@ -252,13 +255,14 @@ fn share(
     ready: &mut VecDeque<Result<Row, Error>>,
     sharing: &mut Vec<Result<(Source, usize), Error>>,
     decrypted: Decrypted,
-    plans: &Arc<[ResultColumnPlan]>,
 ) {
     if sharing.is_empty() {
         return;
     }
     let decrypted = Arc::new(decrypted);
-    ready.extend(sharing.drain(..).map(|row| {
-        row.map(|(inner, first)| Row::with_values(inner, plans.clone(), decrypted.clone(), first))
-    }));
+    ready.extend(
+        sharing
+            .drain(..)
+            .map(|row| row.map(|(inner, first)| Row::with_values(inner, decrypted.clone(), first))),
+    );
 }

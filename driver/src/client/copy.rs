@@ -266,19 +266,14 @@ impl<'a> Executor<'a> {
         self.state.statement_ran();
         let encryption = self.state.encryption.clone();
         let ciphers = Arc::new(QueryCiphers::for_plans(&prepared.columns, &encryption));
-        let query = prepared.inner.clone();
         let decryption = BatchDecryption {
             plans: prepared.columns.clone(),
             encryption,
             catalog: prepared.catalog.clone(),
             ciphers,
+            described_by: prepared.inner.clone(),
         };
-        let rows = decryption.decrypt(BinaryCopyOutStream::new(stream, &types), move |row| {
-            Source::Copy {
-                row,
-                query: query.clone(),
-            }
-        });
+        let rows = decryption.decrypt(BinaryCopyOutStream::new(stream, &types), Source::Copy);
         let rows: Pin<Box<dyn Stream<Item = Result<Row, Error>> + Send>> = Box::pin(rows);
         Ok(RowStream { inner: rows })
     }

@@ -741,7 +741,7 @@ impl<'a> Executor<'a> {
         let stream = rows.map_err(Error::from).and_then(move |row| {
             let (plans, catalog, ciphers) = (plans.clone(), catalog.clone(), ciphers.clone());
             let span = tracing::trace_span!("aepg.decrypt", columns = plans.len());
-            async move { Row::decrypt(row, plans, encryption, &catalog, &ciphers).await }
+            async move { Row::decrypt(row, plans, None, encryption, &catalog, &ciphers).await }
                 .instrument(span)
         });
         Ok(RowStream {

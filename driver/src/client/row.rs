@@ -9,7 +9,6 @@ use std::task::{Context, Poll};
 use futures_util::Stream;
 use postgres_types::{FromSql, Type};
 use tokio_postgres::binary_copy::BinaryCopyOutRow;
-use tokio_postgres::Column;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::column_index::ColumnIndex;
@@ -26,27 +25,15 @@ pub(crate) enum Source {
     /// A row of a query's result.
     Query(tokio_postgres::Row),
     /// A row of a binary `COPY … TO STDOUT`, described by the columns of
-    /// the query it was planned as.
-    Copy {
-        /// The row.
-        row: BinaryCopyOutRow,
-        /// The prepared query, whose columns describe the row's.
-        query: tokio_postgres::Statement,
-    },
+    /// the query it was planned as ([`Decrypted::new`]'s `described_by`).
+    Copy(BinaryCopyOutRow),
 }
 
 impl Source {
-    fn columns(&self) -> &[Column] {
-        match self {
-            Self::Query(row) => row.columns(),
-            Self::Copy { query, .. } => query.columns(),
-        }
-    }
-
     fn try_get<'a, T: FromSql<'a>>(&'a self, index: usize) -> Result<T, tokio_postgres::Error> {
         match self {
             Self::Query(row) => row.try_get(index),
-            Self::Copy { row, .. } => row.try_get(index),
+            Self::Copy(row) => row.try_get(index),
         }
     }
 }
@@ -70,20 +57,33 @@ enum DecryptedValue {
 
 /// The decrypted values of rows decrypted together (one row, or a batch of
 /// a stream's): each row's values, one per column (`None` for a plaintext
-/// column, read from the row itself), and every plaintext in one buffer.
-/// Shared by those rows, so that a row costs no allocation of its own;
-/// the plaintexts are zeroized when the last of them is dropped.
+/// column, read from the row itself), and every plaintext in one buffer,
+/// with what describes those rows' columns. Shared by those rows, so that
+/// a row costs no allocation of its own and one reference count; the
+/// plaintexts are zeroized when the last of them is dropped.
 pub(crate) struct Decrypted {
+    /// How each column is read.
+    plans: Arc<[ResultColumnPlan]>,
+    /// The prepared query whose columns describe [`Source::Copy`] rows.
+    described_by: Option<tokio_postgres::Statement>,
     values: Vec<Option<DecryptedValue>>,
     plaintexts: Zeroizing<Vec<u8>>,
 }
 
 impl Decrypted {
-    /// Room for `rows` rows of `columns` columns and `plaintext_bytes` of
-    /// plaintext (a guess: the buffer grows, zeroizing what it leaves).
-    pub(crate) fn with_capacity(rows: usize, columns: usize, plaintext_bytes: usize) -> Self {
+    /// Room for `rows` rows read as `plans` say and `plaintext_bytes` of
+    /// plaintext (a guess: the buffer grows, zeroizing what it leaves);
+    /// `described_by` describes the columns of rows of a `COPY`.
+    pub(crate) fn new(
+        plans: Arc<[ResultColumnPlan]>,
+        described_by: Option<tokio_postgres::Statement>,
+        rows: usize,
+        plaintext_bytes: usize,
+    ) -> Self {
         Self {
-            values: Vec::with_capacity(rows.saturating_mul(columns)),
+            values: Vec::with_capacity(rows.saturating_mul(plans.len())),
+            plans,
+            described_by,
             plaintexts: Zeroizing::new(Vec::with_capacity(plaintext_bytes)),
         }
     }
@@ -93,8 +93,8 @@ impl Decrypted {
         self.plaintexts.len()
     }
 
-    /// Decrypts the encrypted columns of `inner` as `plans` say, with the
-    /// ciphers `keys`; returns where the row's values start.
+    /// Decrypts the encrypted columns of `inner` as the plans say, with
+    /// the ciphers `keys`; returns where the row's values start.
     ///
     /// # Errors
     /// When a column's raw value cannot be read: nothing of the row is kept
@@ -102,85 +102,86 @@ impl Decrypted {
     pub(crate) fn push_row(
         &mut self,
         inner: &Source,
-        plans: &[ResultColumnPlan],
         encryption: &Encryption,
         catalog: &Catalog,
         keys: &RowCiphers,
     ) -> Result<usize, Error> {
-        let first = self.values.len();
-        let first_plaintext = self.plaintexts.len();
+        let Self {
+            plans,
+            values,
+            plaintexts,
+            ..
+        } = self;
+        let first = values.len();
+        let first_plaintext = plaintexts.len();
         for (index, plan) in plans.iter().enumerate() {
             let value = match &plan.decryption {
                 ColumnDecryption::Plaintext => None,
                 decryption => match inner.try_get::<Option<RawValue<'_>>>(index) {
-                    Ok(raw) => {
-                        Some(self.decrypt_value(raw, decryption, plan, encryption, catalog, keys))
-                    }
+                    Ok(raw) => Some(decrypt_value(
+                        plaintexts, raw, decryption, plan, encryption, catalog, keys,
+                    )),
                     Err(error) => {
-                        self.values.truncate(first);
-                        self.plaintexts[first_plaintext..].zeroize();
-                        self.plaintexts.truncate(first_plaintext);
+                        values.truncate(first);
+                        plaintexts[first_plaintext..].zeroize();
+                        plaintexts.truncate(first_plaintext);
                         return Err(error.into());
                     }
                 },
             };
-            self.values.push(value);
+            values.push(value);
         }
         Ok(first)
     }
+}
 
-    /// One encrypted (or refused) column's value.
-    fn decrypt_value(
-        &mut self,
-        raw: Option<RawValue<'_>>,
-        decryption: &ColumnDecryption,
-        plan: &ResultColumnPlan,
-        encryption: &Encryption,
-        catalog: &Catalog,
-        keys: &RowCiphers,
-    ) -> DecryptedValue {
-        match (raw, decryption) {
-            // NULL stays NULL under encryption.
-            (None, _) => DecryptedValue::Null,
-            (Some(RawValue(cell)), ColumnDecryption::Decrypted { setting, .. }) => {
-                let decrypted = match keys.iter().find(|(id, _)| *id == setting.key_id) {
-                    Some((_, Ok(cipher))) => decrypt_into(
-                        cipher,
-                        encryption,
-                        catalog,
-                        setting,
-                        cell,
-                        &mut self.plaintexts,
-                    ),
-                    Some((_, Err(error))) => Err(error.clone()),
-                    None => Err(Arc::new(DecryptError::Unusable {
-                        reason: "its column key was not looked up".to_owned(),
-                    })),
-                };
-                match decrypted {
-                    Ok(plaintext) => {
-                        tracing::trace!(column = %plan.label, "aepg cell decrypted");
-                        DecryptedValue::Plaintext(plaintext)
-                    }
-                    Err(error) => {
-                        tracing::debug!(
-                            column = %plan.label,
-                            error = %error,
-                            "aepg cell not decrypted"
-                        );
-                        DecryptedValue::Failed(error)
-                    }
+/// One encrypted (or refused) column's value; a plaintext is appended to
+/// `plaintexts`.
+fn decrypt_value(
+    plaintexts: &mut Zeroizing<Vec<u8>>,
+    raw: Option<RawValue<'_>>,
+    decryption: &ColumnDecryption,
+    plan: &ResultColumnPlan,
+    encryption: &Encryption,
+    catalog: &Catalog,
+    keys: &RowCiphers,
+) -> DecryptedValue {
+    match (raw, decryption) {
+        // NULL stays NULL under encryption.
+        (None, _) => DecryptedValue::Null,
+        (Some(RawValue(cell)), ColumnDecryption::Decrypted { setting, .. }) => {
+            let decrypted = match keys.iter().find(|(id, _)| *id == setting.key_id) {
+                Some((_, Ok(cipher))) => {
+                    decrypt_into(cipher, encryption, catalog, setting, cell, plaintexts)
+                }
+                Some((_, Err(error))) => Err(error.clone()),
+                None => Err(Arc::new(DecryptError::Unusable {
+                    reason: "its column key was not looked up".to_owned(),
+                })),
+            };
+            match decrypted {
+                Ok(plaintext) => {
+                    tracing::trace!(column = %plan.label, "aepg cell decrypted");
+                    DecryptedValue::Plaintext(plaintext)
+                }
+                Err(error) => {
+                    tracing::debug!(
+                        column = %plan.label,
+                        error = %error,
+                        "aepg cell not decrypted"
+                    );
+                    DecryptedValue::Failed(error)
                 }
             }
-            (Some(_), ColumnDecryption::Refused { reason }) => {
-                DecryptedValue::Failed(Arc::new(DecryptError::Unusable {
-                    reason: reason.to_string(),
-                }))
-            }
-            (Some(_), _) => DecryptedValue::Failed(Arc::new(DecryptError::Unusable {
-                reason: "no setting is known for it".to_owned(),
-            })),
         }
+        (Some(_), ColumnDecryption::Refused { reason }) => {
+            DecryptedValue::Failed(Arc::new(DecryptError::Unusable {
+                reason: reason.to_string(),
+            }))
+        }
+        (Some(_), _) => DecryptedValue::Failed(Arc::new(DecryptError::Unusable {
+            reason: "no setting is known for it".to_owned(),
+        })),
     }
 }
 
@@ -197,18 +198,20 @@ impl Decrypted {
 /// key TTL every row has a buffer of its own.
 pub struct Row {
     inner: Source,
-    plans: Arc<[ResultColumnPlan]>,
-    /// The values of this row and of rows decrypted with it.
+    /// The values of this row and of rows decrypted with it, and how their
+    /// columns are read.
     decrypted: Arc<Decrypted>,
     /// Where this row's values start in `decrypted`.
     first: usize,
 }
 
 impl Row {
-    /// Decrypts the encrypted columns of `inner` as `plans` say.
+    /// Decrypts the encrypted columns of `inner` as `plans` say;
+    /// `described_by` describes the columns of a row of a `COPY`.
     pub(crate) async fn decrypt(
         inner: impl Into<Source>,
         plans: Arc<[ResultColumnPlan]>,
+        described_by: Option<tokio_postgres::Statement>,
         encryption: &Encryption,
         catalog: &Catalog,
         ciphers: &QueryCiphers,
@@ -216,21 +219,15 @@ impl Row {
         let inner = inner.into();
         let has_cell = |index| matches!(inner.try_get::<Option<RawValue<'_>>>(index), Ok(Some(_)));
         let keys = ciphers.for_row(&plans, has_cell, encryption, catalog).await;
-        let mut decrypted = Decrypted::with_capacity(1, plans.len(), 0);
-        let first = decrypted.push_row(&inner, &plans, encryption, catalog, &keys)?;
-        Ok(Self::with_values(inner, plans, Arc::new(decrypted), first))
+        let mut decrypted = Decrypted::new(plans, described_by, 1, 0);
+        let first = decrypted.push_row(&inner, encryption, catalog, &keys)?;
+        Ok(Self::with_values(inner, Arc::new(decrypted), first))
     }
 
     /// A row whose values `decrypted` holds from `first` on.
-    pub(crate) fn with_values(
-        inner: Source,
-        plans: Arc<[ResultColumnPlan]>,
-        decrypted: Arc<Decrypted>,
-        first: usize,
-    ) -> Self {
+    pub(crate) fn with_values(inner: Source, decrypted: Arc<Decrypted>, first: usize) -> Self {
         Self {
             inner,
-            plans,
             decrypted,
             first,
         }
@@ -239,7 +236,6 @@ impl Row {
     /// A row of a result that holds no cells (session control such as
     /// `SHOW`): every column passes through.
     pub(crate) fn plaintext(inner: tokio_postgres::Row) -> Self {
-        let inner = Source::Query(inner);
         let plans: Arc<[ResultColumnPlan]> = inner
             .columns()
             .iter()
@@ -251,9 +247,11 @@ impl Row {
             .collect();
         let decrypted = Decrypted {
             values: plans.iter().map(|_| None).collect(),
+            plans,
+            described_by: None,
             plaintexts: Zeroizing::new(Vec::new()),
         };
-        Self::with_values(inner, plans, Arc::new(decrypted), 0)
+        Self::with_values(Source::Query(inner), Arc::new(decrypted), 0)
     }
 
     /// This row's value of the column at `position`: `None` for a plaintext
@@ -261,13 +259,26 @@ impl Row {
     fn value(&self, position: usize) -> Option<&DecryptedValue> {
         // Within this row's own values: a position past them panics rather
         // than reading the next row's.
-        self.decrypted.values[self.first..self.first + self.plans.len()][position].as_ref()
+        let decrypted = &*self.decrypted;
+        decrypted.values[self.first..self.first + decrypted.plans.len()][position].as_ref()
+    }
+
+    /// How each column is read.
+    fn plans(&self) -> &[ResultColumnPlan] {
+        &self.decrypted.plans
     }
 
     /// The result's columns, as the server describes them (encrypted columns
     /// show the type `aepg.ciphertext` or `bytea`).
     pub fn columns(&self) -> &[tokio_postgres::Column] {
-        self.inner.columns()
+        match (&self.inner, &self.decrypted.described_by) {
+            (Source::Query(row), _) => row.columns(),
+            (Source::Copy(_), Some(query)) => query.columns(),
+            // Never made: a COPY's rows are decrypted with the query that
+            // describes them (`BatchDecryption`). Were one made, it would
+            // show no columns rather than another query's.
+            (Source::Copy(_), None) => &[],
+        }
     }
 
     /// The number of columns.
@@ -286,7 +297,7 @@ impl Row {
         let position = index.__position(self.columns())?;
         match self.value(position) {
             None => Some(self.columns()[position].type_()),
-            Some(_) => self.plans[position].plaintext_type.as_ref(),
+            Some(_) => self.plans()[position].plaintext_type.as_ref(),
         }
     }
 
@@ -324,7 +335,7 @@ impl Row {
             .ok_or_else(|| Error::NoSuchColumn {
                 column: index.to_string(),
             })?;
-        let plan = &self.plans[position];
+        let plan = &self.plans()[position];
         let wrong_type = |problem: ResultTypeProblem| Error::ResultType {
             column: plan.label.to_string(),
             sql_type: match &plan.decryption {
@@ -372,7 +383,7 @@ impl fmt::Debug for Row {
             .field(
                 "columns",
                 &self
-                    .plans
+                    .plans()
                     .iter()
                     .map(|plan| &*plan.label)
                     .collect::<Vec<_>>(),
