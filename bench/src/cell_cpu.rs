@@ -94,7 +94,7 @@ async fn cpu_of(
 
 /// User plus system CPU time of every thread of this process so far
 /// (`CLOCK_PROCESS_CPUTIME_ID`, nanoseconds).
-fn process_cpu() -> Result<Duration, Failure> {
+pub fn process_cpu() -> Result<Duration, Failure> {
     Ok(clock_gettime(ClockId::CLOCK_PROCESS_CPUTIME_ID)?.into())
 }
 

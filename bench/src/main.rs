@@ -29,8 +29,10 @@
 //! statements per block and workload, default 1,000), `--quick` (20,000
 //! rows in 2 blocks, 50 statements: checks that the program works, as CI
 //! runs it), `--migration-only`, `--cell-cpu-only` (the load, then only
-//! the client CPU per cell).
+//! the client CPU per cell), `--bulk-only` (the load and the scan of aepg
+//! and plain alone, with the client's and the server's CPU: `bulk_cpu`).
 
+mod bulk_cpu;
 mod cell_cpu;
 mod pgcrypto;
 mod point;
@@ -57,6 +59,8 @@ struct Options {
     migration_only: bool,
     /// Only the load and the client CPU per cell.
     cell_cpu_only: bool,
+    /// Only the load and the scan, with their CPU.
+    bulk_only: bool,
 }
 
 impl Options {
@@ -67,6 +71,7 @@ impl Options {
             ops: 1_000,
             migration_only: false,
             cell_cpu_only: false,
+            bulk_only: false,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -79,6 +84,7 @@ impl Options {
                 "--ops" => options.ops = number()?,
                 "--migration-only" => options.migration_only = true,
                 "--cell-cpu-only" => options.cell_cpu_only = true,
+                "--bulk-only" => options.bulk_only = true,
                 "--quick" => {
                     options.rows = 20_000;
                     options.blocks = 2;
@@ -87,7 +93,7 @@ impl Options {
                 other => {
                     return Err(format!(
                         "unknown option {other}: --rows N, --blocks B, --ops N, --quick, --migration-only, \
-                         --cell-cpu-only"
+                         --cell-cpu-only, --bulk-only"
                     )
                     .into())
                 }
@@ -151,6 +157,19 @@ impl Ratios {
         self.aepg.push(plain.as_secs_f64() / aepg.as_secs_f64());
         self.pgcrypto
             .push(plain.as_secs_f64() / pgcrypto.as_secs_f64());
+    }
+
+    /// One block of aepg and plain alone.
+    fn add_aepg(&mut self, plain: Duration, aepg: Duration) {
+        if std::env::var_os("AEPG_BENCH_VERBOSE").is_some() {
+            eprintln!("{}: plain {plain:?}, aepg {aepg:?}", self.name);
+        }
+        self.aepg.push(plain.as_secs_f64() / aepg.as_secs_f64());
+    }
+
+    /// The name and aepg's ratios.
+    fn print_aepg(&self) {
+        println!("{:<36} {}", self.name, spread(&self.aepg));
     }
 
     fn print(&self) {
@@ -371,6 +390,9 @@ async fn main() -> Result<(), Failure> {
         let cell_cpu = cell_cpu::run(&plain, &aepg, options.blocks, options.rows).await?;
         println!("{}", cell_cpu.summary());
         return Ok(());
+    }
+    if options.bulk_only {
+        return bulk_cpu::run(&plain, &aepg, &rows, options.blocks).await;
     }
     if options.migration_only {
         copy_in_plain(&plain, &rows).await?;

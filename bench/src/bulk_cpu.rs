@@ -1,0 +1,141 @@
+//! `--bulk-only`: the bulk load and the full scan of aepg and plain
+//! tokio-postgres alone (no pgcrypto), in turns, with the CPU each spent
+//! beside its time: the client's (this process, every thread), and the
+//! server's where it can be read (the Docker containers' cgroup v1
+//! `cpuacct`; the benchmark's server is the only busy container). Shows
+//! which side holds a bulk workload back.
+
+use std::time::Duration;
+
+use crate::cell_cpu::process_cpu;
+use crate::{copy_in_aepg, copy_in_plain, scan_aepg, scan_plain, Failure, Person, Ratios};
+
+/// All Docker containers' CPU time so far, in nanoseconds (cgroup v1).
+const DOCKER_CPU: &str = "/sys/fs/cgroup/cpuacct/docker/cpuacct.usage";
+
+/// The CPU a workload spent: the client's, and the server's if known.
+#[derive(Clone, Copy)]
+struct Spent {
+    client: Duration,
+    server: Option<Duration>,
+}
+
+/// The server's CPU time so far, if readable.
+fn server_cpu() -> Option<Duration> {
+    let nanos: u64 = std::fs::read_to_string(DOCKER_CPU)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_nanos(nanos))
+}
+
+/// Runs `work`, returning its result and the CPU spent meanwhile.
+async fn measured<T>(
+    work: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<(T, Spent), Failure> {
+    let (client, server) = (process_cpu()?, server_cpu());
+    let result = work.await?;
+    let spent = Spent {
+        client: process_cpu()?.saturating_sub(client),
+        server: server
+            .zip(server_cpu())
+            .map(|(before, after)| after.saturating_sub(before)),
+    };
+    Ok((result, spent))
+}
+
+/// Each block's CPU ratios (aepg ÷ plain), printed as median (min .. max).
+#[derive(Default)]
+struct CpuRatios {
+    client: Vec<f64>,
+    server: Vec<f64>,
+}
+
+impl CpuRatios {
+    fn add(&mut self, plain: Spent, aepg: Spent) {
+        self.client
+            .push(aepg.client.as_secs_f64() / plain.client.as_secs_f64());
+        if let (Some(plain), Some(aepg)) = (plain.server, aepg.server) {
+            self.server.push(aepg.as_secs_f64() / plain.as_secs_f64());
+        }
+    }
+
+    fn print(&self, name: &str) {
+        let server = if self.server.is_empty() {
+            "not readable".to_owned()
+        } else {
+            crate::spread(&self.server)
+        };
+        println!(
+            "  {name}: CPU aepg ÷ plain: client {}, server {server}",
+            crate::spread(&self.client)
+        );
+    }
+}
+
+/// Loads `rows` into both tables in `blocks` blocks, then scans both
+/// `blocks` times, each block in turns; prints the ratios.
+pub async fn run(
+    plain: &tokio_postgres::Client,
+    aepg: &aepg::Client,
+    rows: &[Person],
+    blocks: usize,
+) -> Result<(), Failure> {
+    let mut load = Ratios::new("bulk load (COPY)");
+    let mut load_cpu = CpuRatios::default();
+    for (index, chunk) in rows.chunks(rows.len().div_ceil(blocks)).enumerate() {
+        let ((plain_time, plain_cpu), (aepg_time, aepg_cpu)) = in_turns(
+            index,
+            || measured(copy_in_plain(plain, chunk)),
+            || measured(copy_in_aepg(aepg, chunk)),
+        )
+        .await?;
+        load.add_aepg(plain_time, aepg_time);
+        load_cpu.add(plain_cpu, aepg_cpu);
+    }
+    let mut scan = Ratios::new("binary COPY out (full scan)");
+    let mut scan_cpu = CpuRatios::default();
+    for index in 0..blocks {
+        let (((plain_time, plain_rows), plain_cpu), ((aepg_time, aepg_rows), aepg_cpu)) = in_turns(
+            index,
+            || measured(scan_plain(plain)),
+            || measured(scan_aepg(aepg)),
+        )
+        .await?;
+        if plain_rows != rows.len() || aepg_rows != rows.len() {
+            return Err(format!(
+                "scanned {plain_rows} plain and {aepg_rows} aepg rows of {}",
+                rows.len()
+            )
+            .into());
+        }
+        scan.add_aepg(plain_time, aepg_time);
+        scan_cpu.add(plain_cpu, aepg_cpu);
+    }
+    println!("{:<36} aepg ÷ plain", "workload");
+    for (ratios, cpu) in [(&load, &load_cpu), (&scan, &scan_cpu)] {
+        ratios.print_aepg();
+        cpu.print(ratios.name);
+    }
+    Ok(())
+}
+
+/// Runs plain's and aepg's work, first the one whose turn `block` makes it.
+async fn in_turns<T, P, A>(
+    block: usize,
+    plain: impl FnOnce() -> P,
+    aepg: impl FnOnce() -> A,
+) -> Result<(T, T), Failure>
+where
+    P: std::future::Future<Output = Result<T, Failure>>,
+    A: std::future::Future<Output = Result<T, Failure>>,
+{
+    if block.is_multiple_of(2) {
+        let plain = plain().await?;
+        Ok((plain, aepg().await?))
+    } else {
+        let aepg = aepg().await?;
+        Ok((plain().await?, aepg))
+    }
+}
