@@ -150,6 +150,72 @@ async fn a_value_that_does_not_fit_aborts_the_copy_and_names_the_column() {
     assert_eq!(count, 0);
 }
 
+/// A row refused part way (its first values already taken) leaves nothing
+/// of itself: the writer goes on, and the rows around it are stored whole,
+/// each value in its own column, across several batches.
+#[tokio::test]
+async fn a_row_refused_part_way_leaves_nothing_and_the_writer_goes_on() {
+    let (db, client) = people().await;
+    let mut writer = client
+        .copy_in("COPY people (id, name, ssn, balance, code) FROM STDIN (FORMAT binary)")
+        .await
+        .unwrap();
+    for id in 0..ROWS {
+        let balance = i64::from(id) * 100;
+        if id % 7 == 3 {
+            // id, name, ssn and balance taken; code (varchar(3)) refused.
+            let error = writer
+                .write(&[&id, &format!("name {id}"), &ssn(id), &balance, &"toolong"])
+                .await
+                .unwrap_err();
+            assert!(error.to_string().contains("public.people.code"), "{error}");
+        }
+        if id % 7 == 5 {
+            // The plaintext name column refused after id was taken.
+            let error = writer
+                .write(&[&id, &7i64, &ssn(id), &balance, &"ab"])
+                .await
+                .unwrap_err();
+            assert!(matches!(error, Error::CopyValue { .. }), "{error}");
+        }
+        if id % 7 != 3 {
+            writer
+                .write(&[&id, &format!("name {id}"), &ssn(id), &balance, &"ab"])
+                .await
+                .unwrap();
+        }
+    }
+    let stored = writer.finish().await.unwrap();
+    let expected = (0..ROWS).filter(|id| id % 7 != 3).count();
+    assert_eq!(stored, u64::try_from(expected).unwrap());
+    let rows: Vec<aepg::Row> = client
+        .copy_out("COPY people (id, name, ssn, balance, code) TO STDOUT (FORMAT binary)")
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), expected);
+    for row in &rows {
+        let id: i32 = row.get("id");
+        assert_ne!(id % 7, 3);
+        assert_eq!(row.get::<_, String>("name"), format!("name {id}"));
+        assert_eq!(row.get::<_, String>("ssn"), ssn(id));
+        assert_eq!(row.get::<_, i64>("balance"), i64::from(id) * 100);
+        assert_eq!(row.get::<_, String>("code"), "ab");
+    }
+    let cells: i64 = db
+        .plain
+        .query_one(
+            "SELECT count(*) FROM people WHERE get_byte(code::bytea, 0) = 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(cells, i64::try_from(expected).unwrap());
+}
+
 #[tokio::test]
 async fn copies_that_could_leak_or_cannot_be_decrypted_are_refused() {
     let (db, client) = people().await;

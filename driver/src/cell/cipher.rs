@@ -65,6 +65,24 @@ impl CellCipher {
         self.encrypt_with(setting, plaintext, random_nonce)
     }
 
+    /// [`encrypt`](Self::encrypt), appending the cell to `out` and
+    /// returning where it is there: many cells in one buffer (a batch of
+    /// bulk rows), no allocation of their own. Room for the whole cell is
+    /// reserved before the plaintext is copied in, so `out` does not move
+    /// while it holds the plaintext, which is encrypted in place; on an
+    /// error what was appended is zeroized and `out` is left as it was.
+    ///
+    /// # Errors
+    /// As [`encrypt`](Self::encrypt).
+    pub fn encrypt_into(
+        &self,
+        setting: &CellSetting,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Range<usize>, CellError> {
+        self.encrypt_into_with(setting, plaintext, out, random_nonce)
+    }
+
     /// [`Self::encrypt`] with the randomized nonce chosen by `nonce_source`:
     /// the seam known-answer tests use to pin a randomized cell.
     pub(crate) fn encrypt_with(
@@ -73,38 +91,52 @@ impl CellCipher {
         plaintext: &[u8],
         nonce_source: impl FnOnce() -> [u8; NONCE_LEN],
     ) -> Result<Vec<u8>, CellError> {
+        let mut cell = Vec::new();
+        self.encrypt_into_with(setting, plaintext, &mut cell, nonce_source)?;
+        Ok(cell)
+    }
+
+    /// [`Self::encrypt_into`] with the randomized nonce chosen by
+    /// `nonce_source`.
+    fn encrypt_into_with(
+        &self,
+        setting: &CellSetting,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+        nonce_source: impl FnOnce() -> [u8; NONCE_LEN],
+    ) -> Result<Range<usize>, CellError> {
+        let too_long = || CellError::PlaintextTooLong {
+            len: plaintext.len(),
+        };
         let padded_len = padding::padded_len(setting.padding, plaintext.len())
             .filter(|len| len.checked_add(HEADER_LEN + TAG_LEN).is_some())
-            .ok_or(CellError::PlaintextTooLong {
-                len: plaintext.len(),
-            })?;
+            .ok_or_else(too_long)?;
         let bound = CellHeader::bound_bytes(setting.mode, self.key_id, setting.setting_id);
         let aad = associated_data(&bound, setting.plaintext_type);
 
-        let mut cell = Vec::with_capacity(HEADER_LEN + padded_len + TAG_LEN);
-        cell.extend_from_slice(&bound);
-        cell.extend_from_slice(&[0; NONCE_LEN]);
-        cell.extend_from_slice(plaintext);
-        padding::pad(setting.padding, &mut cell, HEADER_LEN, padded_len);
+        let start = out.len();
+        let body = start + HEADER_LEN;
+        out.try_reserve(HEADER_LEN + padded_len + TAG_LEN)
+            .map_err(|_| too_long())?;
+        out.extend_from_slice(&bound);
+        out.extend_from_slice(&[0; NONCE_LEN]);
+        out.extend_from_slice(plaintext);
+        padding::pad(setting.padding, out, body, padded_len);
 
         let nonce = match setting.mode {
-            EncryptionMode::Deterministic => self.deterministic_nonce(&aad, &cell[HEADER_LEN..]),
+            EncryptionMode::Deterministic => self.deterministic_nonce(&aad, &out[body..]),
             EncryptionMode::Randomized => nonce_source(),
         };
-        cell[BOUND_HEADER_LEN..HEADER_LEN].copy_from_slice(&nonce);
-        match self
-            .aead
-            .encrypt_in_place(&nonce, &aad, &mut cell[HEADER_LEN..])
-        {
+        out[start + BOUND_HEADER_LEN..body].copy_from_slice(&nonce);
+        match self.aead.encrypt_in_place(&nonce, &aad, &mut out[body..]) {
             Ok(tag) => {
-                cell.extend_from_slice(&tag);
-                Ok(cell)
+                out.extend_from_slice(&tag);
+                Ok(start..out.len())
             }
             Err(_) => {
-                cell.zeroize();
-                Err(CellError::PlaintextTooLong {
-                    len: plaintext.len(),
-                })
+                out[start..].zeroize();
+                out.truncate(start);
+                Err(too_long())
             }
         }
     }
@@ -253,7 +285,7 @@ struct Sealed<'cell> {
 /// Makes room for `additional` more bytes in `buffer`, moving what it
 /// holds to a new allocation and zeroizing the old one (a `Vec`'s own growth
 /// would free it with the plaintexts still in it).
-fn reserve_zeroizing(buffer: &mut Zeroizing<Vec<u8>>, additional: usize) {
+pub(crate) fn reserve_zeroizing(buffer: &mut Zeroizing<Vec<u8>>, additional: usize) {
     if buffer.capacity() - buffer.len() >= additional {
         return;
     }

@@ -16,6 +16,7 @@ mod setting;
 
 #[cfg(test)]
 pub(crate) use cipher::derive_subkey_for_tests;
+pub(crate) use cipher::reserve_zeroizing;
 pub use cipher::CellCipher;
 pub use coercion::CoercionProblem;
 pub(crate) use coercion::{coerce, Coercion};

@@ -73,6 +73,35 @@ proptest! {
     }
 
     #[test]
+    fn cells_encrypted_into_one_buffer_are_the_cells_encrypt_makes(
+        prefix in proptest::collection::vec(any::<u8>(), 0..40),
+        plaintexts in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..8),
+        mode in any_mode(),
+        padding in any_padding(),
+    ) {
+        let cipher = CellCipher::new(1, &key(1));
+        let setting = setting(mode, padding);
+        // After bytes already there (a COPY's length prefix, earlier rows),
+        // in a buffer that grows along the way.
+        let mut out = prefix.clone();
+        let ranges: Vec<_> = plaintexts
+            .iter()
+            .map(|plaintext| cipher.encrypt_into(&setting, plaintext, &mut out).unwrap())
+            .collect();
+        prop_assert_eq!(&out[..prefix.len()], &prefix[..]);
+        prop_assert_eq!(ranges.last().unwrap().end, out.len());
+        for (range, plaintext) in ranges.into_iter().zip(&plaintexts) {
+            let cell = &out[range];
+            prop_assert_eq!(&cipher.decrypt(&setting, cell).unwrap()[..], &plaintext[..]);
+            let alone = cipher.encrypt(&setting, plaintext).unwrap();
+            prop_assert_eq!(cell.len(), alone.len());
+            if mode == EncryptionMode::Deterministic {
+                prop_assert_eq!(cell, &alone[..]);
+            }
+        }
+    }
+
+    #[test]
     fn round_trip(plaintext in proptest::collection::vec(any::<u8>(), 0..600), mode in any_mode(), padding in any_padding()) {
         let cipher = CellCipher::new(1, &key(1));
         let setting = setting(mode, padding);

@@ -7,8 +7,11 @@
 //! binary COPY format in batches, on tokio's blocking pool, while the
 //! caller writes the next batch and the previous one is sent: on a loaded
 //! client the cell cipher, not the protocol, is most of a bulk load's time.
-//! Plaintexts wait in zeroizing buffers until their batch is encrypted.
+//! A batch's plaintexts wait in one zeroizing buffer until it is
+//! encrypted, and its cells are written straight into the batch's COPY
+//! data: a batch costs a few allocations, not a few per value.
 
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -17,11 +20,11 @@ use futures_util::SinkExt;
 use postgres_types::{IsNull, ToSql, Type};
 use tokio::task::JoinHandle;
 use tokio_postgres::CopyInSink;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
-use super::parameter::{cell_plaintext, encode_problem_for, seal};
+use super::parameter::{append_cell_plaintext, encode_problem_for};
 use crate::catalog::EncryptionSetting;
-use crate::cell::{CellCipher, Coercion};
+use crate::cell::{reserve_zeroizing, CellCipher, Coercion};
 use crate::error::ParameterProblem;
 use crate::names::ColumnName;
 use crate::Error;
@@ -56,9 +59,38 @@ pub(super) enum CopyColumn {
     },
 }
 
-/// One written row: each value encoded (a plaintext column's as sent, an
-/// encrypted column's as the plaintext of its cell), `None` for NULL.
-type PendingRow = Vec<Option<Zeroizing<Vec<u8>>>>;
+/// Rows written and not yet encrypted: each value encoded (a plaintext
+/// column's as sent, an encrypted column's as the plaintext of its cell),
+/// back to back in one zeroizing buffer.
+struct PendingRows {
+    /// The number of rows.
+    rows: usize,
+    /// Where each value is in `encoded`, row by row, a value per column;
+    /// `None` for NULL.
+    values: Vec<Option<Range<usize>>>,
+    /// The values' encodings.
+    encoded: Zeroizing<Vec<u8>>,
+}
+
+impl PendingRows {
+    /// Room for a batch of rows of `columns` values, `bytes` of them
+    /// encoded (a guess: the buffer grows, zeroizing what it leaves).
+    fn with_capacity(columns: usize, bytes: usize) -> Self {
+        Self {
+            rows: 0,
+            values: Vec::with_capacity(BATCH * columns),
+            encoded: Zeroizing::new(Vec::with_capacity(bytes)),
+        }
+    }
+
+    /// Drops the values of a row that failed part way, from `values` and
+    /// `bytes` on (the lengths before it): zeroized, as if never written.
+    fn discard_from(&mut self, values: usize, bytes: usize) {
+        self.values.truncate(values);
+        self.encoded[bytes..].zeroize();
+        self.encoded.truncate(bytes);
+    }
+}
 
 /// Writes the rows of a binary `COPY … FROM STDIN`, encrypting the values
 /// of encrypted columns as they go, from [`Client::copy_in`](crate::Client::copy_in).
@@ -68,9 +100,11 @@ type PendingRow = Vec<Option<Zeroizing<Vec<u8>>>>;
 pub struct CopyInWriter {
     sink: Pin<Box<CopyInSink<Bytes>>>,
     columns: Arc<[CopyColumn]>,
-    pending: Vec<PendingRow>,
+    pending: PendingRows,
+    /// The encoder's buffer, reused for every value (zeroized after each).
+    scratch: BytesMut,
     /// The batch being encrypted, sent before the next one.
-    in_flight: Option<JoinHandle<Result<BytesMut, Error>>>,
+    in_flight: Option<JoinHandle<Result<Vec<u8>, Error>>>,
     /// Whether the COPY header is still to be sent (with the first batch).
     header: bool,
     /// Set while a batch is handed on, cleared when that succeeded: a
@@ -83,8 +117,9 @@ impl CopyInWriter {
     pub(super) fn new(sink: CopyInSink<Bytes>, columns: Vec<CopyColumn>) -> Self {
         Self {
             sink: Box::pin(sink),
+            pending: PendingRows::with_capacity(columns.len(), 0),
             columns: columns.into(),
-            pending: Vec::with_capacity(BATCH),
+            scratch: BytesMut::new(),
             in_flight: None,
             header: true,
             broken: false,
@@ -110,25 +145,41 @@ impl CopyInWriter {
                 given: values.len(),
             });
         }
-        let mut row: PendingRow = Vec::with_capacity(values.len());
+        let pending = &mut self.pending;
+        let (first_value, first_byte) = (pending.values.len(), pending.encoded.len());
         for (value, column) in values.iter().zip(self.columns.iter()) {
-            row.push(match column {
-                CopyColumn::Plain { name, ty } => encode_plain(*value, ty)
-                    .and_then(at_most_max)
-                    .map_err(|problem| Error::CopyValue {
-                        column: name.clone(),
-                        sql_type: ty.name().to_owned(),
-                        problem,
-                    })?,
+            let encoded = match column {
+                CopyColumn::Plain { name, ty } => {
+                    append_plain(*value, ty, &mut self.scratch, &mut pending.encoded)
+                        .and_then(at_most_max)
+                        .map_err(|problem| Error::CopyValue {
+                            column: name.clone(),
+                            sql_type: ty.name().to_owned(),
+                            problem,
+                        })
+                }
                 CopyColumn::Encrypted {
                     column, setting, ..
-                } => cell_plaintext(*value, setting, Coercion::Store)
-                    .and_then(at_most_max)
-                    .map_err(|problem| value_error(column, setting, problem))?,
-            });
+                } => append_cell_plaintext(
+                    *value,
+                    setting,
+                    Coercion::Store,
+                    &mut self.scratch,
+                    &mut pending.encoded,
+                )
+                .and_then(at_most_max)
+                .map_err(|problem| value_error(column, setting, problem)),
+            };
+            match encoded {
+                Ok(range) => pending.values.push(range),
+                Err(error) => {
+                    pending.discard_from(first_value, first_byte);
+                    return Err(error);
+                }
+            }
         }
-        self.pending.push(row);
-        if self.pending.len() >= BATCH {
+        pending.rows += 1;
+        if pending.rows >= BATCH {
             self.broken = true;
             let batch = self.take_batch();
             let next = tokio::task::spawn_blocking(batch);
@@ -162,7 +213,7 @@ impl CopyInWriter {
         if let Some(previous) = self.in_flight.take() {
             self.send(joined(previous).await?).await?;
         }
-        let offload = self.pending.len() >= OFFLOAD_AT;
+        let offload = self.pending.rows >= OFFLOAD_AT;
         let batch = self.take_batch();
         let mut last = if offload {
             joined(tokio::task::spawn_blocking(batch)).await?
@@ -176,15 +227,16 @@ impl CopyInWriter {
 
     /// The pending rows (and the header, the first time), as a job that
     /// encrypts them and lays them out.
-    fn take_batch(&mut self) -> impl FnOnce() -> Result<BytesMut, Error> + Send + 'static {
-        let rows = std::mem::replace(&mut self.pending, Vec::with_capacity(BATCH));
+    fn take_batch(&mut self) -> impl FnOnce() -> Result<Vec<u8>, Error> + Send + 'static {
+        let next = PendingRows::with_capacity(self.columns.len(), self.pending.encoded.len());
+        let rows = std::mem::replace(&mut self.pending, next);
         let header = std::mem::take(&mut self.header);
         let columns = self.columns.clone();
         move || encode_batch(&columns, rows, header)
     }
 
-    async fn send(&mut self, data: BytesMut) -> Result<(), Error> {
-        Ok(self.sink.send(data.freeze()).await?)
+    async fn send(&mut self, data: Vec<u8>) -> Result<(), Error> {
+        Ok(self.sink.send(Bytes::from(data)).await?)
     }
 }
 
@@ -192,29 +244,38 @@ impl std::fmt::Debug for CopyInWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CopyInWriter")
             .field("columns", &self.columns.len())
-            .field("pending", &self.pending.len())
+            .field("pending", &self.pending.rows)
             .finish_non_exhaustive()
     }
 }
 
-/// A plaintext column's value in its server type.
-fn encode_plain(
+/// A plaintext column's value in its server type, encoded in `scratch`
+/// and appended to `encoded`: where it is there, `None` for NULL.
+fn append_plain(
     value: &(dyn ToSql + Sync),
     ty: &Type,
-) -> Result<Option<Zeroizing<Vec<u8>>>, ParameterProblem> {
-    let mut buffer = BytesMut::new();
-    match value.to_sql_checked(ty, &mut buffer) {
+    scratch: &mut BytesMut,
+    encoded: &mut Zeroizing<Vec<u8>>,
+) -> Result<Option<Range<usize>>, ParameterProblem> {
+    // The encoder appends to what the buffer holds.
+    scratch.clear();
+    let appended = match value.to_sql_checked(ty, scratch) {
         Ok(IsNull::Yes) => Ok(None),
-        Ok(IsNull::No) => Ok(Some(Zeroizing::new(Vec::from(buffer)))),
+        Ok(IsNull::No) => {
+            let start = encoded.len();
+            reserve_zeroizing(encoded, scratch.len());
+            encoded.extend_from_slice(scratch);
+            Ok(Some(start..encoded.len()))
+        }
         Err(error) => Err(encode_problem_for(&*error, || ty.name().to_owned())),
-    }
+    };
+    scratch.clear();
+    appended
 }
 
 /// A value within [`MAX_VALUE`] (the cell it makes stays far below
 /// `i32::MAX`, the format's limit).
-fn at_most_max(
-    value: Option<Zeroizing<Vec<u8>>>,
-) -> Result<Option<Zeroizing<Vec<u8>>>, ParameterProblem> {
+fn at_most_max(value: Option<Range<usize>>) -> Result<Option<Range<usize>>, ParameterProblem> {
     match value {
         Some(value) if value.len() > MAX_VALUE => Err(ParameterProblem::TooLarge),
         value => Ok(value),
@@ -233,25 +294,27 @@ fn value_error(
     }
 }
 
-/// `rows` in the binary COPY format, encrypted columns sealed.
-fn encode_batch(
-    columns: &[CopyColumn],
-    rows: Vec<PendingRow>,
-    header: bool,
-) -> Result<BytesMut, Error> {
-    let mut out = BytesMut::with_capacity(if header { HEADER.len() } else { 0 } + rows.len() * 128);
+/// `rows` in the binary COPY format, each encrypted column's cell sealed
+/// straight into it.
+fn encode_batch(columns: &[CopyColumn], rows: PendingRows, header: bool) -> Result<Vec<u8>, Error> {
+    // Each value's length, a cell's header, tag and padding, each row's
+    // column count: the guess grows with the batch, the buffer if it errs.
+    let capacity = HEADER.len() + rows.encoded.len() + rows.values.len() * 64 + rows.rows * 2;
+    let mut out = Vec::with_capacity(capacity);
     if header {
         out.put_slice(HEADER);
     }
     // At most 1,600 columns (PostgreSQL's limit), checked when planned.
     let count = i16::try_from(columns.len()).unwrap_or(i16::MAX);
-    for row in rows {
+    let mut values = rows.values.iter();
+    for _ in 0..rows.rows {
         out.put_i16(count);
-        for (value, column) in row.iter().zip(columns) {
+        for (value, column) in values.by_ref().take(columns.len()).zip(columns) {
             let Some(value) = value else {
                 out.put_i32(-1);
                 continue;
             };
+            let value = &rows.encoded[value.clone()];
             match column {
                 CopyColumn::Plain { name, ty } => {
                     let len = i32::try_from(value.len()).map_err(|_| Error::CopyValue {
@@ -267,13 +330,15 @@ fn encode_batch(
                     setting,
                     cipher,
                 } => {
-                    let cell = seal(value, setting, cipher)
-                        .map_err(|problem| value_error(column, setting, problem))?;
-                    let len = i32::try_from(cell.len()).map_err(|_| {
-                        value_error(column, setting, ParameterProblem::TooLongToEncrypt)
-                    })?;
-                    out.put_i32(len);
-                    out.put_slice(&cell);
+                    let too_long =
+                        || value_error(column, setting, ParameterProblem::TooLongToEncrypt);
+                    let length_at = out.len();
+                    out.put_i32(0);
+                    let cell = cipher
+                        .encrypt_into(&setting.cell, value, &mut out)
+                        .map_err(|_| too_long())?;
+                    let len = i32::try_from(cell.len()).map_err(|_| too_long())?;
+                    out[length_at..cell.start].copy_from_slice(&len.to_be_bytes());
                 }
             }
         }
@@ -282,7 +347,7 @@ fn encode_batch(
 }
 
 /// The result of a batch job; a panic in it goes on here.
-async fn joined(job: JoinHandle<Result<BytesMut, Error>>) -> Result<BytesMut, Error> {
+async fn joined(job: JoinHandle<Result<Vec<u8>, Error>>) -> Result<Vec<u8>, Error> {
     match job.await {
         Ok(result) => result,
         Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),

@@ -1,6 +1,7 @@
 //! Encrypting the parameters bound for encrypted columns.
 
 use std::error::Error as StdError;
+use std::ops::Range;
 
 use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
@@ -10,7 +11,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::analysis::ParameterUse;
 use crate::catalog::EncryptionSetting;
-use crate::cell::{coerce, CellCipher, Coercion};
+use crate::cell::{coerce, reserve_zeroizing, CellCipher, Coercion};
 use crate::error::ParameterProblem;
 use crate::names::ColumnName;
 use crate::Error;
@@ -95,21 +96,30 @@ pub(crate) fn encrypt_value(
     })
 }
 
-/// The first half of [`encrypt_value`]: `value` encoded as `setting`'s
-/// plaintext type, checked and coerced as the server would, ready to be
-/// [`seal`]ed later (on another thread, for bulk rows). Zeroized when
-/// dropped; `None` for SQL NULL.
+/// The first half of [`encrypt_value`], for bulk rows: `value` encoded as
+/// `setting`'s plaintext type, checked and coerced as the server would,
+/// and appended to `plaintexts` (which grows zeroizing what it leaves),
+/// to be sealed later on another thread: where it is there, `None` for SQL
+/// NULL. A batch's plaintexts share one buffer this way, not an allocation
+/// each; `scratch` is the encoder's buffer, reused, zeroized and emptied
+/// after.
 ///
 /// # Errors
-/// As [`encrypt_value`].
-pub(crate) fn cell_plaintext(
+/// As [`encrypt_value`]; `plaintexts` is left as it was.
+pub(crate) fn append_cell_plaintext(
     value: &(dyn ToSql + Sync),
     setting: &EncryptionSetting,
     coercion: Coercion,
-) -> Result<Option<Zeroizing<Vec<u8>>>, ParameterProblem> {
-    with_encoded(value, setting, |plaintext| {
-        Ok(checked_plaintext(plaintext, setting, coercion)?
-            .unwrap_or_else(|| Zeroizing::new(plaintext.to_vec())))
+    scratch: &mut BytesMut,
+    plaintexts: &mut Zeroizing<Vec<u8>>,
+) -> Result<Option<Range<usize>>, ParameterProblem> {
+    with_encoded_in(value, setting, scratch, |plaintext| {
+        let coerced = checked_plaintext(plaintext, setting, coercion)?;
+        let plaintext = coerced.as_deref().map_or(plaintext, Vec::as_slice);
+        let start = plaintexts.len();
+        reserve_zeroizing(plaintexts, plaintext.len());
+        plaintexts.extend_from_slice(plaintext);
+        Ok(start..plaintexts.len())
     })
 }
 
@@ -120,14 +130,27 @@ fn with_encoded<T>(
     setting: &EncryptionSetting,
     f: impl FnOnce(&[u8]) -> Result<T, ParameterProblem>,
 ) -> Result<Option<T>, ParameterProblem> {
+    with_encoded_in(value, setting, &mut BytesMut::new(), f)
+}
+
+/// [`with_encoded`] in `buffer`, emptied before, zeroized and emptied
+/// after.
+fn with_encoded_in<T>(
+    value: &(dyn ToSql + Sync),
+    setting: &EncryptionSetting,
+    buffer: &mut BytesMut,
+    f: impl FnOnce(&[u8]) -> Result<T, ParameterProblem>,
+) -> Result<Option<T>, ParameterProblem> {
     let ty = setting.sql_type().ok_or(ParameterProblem::NotEncodable)?;
-    let mut buffer = BytesMut::new();
-    let outcome = match value.to_sql_checked(&ty, &mut buffer) {
+    // The encoder appends to what the buffer holds.
+    buffer.clear();
+    let outcome = match value.to_sql_checked(&ty, buffer) {
         Ok(IsNull::Yes) => Ok(None),
-        Ok(IsNull::No) => f(&buffer).map(Some),
+        Ok(IsNull::No) => f(buffer).map(Some),
         Err(error) => Err(encode_problem(&*error, setting)),
     };
     buffer.as_mut().zeroize();
+    buffer.clear();
     outcome
 }
 
@@ -171,7 +194,7 @@ fn checked_plaintext(
 ///
 /// # Errors
 /// [`ParameterProblem::TooLongToEncrypt`].
-pub(crate) fn seal(
+fn seal(
     plaintext: &[u8],
     setting: &EncryptionSetting,
     cipher: &CellCipher,
