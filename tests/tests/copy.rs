@@ -216,6 +216,59 @@ async fn a_row_refused_part_way_leaves_nothing_and_the_writer_goes_on() {
     assert_eq!(cells, i64::try_from(expected).unwrap());
 }
 
+/// A value whose encoder panics part way through its writes.
+#[derive(Debug)]
+struct PanickingValue;
+
+impl aepg::types::ToSql for PanickingValue {
+    fn to_sql(
+        &self,
+        _: &aepg::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<aepg::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(b"half");
+        panic!("an application's encoder fails");
+    }
+
+    fn accepts(_: &aepg::types::Type) -> bool {
+        true
+    }
+
+    aepg::types::to_sql_checked!();
+}
+
+/// An encoder that panics after the row's first values were taken: were
+/// the writer to go on, every later value would land one column over (an
+/// encrypted column's plaintext in a plaintext column). It refuses to go
+/// on instead, and nothing of the COPY is stored.
+#[tokio::test]
+async fn a_value_whose_encoder_panics_ends_the_copy() {
+    use futures_util::FutureExt;
+    use std::panic::AssertUnwindSafe;
+
+    let (db, client) = people().await;
+    let mut writer = client
+        .copy_in("COPY people (id, ssn, name) FROM STDIN (FORMAT binary)")
+        .await
+        .unwrap();
+    writer.write(&[&1, &ssn(1), &"one"]).await.unwrap();
+    let panicked = AssertUnwindSafe(writer.write(&[&2, &ssn(2), &PanickingValue]))
+        .catch_unwind()
+        .await;
+    assert!(panicked.is_err());
+    let error = writer.write(&[&3, &ssn(3), &"three"]).await.unwrap_err();
+    assert!(matches!(error, Error::CopyRefused { .. }), "{error}");
+    let error = writer.finish().await.unwrap_err();
+    assert!(matches!(error, Error::CopyRefused { .. }), "{error}");
+    let count: i64 = db
+        .plain
+        .query_one("SELECT count(*) FROM people", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 0);
+}
+
 #[tokio::test]
 async fn copies_that_could_leak_or_cannot_be_decrypted_are_refused() {
     let (db, client) = people().await;

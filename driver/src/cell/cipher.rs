@@ -70,7 +70,8 @@ impl CellCipher {
     /// bulk rows), no allocation of their own. Room for the whole cell is
     /// reserved before the plaintext is copied in, so `out` does not move
     /// while it holds the plaintext, which is encrypted in place; on an
-    /// error what was appended is zeroized and `out` is left as it was.
+    /// error what was appended is zeroized and cut off again (its contents
+    /// are as they were; its allocation may have grown).
     ///
     /// # Errors
     /// As [`encrypt`](Self::encrypt).
@@ -290,7 +291,9 @@ pub(crate) fn reserve_zeroizing(buffer: &mut Zeroizing<Vec<u8>>, additional: usi
         return;
     }
     let needed = buffer.len().saturating_add(additional);
-    let mut grown = Vec::with_capacity(needed.max(buffer.capacity().saturating_mul(2)));
+    // Doubling, within what a `Vec` may hold.
+    let doubled = buffer.capacity().saturating_mul(2).min(isize::MAX as usize);
+    let mut grown = Vec::with_capacity(needed.max(doubled));
     grown.extend_from_slice(buffer);
     // The old allocation is zeroized (all of its capacity) when it drops.
     drop(std::mem::replace(buffer, Zeroizing::new(grown)));

@@ -31,6 +31,8 @@ use crate::Error;
 
 /// Rows encrypted together.
 const BATCH: usize = 1_024;
+/// The most value slots reserved ahead for a batch (384 KiB).
+const MAX_VALUES_RESERVED: usize = 1 << 14;
 /// A last batch of fewer rows is encrypted in place.
 const OFFLOAD_AT: usize = 64;
 /// The largest value a row may carry: PostgreSQL's limit for one value
@@ -78,7 +80,8 @@ impl PendingRows {
     fn with_capacity(columns: usize, bytes: usize) -> Self {
         Self {
             rows: 0,
-            values: Vec::with_capacity(BATCH * columns),
+            // Wide rows' values grow the vector as they come.
+            values: Vec::with_capacity((BATCH * columns).min(MAX_VALUES_RESERVED)),
             encoded: Zeroizing::new(Vec::with_capacity(bytes)),
         }
     }
@@ -101,15 +104,18 @@ pub struct CopyInWriter {
     sink: Pin<Box<CopyInSink<Bytes>>>,
     columns: Arc<[CopyColumn]>,
     pending: PendingRows,
-    /// The encoder's buffer, reused for every value (zeroized after each).
+    /// The encoder's buffer, reused for every value (zeroized after each
+    /// encrypted column's, emptied after a plaintext column's).
     scratch: BytesMut,
     /// The batch being encrypted, sent before the next one.
     in_flight: Option<JoinHandle<Result<Vec<u8>, Error>>>,
     /// Whether the COPY header is still to be sent (with the first batch).
     header: bool,
-    /// Set while a batch is handed on, cleared when that succeeded: a
-    /// failed or cancelled hand-off loses rows already accepted, so the
-    /// writer refuses to go on (and to finish) after one.
+    /// Set while a row is taken and a batch handed on, cleared when that
+    /// succeeded (or a refused row was cut out again): a failed or
+    /// cancelled hand-off loses rows already accepted, and an encoder's
+    /// panic leaves part of a row, so the writer refuses to go on (and to
+    /// finish) after one.
     broken: bool,
 }
 
@@ -133,10 +139,10 @@ impl CopyInWriter {
     /// [`Error::CopyRowLength`]; [`Error::Value`] naming the encrypted
     /// column whose value does not fit its type, [`Error::CopyValue`] for a
     /// plaintext column (never the value): that row is not written, and
-    /// the writer may go on. Database errors, or a write cancelled while it
-    /// handed on a batch: rows already written may be lost, so every later
-    /// call fails with [`Error::CopyRefused`]; drop the writer, and the
-    /// `COPY` is aborted.
+    /// the writer may go on. Database errors, a write cancelled while it
+    /// handed on a batch, or a value whose `ToSql` panicked: rows already
+    /// written may be lost or out of line, so every later call fails with
+    /// [`Error::CopyRefused`]; drop the writer, and the `COPY` is aborted.
     pub async fn write(&mut self, values: &[&(dyn ToSql + Sync)]) -> Result<(), Error> {
         self.usable()?;
         if values.len() != self.columns.len() {
@@ -145,6 +151,10 @@ impl CopyInWriter {
                 given: values.len(),
             });
         }
+        // Until the row is taken whole or cut out again: a value's encoder
+        // that panics leaves part of a row behind, which would shift every
+        // later value into another column, so the writer goes no further.
+        self.broken = true;
         let pending = &mut self.pending;
         let (first_value, first_byte) = (pending.values.len(), pending.encoded.len());
         for (value, column) in values.iter().zip(self.columns.iter()) {
@@ -174,20 +184,22 @@ impl CopyInWriter {
                 Ok(range) => pending.values.push(range),
                 Err(error) => {
                     pending.discard_from(first_value, first_byte);
+                    self.broken = false;
                     return Err(error);
                 }
             }
         }
         pending.rows += 1;
+        // A batch handed on may be lost if this call fails or is
+        // cancelled meanwhile: the writer stays broken until it is done.
         if pending.rows >= BATCH {
-            self.broken = true;
-            let batch = self.take_batch();
+            let batch = self.take_batch(true);
             let next = tokio::task::spawn_blocking(batch);
             if let Some(previous) = self.in_flight.replace(next) {
                 self.send(joined(previous).await?).await?;
             }
-            self.broken = false;
         }
+        self.broken = false;
         Ok(())
     }
 
@@ -195,8 +207,9 @@ impl CopyInWriter {
     fn usable(&self) -> Result<(), Error> {
         if self.broken {
             return Err(Error::CopyRefused {
-                reason: "an earlier write failed or was cancelled while it handed on a batch \
-                         of rows: the COPY is aborted when the writer is dropped"
+                reason: "an earlier write failed, panicked or was cancelled while it took a row \
+                         or handed on a batch of rows: the COPY is aborted when the writer is \
+                         dropped"
                     .to_owned(),
             });
         }
@@ -214,7 +227,7 @@ impl CopyInWriter {
             self.send(joined(previous).await?).await?;
         }
         let offload = self.pending.rows >= OFFLOAD_AT;
-        let batch = self.take_batch();
+        let batch = self.take_batch(false);
         let mut last = if offload {
             joined(tokio::task::spawn_blocking(batch)).await?
         } else {
@@ -226,9 +239,19 @@ impl CopyInWriter {
     }
 
     /// The pending rows (and the header, the first time), as a job that
-    /// encrypts them and lays them out.
-    fn take_batch(&mut self) -> impl FnOnce() -> Result<Vec<u8>, Error> + Send + 'static {
-        let next = PendingRows::with_capacity(self.columns.len(), self.pending.encoded.len());
+    /// encrypts them and lays them out; room for a `next` batch like it
+    /// (none after the last: a zeroizing buffer is wiped, all of it, when
+    /// dropped).
+    fn take_batch(
+        &mut self,
+        next: bool,
+    ) -> impl FnOnce() -> Result<Vec<u8>, Error> + Send + 'static {
+        let (columns, bytes) = if next {
+            (self.columns.len(), self.pending.encoded.len())
+        } else {
+            (0, 0)
+        };
+        let next = PendingRows::with_capacity(columns, bytes);
         let rows = std::mem::replace(&mut self.pending, next);
         let header = std::mem::take(&mut self.header);
         let columns = self.columns.clone();
@@ -300,6 +323,12 @@ fn encode_batch(columns: &[CopyColumn], rows: PendingRows, header: bool) -> Resu
     // Each value's length, a cell's header, tag and padding, each row's
     // column count: the guess grows with the batch, the buffer if it errs.
     let capacity = HEADER.len() + rows.encoded.len() + rows.values.len() * 64 + rows.rows * 2;
+    if rows.values.len() != rows.rows.saturating_mul(columns.len()) {
+        // Never so: a row is counted only when all its values are taken.
+        return Err(Error::CopyRefused {
+            reason: "a batch's values do not make whole rows".to_owned(),
+        });
+    }
     let mut out = Vec::with_capacity(capacity);
     if header {
         out.put_slice(HEADER);
