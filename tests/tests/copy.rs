@@ -28,6 +28,15 @@ async fn people() -> (EncryptedDatabase, aepg::Client) {
     (db, client)
 }
 
+/// The rows the server holds in `people`, as its owner sees them.
+async fn stored_people(db: &EncryptedDatabase) -> i64 {
+    db.plain
+        .query_one("SELECT count(*) FROM people", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 fn ssn(id: i32) -> String {
     format!("{:03}-{:02}-{:04}", id % 1000, id % 100, id)
 }
@@ -135,13 +144,7 @@ async fn a_value_that_does_not_fit_aborts_the_copy_and_names_the_column() {
     );
     drop(writer);
     // Nothing of the aborted COPY is stored, and the connection goes on.
-    let count: i64 = db
-        .plain
-        .query_one("SELECT count(*) FROM people", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(count, 0);
+    assert_eq!(stored_people(&db).await, 0);
     let count: i64 = client
         .query_one("SELECT count(*) FROM people", &[])
         .await
@@ -260,13 +263,7 @@ async fn a_value_whose_encoder_panics_ends_the_copy() {
     assert!(matches!(error, Error::CopyRefused { .. }), "{error}");
     let error = writer.finish().await.unwrap_err();
     assert!(matches!(error, Error::CopyRefused { .. }), "{error}");
-    let count: i64 = db
-        .plain
-        .query_one("SELECT count(*) FROM people", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(count, 0);
+    assert_eq!(stored_people(&db).await, 0);
 }
 
 #[tokio::test]
@@ -653,11 +650,5 @@ async fn a_plaintext_value_of_the_wrong_type_is_refused_naming_the_column() {
         "{message}"
     );
     drop(writer);
-    let count: i64 = db
-        .plain
-        .query_one("SELECT count(*) FROM people", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(count, 0);
+    assert_eq!(stored_people(&db).await, 0);
 }

@@ -176,9 +176,7 @@ impl CellCipher {
         plaintexts: &mut Zeroizing<Vec<u8>>,
     ) -> Result<Range<usize>, CellError> {
         let sealed = self.check(setting, cell)?;
-        reserve_zeroizing(plaintexts, sealed.body.len());
-        let start = plaintexts.len();
-        plaintexts.extend_from_slice(sealed.body);
+        let start = append_zeroizing(plaintexts, sealed.body).start;
         match self.open(setting, &sealed, &mut plaintexts[start..]) {
             Ok(len) => {
                 // The padding, zeroized before the next cell overwrites it.
@@ -283,10 +281,19 @@ struct Sealed<'cell> {
     tag: &'cell [u8; TAG_LEN],
 }
 
+/// Appends `bytes` to `buffer`, growing it with [`reserve_zeroizing`]:
+/// where they are there.
+pub(crate) fn append_zeroizing(buffer: &mut Zeroizing<Vec<u8>>, bytes: &[u8]) -> Range<usize> {
+    let start = buffer.len();
+    reserve_zeroizing(buffer, bytes.len());
+    buffer.extend_from_slice(bytes);
+    start..buffer.len()
+}
+
 /// Makes room for `additional` more bytes in `buffer`, moving what it
 /// holds to a new allocation and zeroizing the old one (a `Vec`'s own growth
 /// would free it with the plaintexts still in it).
-pub(crate) fn reserve_zeroizing(buffer: &mut Zeroizing<Vec<u8>>, additional: usize) {
+fn reserve_zeroizing(buffer: &mut Zeroizing<Vec<u8>>, additional: usize) {
     if buffer.capacity() - buffer.len() >= additional {
         return;
     }

@@ -14,9 +14,9 @@ mod padding;
 mod plaintext_type;
 mod setting;
 
+pub(crate) use cipher::append_zeroizing;
 #[cfg(test)]
 pub(crate) use cipher::derive_subkey_for_tests;
-pub(crate) use cipher::reserve_zeroizing;
 pub use cipher::CellCipher;
 pub use coercion::CoercionProblem;
 pub(crate) use coercion::{coerce, Coercion};

@@ -24,7 +24,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::parameter::{append_cell_plaintext, encode_problem_for};
 use crate::catalog::EncryptionSetting;
-use crate::cell::{reserve_zeroizing, CellCipher, Coercion};
+use crate::cell::{append_zeroizing, CellCipher, Coercion};
 use crate::error::ParameterProblem;
 use crate::names::ColumnName;
 use crate::Error;
@@ -284,12 +284,7 @@ fn append_plain(
     scratch.clear();
     let appended = match value.to_sql_checked(ty, scratch) {
         Ok(IsNull::Yes) => Ok(None),
-        Ok(IsNull::No) => {
-            let start = encoded.len();
-            reserve_zeroizing(encoded, scratch.len());
-            encoded.extend_from_slice(scratch);
-            Ok(Some(start..encoded.len()))
-        }
+        Ok(IsNull::No) => Ok(Some(append_zeroizing(encoded, scratch))),
         Err(error) => Err(encode_problem_for(&*error, || ty.name().to_owned())),
     };
     scratch.clear();
@@ -320,15 +315,15 @@ fn value_error(
 /// `rows` in the binary COPY format, each encrypted column's cell sealed
 /// straight into it.
 fn encode_batch(columns: &[CopyColumn], rows: PendingRows, header: bool) -> Result<Vec<u8>, Error> {
-    // Each value's length, a cell's header, tag and padding, each row's
-    // column count: the guess grows with the batch, the buffer if it errs.
-    let capacity = HEADER.len() + rows.encoded.len() + rows.values.len() * 64 + rows.rows * 2;
     if rows.values.len() != rows.rows.saturating_mul(columns.len()) {
         // Never so: a row is counted only when all its values are taken.
         return Err(Error::CopyRefused {
             reason: "a batch's values do not make whole rows".to_owned(),
         });
     }
+    // Each value's length, a cell's header, tag and padding, each row's
+    // column count: the guess grows with the batch, the buffer if it errs.
+    let capacity = HEADER.len() + rows.encoded.len() + rows.values.len() * 64 + rows.rows * 2;
     let mut out = Vec::with_capacity(capacity);
     if header {
         out.put_slice(HEADER);

@@ -11,7 +11,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::analysis::ParameterUse;
 use crate::catalog::EncryptionSetting;
-use crate::cell::{coerce, reserve_zeroizing, CellCipher, Coercion};
+use crate::cell::{append_zeroizing, coerce, CellCipher, Coercion};
 use crate::error::ParameterProblem;
 use crate::names::ColumnName;
 use crate::Error;
@@ -116,10 +116,7 @@ pub(crate) fn append_cell_plaintext(
     with_encoded_in(value, setting, scratch, |plaintext| {
         let coerced = checked_plaintext(plaintext, setting, coercion)?;
         let plaintext = coerced.as_deref().map_or(plaintext, Vec::as_slice);
-        let start = plaintexts.len();
-        reserve_zeroizing(plaintexts, plaintext.len());
-        plaintexts.extend_from_slice(plaintext);
-        Ok(start..plaintexts.len())
+        Ok(append_zeroizing(plaintexts, plaintext))
     })
 }
 
