@@ -102,6 +102,14 @@ pub enum Error {
         /// Why (never the value).
         problem: ParameterProblem,
     },
+    /// The server's binary `COPY` data is malformed: a row of another
+    /// width than the statement's, a length that does not fit, a header
+    /// aepg does not read. The rows before it were read.
+    #[error("the server's COPY data is malformed: {reason}")]
+    CopyData {
+        /// What is wrong (never a value).
+        reason: String,
+    },
     /// A session reset asked for inside a transaction block.
     #[error("the session is inside a transaction block: end it before the session is reset or the connection reused")]
     SessionInTransaction,

@@ -652,3 +652,83 @@ async fn a_plaintext_value_of_the_wrong_type_is_refused_naming_the_column() {
     drop(writer);
     assert_eq!(stored_people(&db).await, 0);
 }
+
+/// A `COPY` row's plaintext columns read as a query row's do (types,
+/// NULLs, conversions), a value of the wrong Rust type or a NULL read as
+/// a non-`Option` is an error naming the column, and a client that asks
+/// the key store for every row does not ask it for a row whose cells are
+/// all NULL.
+#[tokio::test]
+async fn a_copy_rows_plaintext_columns_read_as_a_query_rows() {
+    let (db, client) = people().await;
+    client
+        .execute(
+            "INSERT INTO people (id, name, ssn, balance) VALUES (1, 'one', $1, $2), (2, NULL, NULL, NULL)",
+            &[&ssn(1), &10_i64],
+        )
+        .await
+        .unwrap();
+    let select = "SELECT id, name, ssn, balance FROM people ORDER BY id";
+    let queried = client.query(select, &[]).await.unwrap();
+    let copied: Vec<aepg::Row> = client
+        .copy_out(&format!("COPY ({select}) TO STDOUT (FORMAT binary)"))
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(copied.len(), 2);
+    for (query_row, copy_row) in queried.iter().zip(&copied) {
+        for column in ["id", "name", "ssn", "balance"] {
+            assert_eq!(query_row.value_type(column), copy_row.value_type(column));
+        }
+        assert_eq!(query_row.get::<_, i32>("id"), copy_row.get::<_, i32>("id"));
+        assert_eq!(
+            query_row.get::<_, Option<&str>>("name"),
+            copy_row.get::<_, Option<&str>>("name")
+        );
+        assert_eq!(
+            query_row.get::<_, Option<String>>("ssn"),
+            copy_row.get::<_, Option<String>>("ssn")
+        );
+    }
+    assert_eq!(copied[0].get::<_, &str>("name"), "one");
+    assert_eq!(copied[0].get::<_, i64>("balance"), 10);
+    let wrong_type = copied[0].try_get::<_, &str>("id").unwrap_err();
+    assert!(
+        matches!(wrong_type, Error::ResultType { .. }),
+        "{wrong_type}"
+    );
+    assert!(wrong_type.to_string().contains("id"), "{wrong_type}");
+    let null = copied[1].try_get::<_, &str>("name").unwrap_err();
+    assert!(matches!(null, Error::ResultType { .. }), "{null}");
+
+    // Keys asked for every row: the row of NULL cells reads without one.
+    let asked = db
+        .client_with(db.encryption_with(|config| config.key_ttl(std::time::Duration::ZERO)))
+        .await;
+    let read = |id: i32| {
+        let asked = &asked;
+        async move {
+            let rows: Vec<aepg::Row> = asked
+                .copy_out(&format!(
+                    "COPY (SELECT id, ssn FROM people WHERE id = {id}) TO STDOUT (FORMAT binary)"
+                ))
+                .await
+                .unwrap()
+                .try_collect()
+                .await
+                .unwrap();
+            rows[0].get::<_, Option<String>>("ssn")
+        }
+    };
+    let unwraps = db.store.operation_counts().unwrap;
+    assert_eq!(read(2).await, None);
+    assert_eq!(
+        db.store.operation_counts().unwrap,
+        unwraps,
+        "no key asked for"
+    );
+    assert_eq!(read(1).await, Some(ssn(1)));
+    assert_eq!(db.store.operation_counts().unwrap, unwraps + 1);
+}

@@ -17,14 +17,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures_util::Stream;
-use postgres_types::Type;
 use sqlparser::ast::{CopyLegacyOption, CopyOption, CopySource, CopyTarget, Ident, ObjectName};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
-use tokio_postgres::binary_copy::BinaryCopyOutStream;
 
 use super::batch_decryption::BatchDecryption;
 use super::copy_in::{CopyColumn, CopyInWriter};
+use super::copy_out_format::CopyOutRows;
 use super::decryption::QueryCiphers;
 use super::executor::Executor;
 use super::row::{Row, RowStream, Source};
@@ -254,11 +253,6 @@ impl<'a> Executor<'a> {
             ),
             CopySource::Query(_) => select,
         };
-        let types: Vec<Type> = statement
-            .columns()
-            .iter()
-            .map(|column| column.type_().clone())
-            .collect();
         let stream = self
             .client
             .copy_out(&format!("COPY ({select}) TO STDOUT (FORMAT binary)"))
@@ -273,7 +267,7 @@ impl<'a> Executor<'a> {
             ciphers,
             described_by: prepared.inner.clone(),
         };
-        let rows = decryption.decrypt(BinaryCopyOutStream::new(stream, &types), Source::Copy);
+        let rows = decryption.decrypt(CopyOutRows::new(stream), Source::Copy);
         let rows: Pin<Box<dyn Stream<Item = Result<Row, Error>> + Send>> = Box::pin(rows);
         Ok(RowStream { inner: rows })
     }

@@ -10,8 +10,9 @@
 //!   a statement.
 //! - `statement`, `parameter`, `decryption`, `row`: a statement's
 //!   cross-check, its parameters' encryption, its results' decryption.
-//! - `copy`, `copy_in`, `batch_decryption`: encrypted binary COPY, its
-//!   writer, and long results decrypted batch by batch as they arrive.
+//! - `copy`, `copy_in`, `copy_out_format`, `batch_decryption`: encrypted
+//!   binary COPY, its writer, the format its rows are read in, and long
+//!   results decrypted batch by batch as they arrive.
 
 mod batch_decryption;
 #[allow(clippy::module_inception)] // client/client.rs holds `Client`, as in tokio-postgres
@@ -21,6 +22,7 @@ mod connection;
 mod connection_state;
 mod copy;
 mod copy_in;
+mod copy_out_format;
 mod decryption;
 mod encryption;
 mod executor;

@@ -6,12 +6,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use futures_util::Stream;
 use postgres_types::{FromSql, Type};
-use tokio_postgres::binary_copy::BinaryCopyOutRow;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::column_index::ColumnIndex;
+use super::copy_out_format::Fields;
 use super::decryption::{
     decrypt_into, ColumnDecryption, QueryCiphers, RawValue, ResultColumnPlan, RowCiphers,
 };
@@ -24,16 +25,25 @@ use crate::Error;
 pub(crate) enum Source {
     /// A row of a query's result.
     Query(tokio_postgres::Row),
-    /// A row of a binary `COPY … TO STDOUT`, described by the columns of
-    /// the query it was planned as ([`Decrypted::new`]'s `described_by`).
-    Copy(BinaryCopyOutRow),
+    /// A row of a binary `COPY … TO STDOUT` (its message, from the field
+    /// count on), described by the columns of the query it was planned as
+    /// ([`Decrypted::new`]'s `described_by`); where its values are is in
+    /// [`Decrypted`].
+    Copy(Bytes),
 }
 
 impl Source {
-    fn try_get<'a, T: FromSql<'a>>(&'a self, index: usize) -> Result<T, tokio_postgres::Error> {
+    /// Whether the row of `columns` columns has a value, not NULL, at
+    /// `index` (a row that cannot be read has none).
+    fn has_value(&self, index: usize, columns: usize) -> bool {
         match self {
-            Self::Query(row) => row.try_get(index),
-            Self::Copy(row) => row.try_get(index),
+            Self::Query(row) => {
+                matches!(row.try_get::<_, Option<RawValue<'_>>>(index), Ok(Some(_)))
+            }
+            Self::Copy(row) => Fields::of(row, columns).is_ok_and(|mut fields| {
+                (0..index).all(|_| fields.next_value().is_ok())
+                    && matches!(fields.next_value(), Ok(Some(_)))
+            }),
         }
     }
 }
@@ -44,8 +54,12 @@ impl From<tokio_postgres::Row> for Source {
     }
 }
 
-/// One value of an encrypted (or refused) column, after decryption.
+/// One value of an encrypted (or refused) column, after decryption, or
+/// of a plaintext column of a `COPY` row.
 enum DecryptedValue {
+    /// A plaintext column's value in a [`Source::Copy`] row: where it is
+    /// in the row's message (`None`: SQL NULL).
+    InRow(Option<Range<usize>>),
     /// SQL NULL: stored as NULL, never encrypted.
     Null,
     /// The plaintext, in the binary format of the column's plaintext type:
@@ -57,10 +71,10 @@ enum DecryptedValue {
 
 /// The decrypted values of rows decrypted together (one row, or a batch of
 /// a stream's): each row's values, one per column (`None` for a plaintext
-/// column, read from the row itself), and every plaintext in one buffer,
-/// with what describes those rows' columns. Shared by those rows, so that
-/// a row costs no allocation of its own and one reference count; the
-/// plaintexts are zeroized when the last of them is dropped.
+/// column of a query's row, read from the row itself), and every plaintext
+/// in one buffer, with what describes those rows' columns. Shared by those
+/// rows, so that a row costs no allocation of its own and one reference
+/// count; the plaintexts are zeroized when the last of them is dropped.
 pub(crate) struct Decrypted {
     /// How each column is read.
     plans: Arc<[ResultColumnPlan]>,
@@ -97,7 +111,8 @@ impl Decrypted {
     /// the ciphers `keys`; returns where the row's values start.
     ///
     /// # Errors
-    /// When a column's raw value cannot be read: nothing of the row is kept
+    /// When a column's raw value cannot be read (a `COPY` row of another
+    /// width, or whose lengths do not fit): nothing of the row is kept
     /// (what it had decrypted is zeroized).
     pub(crate) fn push_row(
         &mut self,
@@ -106,32 +121,82 @@ impl Decrypted {
         catalog: &Catalog,
         keys: &RowCiphers,
     ) -> Result<usize, Error> {
+        let first = self.values.len();
+        let first_plaintext = self.plaintexts.len();
+        let pushed = match inner {
+            Source::Query(row) => self.push_query_row(row, encryption, catalog, keys),
+            Source::Copy(row) => self.push_copy_row(row, encryption, catalog, keys),
+        };
+        if let Err(error) = pushed {
+            self.values.truncate(first);
+            self.plaintexts[first_plaintext..].zeroize();
+            self.plaintexts.truncate(first_plaintext);
+            return Err(error);
+        }
+        Ok(first)
+    }
+
+    /// [`push_row`](Self::push_row) of a query's row: its plaintext
+    /// columns are read from the row itself.
+    fn push_query_row(
+        &mut self,
+        row: &tokio_postgres::Row,
+        encryption: &Encryption,
+        catalog: &Catalog,
+        keys: &RowCiphers,
+    ) -> Result<(), Error> {
         let Self {
             plans,
             values,
             plaintexts,
             ..
         } = self;
-        let first = values.len();
-        let first_plaintext = plaintexts.len();
         for (index, plan) in plans.iter().enumerate() {
             let value = match &plan.decryption {
                 ColumnDecryption::Plaintext => None,
-                decryption => match inner.try_get::<Option<RawValue<'_>>>(index) {
-                    Ok(raw) => Some(decrypt_value(
-                        plaintexts, raw, decryption, plan, encryption, catalog, keys,
-                    )),
-                    Err(error) => {
-                        values.truncate(first);
-                        plaintexts[first_plaintext..].zeroize();
-                        plaintexts.truncate(first_plaintext);
-                        return Err(error.into());
-                    }
-                },
+                decryption => {
+                    let raw = row.try_get::<_, Option<RawValue<'_>>>(index)?;
+                    let cell = raw.map(|RawValue(cell)| cell);
+                    Some(decrypt_value(
+                        plaintexts, cell, decryption, plan, encryption, catalog, keys,
+                    ))
+                }
             };
             values.push(value);
         }
-        Ok(first)
+        Ok(())
+    }
+
+    /// [`push_row`](Self::push_row) of a `COPY` row: its values are
+    /// located as they are read, a plaintext column's kept as where it is.
+    fn push_copy_row(
+        &mut self,
+        row: &[u8],
+        encryption: &Encryption,
+        catalog: &Catalog,
+        keys: &RowCiphers,
+    ) -> Result<(), Error> {
+        let Self {
+            plans,
+            values,
+            plaintexts,
+            ..
+        } = self;
+        let mut fields = Fields::of(row, plans.len())?;
+        for plan in plans.iter() {
+            let at = fields.next_value()?;
+            let value = match &plan.decryption {
+                ColumnDecryption::Plaintext => DecryptedValue::InRow(at),
+                decryption => {
+                    let cell = at.map(|at| &row[at]);
+                    decrypt_value(
+                        plaintexts, cell, decryption, plan, encryption, catalog, keys,
+                    )
+                }
+            };
+            values.push(Some(value));
+        }
+        fields.end()
     }
 }
 
@@ -139,7 +204,7 @@ impl Decrypted {
 /// `plaintexts`.
 fn decrypt_value(
     plaintexts: &mut Zeroizing<Vec<u8>>,
-    raw: Option<RawValue<'_>>,
+    raw: Option<&[u8]>,
     decryption: &ColumnDecryption,
     plan: &ResultColumnPlan,
     encryption: &Encryption,
@@ -149,7 +214,7 @@ fn decrypt_value(
     match (raw, decryption) {
         // NULL stays NULL under encryption.
         (None, _) => DecryptedValue::Null,
-        (Some(RawValue(cell)), ColumnDecryption::Decrypted { setting, .. }) => {
+        (Some(cell), ColumnDecryption::Decrypted { setting, .. }) => {
             let decrypted = match keys.iter().find(|(id, _)| *id == setting.key_id) {
                 Some((_, Ok(cipher))) => {
                     decrypt_into(cipher, encryption, catalog, setting, cell, plaintexts)
@@ -217,7 +282,7 @@ impl Row {
         ciphers: &QueryCiphers,
     ) -> Result<Self, Error> {
         let inner = inner.into();
-        let has_cell = |index| matches!(inner.try_get::<Option<RawValue<'_>>>(index), Ok(Some(_)));
+        let has_cell = |index| inner.has_value(index, plans.len());
         let keys = ciphers.for_row(&plans, has_cell, encryption, catalog).await;
         let mut decrypted = Decrypted::new(plans, described_by, 1, 0);
         let first = decrypted.push_row(&inner, encryption, catalog, &keys)?;
@@ -296,7 +361,7 @@ impl Row {
     pub fn value_type<I: ColumnIndex>(&self, index: I) -> Option<&Type> {
         let position = index.__position(self.columns())?;
         match self.value(position) {
-            None => Some(self.columns()[position].type_()),
+            None | Some(DecryptedValue::InRow(_)) => Some(self.columns()[position].type_()),
             Some(_) => self.plans()[position].plaintext_type.as_ref(),
         }
     }
@@ -346,15 +411,36 @@ impl Row {
             problem,
         };
         match self.value(position) {
-            None => self.inner.try_get(position).map_err(|error| {
-                let was_null = std::error::Error::source(&error)
-                    .is_some_and(|source| source.is::<postgres_types::WasNull>());
-                if was_null {
-                    wrong_type(ResultTypeProblem::Null)
-                } else {
-                    Error::from(error)
+            None => {
+                let Source::Query(row) = &self.inner else {
+                    // Never made: a COPY row's every value is located.
+                    return Err(wrong_type(ResultTypeProblem::NotAccepted));
+                };
+                row.try_get(position).map_err(|error| {
+                    let was_null = std::error::Error::source(&error)
+                        .is_some_and(|source| source.is::<postgres_types::WasNull>());
+                    if was_null {
+                        wrong_type(ResultTypeProblem::Null)
+                    } else {
+                        Error::from(error)
+                    }
+                })
+            }
+            Some(DecryptedValue::InRow(at)) => {
+                let (Source::Copy(row), Some(column)) = (&self.inner, self.columns().get(position))
+                else {
+                    return Err(wrong_type(ResultTypeProblem::NotAccepted));
+                };
+                let ty = column.type_();
+                if !T::accepts(ty) {
+                    return Err(wrong_type(ResultTypeProblem::NotAccepted));
                 }
-            }),
+                match at {
+                    None => T::from_sql_null(ty).map_err(|_| wrong_type(ResultTypeProblem::Null)),
+                    Some(at) => T::from_sql(ty, &row[at.clone()])
+                        .map_err(|_| wrong_type(ResultTypeProblem::NotConvertible)),
+                }
+            }
             Some(DecryptedValue::Null) => {
                 T::from_sql_null(&Type::UNKNOWN).map_err(|_| wrong_type(ResultTypeProblem::Null))
             }
