@@ -110,6 +110,13 @@ pub async fn run(
             )
             .into());
         }
+        if std::env::var_os("AEPG_BENCH_VERBOSE").is_some() {
+            eprintln!(
+                "scan: plain {plain_time:?} (CPU: client {:?}, server {:?}), \
+                 aepg {aepg_time:?} (CPU: client {:?}, server {:?})",
+                plain_cpu.client, plain_cpu.server, aepg_cpu.client, aepg_cpu.server
+            );
+        }
         scan.add_aepg(plain_time, aepg_time);
         scan_cpu.add(plain_cpu, aepg_cpu);
     }
