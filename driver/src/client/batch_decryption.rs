@@ -13,7 +13,9 @@
 //! pool cost the client about 450 ns of CPU per cell (thread wake-ups, and
 //! rows and plaintexts built on one thread and freed on another) and made
 //! the scan no faster on the two-core machine it was measured on
-//! (docs/BENCHMARKS.md, "Where a scan's client CPU goes").
+//! (docs/BENCHMARKS.md, "Where a scan's client CPU goes"); reading the
+//! whole stream ahead on a task of its own made it no faster either, and
+//! cost small rows more CPU ("Reading a scan ahead, tried").
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -37,9 +39,10 @@ const BATCH: usize = 512;
 /// zeroizing what it leaves, when the cells are larger).
 const PLAINTEXT_GUESS: usize = 32;
 
-/// Plaintext bytes after which the next rows share a buffer of their own:
-/// a row the application keeps keeps its buffer alive, and with it at most
-/// this much of other rows' plaintexts (plus its own cells).
+/// Bytes of values after which the next rows share buffers of their own:
+/// a row the application keeps keeps its buffers alive, and with them at
+/// most this much of other rows' values (plaintexts, and the plaintext
+/// columns of `COPY` rows; plus its own).
 const SHARED_PLAINTEXT: usize = 64 * 1024;
 
 /// What decrypting a stream's rows needs.
@@ -238,7 +241,7 @@ where
             Ok((inner, first))
         });
         sharing.push(row);
-        if decrypted.plaintext_len() >= SHARED_PLAINTEXT {
+        if decrypted.values_len() >= SHARED_PLAINTEXT {
             let full = mem::replace(&mut decrypted, new_share(left));
             share(ready, sharing, full);
         }

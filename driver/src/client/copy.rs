@@ -13,10 +13,8 @@
 //! cannot carry cells, nor be decrypted. The column list is required for
 //! `FROM STDIN`: the server's column order is not signed.
 
-use std::pin::Pin;
 use std::sync::Arc;
 
-use futures_util::Stream;
 use sqlparser::ast::{CopyLegacyOption, CopyOption, CopySource, CopyTarget, Ident, ObjectName};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -26,7 +24,7 @@ use super::copy_in::{CopyColumn, CopyInWriter};
 use super::copy_out_format::CopyOutRows;
 use super::decryption::QueryCiphers;
 use super::executor::Executor;
-use super::row::{Row, RowStream, Source};
+use super::row::{RowStream, Source};
 use crate::analysis::ParameterTarget;
 use crate::names::TableName;
 use crate::Error;
@@ -268,7 +266,8 @@ impl<'a> Executor<'a> {
             described_by: prepared.inner.clone(),
         };
         let rows = decryption.decrypt(CopyOutRows::new(stream), Source::Copy);
-        let rows: Pin<Box<dyn Stream<Item = Result<Row, Error>> + Send>> = Box::pin(rows);
-        Ok(RowStream { inner: rows })
+        Ok(RowStream {
+            inner: Box::pin(rows),
+        })
     }
 }

@@ -1,6 +1,6 @@
 //! PostgreSQL's binary `COPY … TO STDOUT` format, read as the rows
 //! arrive: the header at the start of the first message, one row a
-//! message, then the trailer.
+//! message, then the trailer, after which the COPY is read to its end.
 //!
 //! [`CopyOutRows`] hands on each row's message whole; [`Fields`] locates a
 //! row's values where the row is decrypted, straight into the values its
@@ -19,7 +19,6 @@ use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes};
 use futures_util::Stream;
-use tokio_postgres::CopyOutStream;
 
 use crate::Error;
 
@@ -41,63 +40,78 @@ fn malformed(reason: impl Into<String>) -> Error {
 }
 
 /// The rows of a binary `COPY … TO STDOUT`: each row's message, from its
-/// field count on. Ends at the trailer; the first error is the last item.
-pub(crate) struct CopyOutRows {
-    messages: Pin<Box<CopyOutStream>>,
+/// field count on. After the trailer the COPY is read to its end (a
+/// server error, or data after the trailer, is then the last item); the
+/// first error is the last item.
+pub(crate) struct CopyOutRows<S> {
+    messages: Pin<Box<S>>,
     header_read: bool,
+    trailer_read: bool,
     ended: bool,
 }
 
-impl CopyOutRows {
-    /// The rows of `messages`, the data of a binary `COPY … TO STDOUT`.
-    pub(crate) fn new(messages: CopyOutStream) -> Self {
+impl<S> CopyOutRows<S> {
+    /// The rows of `messages`, the data of a binary `COPY … TO STDOUT`
+    /// (tokio-postgres's `CopyOutStream`).
+    pub(crate) fn new(messages: S) -> Self {
         Self {
             messages: Box::pin(messages),
             header_read: false,
+            trailer_read: false,
             ended: false,
         }
     }
 
     /// The next row of `message`, or `None` at the trailer.
     fn row(&mut self, mut message: Bytes) -> Result<Option<Bytes>, Error> {
+        if self.trailer_read {
+            return Err(malformed("data follows the trailer"));
+        }
         if !self.header_read {
             skip_header(&mut message)?;
             self.header_read = true;
         }
         if message.starts_with(&TRAILER) {
             if message.len() != TRAILER.len() {
-                return Err(malformed("bytes follow the trailer"));
+                return Err(malformed("data follows the trailer"));
             }
+            self.trailer_read = true;
             return Ok(None);
         }
         Ok(Some(message))
     }
 }
 
-impl Stream for CopyOutRows {
+impl<S, E> Stream for CopyOutRows<S>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+    E: Into<Error>,
+{
     type Item = Result<Bytes, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if this.ended {
-            return Poll::Ready(None);
-        }
-        let row = match ready!(this.messages.as_mut().poll_next(cx)) {
-            Some(Ok(message)) => this.row(message),
-            Some(Err(error)) => Err(error.into()),
-            None => Err(malformed("the data ended without its trailer")),
-        };
-        match row {
-            Ok(Some(row)) => Poll::Ready(Some(Ok(row))),
-            Ok(None) => {
-                this.ended = true;
-                Poll::Ready(None)
+        while !this.ended {
+            let row = match ready!(this.messages.as_mut().poll_next(cx)) {
+                Some(Ok(message)) => this.row(message),
+                Some(Err(error)) => Err(error.into()),
+                None if this.trailer_read => {
+                    this.ended = true;
+                    return Poll::Ready(None);
+                }
+                None => Err(malformed("the data ended without its trailer")),
+            };
+            match row {
+                Ok(Some(row)) => return Poll::Ready(Some(Ok(row))),
+                // The COPY is read on to its end.
+                Ok(None) => {}
+                Err(error) => {
+                    this.ended = true;
+                    return Poll::Ready(Some(Err(error)));
+                }
             }
-            Err(error) => {
-                this.ended = true;
-                Poll::Ready(Some(Err(error)))
-            }
         }
+        Poll::Ready(None)
     }
 }
 
@@ -189,7 +203,10 @@ impl<'row> Fields<'row> {
     /// # Errors
     /// [`Error::CopyData`] otherwise.
     pub(crate) fn end(self) -> Result<(), Error> {
-        if self.left != 0 || self.at != self.row.len() {
+        if self.left != 0 {
+            return Err(malformed("a row was left with values unread"));
+        }
+        if self.at != self.row.len() {
             return Err(malformed("a row holds bytes after its last value"));
         }
         Ok(())
@@ -310,5 +327,69 @@ mod tests {
         let mut wrong = whole.clone();
         wrong[0] = b'X';
         assert!(skip_header(&mut Bytes::from(wrong)).is_err());
+    }
+
+    /// The rows `messages` make, or the error that ended them.
+    fn rows_of(messages: Vec<Result<Vec<u8>, Error>>) -> Vec<Result<Vec<u8>, String>> {
+        use futures_util::StreamExt;
+        let messages = futures_util::stream::iter(
+            messages.into_iter().map(|message| message.map(Bytes::from)),
+        );
+        let rows = CopyOutRows::new(messages)
+            .map(|row| {
+                row.map(|row| row.to_vec())
+                    .map_err(|error| error.to_string())
+            })
+            .collect::<Vec<_>>();
+        futures_util::FutureExt::now_or_never(rows).expect("ready")
+    }
+
+    #[test]
+    fn rows_come_one_a_message_until_the_trailer() {
+        let first = row(&[Some(b"1")]);
+        let second = row(&[None]);
+        let messages = vec![
+            Ok([header(0, b""), first.clone()].concat()),
+            Ok(second.clone()),
+            Ok(TRAILER.to_vec()),
+        ];
+        assert_eq!(rows_of(messages), vec![Ok(first), Ok(second)]);
+        // No rows: the header and the trailer in one message.
+        assert_eq!(
+            rows_of(vec![Ok([header(0, b""), TRAILER.to_vec()].concat())]),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn what_breaks_the_stream_ends_it_with_one_error() {
+        let first = row(&[Some(b"1")]);
+        let cases = [
+            // No trailer.
+            vec![Ok([header(0, b""), first.clone()].concat())],
+            // Data after the trailer, in its message or the next.
+            vec![Ok([header(0, b""), TRAILER.to_vec(), vec![0]].concat())],
+            vec![
+                Ok([header(0, b""), TRAILER.to_vec()].concat()),
+                Ok(first.clone()),
+            ],
+            // A header with OIDs.
+            vec![
+                Ok([header(1 << 16, b""), first.clone()].concat()),
+                Ok(first.clone()),
+            ],
+            // The connection's error.
+            vec![
+                Ok([header(0, b""), first.clone()].concat()),
+                Err(malformed("stand-in for the connection's error")),
+                Ok(first.clone()),
+            ],
+        ];
+        for messages in cases {
+            let rows = rows_of(messages);
+            let (last, before) = rows.split_last().expect("an item");
+            assert!(last.is_err(), "{rows:?}");
+            assert!(before.iter().all(Result::is_ok), "{rows:?}");
+        }
     }
 }

@@ -198,6 +198,11 @@ macro_rules! query_methods {
         /// # Errors
         /// [`Error::CopyRefused`](crate::Error::CopyRefused) as for
         /// [`copy_in`](Self::copy_in); the query's refusal; database errors.
+        /// The stream's items: a row whose cell cannot be decrypted fails
+        /// only that column's `try_get`; a row the server sent malformed is
+        /// [`Error::CopyData`](crate::Error::CopyData) and the rows after it
+        /// are still read; a malformed header, data that ends without its
+        /// trailer or a failed connection is the stream's last item.
         pub async fn copy_out(&self, sql: &str) -> Result<crate::RowStream<'static>, crate::Error> {
             self.executor().copy_out(sql).await
         }

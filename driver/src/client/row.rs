@@ -21,18 +21,30 @@ use crate::catalog::Catalog;
 use crate::error::{DecryptError, ResultTypeProblem};
 use crate::Error;
 
-/// Where a row's values come from.
+/// Where a row's values come from: what a row is decrypted from.
 pub(crate) enum Source {
     /// A row of a query's result.
     Query(tokio_postgres::Row),
     /// A row of a binary `COPY … TO STDOUT` (its message, from the field
     /// count on), described by the columns of the query it was planned as
-    /// ([`Decrypted::new`]'s `described_by`); where its values are is in
-    /// [`Decrypted`].
+    /// ([`Decrypted::new`]'s `described_by`). Once decrypted, nothing of
+    /// it is kept: its plaintext columns' values are copied into
+    /// [`Decrypted`], so a row neither holds alive the socket read its
+    /// message came in nor shares that read's reference count with the
+    /// other rows of that read.
     Copy(Bytes),
 }
 
 impl Source {
+    /// What a row keeps of it: a query's row, whose plaintext columns are
+    /// read from it.
+    fn into_kept(self) -> Option<tokio_postgres::Row> {
+        match self {
+            Self::Query(row) => Some(row),
+            Self::Copy(_) => None,
+        }
+    }
+
     /// Whether the row of `columns` columns has a value, not NULL, at
     /// `index` (a row that cannot be read has none).
     fn has_value(&self, index: usize, columns: usize) -> bool {
@@ -58,7 +70,7 @@ impl From<tokio_postgres::Row> for Source {
 /// of a plaintext column of a `COPY` row.
 enum DecryptedValue {
     /// A plaintext column's value in a [`Source::Copy`] row: where it is
-    /// in the row's message (`None`: SQL NULL).
+    /// in [`Decrypted::copied`] (`None`: SQL NULL).
     InRow(Option<Range<usize>>),
     /// SQL NULL: stored as NULL, never encrypted.
     Null,
@@ -82,6 +94,8 @@ pub(crate) struct Decrypted {
     described_by: Option<tokio_postgres::Statement>,
     values: Vec<Option<DecryptedValue>>,
     plaintexts: Zeroizing<Vec<u8>>,
+    /// The values of `COPY` rows' plaintext columns.
+    copied: Vec<u8>,
 }
 
 impl Decrypted {
@@ -99,12 +113,14 @@ impl Decrypted {
             plans,
             described_by,
             plaintexts: Zeroizing::new(Vec::with_capacity(plaintext_bytes)),
+            copied: Vec::new(),
         }
     }
 
-    /// The plaintext bytes held.
-    pub(crate) fn plaintext_len(&self) -> usize {
-        self.plaintexts.len()
+    /// The bytes of values held: plaintexts, and `COPY` rows' plaintext
+    /// columns.
+    pub(crate) fn values_len(&self) -> usize {
+        self.plaintexts.len() + self.copied.len()
     }
 
     /// Decrypts the encrypted columns of `inner` as the plans say, with
@@ -123,6 +139,7 @@ impl Decrypted {
     ) -> Result<usize, Error> {
         let first = self.values.len();
         let first_plaintext = self.plaintexts.len();
+        let first_copied = self.copied.len();
         let pushed = match inner {
             Source::Query(row) => self.push_query_row(row, encryption, catalog, keys),
             Source::Copy(row) => self.push_copy_row(row, encryption, catalog, keys),
@@ -131,6 +148,7 @@ impl Decrypted {
             self.values.truncate(first);
             self.plaintexts[first_plaintext..].zeroize();
             self.plaintexts.truncate(first_plaintext);
+            self.copied.truncate(first_copied);
             return Err(error);
         }
         Ok(first)
@@ -168,7 +186,7 @@ impl Decrypted {
     }
 
     /// [`push_row`](Self::push_row) of a `COPY` row: its values are
-    /// located as they are read, a plaintext column's kept as where it is.
+    /// located as they are read, a plaintext column's copied.
     fn push_copy_row(
         &mut self,
         row: &[u8],
@@ -180,13 +198,18 @@ impl Decrypted {
             plans,
             values,
             plaintexts,
+            copied,
             ..
         } = self;
         let mut fields = Fields::of(row, plans.len())?;
         for plan in plans.iter() {
             let at = fields.next_value()?;
             let value = match &plan.decryption {
-                ColumnDecryption::Plaintext => DecryptedValue::InRow(at),
+                ColumnDecryption::Plaintext => DecryptedValue::InRow(at.map(|at| {
+                    let start = copied.len();
+                    copied.extend_from_slice(&row[at]);
+                    start..copied.len()
+                })),
                 decryption => {
                     let cell = at.map(|at| &row[at]);
                     decrypt_value(
@@ -259,10 +282,12 @@ fn decrypt_value(
 /// Plaintexts are zeroized when the row is dropped, or, for rows a stream
 /// decrypted together (a `copy_out`'s, which share a buffer per up to 512
 /// rows that had arrived, a new one once a buffer holds 64 KiB of
-/// plaintext), when the last row sharing its buffer is dropped. With a zero
+/// values), when the last row sharing its buffer is dropped. With a zero
 /// key TTL every row has a buffer of its own.
 pub struct Row {
-    inner: Source,
+    /// A query's row, whose plaintext columns are read from it (`None` for
+    /// a `COPY` row, whose values are all in `decrypted`).
+    inner: Option<tokio_postgres::Row>,
     /// The values of this row and of rows decrypted with it, and how their
     /// columns are read.
     decrypted: Arc<Decrypted>,
@@ -292,7 +317,7 @@ impl Row {
     /// A row whose values `decrypted` holds from `first` on.
     pub(crate) fn with_values(inner: Source, decrypted: Arc<Decrypted>, first: usize) -> Self {
         Self {
-            inner,
+            inner: inner.into_kept(),
             decrypted,
             first,
         }
@@ -315,12 +340,13 @@ impl Row {
             plans,
             described_by: None,
             plaintexts: Zeroizing::new(Vec::new()),
+            copied: Vec::new(),
         };
         Self::with_values(Source::Query(inner), Arc::new(decrypted), 0)
     }
 
     /// This row's value of the column at `position`: `None` for a plaintext
-    /// column.
+    /// column of a query's row (a `COPY` row's is `InRow`).
     fn value(&self, position: usize) -> Option<&DecryptedValue> {
         // Within this row's own values: a position past them panics rather
         // than reading the next row's.
@@ -337,12 +363,12 @@ impl Row {
     /// show the type `aepg.ciphertext` or `bytea`).
     pub fn columns(&self) -> &[tokio_postgres::Column] {
         match (&self.inner, &self.decrypted.described_by) {
-            (Source::Query(row), _) => row.columns(),
-            (Source::Copy(_), Some(query)) => query.columns(),
+            (Some(row), _) => row.columns(),
+            (None, Some(query)) => query.columns(),
             // Never made: a COPY's rows are decrypted with the query that
             // describes them (`BatchDecryption`). Were one made, it would
             // show no columns rather than another query's.
-            (Source::Copy(_), None) => &[],
+            (None, None) => &[],
         }
     }
 
@@ -412,7 +438,7 @@ impl Row {
         };
         match self.value(position) {
             None => {
-                let Source::Query(row) = &self.inner else {
+                let Some(row) = &self.inner else {
                     // Never made: a COPY row's every value is located.
                     return Err(wrong_type(ResultTypeProblem::NotAccepted));
                 };
@@ -427,8 +453,7 @@ impl Row {
                 })
             }
             Some(DecryptedValue::InRow(at)) => {
-                let (Source::Copy(row), Some(column)) = (&self.inner, self.columns().get(position))
-                else {
+                let Some(column) = self.columns().get(position) else {
                     return Err(wrong_type(ResultTypeProblem::NotAccepted));
                 };
                 let ty = column.type_();
@@ -437,7 +462,7 @@ impl Row {
                 }
                 match at {
                     None => T::from_sql_null(ty).map_err(|_| wrong_type(ResultTypeProblem::Null)),
-                    Some(at) => T::from_sql(ty, &row[at.clone()])
+                    Some(at) => T::from_sql(ty, &self.decrypted.copied[at.clone()])
                         .map_err(|_| wrong_type(ResultTypeProblem::NotConvertible)),
                 }
             }
