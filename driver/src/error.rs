@@ -105,8 +105,8 @@ pub enum Error {
     /// The server's binary `COPY` data is malformed: a row of another
     /// width than the statement's, a length that does not fit, a header
     /// aepg does not read, data after the trailer. A malformed row fails
-    /// alone (the rows after it are still read); a malformed header, or
-    /// data that ends without its trailer, ends the stream.
+    /// alone (the rows after it are still read); a malformed header, data
+    /// that ends without its trailer or follows it, ends the stream.
     #[error("the server's COPY data is malformed: {reason}")]
     CopyData {
         /// What is wrong (never a value).

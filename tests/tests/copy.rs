@@ -732,3 +732,32 @@ async fn a_copy_rows_plaintext_columns_read_as_a_query_rows() {
     assert_eq!(read(1).await, Some(ssn(1)));
     assert_eq!(db.store.operation_counts().unwrap, unwraps + 1);
 }
+
+/// Large plaintext columns fill a batch's shared buffers after a few rows:
+/// the rows after each split still read their own values, in order.
+#[tokio::test]
+async fn large_plaintext_columns_split_a_batch_and_read_back() {
+    let (_db, client) = people().await;
+    let name = |id: i32| format!("{id:05}").repeat(6_000);
+    let mut writer = client
+        .copy_in("COPY people (id, name, ssn) FROM STDIN (FORMAT binary)")
+        .await
+        .unwrap();
+    for id in 0..40 {
+        writer.write(&[&id, &name(id), &ssn(id)]).await.unwrap();
+    }
+    writer.finish().await.unwrap();
+    let rows: Vec<aepg::Row> = client
+        .copy_out("COPY (SELECT id, name, ssn FROM people ORDER BY id) TO STDOUT (FORMAT binary)")
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 40);
+    for (id, row) in (0..).zip(&rows) {
+        assert_eq!(row.get::<_, i32>("id"), id);
+        assert!(row.get::<_, &str>("name") == name(id), "row {id}'s name");
+        assert_eq!(row.get::<_, String>("ssn"), ssn(id));
+    }
+}

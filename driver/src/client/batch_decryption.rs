@@ -2,8 +2,9 @@
 //! batch as the rows arrive: the rows that are ready (at most [`BATCH`])
 //! are decrypted together, in place, with their column keys looked up once
 //! for the batch, never waiting for more rows to fill it. The batch's
-//! decrypted values and plaintexts go in one allocation each, which its
-//! rows share ([`Decrypted`]): a row costs no allocation of aepg's own.
+//! decrypted values, plaintexts and plaintext columns' values go in one
+//! allocation each, which its rows share ([`Decrypted`]): a row costs no
+//! allocation of aepg's own.
 //! The stream's own buffers (rows received, rows decrypted) are kept from
 //! batch to batch: a profile showed a batch's large, short-lived
 //! allocations (`ready_chunks`' vector, the decrypted rows' vector) making
@@ -220,9 +221,11 @@ where
         .ciphers
         .for_row(&this.plans, |_| true, &this.encryption, &this.catalog)
         .await;
-    // The batch's values and plaintexts in one allocation each, shared by
-    // its rows, until they hold SHARED_PLAINTEXT bytes: then the next rows
-    // share a new one.
+    // The batch's values, plaintexts and copied plaintext columns in one
+    // allocation each, shared by its rows, until they hold SHARED_PLAINTEXT
+    // bytes: then the next rows share new ones, sized for no more rows than
+    // filled the last (rows of large values would otherwise each reserve
+    // room for the rest of the batch).
     let new_share = |rows: usize| {
         Decrypted::new(
             this.plans.clone(),
@@ -242,7 +245,7 @@ where
         });
         sharing.push(row);
         if decrypted.values_len() >= SHARED_PLAINTEXT {
-            let full = mem::replace(&mut decrypted, new_share(left));
+            let full = mem::replace(&mut decrypted, new_share(left.min(sharing.len())));
             share(ready, sharing, full);
         }
         // A batch of large cells is long work: give the runtime its turn

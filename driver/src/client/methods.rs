@@ -202,7 +202,8 @@ macro_rules! query_methods {
         /// only that column's `try_get`; a row the server sent malformed is
         /// [`Error::CopyData`](crate::Error::CopyData) and the rows after it
         /// are still read; a malformed header, data that ends without its
-        /// trailer or a failed connection is the stream's last item.
+        /// trailer or follows it, or an error of the server or the
+        /// connection is the stream's last item.
         pub async fn copy_out(&self, sql: &str) -> Result<crate::RowStream<'static>, crate::Error> {
             self.executor().copy_out(sql).await
         }

@@ -83,10 +83,12 @@ enum DecryptedValue {
 
 /// The decrypted values of rows decrypted together (one row, or a batch of
 /// a stream's): each row's values, one per column (`None` for a plaintext
-/// column of a query's row, read from the row itself), and every plaintext
-/// in one buffer, with what describes those rows' columns. Shared by those
-/// rows, so that a row costs no allocation of its own and one reference
-/// count; the plaintexts are zeroized when the last of them is dropped.
+/// column of a query's row, read from the row itself), every plaintext in
+/// one buffer, the values of `COPY` rows' plaintext columns in another (not
+/// zeroized: they arrived unencrypted), with what describes those rows'
+/// columns. Shared by those rows, so that a row costs no allocation of its
+/// own and one reference count; the plaintexts are zeroized when the last
+/// of them is dropped.
 pub(crate) struct Decrypted {
     /// How each column is read.
     plans: Arc<[ResultColumnPlan]>,
