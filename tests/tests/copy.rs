@@ -37,6 +37,17 @@ async fn stored_people(db: &EncryptedDatabase) -> i64 {
         .get(0)
 }
 
+/// Every row of a binary `COPY … TO STDOUT` through `client`, decrypted.
+async fn copied_out(client: &aepg::Client, sql: &str) -> Vec<aepg::Row> {
+    client
+        .copy_out(sql)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
+}
+
 fn ssn(id: i32) -> String {
     format!("{:03}-{:02}-{:04}", id % 1000, id % 100, id)
 }
@@ -85,26 +96,22 @@ async fn rows_copied_in_are_encrypted_and_copied_out_decrypted() {
     }
 
     // Out again, decrypted: a table's columns, and a query.
-    let rows: Vec<aepg::Row> = client
-        .copy_out("COPY people (id, ssn, balance) TO STDOUT (FORMAT binary)")
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let rows = copied_out(
+        &client,
+        "COPY people (id, ssn, balance) TO STDOUT (FORMAT binary)",
+    )
+    .await;
     assert_eq!(rows.len(), usize::try_from(ROWS).unwrap());
     for row in &rows {
         let id: i32 = row.get("id");
         assert_eq!(row.get::<_, String>("ssn"), ssn(id));
         assert_eq!(row.get::<_, i64>("balance"), i64::from(id) * 100);
     }
-    let rows: Vec<aepg::Row> = client
-        .copy_out("COPY (SELECT id, code FROM people WHERE id < 10 ORDER BY id) TO STDOUT (FORMAT binary)")
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let rows = copied_out(
+        &client,
+        "COPY (SELECT id, code FROM people WHERE id < 10 ORDER BY id) TO STDOUT (FORMAT binary)",
+    )
+    .await;
     let codes: Vec<Option<String>> = rows.iter().map(|row| row.get("code")).collect();
     assert_eq!(codes.len(), 10);
     assert_eq!(codes[0].as_deref(), Some("ab"));
@@ -191,13 +198,11 @@ async fn a_row_refused_part_way_leaves_nothing_and_the_writer_goes_on() {
     let stored = writer.finish().await.unwrap();
     let expected = (0..ROWS).filter(|id| id % 7 != 3).count();
     assert_eq!(stored, u64::try_from(expected).unwrap());
-    let rows: Vec<aepg::Row> = client
-        .copy_out("COPY people (id, name, ssn, balance, code) TO STDOUT (FORMAT binary)")
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let rows = copied_out(
+        &client,
+        "COPY people (id, name, ssn, balance, code) TO STDOUT (FORMAT binary)",
+    )
+    .await;
     assert_eq!(rows.len(), expected);
     for row in &rows {
         let id: i32 = row.get("id");
@@ -427,13 +432,7 @@ async fn copy_out_of_a_table_reads_it_alone_and_odd_names_are_refused() {
         .batch_execute("INSERT INTO people_child SELECT * FROM people")
         .await
         .unwrap();
-    let rows: Vec<aepg::Row> = client
-        .copy_out("COPY people (id, ssn) TO STDOUT (FORMAT binary)")
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let rows = copied_out(&client, "COPY people (id, ssn) TO STDOUT (FORMAT binary)").await;
     assert_eq!(rows.len(), 1);
     // Names sqlparser would print otherwise than written.
     for sql in [
@@ -483,16 +482,14 @@ async fn a_scan_decrypted_in_batches_keeps_order_and_fails_only_tampered_cells()
         (&kept, (0..ROWS).collect::<Vec<_>>(), "true"),
         (&asked, around, "id % 1000 BETWEEN 490 AND 509"),
     ] {
-        let rows: Vec<aepg::Row> = client
-            .copy_out(&format!(
+        let rows = copied_out(
+            client,
+            &format!(
                 "COPY (SELECT id, ssn, balance FROM people WHERE {filter} ORDER BY id) \
                  TO STDOUT (FORMAT binary)"
-            ))
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
+            ),
+        )
+        .await;
         assert_eq!(rows.len(), ids.len());
         for (row, id) in rows.iter().zip(ids) {
             assert_eq!(row.get::<_, i32>("id"), id, "in order");
@@ -670,13 +667,11 @@ async fn a_copy_rows_plaintext_columns_read_as_a_query_rows() {
         .unwrap();
     let select = "SELECT id, name, ssn, balance FROM people ORDER BY id";
     let queried = client.query(select, &[]).await.unwrap();
-    let copied: Vec<aepg::Row> = client
-        .copy_out(&format!("COPY ({select}) TO STDOUT (FORMAT binary)"))
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let copied = copied_out(
+        &client,
+        &format!("COPY ({select}) TO STDOUT (FORMAT binary)"),
+    )
+    .await;
     assert_eq!(copied.len(), 2);
     for (query_row, copy_row) in queried.iter().zip(&copied) {
         for column in ["id", "name", "ssn", "balance"] {
@@ -710,16 +705,10 @@ async fn a_copy_rows_plaintext_columns_read_as_a_query_rows() {
     let read = |id: i32| {
         let asked = &asked;
         async move {
-            let rows: Vec<aepg::Row> = asked
-                .copy_out(&format!(
-                    "COPY (SELECT id, ssn FROM people WHERE id = {id}) TO STDOUT (FORMAT binary)"
-                ))
-                .await
-                .unwrap()
-                .try_collect()
-                .await
-                .unwrap();
-            rows[0].get::<_, Option<String>>("ssn")
+            let sql = format!(
+                "COPY (SELECT id, ssn FROM people WHERE id = {id}) TO STDOUT (FORMAT binary)"
+            );
+            copied_out(asked, &sql).await[0].get::<_, Option<String>>("ssn")
         }
     };
     let unwraps = db.store.operation_counts().unwrap;
@@ -747,13 +736,11 @@ async fn large_plaintext_columns_split_a_batch_and_read_back() {
         writer.write(&[&id, &name(id), &ssn(id)]).await.unwrap();
     }
     writer.finish().await.unwrap();
-    let rows: Vec<aepg::Row> = client
-        .copy_out("COPY (SELECT id, name, ssn FROM people ORDER BY id) TO STDOUT (FORMAT binary)")
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let rows = copied_out(
+        &client,
+        "COPY (SELECT id, name, ssn FROM people ORDER BY id) TO STDOUT (FORMAT binary)",
+    )
+    .await;
     assert_eq!(rows.len(), 40);
     for (id, row) in (0..).zip(&rows) {
         assert_eq!(row.get::<_, i32>("id"), id);

@@ -44,7 +44,7 @@ const PLAINTEXT_GUESS: usize = 32;
 /// a row the application keeps keeps its buffers alive, and with them at
 /// most this much of other rows' values (plaintexts, and the plaintext
 /// columns of `COPY` rows; plus its own).
-const SHARED_PLAINTEXT: usize = 64 * 1024;
+const SHARED_VALUES: usize = 64 * 1024;
 
 /// What decrypting a stream's rows needs.
 pub(crate) struct BatchDecryption {
@@ -222,7 +222,7 @@ where
         .for_row(&this.plans, |_| true, &this.encryption, &this.catalog)
         .await;
     // The batch's values, plaintexts and copied plaintext columns in one
-    // allocation each, shared by its rows, until they hold SHARED_PLAINTEXT
+    // allocation each, shared by its rows, until they hold SHARED_VALUES
     // bytes: then the next rows share new ones, sized for no more rows than
     // filled the last (rows of large values would otherwise each reserve
     // room for the rest of the batch).
@@ -231,7 +231,7 @@ where
             this.plans.clone(),
             Some(this.described_by.clone()),
             rows,
-            rows.saturating_mul(PLAINTEXT_GUESS).min(SHARED_PLAINTEXT),
+            rows.saturating_mul(PLAINTEXT_GUESS).min(SHARED_VALUES),
         )
     };
     let mut decrypted = new_share(received.len());
@@ -244,7 +244,7 @@ where
             Ok((inner, first))
         });
         sharing.push(row);
-        if decrypted.values_len() >= SHARED_PLAINTEXT {
+        if decrypted.values_len() >= SHARED_VALUES {
             let full = mem::replace(&mut decrypted, new_share(left.min(sharing.len())));
             share(ready, sharing, full);
         }

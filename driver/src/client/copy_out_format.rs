@@ -138,6 +138,14 @@ fn skip_header(message: &mut Bytes) -> Result<(), Error> {
     Ok(())
 }
 
+/// `error`, a value's, said of the column it was read for.
+pub(crate) fn of_column(error: Error, column: &str) -> Error {
+    match error {
+        Error::CopyData { reason } => malformed(format!("column {column}: {reason}")),
+        other => other,
+    }
+}
+
 /// A row's values in turn: where each is in the row, `None` for NULL.
 pub(crate) struct Fields<'row> {
     row: &'row [u8],
@@ -294,6 +302,26 @@ mod tests {
             let error = values(&lying, 3).expect_err("lying length");
             assert!(matches!(error, Error::CopyData { .. }), "{length}: {error}");
         }
+    }
+
+    #[test]
+    fn a_values_error_names_its_column() {
+        let error = of_column(
+            malformed("a value's length 9 does not fit its row"),
+            "public.t.c",
+        );
+        assert_eq!(
+            error.to_string(),
+            "the server's COPY data is malformed: column public.t.c: a value's length 9 does not fit its row"
+        );
+        let other = of_column(
+            Error::CopyRowLength {
+                expected: 1,
+                given: 2,
+            },
+            "public.t.c",
+        );
+        assert!(matches!(other, Error::CopyRowLength { .. }));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use postgres_types::{FromSql, Type};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::column_index::ColumnIndex;
-use super::copy_out_format::Fields;
+use super::copy_out_format::{of_column, Fields};
 use super::decryption::{
     decrypt_into, ColumnDecryption, QueryCiphers, RawValue, ResultColumnPlan, RowCiphers,
 };
@@ -205,7 +205,9 @@ impl Decrypted {
         } = self;
         let mut fields = Fields::of(row, plans.len())?;
         for plan in plans.iter() {
-            let at = fields.next_value()?;
+            let at = fields
+                .next_value()
+                .map_err(|error| of_column(error, &plan.label))?;
             let value = match &plan.decryption {
                 ColumnDecryption::Plaintext => DecryptedValue::InRow(at.map(|at| {
                     let start = copied.len();
