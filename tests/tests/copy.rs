@@ -697,6 +697,17 @@ async fn a_copy_rows_plaintext_columns_read_as_a_query_rows() {
     assert!(wrong_type.to_string().contains("id"), "{wrong_type}");
     let null = copied[1].try_get::<_, &str>("name").unwrap_err();
     assert!(matches!(null, Error::ResultType { .. }), "{null}");
+    // A query row's plaintext columns fail the same way.
+    for (query_error, copy_error) in [
+        (queried[0].try_get::<_, &str>("id").unwrap_err(), wrong_type),
+        (queried[1].try_get::<_, &str>("name").unwrap_err(), null),
+    ] {
+        assert!(
+            matches!(query_error, Error::ResultType { .. }),
+            "{query_error}"
+        );
+        assert_eq!(query_error.to_string(), copy_error.to_string());
+    }
 
     // Keys asked for every row: the row of NULL cells reads without one.
     let asked = db

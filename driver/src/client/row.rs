@@ -446,14 +446,20 @@ impl Row {
                     // Never made: a COPY row's every value is located.
                     return Err(wrong_type(ResultTypeProblem::NotAccepted));
                 };
+                // As a COPY row's plaintext column and a decrypted value:
+                // checked here, so that tokio-postgres's remaining error can
+                // only be the value's conversion.
+                if !T::accepts(row.columns()[position].type_()) {
+                    return Err(wrong_type(ResultTypeProblem::NotAccepted));
+                }
                 row.try_get(position).map_err(|error| {
                     let was_null = std::error::Error::source(&error)
                         .is_some_and(|source| source.is::<postgres_types::WasNull>());
-                    if was_null {
-                        wrong_type(ResultTypeProblem::Null)
+                    wrong_type(if was_null {
+                        ResultTypeProblem::Null
                     } else {
-                        Error::from(error)
-                    }
+                        ResultTypeProblem::NotConvertible
+                    })
                 })
             }
             Some(DecryptedValue::InRow(at)) => {
