@@ -19,8 +19,9 @@ use tokio_postgres::{GenericClient, Row};
 
 use super::error::CatalogError;
 use super::install::{supported_version, CATALOG_STATE_QUERY};
+use super::looked_up::{LookedUpTable, LookedUpTables};
 use super::model::{
-    is_temp_schema, Catalog, ColumnState, EncryptedColumn, EncryptionSetting, SkipReason,
+    is_user_schema, Catalog, ColumnState, EncryptedColumn, EncryptionSetting, SkipReason,
     SkippedRecord, VerifiedManifest,
 };
 use super::pin::Pins;
@@ -201,6 +202,7 @@ impl<'r> Loader<'r> {
                 ciphertext_type_oid,
                 skipped: Vec::new(),
                 swapping_tables: BTreeSet::new(),
+                looked_up: LookedUpTables::default(),
             },
             assignments: BTreeMap::new(),
             unusable: BTreeMap::new(),
@@ -966,17 +968,19 @@ struct ServerColumn {
     is_ciphertext: bool,
 }
 
-/// Reads every user relation's columns (temporary ones excepted: they
-/// belong to other sessions), so the analyzer can resolve names and result
-/// columns can be traced to encrypted columns.
-/// The server's relations and their columns, `$1` the ciphertext type's
-/// oid. Operators qualified: the session's search path is the server's to
-/// set, and must not re-pair what this query reads. The schemas
-/// [`server_relations`] leaves out are left out here already: the system
-/// catalogs' two thousand columns made this one statement most of a cold
-/// start's catalog load (docs/BENCHMARKS.md). `starts_with` needs
-/// PostgreSQL 11 or later.
-const RELATIONS_QUERY: &str = "SELECT n.nspname, c.relname, c.oid, a.attnum, a.attname,
+/// The columns of the server's relations (tables, views, foreign tables)
+/// that the filter selects (after a `WITH` clause it may use), `$1` the
+/// ciphertext type's oid; temporary ones excepted (they belong to other
+/// sessions). Operators qualified: the session's search path is the
+/// server's to set, and must not re-pair what this query reads. The schemas [`server_relations`] leaves out are left
+/// out here already: the system catalogs' two thousand columns made this
+/// one statement most of a cold start's catalog load (docs/BENCHMARKS.md).
+/// `starts_with` needs PostgreSQL 11 or later.
+macro_rules! relations_query {
+    ($with:literal, $filter:literal) => {
+        concat!(
+            $with,
+            "SELECT n.nspname, c.relname, c.oid, a.attnum, a.attname,
         a.atttypid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
  FROM pg_catalog.pg_class c
  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
@@ -986,16 +990,134 @@ const RELATIONS_QUERY: &str = "SELECT n.nspname, c.relname, c.oid, a.attnum, a.a
    AND NOT pg_catalog.starts_with(n.nspname, 'pg_toast')
    AND NOT pg_catalog.starts_with(n.nspname, 'pg_temp_')
    AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
- ORDER BY n.nspname, c.relname, a.attnum";
+   AND ",
+            $filter,
+            "
+ ORDER BY n.nspname, c.relname, a.attnum"
+        )
+    };
+}
+
+/// What every load reads: the relations with encrypted columns, by type
+/// (`aepg.ciphertext`, also a migration's shadow column) or by an
+/// assignment row. Columns of the type are found through the dependency
+/// each has on it (`pg_depend`'s index on what is depended on), not by
+/// reading every column of the database. The rows only choose what to
+/// read: a signed column's table the server leaves out is kept, damaged
+/// ([`Loader::finish`]); a ciphertext column whose dependency row a
+/// superuser deleted is read when a statement names its table, unusable,
+/// and its cells are refused by their type.
+/// Other tables are read when a statement first names them
+/// ([`look_up_tables`]): reading all of them made a load grow with the
+/// schema (2,000 tables of 10 columns: 0.50 → 0.11 of plain's cold start).
+const RELATIONS_QUERY: &str = relations_query!(
+    "",
+    "(c.oid OPERATOR(pg_catalog.=) ANY (SELECT d.objid FROM pg_catalog.pg_depend d
+         WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid
+           AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_type'::pg_catalog.regclass::pg_catalog.oid
+           AND d.refobjid OPERATOR(pg_catalog.=) $1::pg_catalog.oid)
+      OR EXISTS (SELECT FROM aepg.column_assignments s
+         WHERE s.schema_name OPERATOR(pg_catalog.=) n.nspname::pg_catalog.text
+           AND s.table_name OPERATOR(pg_catalog.=) c.relname::pg_catalog.text))"
+);
+
+/// The relations of the names in `$2` (schemas) and `$3` (names), read when
+/// a statement names them.
+const NAMED_RELATIONS_QUERY: &str = relations_query!(
+    "WITH named (schema_name, table_name) AS
+     (SELECT * FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.text[]),
+                               pg_catalog.unnest($3::pg_catalog.text[])))
+",
+    "(n.nspname::pg_catalog.text, c.relname::pg_catalog.text) IN (SELECT * FROM named)"
+);
+
+/// Reads the tables `names` (schema-qualified) that the analysis of a
+/// statement looked for and `catalog` does not know yet, and keeps them
+/// with it: each is found, or known absent. Their `aepg.ciphertext`
+/// columns (a table given one since the load) are unusable; a table a
+/// signed record names is never taken from here.
+///
+/// # Errors
+/// Database errors.
+pub(crate) async fn look_up_tables(
+    client: &impl GenericClient,
+    catalog: &Catalog,
+    names: &[TableName],
+) -> Result<(), Error> {
+    let names: Vec<TableName> = names
+        .iter()
+        .filter(|name| is_user_schema(&name.schema) && !catalog.tables.contains_key(name))
+        .cloned()
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let schemas: Vec<&str> = names.iter().map(|name| name.schema.as_str()).collect();
+    let tables: Vec<&str> = names.iter().map(|name| name.name.as_str()).collect();
+    let rows = client
+        .query_typed(
+            NAMED_RELATIONS_QUERY,
+            &[
+                (&catalog.ciphertext_type_oid, Type::OID),
+                (&schemas, Type::TEXT_ARRAY),
+                (&tables, Type::TEXT_ARRAY),
+            ],
+        )
+        .await?;
+    let found = server_relations(rows)?
+        .into_iter()
+        .filter(|relation| {
+            // Signed columns belong to the load's tables only.
+            !relation.columns.iter().any(|column| {
+                catalog
+                    .columns
+                    .contains_key(&relation.name.column(column.name.clone()))
+            })
+        })
+        .map(|relation| looked_up_table(catalog, relation))
+        .collect();
+    catalog.looked_up.record(&names, found);
+    Ok(())
+}
+
+/// What the analyzer sees of a table read on demand: its ciphertext
+/// columns unusable (no verified assignment names them), the rest
+/// plaintext.
+fn looked_up_table(catalog: &Catalog, relation: ServerRelation) -> LookedUpTable {
+    let attnums = relation
+        .columns
+        .iter()
+        .map(|column| (column.name.clone(), column.attnum))
+        .collect();
+    let columns = relation
+        .columns
+        .into_iter()
+        .map(|column| {
+            if column.is_ciphertext {
+                ColumnInfo::unusable(
+                    column.name,
+                    format!(
+                        "it is aepg.ciphertext, but no verified assignment names it{}",
+                        left_out_note(&catalog.skipped)
+                    ),
+                )
+            } else {
+                ColumnInfo::plaintext(column.name)
+            }
+        })
+        .collect();
+    LookedUpTable {
+        info: TableInfo::new(relation.name, columns),
+        oid: relation.oid,
+        attnums,
+    }
+}
 
 fn server_relations(rows: Vec<Row>) -> Result<Vec<ServerRelation>, Error> {
     let mut relations: Vec<ServerRelation> = Vec::new();
     for row in rows {
         let schema: String = row.try_get(0)?;
-        if is_temp_schema(&schema)
-            || schema.starts_with("pg_toast")
-            || ["pg_catalog", "information_schema", "aepg"].contains(&schema.as_str())
-        {
+        if !is_user_schema(&schema) {
             continue;
         }
         let name = TableName::new(schema, row.try_get::<_, String>(1)?);

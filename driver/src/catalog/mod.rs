@@ -15,6 +15,7 @@ mod column_key_rotation;
 mod error;
 mod install;
 mod load;
+mod looked_up;
 mod master_key_rotation;
 mod model;
 mod pin;
@@ -35,4 +36,4 @@ pub use model::{
 pub use pin::{PinFileError, PinnedColumn, Pins, PIN_FILE_FORMAT};
 
 pub(crate) use install::CATALOG_STATE_QUERY;
-pub(crate) use load::left_out_note;
+pub(crate) use load::{left_out_note, look_up_tables};

@@ -1,11 +1,13 @@
 //! The verified, in-memory catalog.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use aepg_keystore::MasterKeyLocation;
 use postgres_types::Type;
 
+use super::looked_up::{LookedUpTables, Lookup};
 use crate::analysis::{ColumnEncryption, SchemaView, TableInfo};
 use crate::cell::{CellSetting, NamedType};
 use crate::names::{ColumnName, TableName};
@@ -168,7 +170,11 @@ pub struct Catalog {
     /// Every loaded column's relation oid and `attnum`, to check that a
     /// result column comes from where the analysis resolved it.
     pub(crate) attributes: HashMap<ColumnName, (u32, i16)>,
+    /// The tables with encrypted columns (signed, or by type), and signed
+    /// tables the server lacks (damaged).
     pub(crate) tables: HashMap<TableName, TableInfo>,
+    /// The other tables, read when a statement first names them.
+    pub(crate) looked_up: LookedUpTables,
     /// Names of tables with encrypted columns (signed or by type), for the
     /// search-path shadowing check.
     pub(crate) encrypted_table_names: HashMap<String, Vec<TableName>>,
@@ -276,9 +282,22 @@ impl Catalog {
         self.unassigned_origins.contains(&(table_oid, attnum))
     }
 
-    /// The oid and `attnum` of the column `name`, as loaded.
+    /// The oid and `attnum` of the column `name`, as loaded (or as read
+    /// when a statement first named its table).
     pub fn attribute(&self, name: &ColumnName) -> Option<(u32, i16)> {
-        self.attributes.get(name).copied()
+        self.attributes
+            .get(name)
+            .copied()
+            .or_else(|| self.looked_up.attribute(name))
+    }
+
+    /// Whether the table `name` has encrypted or ciphertext columns, or is
+    /// a damaged signed table.
+    pub(crate) fn has_encrypted_table(&self, name: &TableName) -> bool {
+        match self.tables.get(name) {
+            Some(table) => table.has_encrypted_columns(),
+            None => self.looked_up.has_encrypted_columns(name),
+        }
     }
 
     /// The oid of the `aepg.ciphertext` domain in this database.
@@ -306,6 +325,7 @@ impl Catalog {
             catalog: self,
             search_path,
             temp_tables,
+            missing: RefCell::new(Vec::new()),
         }
     }
 
@@ -319,11 +339,57 @@ impl Catalog {
 }
 
 /// [`SchemaView`] over a [`Catalog`] with one connection's search path.
-#[derive(Clone, Copy, Debug)]
+///
+/// A table without encrypted columns that no statement named before is
+/// not known yet: the view resolves it as missing and lists it in
+/// [`missing`](Self::missing), to be read from the server and the
+/// statement analyzed again.
+#[derive(Clone, Debug)]
 pub struct CatalogSchemaView<'a> {
     catalog: &'a Catalog,
     search_path: &'a [String],
     temp_tables: &'a [String],
+    missing: RefCell<Vec<TableName>>,
+}
+
+impl CatalogSchemaView<'_> {
+    /// The tables the analysis looked for that were not read yet: its
+    /// result is provisional while this is not empty.
+    pub fn missing(&self) -> Vec<TableName> {
+        self.missing.borrow().clone()
+    }
+
+    /// The table `schema.name`: the load's, or one read on demand.
+    fn lookup(&self, schema: &str, name: &str) -> Option<TableInfo> {
+        let table = TableName::new(schema, name);
+        if let Some(info) = self.catalog.tables.get(&table) {
+            return Some(info.clone());
+        }
+        if !is_user_schema(schema) {
+            // Never read: the system's, aepg's own, other sessions'
+            // temporary ones.
+            return None;
+        }
+        match self.catalog.looked_up.get(&table) {
+            Lookup::Found(info) => Some(info),
+            Lookup::Absent => None,
+            Lookup::Unknown => {
+                let mut missing = self.missing.borrow_mut();
+                if !missing.contains(&table) {
+                    missing.push(table);
+                }
+                None
+            }
+        }
+    }
+}
+
+/// Whether tables of `schema` are the application's: not the system
+/// catalogs, aepg's, TOAST or temporary schemas.
+pub(crate) fn is_user_schema(schema: &str) -> bool {
+    !(is_temp_schema(schema)
+        || schema.starts_with("pg_toast")
+        || ["pg_catalog", "information_schema", "aepg"].contains(&schema))
 }
 
 /// Whether `schema` is a session's temporary schema.
@@ -333,12 +399,7 @@ pub(crate) fn is_temp_schema(schema: &str) -> bool {
 
 impl SchemaView for CatalogSchemaView<'_> {
     fn resolve_table(&self, schema: Option<&str>, name: &str) -> Option<TableInfo> {
-        let lookup = |schema: &str| {
-            self.catalog
-                .tables
-                .get(&TableName::new(schema, name))
-                .cloned()
-        };
+        let lookup = |schema: &str| self.lookup(schema, name);
         match schema {
             // `pg_temp.x` names the session's temporary table, whose columns
             // this client does not know.

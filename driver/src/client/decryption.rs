@@ -190,10 +190,7 @@ fn check_not_redirected(
     let involves_encryption = catalog.column(expected).is_some()
         || catalog.column_at(origin.0, origin.1).is_some()
         || catalog.is_unassigned_ciphertext_column(origin.0, origin.1)
-        || catalog
-            .tables
-            .get(&expected.table_name())
-            .is_some_and(crate::analysis::TableInfo::has_encrypted_columns);
+        || catalog.has_encrypted_table(&expected.table_name());
     if !involves_encryption {
         return Ok(());
     }

@@ -769,9 +769,14 @@ impl Encryption {
         let now = Instant::now();
         let mut current = write(&self.current);
         // The same catalog loaded again keeps its identity, so no client's
-        // statement cache empties for nothing.
+        // statement cache empties for nothing; the tables read on demand
+        // under it are read again (a load again is asked for when tables
+        // may have changed shape).
         let catalog = match current.as_ref() {
-            Some(kept) if kept.catalog.same_as(&catalog) => kept.catalog.clone(),
+            Some(kept) if kept.catalog.same_as(&catalog) => {
+                kept.catalog.looked_up.clear();
+                kept.catalog.clone()
+            }
             _ => {
                 // The new catalog's wrapped values may open where the old
                 // ones failed (a master key rotated in): ask again.

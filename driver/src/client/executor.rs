@@ -21,9 +21,9 @@ use super::statement::Statement;
 use super::to_statement::{ToStatement, ToStatementType};
 use crate::analysis::{
     analyze, session_control, ColumnEncryption, ControlText, ParameterTarget, ParameterUse,
-    ResultColumnSource, SessionControl, StatementAnalysis,
+    Refusal, ResultColumnSource, SessionControl, StatementAnalysis,
 };
-use crate::catalog::{Catalog, CatalogError, EncryptionSetting, CATALOG_CHANNEL};
+use crate::catalog::{look_up_tables, Catalog, CatalogError, EncryptionSetting, CATALOG_CHANNEL};
 use crate::cell::CellCipher;
 use crate::error::{CrossCheckProblem, ParameterProblem, ResultProblem, RowCountExpectation};
 use crate::names::ColumnName;
@@ -50,6 +50,10 @@ const SESSION_QUERY: &str = "SELECT v.instance_id, v.generation, \
 /// How often a new statement text is analyzed again because the catalog or
 /// the session changed while it was being prepared, before giving up.
 const MAX_PREPARE_ATTEMPTS: usize = 4;
+
+/// How often one analysis reads tables it names: an analysis that stops
+/// early may name more on its next run.
+const MAX_TABLE_LOOKUPS: usize = 3;
 
 /// A statement whose description names `aepg.ciphertext`, so that
 /// tokio-postgres looks the type up ([`Executor::learn_ciphertext_type`]).
@@ -313,17 +317,11 @@ impl<'a> Executor<'a> {
         for _ in 0..MAX_PREPARE_ATTEMPTS {
             // Analyze before the text reaches the server, so a refused
             // statement is never even prepared.
-            let view = catalog.schema_view(&resolution.search_path, &resolution.temp_tables);
-            let analyzed = {
-                let _span = tracing::trace_span!("aepg.analyze").entered();
-                analyze(sql, &view)
-            };
+            let analyzed = self.analyze(sql, &catalog, &resolution).await?;
             let analyzed = match self.after_swaps(sql, &catalog, &analyzed).await? {
                 Some(current) => {
                     catalog = current;
-                    let view =
-                        catalog.schema_view(&resolution.search_path, &resolution.temp_tables);
-                    analyze(sql, &view)
+                    self.analyze(sql, &catalog, &resolution).await?
                 }
                 None => analyzed,
             };
@@ -451,6 +449,41 @@ impl<'a> Executor<'a> {
             }
         }
         Err(CatalogError::Unsettled.into())
+    }
+
+    /// Analyzes `sql` under `catalog` and the session's name resolution.
+    /// Tables without encrypted columns are read from the server when a
+    /// statement first names them (`look_up_tables`): an analysis that
+    /// looked for one not read yet is provisional, and runs again once
+    /// they are read.
+    ///
+    /// # Errors
+    /// The outer error: reading the tables failed. The inner one: the
+    /// analysis refuses the statement.
+    async fn analyze(
+        &self,
+        sql: &str,
+        catalog: &Catalog,
+        resolution: &NameResolution,
+    ) -> Result<Result<StatementAnalysis, Refusal>, Error> {
+        for _ in 0..MAX_TABLE_LOOKUPS {
+            let view = catalog.schema_view(&resolution.search_path, &resolution.temp_tables);
+            let analyzed = {
+                let _span = tracing::trace_span!("aepg.analyze").entered();
+                analyze(sql, &view)
+            };
+            let missing = view.missing();
+            if missing.is_empty() {
+                return Ok(analyzed);
+            }
+            look_up_tables(self.client, catalog, &missing)
+                .instrument(tracing::debug_span!("aepg.catalog.look_up_tables"))
+                .await?;
+        }
+        // Every name of the text was looked up by now; what is still
+        // missing was dropped from a full cache, and resolves as unknown.
+        let view = catalog.schema_view(&resolution.search_path, &resolution.temp_tables);
+        Ok(analyze(sql, &view))
     }
 
     /// Before refusing a statement: reads the catalog generation and the
@@ -904,8 +937,7 @@ impl<'a> Executor<'a> {
             resolution = report.resolution;
             self.state.set_resolution(resolution.clone());
         }
-        let view = catalog.schema_view(&resolution.search_path, &resolution.temp_tables);
-        let analysis = analyze(sql, &view)?;
+        let analysis = self.analyze(sql, &catalog, &resolution).await??;
         if let Some((index, column)) =
             analysis
                 .parameters
