@@ -139,6 +139,34 @@ async fn a_plaintext_table_is_read_once_when_a_statement_first_names_it() {
     assert_eq!(row.get::<_, &str>("note"), "created after");
 }
 
+/// A text the analysis cannot read is refused before it reaches the
+/// server, and the words of it (a literal's among them) are not sent as
+/// table names to look up either.
+#[tokio::test]
+async fn the_words_of_a_refused_text_are_not_looked_up() {
+    let (server, db) = logged_database("table_lookup_words").await;
+    let client = db.client().await;
+    client
+        .execute(
+            "INSERT INTO people (id, ssn) VALUES ($1, $2)",
+            &[&1, &"123-45-6789"],
+        )
+        .await
+        .unwrap();
+    for text in [
+        "SELECT ssn FROM people WHERE ssn = 'zebraword quagga' OPERATOR(",
+        "CREATE TABLE copied AS SELECT 'zebraword quagga' AS n, ssn FROM people",
+    ] {
+        let error = client.execute(text, &[]).await.unwrap_err();
+        assert!(error.to_string().contains("refus"), "{error}");
+    }
+    let log = server.server_log().await.unwrap();
+    assert!(
+        !log.contains("zebraword") && !log.contains("quagga"),
+        "a refused text's words reached the server:\n{log}"
+    );
+}
+
 /// A DBA gives a table an `aepg.ciphertext` column after the client loaded
 /// its catalog, with no signed assignment: the table is read when a
 /// statement names it, and the column is unusable, not plaintext.

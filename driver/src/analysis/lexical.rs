@@ -203,7 +203,8 @@ impl Lexicon {
                         return Some(encrypted);
                     }
                 }
-                let table = schema.resolve_table(candidate.schema.as_deref(), &candidate.name)?;
+                let table =
+                    schema.resolve_if_known(candidate.schema.as_deref(), &candidate.name)?;
                 table.has_encrypted_columns().then_some(table.name)
             })
     }

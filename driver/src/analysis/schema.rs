@@ -130,6 +130,16 @@ pub trait SchemaView {
     /// does (unquoted identifiers lower-cased, quoted ones kept).
     fn resolve_table(&self, schema: Option<&str>, name: &str) -> Option<TableInfo>;
 
+    /// [`resolve_table`](Self::resolve_table) for a scan that only asks
+    /// whether a word may name an encrypted table (the words of a text the
+    /// parser could not read, string literals among them): a view that
+    /// reads tables on demand reads none for it, as every table with
+    /// encrypted columns is known without, and such words are not table
+    /// names to send to the server.
+    fn resolve_if_known(&self, schema: Option<&str>, name: &str) -> Option<TableInfo> {
+        self.resolve_table(schema, name)
+    }
+
     /// Every table named `name`, in any schema, that has encrypted columns
     /// by a signed record or by its column types, including signed tables
     /// the server no longer has. An unqualified name that resolves to

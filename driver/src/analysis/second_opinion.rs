@@ -137,7 +137,7 @@ fn encrypted_table_named(
     (schema_name, name): &(String, String),
 ) -> Option<TableName> {
     let qualifier = (!schema_name.is_empty()).then_some(schema_name.as_str());
-    if let Some(table) = schema.resolve_table(qualifier, name) {
+    if let Some(table) = schema.resolve_if_known(qualifier, name) {
         if table.has_encrypted_columns() {
             return Some(table.name);
         }

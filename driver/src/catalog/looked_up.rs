@@ -52,18 +52,31 @@ pub(crate) enum Lookup {
 /// the same: equal, cloned empty, shown by its size.
 #[derive(Default)]
 pub(crate) struct LookedUpTables {
-    tables: Mutex<HashMap<TableName, Option<Arc<LookedUpTable>>>>,
+    state: Mutex<State>,
+}
+
+/// The tables, and how often they were forgotten.
+#[derive(Default)]
+struct State {
+    tables: HashMap<TableName, Option<Arc<LookedUpTable>>>,
+    clears: u64,
 }
 
 impl LookedUpTables {
-    fn lock(&self) -> MutexGuard<'_, HashMap<TableName, Option<Arc<LookedUpTable>>>> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         // Every change is one insert or a clear: nothing half done to see.
-        self.tables.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What to pass to [`record`](Self::record) with the answer of a
+    /// lookup sent after this call.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.lock().clears
     }
 
     /// What is known of `name`.
     pub(crate) fn get(&self, name: &TableName) -> Lookup {
-        match self.lock().get(name) {
+        match self.lock().tables.get(name) {
             Some(Some(table)) => Lookup::Found(table.info.clone()),
             Some(None) => Lookup::Absent,
             None => Lookup::Unknown,
@@ -72,44 +85,55 @@ impl LookedUpTables {
 
     /// The oid and `attnum` of column `name` of a table read here.
     pub(crate) fn attribute(&self, name: &ColumnName) -> Option<(u32, i16)> {
-        let tables = self.lock();
-        let table = tables.get(&name.table_name())?.as_ref()?;
+        let state = self.lock();
+        let table = state.tables.get(&name.table_name())?.as_ref()?;
         Some((table.oid, *table.attnums.get(&name.column)?))
     }
 
     /// Whether a table read here has `aepg.ciphertext` columns.
     pub(crate) fn has_encrypted_columns(&self, name: &TableName) -> bool {
         self.lock()
+            .tables
             .get(name)
             .and_then(Option::as_ref)
             .is_some_and(|table| table.info.has_encrypted_columns())
     }
 
     /// Keeps what the server answered for `asked`: the tables in `found`,
-    /// and every other asked name as absent.
-    pub(crate) fn record(&self, asked: &[TableName], found: Vec<LookedUpTable>) {
-        let mut tables = self.lock();
-        if tables.len() + asked.len() > MAX_TABLES {
-            tables.clear();
+    /// and every other asked name as absent. An answer to a lookup sent
+    /// before the last [`clear`](Self::clear) (`epoch` older) is dropped:
+    /// it may show the shapes the clear was for.
+    pub(crate) fn record(&self, epoch: u64, asked: &[TableName], found: Vec<LookedUpTable>) {
+        let mut state = self.lock();
+        if state.clears != epoch {
+            return;
+        }
+        let asked = &asked[..asked.len().min(MAX_TABLES)];
+        if state.tables.len() + asked.len() > MAX_TABLES {
+            state.tables.clear();
         }
         for name in asked {
-            tables.insert(name.clone(), None);
+            state.tables.insert(name.clone(), None);
         }
         for table in found {
             if asked.contains(&table.info.name) {
-                tables.insert(table.info.name.clone(), Some(Arc::new(table)));
+                state
+                    .tables
+                    .insert(table.info.name.clone(), Some(Arc::new(table)));
             }
         }
     }
 
     /// Forgets every table: they may have changed shape.
     pub(crate) fn clear(&self) {
-        self.lock().clear();
+        let mut state = self.lock();
+        state.tables.clear();
+        state.clears += 1;
     }
 
     /// How many names are kept.
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().tables.len()
     }
 }
 
@@ -165,7 +189,9 @@ mod tests {
         let orders = TableName::new("public", "orders");
         let missing = TableName::new("public", "missing");
         let unasked = TableName::new("public", "unasked");
+        let epoch = cache.epoch();
         cache.record(
+            epoch,
             &[orders.clone(), missing.clone()],
             vec![table("orders", &["id", "total"]), table("unasked", &["x"])],
         );
@@ -176,13 +202,24 @@ mod tests {
         assert_eq!(cache.attribute(&orders.column("nope")), None);
         cache.clear();
         assert!(matches!(cache.get(&orders), Lookup::Unknown));
+        // An answer to a lookup sent before the clear is dropped.
+        cache.record(
+            epoch,
+            std::slice::from_ref(&orders),
+            vec![table("orders", &["id"])],
+        );
+        assert!(matches!(cache.get(&orders), Lookup::Unknown));
     }
 
     #[test]
     fn the_cache_is_bounded() {
         let cache = LookedUpTables::default();
         for index in 0..MAX_TABLES + 10 {
-            cache.record(&[TableName::new("public", format!("t{index}"))], Vec::new());
+            cache.record(
+                cache.epoch(),
+                &[TableName::new("public", format!("t{index}"))],
+                Vec::new(),
+            );
             assert!(cache.len() <= MAX_TABLES);
         }
     }

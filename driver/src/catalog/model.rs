@@ -359,24 +359,58 @@ impl CatalogSchemaView<'_> {
         self.missing.borrow().clone()
     }
 
-    /// The table `schema.name`: the load's, or one read on demand.
-    fn lookup(&self, schema: &str, name: &str) -> Option<TableInfo> {
+    /// The table `schema.name`: the load's, or one read on demand. A name
+    /// not read yet is noted as missing when `record`.
+    fn lookup(&self, schema: &str, name: &str, record: bool) -> Lookup {
         let table = TableName::new(schema, name);
         if let Some(info) = self.catalog.tables.get(&table) {
-            return Some(info.clone());
+            return Lookup::Found(info.clone());
         }
         if !is_user_schema(schema) {
             // Never read: the system's, aepg's own, other sessions'
             // temporary ones.
-            return None;
+            return Lookup::Absent;
         }
-        match self.catalog.looked_up.get(&table) {
-            Lookup::Found(info) => Some(info),
-            Lookup::Absent => None,
-            Lookup::Unknown => {
-                let mut missing = self.missing.borrow_mut();
-                if !missing.contains(&table) {
-                    missing.push(table);
+        let known = self.catalog.looked_up.get(&table);
+        if record && matches!(known, Lookup::Unknown) {
+            let mut missing = self.missing.borrow_mut();
+            if !missing.contains(&table) {
+                missing.push(table);
+            }
+        }
+        known
+    }
+
+    /// [`SchemaView::resolve_table`], noting names not read yet when
+    /// `record`. An unqualified name resolves to nothing while a schema
+    /// ahead of its table on the search path is not read yet (a table of
+    /// that name there would come first); the walk goes on to note the
+    /// names further on, so one lookup reads them all.
+    fn resolve(&self, schema: Option<&str>, name: &str, record: bool) -> Option<TableInfo> {
+        match schema {
+            // `pg_temp.x` names the session's temporary table, whose columns
+            // this client does not know.
+            Some("pg_temp") => None,
+            Some(schema) => match self.lookup(schema, name, record) {
+                Lookup::Found(info) => Some(info),
+                Lookup::Absent | Lookup::Unknown => None,
+            },
+            None => {
+                let mut unknown_ahead = false;
+                for schema in self.search_path {
+                    if is_temp_schema(schema) {
+                        // A temporary table of the session hides every
+                        // table of its name; its columns are unknown here.
+                        if self.temp_tables.iter().any(|table| table == name) {
+                            return None;
+                        }
+                        continue;
+                    }
+                    match self.lookup(schema, name, record) {
+                        Lookup::Found(info) => return (!unknown_ahead).then_some(info),
+                        Lookup::Unknown => unknown_ahead = true,
+                        Lookup::Absent => {}
+                    }
                 }
                 None
             }
@@ -399,29 +433,11 @@ pub(crate) fn is_temp_schema(schema: &str) -> bool {
 
 impl SchemaView for CatalogSchemaView<'_> {
     fn resolve_table(&self, schema: Option<&str>, name: &str) -> Option<TableInfo> {
-        let lookup = |schema: &str| self.lookup(schema, name);
-        match schema {
-            // `pg_temp.x` names the session's temporary table, whose columns
-            // this client does not know.
-            Some("pg_temp") => None,
-            Some(schema) => lookup(schema),
-            None => {
-                for schema in self.search_path {
-                    if is_temp_schema(schema) {
-                        // A temporary table of the session hides every
-                        // table of its name; its columns are unknown here.
-                        if self.temp_tables.iter().any(|table| table == name) {
-                            return None;
-                        }
-                        continue;
-                    }
-                    if let Some(table) = lookup(schema) {
-                        return Some(table);
-                    }
-                }
-                None
-            }
-        }
+        self.resolve(schema, name, true)
+    }
+
+    fn resolve_if_known(&self, schema: Option<&str>, name: &str) -> Option<TableInfo> {
+        self.resolve(schema, name, false)
     }
 
     fn encrypted_tables_named(&self, name: &str) -> Vec<TableName> {

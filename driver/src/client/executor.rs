@@ -51,9 +51,10 @@ const SESSION_QUERY: &str = "SELECT v.instance_id, v.generation, \
 /// the session changed while it was being prepared, before giving up.
 const MAX_PREPARE_ATTEMPTS: usize = 4;
 
-/// How often one analysis reads tables it names: an analysis that stops
-/// early may name more on its next run.
-const MAX_TABLE_LOOKUPS: usize = 3;
+/// How often one analysis reads tables it names: the analysis of a text of
+/// several statements stops at the first it refuses, and may name more
+/// tables on its next run.
+const MAX_TABLE_LOOKUPS: usize = 16;
 
 /// A statement whose description names `aepg.ciphertext`, so that
 /// tokio-postgres looks the type up ([`Executor::learn_ciphertext_type`]).
@@ -455,7 +456,9 @@ impl<'a> Executor<'a> {
     /// Tables without encrypted columns are read from the server when a
     /// statement first names them (`look_up_tables`): an analysis that
     /// looked for one not read yet is provisional, and runs again once
-    /// they are read.
+    /// they are read, for as long as each run names tables the last did
+    /// not reach (the analysis of a text stops at its first refused
+    /// statement), at most [`MAX_TABLE_LOOKUPS`] times.
     ///
     /// # Errors
     /// The outer error: reading the tables failed. The inner one: the
@@ -466,24 +469,24 @@ impl<'a> Executor<'a> {
         catalog: &Catalog,
         resolution: &NameResolution,
     ) -> Result<Result<StatementAnalysis, Refusal>, Error> {
-        for _ in 0..MAX_TABLE_LOOKUPS {
+        let mut lookups = 0;
+        loop {
             let view = catalog.schema_view(&resolution.search_path, &resolution.temp_tables);
             let analyzed = {
                 let _span = tracing::trace_span!("aepg.analyze").entered();
                 analyze(sql, &view)
             };
             let missing = view.missing();
-            if missing.is_empty() {
+            if missing.is_empty() || lookups == MAX_TABLE_LOOKUPS {
+                // What is still missing resolves as no table: refused where
+                // it matters, as an unknown name.
                 return Ok(analyzed);
             }
+            lookups += 1;
             look_up_tables(self.client, catalog, &missing)
                 .instrument(tracing::debug_span!("aepg.catalog.look_up_tables"))
                 .await?;
         }
-        // Every name of the text was looked up by now; what is still
-        // missing was dropped from a full cache, and resolves as unknown.
-        let view = catalog.schema_view(&resolution.search_path, &resolution.temp_tables);
-        Ok(analyze(sql, &view))
     }
 
     /// Before refusing a statement: reads the catalog generation and the
