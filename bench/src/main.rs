@@ -30,7 +30,10 @@
 //! rows in 2 blocks, 50 statements: checks that the program works, as CI
 //! runs it), `--migration-only`, `--cell-cpu-only` (the load, then only
 //! the client CPU per cell), `--bulk-only` (the load and the scan of aepg
-//! and plain alone, with the client's and the server's CPU: `bulk_cpu`).
+//! and plain alone, with the client's and the server's CPU: `bulk_cpu`),
+//! `--cold-only` (the load, then only aepg's and plain's cold starts), and
+//! `--schema-tables N` (N plain tables of ten columns created before the
+//! cold starts: a database's schema is rarely two tables).
 
 mod bulk_cpu;
 mod cell_cpu;
@@ -61,6 +64,11 @@ struct Options {
     cell_cpu_only: bool,
     /// Only the load and the scan, with their CPU.
     bulk_only: bool,
+    /// Only the cold start (after the load).
+    cold_only: bool,
+    /// Plain tables of ten columns created before the cold start, in a
+    /// schema of their own: a catalog load reads the whole schema.
+    schema_tables: usize,
 }
 
 impl Options {
@@ -72,6 +80,8 @@ impl Options {
             migration_only: false,
             cell_cpu_only: false,
             bulk_only: false,
+            cold_only: false,
+            schema_tables: 0,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -85,6 +95,8 @@ impl Options {
                 "--migration-only" => options.migration_only = true,
                 "--cell-cpu-only" => options.cell_cpu_only = true,
                 "--bulk-only" => options.bulk_only = true,
+                "--cold-only" => options.cold_only = true,
+                "--schema-tables" => options.schema_tables = number()?,
                 "--quick" => {
                     options.rows = 20_000;
                     options.blocks = 2;
@@ -93,7 +105,7 @@ impl Options {
                 other => {
                     return Err(format!(
                         "unknown option {other}: --rows N, --blocks B, --ops N, --quick, --migration-only, \
-                         --cell-cpu-only, --bulk-only"
+                         --cell-cpu-only, --bulk-only, --cold-only, --schema-tables N"
                     )
                     .into())
                 }
@@ -325,6 +337,51 @@ async fn scan_aepg(client: &aepg::Client) -> Result<(Duration, usize), Failure> 
     Ok((started.elapsed(), count))
 }
 
+/// Three cold starts a block (pgcrypto's too, unless `--cold-only`), after
+/// creating `--schema-tables` plain tables.
+async fn cold_starts(
+    db: &EncryptedDatabase,
+    plain: &tokio_postgres::Client,
+    options: &Options,
+) -> Result<Ratios, Failure> {
+    if options.schema_tables > 0 {
+        let columns: Vec<String> = (1..=10).map(|column| format!("c{column} text")).collect();
+        let tables: Vec<String> = (0..options.schema_tables)
+            .map(|table| format!("CREATE TABLE extra.t{table} ({});", columns.join(", ")))
+            .collect();
+        plain
+            .batch_execute(&format!("CREATE SCHEMA extra; {}", tables.concat()))
+            .await?;
+        println!(
+            "cold start with {} more tables of 10 columns in the database",
+            options.schema_tables
+        );
+    }
+    let mut cold = Ratios::new("cold start, first query");
+    for index in 0..options.blocks * 3 {
+        if options.cold_only {
+            let (plain_time, aepg_time) = if index % 2 == 0 {
+                let plain_time = cold_plain(db).await?;
+                (plain_time, cold_aepg(db).await?)
+            } else {
+                let aepg_time = cold_aepg(db).await?;
+                (cold_plain(db).await?, aepg_time)
+            };
+            cold.add_aepg(plain_time, aepg_time);
+            continue;
+        }
+        let (plain_time, aepg_time, pgcrypto_time) = in_turn(
+            index,
+            || cold_plain(db),
+            || cold_aepg(db),
+            || pgcrypto::cold(db),
+        )
+        .await?;
+        cold.add(plain_time, aepg_time, pgcrypto_time);
+    }
+    Ok(cold)
+}
+
 /// A new connection and its first query: plain.
 async fn cold_plain(db: &EncryptedDatabase) -> Result<Duration, Failure> {
     let started = Instant::now();
@@ -394,6 +451,16 @@ async fn main() -> Result<(), Failure> {
     if options.bulk_only {
         return bulk_cpu::run(&plain, &aepg, &rows, options.blocks).await;
     }
+    if options.cold_only {
+        copy_in_plain(&plain, &rows).await?;
+        copy_in_aepg(&aepg, &rows).await?;
+        plain
+            .batch_execute("CREATE INDEX ON plain_people (ssn); CREATE INDEX ON enc_people (ssn)")
+            .await?;
+        let cold = cold_starts(&db, &plain, &options).await?;
+        cold.print_aepg();
+        return Ok(());
+    }
     if options.migration_only {
         copy_in_plain(&plain, &rows).await?;
         plain
@@ -460,17 +527,7 @@ async fn main() -> Result<(), Failure> {
         .await?;
     pgcrypto::index(&pgc).await?;
     let stored = stored_bytes(&plain).await?;
-    let mut cold = Ratios::new("cold start, first query");
-    for index in 0..options.blocks * 3 {
-        let (plain_time, aepg_time, pgcrypto_time) = in_turn(
-            index,
-            || cold_plain(&db),
-            || cold_aepg(&db),
-            || pgcrypto::cold(&db),
-        )
-        .await?;
-        cold.add(plain_time, aepg_time, pgcrypto_time);
-    }
+    let cold = cold_starts(&db, &plain, &options).await?;
 
     let first_id = i32::try_from(options.rows)?;
     let small = point::run(&db, options.blocks, options.ops, first_id).await?;
