@@ -698,10 +698,9 @@ impl<'r> Loader<'r> {
                     }
                 })
                 .collect();
-            tables.insert(
-                relation.name.clone(),
-                TableInfo::new(relation.name, columns),
-            );
+            let mut info = TableInfo::new(relation.name.clone(), columns);
+            info.damage = relation.damage.map(Into::into);
+            tables.insert(relation.name, info);
         }
         // A signed table or column the server lacks: the analysis could not
         // map values to its columns, so no statement may use the table.
@@ -956,12 +955,19 @@ fn decode_cosigned<T: CatalogRecord + Clone>(
 }
 
 /// A table, view or foreign table as the server describes it.
+#[derive(Debug)]
 struct ServerRelation {
     name: TableName,
     oid: u32,
+    /// In `attnum` order.
     columns: Vec<ServerColumn>,
+    /// Why the description cannot be trusted (the server listed the
+    /// relation under two oids, one oid under two names, or a column
+    /// twice): no statement may use it.
+    damage: Option<String>,
 }
 
+#[derive(Debug)]
 struct ServerColumn {
     name: String,
     attnum: i16,
@@ -1123,34 +1129,169 @@ fn looked_up_table(catalog: &Catalog, relation: ServerRelation) -> LookedUpTable
             }
         })
         .collect();
+    let mut info = TableInfo::new(relation.name, columns);
+    info.damage = relation.damage.map(Into::into);
     LookedUpTable {
-        info: TableInfo::new(relation.name, columns),
+        info,
         oid: relation.oid,
         attnums,
     }
 }
 
+/// The relations in the rows of [`RELATIONS_QUERY`] or
+/// [`NAMED_RELATIONS_QUERY`], leaving out schemas that are not the
+/// application's.
 fn server_relations(rows: Vec<Row>) -> Result<Vec<ServerRelation>, Error> {
-    let mut relations: Vec<ServerRelation> = Vec::new();
+    let mut described = Vec::with_capacity(rows.len());
     for row in rows {
         let schema: String = row.try_get(0)?;
         if !is_user_schema(&schema) {
             continue;
         }
-        let name = TableName::new(schema, row.try_get::<_, String>(1)?);
-        let column = ServerColumn {
-            attnum: row.try_get(3)?,
-            name: row.try_get(4)?,
-            is_ciphertext: row.try_get(5)?,
-        };
-        match relations.last_mut() {
-            Some(last) if last.name == name => last.columns.push(column),
-            _ => relations.push(ServerRelation {
-                name,
-                oid: row.try_get(2)?,
-                columns: vec![column],
-            }),
+        described.push(DescribedColumn {
+            table: TableName::new(schema, row.try_get::<_, String>(1)?),
+            oid: row.try_get(2)?,
+            column: ServerColumn {
+                attnum: row.try_get(3)?,
+                name: row.try_get(4)?,
+                is_ciphertext: row.try_get(5)?,
+            },
+        });
+    }
+    Ok(group_relations(described))
+}
+
+/// One row of a relations query.
+struct DescribedColumn {
+    table: TableName,
+    oid: u32,
+    column: ServerColumn,
+}
+
+/// The columns grouped by relation, whatever order the server sent them
+/// in: a relation listed twice apart must not read as two relations, the
+/// last of which lacks a signed column (it would hide it from the
+/// analysis). A relation described inconsistently (two oids, an oid
+/// shared with another name, a column name or `attnum` twice) is damaged.
+fn group_relations(described: Vec<DescribedColumn>) -> Vec<ServerRelation> {
+    let mut relations: BTreeMap<TableName, ServerRelation> = BTreeMap::new();
+    let mut names_by_oid: HashMap<u32, TableName> = HashMap::new();
+    let mut shared_oids = Vec::new();
+    for DescribedColumn { table, oid, column } in described {
+        match names_by_oid.get(&oid) {
+            Some(named) if *named != table => shared_oids.push(oid),
+            Some(_) => {}
+            None => {
+                names_by_oid.insert(oid, table.clone());
+            }
+        }
+        let relation = relations
+            .entry(table.clone())
+            .or_insert_with(|| ServerRelation {
+                name: table,
+                oid,
+                columns: Vec::new(),
+                damage: None,
+            });
+        if relation.oid != oid {
+            relation
+                .damage
+                .get_or_insert_with(|| "the server lists it under two oids".to_owned());
+            shared_oids.push(oid);
+            continue;
+        }
+        if relation
+            .columns
+            .iter()
+            .any(|known| known.name == column.name || known.attnum == column.attnum)
+        {
+            relation.damage.get_or_insert_with(|| {
+                format!("the server lists its column {:?} twice", column.name)
+            });
+            continue;
+        }
+        relation.columns.push(column);
+    }
+    for relation in relations.values_mut() {
+        if shared_oids.contains(&relation.oid) {
+            relation.damage.get_or_insert_with(|| {
+                "the server lists its oid under another name too".to_owned()
+            });
+        }
+        relation.columns.sort_by_key(|column| column.attnum);
+    }
+    relations.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn described(table: &str, oid: u32, attnum: i16, column: &str) -> DescribedColumn {
+        DescribedColumn {
+            table: TableName::new("public", table),
+            oid,
+            column: ServerColumn {
+                attnum,
+                name: column.to_owned(),
+                is_ciphertext: column == "ssn",
+            },
         }
     }
-    Ok(relations)
+
+    fn columns(relation: &ServerRelation) -> Vec<&str> {
+        relation
+            .columns
+            .iter()
+            .map(|column| column.name.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn a_relation_listed_twice_apart_is_one_relation() {
+        // A lying server lists `people` again after `orders`, without its
+        // signed column: read in order, the second listing replaced the
+        // first and hid `ssn` from the analysis.
+        let relations = group_relations(vec![
+            described("people", 10, 2, "ssn"),
+            described("orders", 20, 1, "id"),
+            described("people", 10, 1, "id"),
+        ]);
+        assert_eq!(relations.len(), 2);
+        let people = relations
+            .iter()
+            .find(|relation| relation.name.name == "people")
+            .expect("people");
+        assert_eq!(columns(people), ["id", "ssn"], "in attnum order");
+        assert!(people.damage.is_none());
+    }
+
+    #[test]
+    fn an_inconsistent_relation_is_damaged() {
+        let twice = group_relations(vec![
+            described("people", 10, 1, "id"),
+            described("people", 10, 2, "ssn"),
+            described("people", 10, 3, "ssn"),
+        ]);
+        assert!(twice[0]
+            .damage
+            .as_deref()
+            .is_some_and(|why| why.contains("twice")));
+        assert_eq!(columns(&twice[0]), ["id", "ssn"]);
+
+        let two_oids = group_relations(vec![
+            described("people", 10, 1, "id"),
+            described("people", 11, 2, "ssn"),
+        ]);
+        assert!(two_oids[0]
+            .damage
+            .as_deref()
+            .is_some_and(|why| why.contains("two oids")));
+
+        let shared = group_relations(vec![
+            described("people", 10, 2, "ssn"),
+            described("decoy", 10, 2, "note"),
+        ]);
+        assert!(shared.iter().all(|relation| relation.damage.is_some()));
+    }
 }
