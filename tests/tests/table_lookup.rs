@@ -160,9 +160,19 @@ async fn the_words_of_a_refused_text_are_not_looked_up() {
         let error = client.execute(text, &[]).await.unwrap_err();
         assert!(error.to_string().contains("refus"), "{error}");
     }
+    // A recursive CTE's name is not a table to look up either.
+    let error = client
+        .query(
+            "WITH RECURSIVE zebracte(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM zebracte WHERE n < 3) \
+             SELECT ssn FROM people, zebracte WHERE ssn = $1",
+            &[&"123-45-6789"],
+        )
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("RECURSIVE"), "{error}");
     let log = server.server_log().await.unwrap();
     assert!(
-        !log.contains("zebraword") && !log.contains("quagga"),
+        !log.contains("zebraword") && !log.contains("quagga") && !log.contains("zebracte"),
         "a refused text's words reached the server:\n{log}"
     );
 }

@@ -68,6 +68,9 @@ pub(super) struct Analyzer<'s> {
     pub(super) result_columns: Vec<ResultColumn>,
     /// Whether the statement may change the session (`SET`, `set_config`, …).
     pub(super) changes_session: bool,
+    /// Names of `WITH RECURSIVE` CTEs being declared: a reference to one
+    /// inside them is the CTE, never a table to read from the server.
+    pub(super) recursive_names: Vec<String>,
 }
 
 impl<'s> Analyzer<'s> {
@@ -82,6 +85,7 @@ impl<'s> Analyzer<'s> {
             depth: 0,
             result_columns: Vec::new(),
             changes_session: false,
+            recursive_names: Vec::new(),
         }
     }
 
@@ -147,7 +151,13 @@ impl<'s> Analyzer<'s> {
                 return None;
             }
         };
-        let resolved = self.schema.resolve_table(schema, name);
+        let resolved = if schema.is_none() && self.recursive_names.contains(name) {
+            // A recursive CTE's own name (doubted already): what is known
+            // of a table of that name, nothing read for it.
+            self.schema.resolve_if_known(schema, name)
+        } else {
+            self.schema.resolve_table(schema, name)
+        };
         if schema.is_none() {
             self.check_not_shadowed(name, resolved.as_ref());
         }

@@ -84,6 +84,11 @@ impl Analyzer<'_> {
         if with.recursive {
             // A recursive CTE refers to itself before its columns are known.
             self.doubt_unsupported("WITH RECURSIVE");
+            self.recursive_names.extend(
+                with.cte_tables
+                    .iter()
+                    .map(|cte| fold_identifier(&cte.alias.name)),
+            );
         }
         for cte in &with.cte_tables {
             if cte.from.is_some() {

@@ -316,6 +316,12 @@ impl Catalog {
     /// A view of the tables that resolves unqualified names along
     /// `search_path` (as `current_schemas(true)` reports it), where the
     /// session's temporary schema holds `temp_tables`.
+    ///
+    /// It knows the tables with encrypted columns and the tables a client
+    /// of this catalog already read on demand; an analysis against it
+    /// that names any other table is provisional, and
+    /// [`CatalogSchemaView::missing`] lists what to read first (the client
+    /// does so before every statement it analyzes).
     pub fn schema_view<'a>(
         &'a self,
         search_path: &'a [String],

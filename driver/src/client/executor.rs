@@ -26,7 +26,7 @@ use crate::analysis::{
 use crate::catalog::{look_up_tables, Catalog, CatalogError, EncryptionSetting, CATALOG_CHANNEL};
 use crate::cell::CellCipher;
 use crate::error::{CrossCheckProblem, ParameterProblem, ResultProblem, RowCountExpectation};
-use crate::names::ColumnName;
+use crate::names::{ColumnName, TableName};
 use crate::record::CatalogId;
 use crate::support::generation_from_sql;
 use crate::Error;
@@ -469,6 +469,7 @@ impl<'a> Executor<'a> {
         catalog: &Catalog,
         resolution: &NameResolution,
     ) -> Result<Result<StatementAnalysis, Refusal>, Error> {
+        let mut asked: Vec<TableName> = Vec::new();
         let mut lookups = 0;
         loop {
             let view = catalog.schema_view(&resolution.search_path, &resolution.temp_tables);
@@ -476,12 +477,18 @@ impl<'a> Executor<'a> {
                 let _span = tracing::trace_span!("aepg.analyze").entered();
                 analyze(sql, &view)
             };
-            let missing = view.missing();
+            let missing: Vec<TableName> = view
+                .missing()
+                .into_iter()
+                .filter(|name| !asked.contains(name))
+                .collect();
             if missing.is_empty() || lookups == MAX_TABLE_LOOKUPS {
-                // What is still missing resolves as no table: refused where
+                // What is still missing (asked already, and dropped from
+                // the cache meanwhile) resolves as no table: refused where
                 // it matters, as an unknown name.
                 return Ok(analyzed);
             }
+            asked.extend(missing.iter().cloned());
             lookups += 1;
             look_up_tables(self.client, catalog, &missing)
                 .instrument(tracing::debug_span!("aepg.catalog.look_up_tables"))
