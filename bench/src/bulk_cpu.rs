@@ -1,4 +1,5 @@
-//! `--bulk-only`: the bulk load and the full scan of aepg and plain
+//! `--bulk-only`: the bulk load and the full scans (binary `COPY … TO
+//! STDOUT`, and a `SELECT` streamed through `query_raw`) of aepg and plain
 //! tokio-postgres alone (no pgcrypto), in turns, with the CPU each spent
 //! beside its time: the client's (this process, every thread), and the
 //! server's where it can be read (the Docker containers' cgroup v1
@@ -8,7 +9,10 @@
 use std::time::Duration;
 
 use crate::cell_cpu::process_cpu;
-use crate::{copy_in_aepg, copy_in_plain, scan_aepg, scan_plain, Failure, Person, Ratios};
+use crate::{
+    copy_in_aepg, copy_in_plain, scan_aepg, scan_plain, select_scan_aepg, select_scan_plain,
+    Failure, Person, Ratios,
+};
 
 /// All Docker containers' CPU time so far, in nanoseconds (cgroup v1).
 const DOCKER_CPU: &str = "/sys/fs/cgroup/cpuacct/docker/cpuacct.usage";
@@ -94,25 +98,61 @@ pub async fn run(
         load.add_aepg(plain_time, aepg_time);
         load_cpu.add(plain_cpu, aepg_cpu);
     }
-    let mut scan = Ratios::new("binary COPY out (full scan)");
+    let (scan, scan_cpu) = scans(
+        "binary COPY out (full scan)",
+        blocks,
+        rows.len(),
+        || scan_plain(plain),
+        || scan_aepg(aepg),
+    )
+    .await?;
+    let (select, select_cpu) = scans(
+        "SELECT (full scan, query_raw)",
+        blocks,
+        rows.len(),
+        || select_scan_plain(plain),
+        || select_scan_aepg(aepg),
+    )
+    .await?;
+    println!("{:<36} aepg ÷ plain", "workload");
+    for (ratios, cpu) in [
+        (&load, &load_cpu),
+        (&scan, &scan_cpu),
+        (&select, &select_cpu),
+    ] {
+        ratios.print_aepg();
+        cpu.print(ratios.name);
+    }
+    Ok(())
+}
+
+/// `blocks` full scans each by plain's and aepg's `scan` (in turns), each
+/// of `expected` rows: their ratios and CPU.
+async fn scans<P, A>(
+    name: &'static str,
+    blocks: usize,
+    expected: usize,
+    plain: impl Fn() -> P,
+    aepg: impl Fn() -> A,
+) -> Result<(Ratios, CpuRatios), Failure>
+where
+    P: std::future::Future<Output = Result<(Duration, usize), Failure>>,
+    A: std::future::Future<Output = Result<(Duration, usize), Failure>>,
+{
+    let mut scan = Ratios::new(name);
     let mut scan_cpu = CpuRatios::default();
     for index in 0..blocks {
-        let (((plain_time, plain_rows), plain_cpu), ((aepg_time, aepg_rows), aepg_cpu)) = in_turns(
-            index,
-            || measured(scan_plain(plain)),
-            || measured(scan_aepg(aepg)),
-        )
-        .await?;
-        if plain_rows != rows.len() || aepg_rows != rows.len() {
+        let (((plain_time, plain_rows), plain_cpu), ((aepg_time, aepg_rows), aepg_cpu)) =
+            in_turns(index, || measured(plain()), || measured(aepg())).await?;
+        if plain_rows != expected || aepg_rows != expected {
             return Err(format!(
-                "scanned {plain_rows} plain and {aepg_rows} aepg rows of {}",
-                rows.len()
+                "{name}: {plain_rows} plain and {aepg_rows} aepg rows of {expected}"
             )
             .into());
         }
         if std::env::var_os("AEPG_BENCH_VERBOSE").is_some() {
             eprintln!(
-                "scan: plain {plain_time:?} (CPU: client {:?}, server {:?}), \
+                "{name}: plain {plain_time:?} (CPU: client {:?}, server {:?}), \
                  aepg {aepg_time:?} (CPU: client {:?}, server {:?})",
                 plain_cpu.client, plain_cpu.server, aepg_cpu.client, aepg_cpu.server
             );
@@ -120,12 +160,7 @@ pub async fn run(
         scan.add_aepg(plain_time, aepg_time);
         scan_cpu.add(plain_cpu, aepg_cpu);
     }
-    println!("{:<36} aepg ÷ plain", "workload");
-    for (ratios, cpu) in [(&load, &load_cpu), (&scan, &scan_cpu)] {
-        ratios.print_aepg();
-        cpu.print(ratios.name);
-    }
-    Ok(())
+    Ok((scan, scan_cpu))
 }
 
 /// Runs plain's and aepg's work, first the one whose turn `block` makes it.

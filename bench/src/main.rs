@@ -317,6 +317,52 @@ async fn copy_out_people(
     Ok((started.elapsed(), count))
 }
 
+/// The statement both SELECT scans run, on their own table.
+const SELECT_SCAN: &str = "SELECT id, name, ssn, note FROM ";
+
+/// Reads every row of `plain_people` by a streamed `SELECT`, each column
+/// decoded.
+async fn select_scan_plain(client: &tokio_postgres::Client) -> Result<(Duration, usize), Failure> {
+    let started = Instant::now();
+    let no_parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 0] = [];
+    let rows = client
+        .query_raw(&format!("{SELECT_SCAN}plain_people"), no_parameters)
+        .await?;
+    pin_mut!(rows);
+    let mut count = 0;
+    while let Some(row) = rows.try_next().await? {
+        let _: (i32, &str, &str, &str) = (
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+        );
+        count += 1;
+    }
+    Ok((started.elapsed(), count))
+}
+
+/// Reads every row of `enc_people` by a streamed `SELECT`, each column
+/// decrypted and decoded.
+async fn select_scan_aepg(client: &aepg::Client) -> Result<(Duration, usize), Failure> {
+    let started = Instant::now();
+    let rows = client
+        .query_raw(&format!("{SELECT_SCAN}enc_people"), &[])
+        .await?;
+    pin_mut!(rows);
+    let mut count = 0;
+    while let Some(row) = rows.try_next().await? {
+        let _: (i32, &str, &str, &str) = (
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+        );
+        count += 1;
+    }
+    Ok((started.elapsed(), count))
+}
+
 /// Reads every row of `enc_people`, each column decrypted and decoded.
 async fn scan_aepg(client: &aepg::Client) -> Result<(Duration, usize), Failure> {
     let started = Instant::now();
