@@ -1,7 +1,7 @@
-//! Decrypting a long stream of rows (a binary `COPY … TO STDOUT`) batch by
-//! batch as the rows arrive: the rows that are ready (at most [`BATCH`])
-//! are decrypted together, in place, with their column keys looked up once
-//! for the batch, never waiting for more rows to fill it. The batch's
+//! Decrypting a stream of rows (a query's, a binary `COPY … TO STDOUT`'s)
+//! batch by batch as the rows arrive: the rows that are ready (at most
+//! [`BATCH`]) are decrypted together, in place, with their column keys
+//! looked up once for the batch, never waiting for more rows to fill it. The batch's
 //! decrypted values, plaintexts and plaintext columns' values go in one
 //! allocation each, which its rows share ([`Decrypted`]): a row costs no
 //! allocation of aepg's own.
@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use futures_util::Stream;
+use tracing::Instrument;
 
 use super::decryption::{QueryCiphers, ResultColumnPlan};
 use super::encryption::Encryption;
@@ -172,11 +173,19 @@ where
                     Poll::Pending
                 };
             }
-            this.decrypting = Some(Box::pin(decrypt_batch(
-                this.decryption.clone(),
-                this.source.clone(),
-                mem::take(&mut this.buffers),
-            )));
+            let span = tracing::trace_span!(
+                "aepg.decrypt",
+                rows = this.buffers.received.len(),
+                columns = this.decryption.plans.len()
+            );
+            this.decrypting = Some(Box::pin(
+                decrypt_batch(
+                    this.decryption.clone(),
+                    this.source.clone(),
+                    mem::take(&mut this.buffers),
+                )
+                .instrument(span),
+            ));
         }
     }
 }

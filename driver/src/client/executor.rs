@@ -12,11 +12,12 @@ use postgres_types::{Kind, ToSql, Type};
 use tokio_postgres::error::SqlState;
 use tracing::Instrument;
 
+use super::batch_decryption::BatchDecryption;
 use super::connection_state::{ConnectionState, NameResolution};
 use super::decryption::QueryCiphers;
 use super::encryption::{CheckContext, ServerState};
 use super::parameter::{encrypt_parameter, BoundParameter};
-use super::row::{Row, RowStream};
+use super::row::{Row, RowStream, Source};
 use super::statement::Statement;
 use super::to_statement::{ToStatement, ToStatementType};
 use crate::analysis::{
@@ -784,18 +785,20 @@ impl<'a> Executor<'a> {
             });
         }
         let (statement, rows) = self.run(statement, params).await?;
-        let encryption = &self.state.encryption;
-        let plans = statement.0.columns.clone();
-        let catalog = statement.0.catalog.clone();
-        let ciphers = Arc::new(QueryCiphers::for_plans(&plans, encryption));
-        let stream = rows.map_err(Error::from).and_then(move |row| {
-            let (plans, catalog, ciphers) = (plans.clone(), catalog.clone(), ciphers.clone());
-            let span = tracing::trace_span!("aepg.decrypt", columns = plans.len());
-            async move { Row::decrypt(row, plans, None, encryption, &catalog, &ciphers).await }
-                .instrument(span)
-        });
+        // Decrypted batch by batch as the rows arrive, as a COPY's are: the
+        // column keys looked up once a batch, the batch's values in shared
+        // buffers (a row cost an allocation of its own and a key lookup).
+        let encryption = self.state.encryption.clone();
+        let ciphers = Arc::new(QueryCiphers::for_plans(&statement.0.columns, &encryption));
+        let decryption = BatchDecryption {
+            plans: statement.0.columns.clone(),
+            encryption,
+            catalog: statement.0.catalog.clone(),
+            ciphers,
+            described_by: statement.0.inner.clone(),
+        };
         Ok(RowStream {
-            inner: Box::pin(stream),
+            inner: Box::pin(decryption.decrypt(rows, Source::Query)),
         })
     }
 
