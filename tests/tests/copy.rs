@@ -759,3 +759,44 @@ async fn large_plaintext_columns_split_a_batch_and_read_back() {
         assert_eq!(row.get::<_, String>("ssn"), ssn(id));
     }
 }
+
+/// A batch of rows whose encrypted cells are all NULL asks the key store
+/// for nothing, for a query's rows as for a COPY's (the keys of a cached
+/// statement, expired since its prepare, are not asked again for them).
+#[tokio::test]
+async fn a_batch_of_null_cells_asks_no_key() {
+    let (db, _) = people().await;
+    let ttl = std::time::Duration::from_millis(200);
+    let client = db
+        .client_with(db.encryption_with(|config| config.key_ttl(ttl)))
+        .await;
+    db.plain
+        .batch_execute("INSERT INTO people (id, name) VALUES (1, 'one'), (2, 'two')")
+        .await
+        .unwrap();
+    let select = "SELECT id, ssn FROM people ORDER BY id";
+    client.query(select, &[]).await.unwrap(); // prepared, its key unwrapped
+    tokio::time::sleep(ttl * 2).await; // the kept key expires
+    let unwraps = db.store.operation_counts().unwrap;
+    let rows = client.query(select, &[]).await.unwrap(); // the cached statement
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1].get::<_, Option<String>>("ssn"), None);
+    assert_eq!(
+        db.store.operation_counts().unwrap,
+        unwraps,
+        "no key asked for NULL cells"
+    );
+    // A row with a cell asks again.
+    client
+        .execute(
+            "INSERT INTO people (id, ssn) VALUES ($1, $2)",
+            &[&3, &ssn(3)],
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(ttl * 2).await;
+    let unwraps = db.store.operation_counts().unwrap;
+    let rows = client.query(select, &[]).await.unwrap();
+    assert_eq!(rows[2].get::<_, String>("ssn"), ssn(3));
+    assert_eq!(db.store.operation_counts().unwrap, unwraps + 1);
+}

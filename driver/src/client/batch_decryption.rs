@@ -115,6 +115,8 @@ struct Buffers<R, E> {
     ready: VecDeque<Result<Row, Error>>,
     /// Rows decrypted into the values and plaintexts not yet shared.
     sharing: Vec<Result<(Source, usize), Error>>,
+    /// The received rows as sources, while a batch looks its keys up.
+    sources: Vec<Result<Source, Error>>,
 }
 
 // Nothing of it is ever pinned but the boxed stream and batch, which are
@@ -127,6 +129,7 @@ impl<R, E> Default for Buffers<R, E> {
             received: Vec::new(),
             ready: VecDeque::new(),
             sharing: Vec::new(),
+            sources: Vec::new(),
         }
     }
 }
@@ -150,8 +153,15 @@ where
                 return Poll::Ready(Some(row));
             }
             // The rows that are ready, never waiting for more to fill
-            // the batch.
-            while !this.ended && this.buffers.received.len() < BATCH {
+            // the batch. Where keys are not kept every row asks the store,
+            // so each row is its own batch: the first is not held back
+            // while the store is asked for the others.
+            let batch = if this.decryption.encryption.keeps_keys() {
+                BATCH
+            } else {
+                1
+            };
+            while !this.ended && this.buffers.received.len() < batch {
                 match this.rows.as_mut().poll_next(cx) {
                     Poll::Ready(Some(Ok(row))) => this.buffers.received.push(Ok(row)),
                     // The rows' stream failed (the connection, the COPY):
@@ -204,6 +214,7 @@ where
         received,
         ready,
         sharing,
+        sources,
     } = &mut buffers;
     if !this.encryption.keeps_keys() {
         // Keys not kept are asked for every row, as the configuration
@@ -226,16 +237,37 @@ where
         }
         return buffers;
     }
+    sources.extend(
+        received
+            .drain(..)
+            .map(|row| row.map(&source).map_err(Into::into)),
+    );
+    // The keys of the columns some row has a value in: a batch of NULL
+    // cells (an outer join's), or of nothing but an error, asks no store.
+    let columns = this.plans.len();
     let keys = this
         .ciphers
-        .for_row(&this.plans, |_| true, &this.encryption, &this.catalog)
+        .for_row(
+            &this.plans,
+            |index| {
+                sources
+                    .iter()
+                    .flatten()
+                    .any(|row| row.has_value(index, columns))
+            },
+            &this.encryption,
+            &this.catalog,
+        )
         .await;
     // The batch's values, plaintexts and copied plaintext columns in one
     // allocation each, shared by its rows, until they hold SHARED_VALUES
     // bytes: then the next rows share new ones, sized for no more rows than
     // filled the last (rows of large values would otherwise each reserve
-    // room for the rest of the batch).
+    // room for the rest of the batch), and never for more rows than their
+    // value slots fit in SHARED_VALUES (a wide row's slots count too).
+    let most_rows = (SHARED_VALUES / (columns.max(1) * Decrypted::SLOT_BYTES)).max(1);
     let new_share = |rows: usize| {
+        let rows = rows.min(most_rows);
         Decrypted::new(
             this.plans.clone(),
             Some(this.described_by.clone()),
@@ -243,12 +275,11 @@ where
             rows.saturating_mul(PLAINTEXT_GUESS).min(SHARED_VALUES),
         )
     };
-    let mut decrypted = new_share(received.len());
-    let mut left = received.len();
-    for row in received.drain(..) {
+    let mut decrypted = new_share(sources.len());
+    let mut left = sources.len();
+    for row in sources.drain(..) {
         left -= 1;
-        let row = row.map_err(Into::into).and_then(|row| {
-            let inner = source(row);
+        let row = row.and_then(|inner| {
             let first = decrypted.push_row(&inner, &this.encryption, &this.catalog, &keys)?;
             Ok((inner, first))
         });

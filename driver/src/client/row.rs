@@ -47,7 +47,7 @@ impl Source {
 
     /// Whether the row of `columns` columns has a value, not NULL, at
     /// `index` (a row that cannot be read has none).
-    fn has_value(&self, index: usize, columns: usize) -> bool {
+    pub(crate) fn has_value(&self, index: usize, columns: usize) -> bool {
         match self {
             Self::Query(row) => {
                 matches!(row.try_get::<_, Option<RawValue<'_>>>(index), Ok(Some(_)))
@@ -119,10 +119,13 @@ impl Decrypted {
         }
     }
 
-    /// The bytes of values held: plaintexts, and `COPY` rows' plaintext
-    /// columns.
+    /// The bytes one column's value takes in a row, plaintext aside.
+    pub(crate) const SLOT_BYTES: usize = std::mem::size_of::<Option<DecryptedValue>>();
+
+    /// The bytes of values held: each column's value, plaintexts, and
+    /// `COPY` rows' plaintext columns.
     pub(crate) fn values_len(&self) -> usize {
-        self.plaintexts.len() + self.copied.len()
+        self.values.len() * Self::SLOT_BYTES + self.plaintexts.len() + self.copied.len()
     }
 
     /// Decrypts the encrypted columns of `inner` as the plans say, with
@@ -283,11 +286,12 @@ fn decrypt_value(
 /// Encrypted cells are decrypted when the row arrives; a cell that fails
 /// (tampered, from another column, key unavailable) fails only the
 /// [`try_get`](Self::try_get) of that column, with an error naming it.
-/// Plaintexts are zeroized when the row is dropped, or, for rows a stream
-/// decrypted together (a `copy_out`'s, which share a buffer per up to 512
-/// rows that had arrived, a new one once a buffer holds 64 KiB of
-/// values), when the last row sharing its buffer is dropped. With a zero
-/// key TTL every row has a buffer of its own.
+/// Rows decrypted together (a query's or a `copy_out`'s rows that had
+/// arrived together, up to 512) share their buffers, a new one started
+/// once a buffer holds 64 KiB of values (each column's slot counted), so a
+/// kept row holds alive at most about 64 KiB of other rows' values. The
+/// plaintexts are zeroized when the last row sharing their buffer is
+/// dropped. With a zero key TTL every row has a buffer of its own.
 pub struct Row {
     /// A query's row, whose plaintext columns are read from it (`None` for
     /// a `COPY` row, whose values are all in `decrypted`).
