@@ -29,8 +29,9 @@
 //! statements per block and workload, default 1,000), `--quick` (20,000
 //! rows in 2 blocks, 50 statements: checks that the program works, as CI
 //! runs it), `--migration-only`, `--cell-cpu-only` (the load, then only
-//! the client CPU per cell), `--bulk-only` (the load and the scan of aepg
-//! and plain alone, with the client's and the server's CPU: `bulk_cpu`),
+//! the client CPU per cell), `--bulk-only` (the load and the scans, by COPY
+//! and by `SELECT`, of aepg and plain alone, with the client's and the
+//! server's CPU: `bulk_cpu`),
 //! `--cold-only` (the load, then only aepg's and plain's cold starts), and
 //! `--schema-tables N` (N plain tables of ten columns created before the
 //! cold starts: a database's schema is rarely two tables).
