@@ -30,6 +30,17 @@ async fn logged_database(label: &str) -> (DedicatedServer, EncryptedDatabase) {
     (server, db)
 }
 
+/// Inserts person 1 through `client`: its catalog is loaded.
+async fn insert_first_person(client: &aepg::Client) {
+    client
+        .execute(
+            "INSERT INTO people (id, ssn) VALUES ($1, $2)",
+            &[&1, &"123-45-6789"],
+        )
+        .await
+        .unwrap();
+}
+
 /// Runs `work` between two markers in the server's log; how many lookups
 /// of named tables the server parsed meanwhile.
 async fn lookups_during<F: std::future::Future<Output = ()>>(
@@ -70,13 +81,7 @@ async fn a_plaintext_table_is_read_once_when_a_statement_first_names_it() {
 
     // The load and a statement on the encrypted table read no other table.
     let first = lookups_during(&server, &db, "load", async {
-        client
-            .execute(
-                "INSERT INTO people (id, ssn) VALUES ($1, $2)",
-                &[&1, &"123-45-6789"],
-            )
-            .await
-            .unwrap();
+        insert_first_person(&client).await;
     })
     .await;
     assert_eq!(first, 0, "the load reads the encrypted tables only");
@@ -146,13 +151,7 @@ async fn a_plaintext_table_is_read_once_when_a_statement_first_names_it() {
 async fn the_words_of_a_refused_text_are_not_looked_up() {
     let (server, db) = logged_database("table_lookup_words").await;
     let client = db.client().await;
-    client
-        .execute(
-            "INSERT INTO people (id, ssn) VALUES ($1, $2)",
-            &[&1, &"123-45-6789"],
-        )
-        .await
-        .unwrap();
+    insert_first_person(&client).await;
     for text in [
         "SELECT ssn FROM people WHERE ssn = 'zebraword quagga' OPERATOR(",
         "CREATE TABLE copied AS SELECT 'zebraword quagga' AS n, ssn FROM people",
@@ -184,13 +183,7 @@ async fn the_words_of_a_refused_text_are_not_looked_up() {
 async fn a_ciphertext_column_of_a_table_read_on_demand_is_unusable() {
     let (_server, db) = logged_database("table_lookup_ciphertext").await;
     let client = db.client().await;
-    client
-        .execute(
-            "INSERT INTO people (id, ssn) VALUES ($1, $2)",
-            &[&1, &"123-45-6789"],
-        )
-        .await
-        .unwrap();
+    insert_first_person(&client).await;
     db.plain
         .batch_execute(
             "CREATE TABLE later (id int, secret aepg.ciphertext); \
@@ -240,13 +233,7 @@ async fn a_ciphertext_column_of_a_table_read_on_demand_is_unusable() {
 async fn a_signed_table_is_never_taken_from_a_lookup() {
     let (_server, db) = logged_database("table_lookup_signed").await;
     let client = db.client().await;
-    client
-        .execute(
-            "INSERT INTO people (id, ssn) VALUES ($1, $2)",
-            &[&1, &"123-45-6789"],
-        )
-        .await
-        .unwrap();
+    insert_first_person(&client).await;
     // Renamed away and replaced by a plaintext table of the same name: the
     // client's catalog still has `people` (the load's), which a lookup
     // never replaces.
