@@ -31,6 +31,7 @@ use tracing::Instrument;
 use super::decryption::{QueryCiphers, ResultColumnPlan};
 use super::encryption::Encryption;
 use super::row::{Decrypted, Row, Source};
+use super::statement::PreparedStatement;
 use crate::catalog::Catalog;
 use crate::Error;
 
@@ -62,6 +63,18 @@ pub(crate) struct BatchDecryption {
 }
 
 impl BatchDecryption {
+    /// What decrypting the rows of `prepared` needs, with `encryption`'s
+    /// keys.
+    pub(crate) fn of(prepared: &PreparedStatement, encryption: Arc<Encryption>) -> Self {
+        Self {
+            ciphers: Arc::new(QueryCiphers::for_plans(&prepared.columns, &encryption)),
+            plans: prepared.columns.clone(),
+            encryption,
+            catalog: prepared.catalog.clone(),
+            described_by: prepared.inner.clone(),
+        }
+    }
+
     /// Decrypts `rows`, each made a [`Source`] by `source`, in order. An
     /// error of `rows` itself is the last item: nothing is read after it.
     pub(crate) fn decrypt<R, E>(

@@ -13,8 +13,6 @@
 //! cannot carry cells, nor be decrypted. The column list is required for
 //! `FROM STDIN`: the server's column order is not signed.
 
-use std::sync::Arc;
-
 use sqlparser::ast::{CopyLegacyOption, CopyOption, CopySource, CopyTarget, Ident, ObjectName};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -22,7 +20,6 @@ use sqlparser::parser::Parser;
 use super::batch_decryption::BatchDecryption;
 use super::copy_in::{CopyColumn, CopyInWriter};
 use super::copy_out_format::CopyOutRows;
-use super::decryption::QueryCiphers;
 use super::executor::Executor;
 use super::row::{RowStream, Source};
 use crate::analysis::ParameterTarget;
@@ -256,15 +253,7 @@ impl<'a> Executor<'a> {
             .copy_out(&format!("COPY ({select}) TO STDOUT (FORMAT binary)"))
             .await?;
         self.state.statement_ran();
-        let encryption = self.state.encryption.clone();
-        let ciphers = Arc::new(QueryCiphers::for_plans(&prepared.columns, &encryption));
-        let decryption = BatchDecryption {
-            plans: prepared.columns.clone(),
-            encryption,
-            catalog: prepared.catalog.clone(),
-            ciphers,
-            described_by: prepared.inner.clone(),
-        };
+        let decryption = BatchDecryption::of(&prepared, self.state.encryption.clone());
         let rows = decryption.decrypt(CopyOutRows::new(stream), Source::Copy);
         Ok(RowStream {
             inner: Box::pin(rows),

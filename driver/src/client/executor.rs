@@ -14,7 +14,6 @@ use tracing::Instrument;
 
 use super::batch_decryption::BatchDecryption;
 use super::connection_state::{ConnectionState, NameResolution};
-use super::decryption::QueryCiphers;
 use super::encryption::{CheckContext, ServerState};
 use super::parameter::{encrypt_parameter, BoundParameter};
 use super::row::{Row, RowStream, Source};
@@ -788,15 +787,7 @@ impl<'a> Executor<'a> {
         // Decrypted batch by batch as the rows arrive, as a COPY's are: the
         // column keys looked up once a batch, the batch's values in shared
         // buffers (a row cost an allocation of its own and a key lookup).
-        let encryption = self.state.encryption.clone();
-        let ciphers = Arc::new(QueryCiphers::for_plans(&statement.0.columns, &encryption));
-        let decryption = BatchDecryption {
-            plans: statement.0.columns.clone(),
-            encryption,
-            catalog: statement.0.catalog.clone(),
-            ciphers,
-            described_by: statement.0.inner.clone(),
-        };
+        let decryption = BatchDecryption::of(&statement.0, self.state.encryption.clone());
         Ok(RowStream {
             inner: Box::pin(decryption.decrypt(rows, Source::Query)),
         })
