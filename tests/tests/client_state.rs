@@ -109,6 +109,17 @@ async fn statements_the_server_invalidated_are_prepared_again() {
     // Deallocated behind the client's back, through aepg's own statements.
     client.query("SELECT deallocate_all()", &[]).await.unwrap();
     assert_eq!(by_ssn(&client).await.unwrap(), 1, "after DEALLOCATE ALL");
+    // A text new to the connection reads the session with a statement
+    // prepared for it, which went too.
+    client.query("SELECT deallocate_all()", &[]).await.unwrap();
+    let rows = client
+        .query(
+            "SELECT id FROM people WHERE ssn = $1 AND id > 0",
+            &[&"111-11-1111"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "a new text after DEALLOCATE ALL");
     insert(&client, 2, "222-22-2222").await;
 
     // Deallocated and discarded in the open: aepg forgets its statements

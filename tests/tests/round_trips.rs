@@ -151,3 +151,32 @@ async fn a_first_statement_looks_its_ciphertext_type_up_before_its_prepare() {
         .count();
     assert_eq!(lookups, 1, "one type lookup:\n{}", steps.join("\n"));
 }
+
+/// A statement text new to the connection costs the server what plain
+/// tokio-postgres's `query` of a text costs (a parse, a bind, an execute),
+/// and one run of the session read, prepared once per connection: no
+/// second parse and plan of it for every new text.
+#[tokio::test]
+async fn a_new_statement_text_parses_only_itself() {
+    let (server, db) = logged_people("new_text").await;
+    let client = db.client().await;
+    insert_person(&client).await;
+    db.plain.batch_execute("SELECT 'new-start'").await.unwrap();
+    for n in 0..REPEATS {
+        let sql = format!("SELECT id FROM people WHERE ssn = $1 AND id <> -{n}");
+        let rows = client.query(&sql, &[&"123-45-6789"]).await.unwrap();
+        assert_eq!(rows.len(), 1);
+    }
+    db.plain.batch_execute("SELECT 'new-end'").await.unwrap();
+
+    let log = server.server_log().await.unwrap();
+    let steps = steps_between(&log, "new-start", "new-end");
+    eprintln!("{}", steps.join("\n"));
+    let parsed = steps.iter().filter(|line| line.contains("parse")).count();
+    assert_eq!(
+        parsed,
+        REPEATS,
+        "one parse a new text, its own:\n{}",
+        steps.join("\n")
+    );
+}

@@ -273,7 +273,7 @@ pub(crate) struct ServerState {
 impl ServerState {
     /// Reads the state with [`CATALOG_STATE_QUERY`].
     pub(crate) async fn read(client: &tokio_postgres::Client) -> Result<Self, Error> {
-        let row = client.query_one(CATALOG_STATE_QUERY, &[]).await?;
+        let row = client.query_typed_one(CATALOG_STATE_QUERY, &[]).await?;
         Ok(Self {
             catalog: CatalogId::from_slice(row.try_get(0)?)?,
             generation: generation_from_sql(row.try_get(1)?)?,
