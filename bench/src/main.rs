@@ -32,7 +32,10 @@
 //! the client CPU per cell), `--bulk-only` (the load and the scans, by COPY
 //! and by `SELECT`, of aepg and plain alone, with the client's and the
 //! server's CPU: `bulk_cpu`),
-//! `--cold-only` (the load, then only aepg's and plain's cold starts), and
+//! `--cold-only` (the load, then only aepg's and plain's cold starts),
+//! `--statements-only` (the load, then only the everyday statements of
+//! `statements`: a text not seen before, a table without encrypted
+//! columns, a transaction, a select of several rows), and
 //! `--schema-tables N` (N plain tables of ten columns created before the
 //! cold starts: a database's schema is rarely two tables).
 
@@ -40,6 +43,7 @@ mod bulk_cpu;
 mod cell_cpu;
 mod pgcrypto;
 mod point;
+mod statements;
 
 use std::time::{Duration, Instant};
 
@@ -67,6 +71,8 @@ struct Options {
     bulk_only: bool,
     /// Only the cold start (after the load).
     cold_only: bool,
+    /// Only the everyday statements of `statements` (after the load).
+    statements_only: bool,
     /// Plain tables of ten columns created before the cold start, in a
     /// schema of their own: a catalog load reads the whole schema.
     schema_tables: usize,
@@ -82,6 +88,7 @@ impl Options {
             cell_cpu_only: false,
             bulk_only: false,
             cold_only: false,
+            statements_only: false,
             schema_tables: 0,
         };
         let mut args = std::env::args().skip(1);
@@ -97,6 +104,7 @@ impl Options {
                 "--cell-cpu-only" => options.cell_cpu_only = true,
                 "--bulk-only" => options.bulk_only = true,
                 "--cold-only" => options.cold_only = true,
+                "--statements-only" => options.statements_only = true,
                 "--schema-tables" => options.schema_tables = number()?,
                 "--quick" => {
                     options.rows = 20_000;
@@ -106,7 +114,7 @@ impl Options {
                 other => {
                     return Err(format!(
                         "unknown option {other}: --rows N, --blocks B, --ops N, --quick, --migration-only, \
-                         --cell-cpu-only, --bulk-only, --cold-only, --schema-tables N"
+                         --cell-cpu-only, --bulk-only, --cold-only, --statements-only, --schema-tables N"
                     )
                     .into())
                 }
@@ -505,6 +513,17 @@ async fn main() -> Result<(), Failure> {
         cold.print_aepg();
         return Ok(());
     }
+    if options.statements_only {
+        copy_in_plain(&plain, &rows).await?;
+        copy_in_aepg(&aepg, &rows).await?;
+        plain
+            .batch_execute("CREATE INDEX ON plain_people (ssn); CREATE INDEX ON enc_people (ssn)")
+            .await?;
+        for ratios in statements::run(&db, &plain, options.blocks, options.ops).await? {
+            ratios.print_aepg();
+        }
+        return Ok(());
+    }
     if options.migration_only {
         copy_in_plain(&plain, &rows).await?;
         plain
@@ -575,6 +594,7 @@ async fn main() -> Result<(), Failure> {
 
     let first_id = i32::try_from(options.rows)?;
     let small = point::run(&db, options.blocks, options.ops, first_id).await?;
+    let everyday = statements::run(&db, &plain, options.blocks, options.ops).await?;
 
     println!(
         "{:<36} {:<22}   pgcrypto ÷ plain",
@@ -582,6 +602,9 @@ async fn main() -> Result<(), Failure> {
     );
     for ratios in [&load, &scan, &cold].into_iter().chain(&small) {
         ratios.print();
+    }
+    for ratios in &everyday {
+        ratios.print_aepg();
     }
     println!("{}", cell_cpu.summary());
     println!();
