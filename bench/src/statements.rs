@@ -2,7 +2,8 @@
 //! tokio-postgres alone, in turns: a statement text not seen before (each
 //! prepared afresh, as an application building SQL does), a point select
 //! on a table with no encrypted column, a transaction of a point select
-//! and an update, and a `SELECT` of a few dozen rows read column by column.
+//! and an update, a `SELECT` of a few dozen rows read column by column,
+//! and single-row inserts batched in transactions.
 
 use std::time::{Duration, Instant};
 
@@ -126,6 +127,55 @@ async fn transactions_aepg(
     Ok(started.elapsed())
 }
 
+/// Rows inserted in each transaction of the batched-insert workload.
+const BATCH: usize = 50;
+
+/// `operations` single-row inserts, [`BATCH`] to a transaction, ids from
+/// `first_id`.
+async fn batches_plain(
+    client: &mut tokio_postgres::Client,
+    first_id: i32,
+    operations: usize,
+) -> Result<Duration, Failure> {
+    let insert = client
+        .prepare("INSERT INTO plain_people (id, name, ssn, note) VALUES ($1, $2, $3, $4)")
+        .await?;
+    let started = Instant::now();
+    let mut ids = first_id..;
+    for _ in 0..operations.div_ceil(BATCH) {
+        let transaction = client.transaction().await?;
+        for (n, id) in ids.by_ref().take(BATCH).enumerate() {
+            transaction
+                .execute(&insert, &[&id, &"batched", &ssn(n), &"inserted in a batch"])
+                .await?;
+        }
+        transaction.commit().await?;
+    }
+    Ok(started.elapsed())
+}
+
+async fn batches_aepg(
+    client: &mut aepg::Client,
+    first_id: i32,
+    operations: usize,
+) -> Result<Duration, Failure> {
+    let started = Instant::now();
+    let mut ids = first_id..;
+    for _ in 0..operations.div_ceil(BATCH) {
+        let transaction = client.transaction().await?;
+        for (n, id) in ids.by_ref().take(BATCH).enumerate() {
+            transaction
+                .execute(
+                    "INSERT INTO enc_people (id, name, ssn, note) VALUES ($1, $2, $3, $4)",
+                    &[&id, &"batched", &ssn(n), &"inserted in a batch"],
+                )
+                .await?;
+        }
+        transaction.commit().await?;
+    }
+    Ok(started.elapsed())
+}
+
 /// `operations` selects of every row with an `ssn`, every column read.
 async fn many_rows_plain(
     client: &tokio_postgres::Client,
@@ -193,6 +243,9 @@ pub async fn run(
     let mut plaintext = Ratios::new("point select, no encrypted column");
     let mut transactions = Ratios::new("select and update, a transaction");
     let mut many_rows = Ratios::new("select of rows sharing an ssn");
+    let mut batches = Ratios::new("inserts, 50 to a transaction");
+    // Ids far above the loaded rows' and the point workloads'.
+    let mut next_id = 1_500_000_000_i32;
     // Warm up: pages cached, the key unwrapped.
     plaintext_aepg(&aepg, 10).await?;
     many_rows_aepg(&aepg, 10).await?;
@@ -234,6 +287,17 @@ pub async fn run(
             return Err(format!("plain read {p_rows} rows sharing an ssn, aepg {a_rows}").into());
         }
         many_rows.add_aepg(p, a);
+        let count = i32::try_from(operations)?;
+        let (plain_first, aepg_first) = (next_id, next_id + count);
+        next_id += 2 * count;
+        let (p, a) = if first {
+            let p = batches_plain(&mut plain, plain_first, operations).await?;
+            (p, batches_aepg(&mut aepg, aepg_first, operations).await?)
+        } else {
+            let a = batches_aepg(&mut aepg, aepg_first, operations).await?;
+            (batches_plain(&mut plain, plain_first, operations).await?, a)
+        };
+        batches.add_aepg(p, a);
     }
-    Ok(vec![new_texts, plaintext, transactions, many_rows])
+    Ok(vec![new_texts, plaintext, transactions, many_rows, batches])
 }
