@@ -251,11 +251,6 @@ pub struct StatementAnalysis {
     /// to: `SET`, `RESET`, `DISCARD`, a `set_config` call, or the end of a
     /// transaction (which reverts `SET LOCAL`).
     pub changes_session: bool,
-    /// Whether running the text may change tables' definitions: it holds a
-    /// statement other than a query, `INSERT`, `UPDATE`, `DELETE`,
-    /// `EXPLAIN`, or session and transaction control (`CREATE`, `ALTER`,
-    /// `DROP`, `TRUNCATE`, …), or one the parser cannot read.
-    pub changes_tables: bool,
     /// The tables with encrypted columns the text touches.
     pub encrypted_tables: Vec<TableName>,
     /// Whether a transaction block is open after the text, when it opens
@@ -470,13 +465,11 @@ fn analyze_text(sql: &str, schema: &dyn SchemaView) -> Result<StatementAnalysis,
     let mut bindings = ParameterBindings::default();
     let mut touches_encrypted_table = false;
     let mut changes_session = false;
-    let mut changes_tables = false;
     let mut result_columns = Vec::new();
     let mut encrypted_tables: Vec<TableName> = Vec::new();
     let mut transaction_block = None;
     for statement in &statements {
         transaction_block = transaction_block_after(statement).or(transaction_block);
-        changes_tables |= may_change_tables(statement);
         let mut analyzer = Analyzer::new(schema);
         if let Err(refusal) = analyzer.statement(statement) {
             return Err(analyzer.explain_refusal(refusal));
@@ -506,32 +499,9 @@ fn analyze_text(sql: &str, schema: &dyn SchemaView) -> Result<StatementAnalysis,
         touches_encrypted_table,
         result_columns,
         changes_session,
-        changes_tables,
         encrypted_tables,
         transaction_block,
     })
-}
-
-/// Whether `statement` may change tables' definitions: anything but a
-/// query, DML, `EXPLAIN` and session or transaction control.
-fn may_change_tables(statement: &sqlparser::ast::Statement) -> bool {
-    use sqlparser::ast::Statement;
-    !matches!(
-        statement,
-        Statement::Query(_)
-            | Statement::Insert(_)
-            | Statement::Update(_)
-            | Statement::Delete(_)
-            | Statement::Explain { .. }
-            | Statement::StartTransaction { .. }
-            | Statement::Commit { .. }
-            | Statement::Rollback { .. }
-            | Statement::Savepoint { .. }
-            | Statement::ReleaseSavepoint { .. }
-            | Statement::Set(_)
-            | Statement::Reset(_)
-            | Statement::ShowVariable { .. }
-    )
 }
 
 /// Whether a transaction block is open after `statement`, when it opens
@@ -717,7 +687,6 @@ fn unparsed(
         touches_encrypted_table: false,
         result_columns: Vec::new(),
         changes_session: true,
-        changes_tables: true,
         encrypted_tables: Vec::new(),
         transaction_block: None,
         unnested: Vec::new(),

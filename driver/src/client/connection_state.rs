@@ -1,7 +1,7 @@
 //! What aepg keeps per connection: the statement cache and the session's
 //! name resolution (search path, temporary tables).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::connection::Watch;
@@ -43,13 +43,6 @@ pub(crate) struct ConnectionState {
     /// Whether tokio-postgres was asked to learn `aepg.ciphertext` on this
     /// connection.
     ciphertext_type_asked: AtomicBool,
-    /// Counts the moments that may release the locks a transaction took
-    /// (its start and end, a savepoint's rollback, the session changed) or
-    /// change tables from this very session (a statement that is not plain
-    /// DML or a query): a statement checked against the server inside a
-    /// transaction stays checked while this has not moved
-    /// ([`Self::lock_scope`]).
-    lock_scope: AtomicU64,
     /// The session read, prepared on this connection: every new statement
     /// text reads the session, and a prepared read skips the server's parse
     /// and plan of it (about 0.25 ms each time).
@@ -70,7 +63,6 @@ impl ConnectionState {
             statement_ran: AtomicBool::new(true),
             ciphertext_type_asked: AtomicBool::new(false),
             session_read: Mutex::new(None),
-            lock_scope: AtomicU64::new(0),
         }
     }
 
@@ -99,24 +91,6 @@ impl ConnectionState {
     /// A transaction began: no statement has taken its snapshot yet.
     pub(crate) fn transaction_started(&self) {
         self.statement_ran.store(false, Ordering::SeqCst);
-        self.new_lock_scope();
-    }
-
-    /// Within one lock scope, the tables a statement prepared inside a
-    /// transaction names stay locked by that transaction (PostgreSQL keeps
-    /// the lock its parse took until the transaction ends): no other
-    /// session can change their columns' types or names meanwhile, which
-    /// is the only way a plaintext column becomes an encrypted one. So a
-    /// statement checked in this scope need not be prepared again before
-    /// it sends plaintext parameters.
-    pub(crate) fn lock_scope(&self) -> u64 {
-        self.lock_scope.load(Ordering::SeqCst)
-    }
-
-    /// Starts a new lock scope: statements checked before must be checked
-    /// again.
-    pub(crate) fn new_lock_scope(&self) {
-        self.lock_scope.fetch_add(1, Ordering::SeqCst);
     }
 
     /// A statement ran (or may have): a snapshot of the current
@@ -140,7 +114,6 @@ impl ConnectionState {
     /// `ROLLBACK` text closed one.
     pub(crate) fn set_text_transaction(&self, open: bool) {
         self.text_transaction.store(open, Ordering::SeqCst);
-        self.new_lock_scope();
     }
 
     /// The session read prepared on this connection, if it is.
@@ -191,7 +164,6 @@ impl ConnectionState {
     /// of a transaction that ran `SET LOCAL`). The next statement reads the
     /// session again.
     pub(crate) fn session_changed(&self) {
-        self.new_lock_scope();
         self.session_changed.store(true, Ordering::SeqCst);
         self.forget_session();
     }
@@ -199,7 +171,6 @@ impl ConnectionState {
     /// At the end of a transaction (commit, rollback, or drop): forgets the
     /// session if a statement that may have changed it ran since last time.
     pub(crate) fn transaction_ended(&self) {
-        self.new_lock_scope();
         if self.session_changed.swap(false, Ordering::SeqCst) {
             self.forget_session();
         }

@@ -384,8 +384,6 @@ impl<'a> Executor<'a> {
                 .map(|declared| server_types(&analysis, &catalog, declared))
                 .transpose()?;
             let started = self.state.encryption.read_start();
-            // Read before the prepare goes out (see `current`).
-            let lock_scope = self.in_transaction().then(|| self.state.lock_scope());
             // Prepared without declared types first: the server's own typing
             // is the cross-check's safety net (a declared `text` would hide
             // a parameter the server types as ciphertext). Only arrays of
@@ -445,9 +443,6 @@ impl<'a> Executor<'a> {
             };
             match built {
                 Ok(statement) => {
-                    if let Some(scope) = lock_scope {
-                        statement.mark_checked(scope);
-                    }
                     let analysis = &statement.0.analysis;
                     tracing::debug!(
                         parameters = analysis.parameters.len(),
@@ -653,13 +648,6 @@ impl<'a> Executor<'a> {
     /// snapshot does not hide), and the catalog generation is read in the
     /// same round trip. Clients that hear announcements skip it, as do
     /// statements that send no plaintext.
-    ///
-    /// Inside a transaction, a statement is prepared again once per lock
-    /// scope (`ConnectionState::lock_scope`): the prepare locks the tables
-    /// it names until the transaction ends, so no other session can turn
-    /// one of their columns into an encrypted one meanwhile (that takes a
-    /// change of the column's type or name), and a statement of this
-    /// session that might starts a new scope.
     async fn current(&self, statement: Statement) -> Result<(Statement, bool), Error> {
         let sends_plaintext = statement
             .0
@@ -669,21 +657,6 @@ impl<'a> Executor<'a> {
             .any(|target| matches!(target, ParameterTarget::Plaintext));
         if self.hears_announcements() || !sends_plaintext {
             return Ok((statement, false));
-        }
-        if self.in_transaction() {
-            let scope = self.state.lock_scope();
-            if statement.checked_in(scope) {
-                return Ok((statement, false));
-            }
-            // A statement its caller holds, whose text was prepared again
-            // (and cached) earlier in this scope.
-            if statement.0.declared.is_none() {
-                if let Some(cached) = self.state.cached(&statement.0.sql, &statement.0.catalog) {
-                    if cached.checked_in(scope) && !cached.is_invalidated() {
-                        return Ok((cached, false));
-                    }
-                }
-            }
         }
         let statement = self
             .prepare_afresh(
@@ -812,11 +785,6 @@ impl<'a> Executor<'a> {
         }
         if analysis.changes_session {
             self.state.session_changed();
-        }
-        if analysis.changes_tables {
-            // This session may have changed what its checked statements
-            // name, which its own locks do not stop.
-            self.state.new_lock_scope();
         }
     }
 

@@ -2,7 +2,7 @@
 //! the catalog it was analyzed against, and how its result columns are
 //! decrypted.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use postgres_types::{Kind, Type};
@@ -34,15 +34,7 @@ pub(crate) struct PreparedStatement {
     /// deallocated, or a table it reads changed shape): the text is
     /// analyzed and prepared again before its next use.
     invalidated: AtomicBool,
-    /// The connection's lock scope in which it was prepared inside a
-    /// transaction ([`NOT_CHECKED`] otherwise): checked against the
-    /// server's tables as they are for the rest of that scope.
-    checked_in: AtomicU64,
 }
-
-/// [`PreparedStatement::checked_in`] of a statement prepared outside a
-/// transaction: no lock keeps its tables as they were.
-const NOT_CHECKED: u64 = u64::MAX;
 
 impl Statement {
     /// Checks `analysis` (of `sql`, against `catalog`) against the types
@@ -71,7 +63,6 @@ impl Statement {
             columns,
             declared,
             invalidated: AtomicBool::new(false),
-            checked_in: AtomicU64::new(NOT_CHECKED),
         })))
     }
 
@@ -83,18 +74,6 @@ impl Statement {
     /// Notes that the server no longer runs it as prepared.
     pub(crate) fn invalidate(&self) {
         self.0.invalidated.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether it was prepared inside a transaction in lock scope `scope`
-    /// (see `ConnectionState::lock_scope`).
-    pub(crate) fn checked_in(&self, scope: u64) -> bool {
-        scope != NOT_CHECKED && self.0.checked_in.load(Ordering::SeqCst) == scope
-    }
-
-    /// Notes that it was prepared inside a transaction, in lock scope
-    /// `scope` (read before the prepare was sent).
-    pub(crate) fn mark_checked(&self, scope: u64) {
-        self.0.checked_in.store(scope, Ordering::SeqCst);
     }
 
     /// The statement's text.

@@ -749,9 +749,6 @@ fn mismatch(
         changes_session: actual
             .as_ref()
             .is_ok_and(|analysis| analysis.changes_session),
-        changes_tables: actual
-            .as_ref()
-            .is_ok_and(|analysis| analysis.changes_tables),
         encrypted_tables: actual
             .as_ref()
             .map(|analysis| analysis.encrypted_tables.clone())
