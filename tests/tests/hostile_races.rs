@@ -23,6 +23,19 @@ async fn settle() {
     tokio::time::sleep(Duration::from_millis(400)).await;
 }
 
+/// A database with a plaintext `people (id int, email text)` and an `email`
+/// setting, a wire tap in front of its server, and the configuration that
+/// routes a client through the tap.
+async fn tapped_people(label: &str) -> (EncryptedDatabase, WireTap, aepg::tokio_postgres::Config) {
+    let db = EncryptedDatabase::new(label).await;
+    db.setting("email", "text", Deterministic).await;
+    db.table("CREATE TABLE people (id int, email text)", &[])
+        .await;
+    let tap = WireTap::start(&db.database.config()).await;
+    let routed = tap.route(&db.database.config());
+    (db, tap, routed)
+}
+
 /// A database with `patients (id int, ssn aepg.ciphertext)`, ssn deterministic.
 async fn patients(label: &str) -> EncryptedDatabase {
     let db = EncryptedDatabase::new(label).await;
@@ -508,12 +521,7 @@ async fn an_added_inner_column_does_not_capture_an_outer_encrypted_comparison() 
 /// another client loaded the change.
 #[tokio::test]
 async fn a_transaction_snapshot_neither_hides_a_change_nor_reports_a_rollback() {
-    let db = EncryptedDatabase::new("race_snapshot").await;
-    db.setting("email", "text", Deterministic).await;
-    db.table("CREATE TABLE people (id int, email text)", &[])
-        .await;
-    let tap = WireTap::start(&db.database.config()).await;
-    let routed = tap.route(&db.database.config());
+    let (db, tap, routed) = tapped_people("race_snapshot").await;
     let shared = db.encryption_with(|c| c);
     let mut a = db.client_at(&routed, shared.clone()).await;
     let b = db.client_at(&routed, shared.clone()).await;
@@ -584,12 +592,7 @@ async fn a_lone_client_inside_a_transaction_does_not_miss_a_change() {
         IsolationLevel::ReadCommitted,
         IsolationLevel::RepeatableRead,
     ] {
-        let db = EncryptedDatabase::new("race_tx_deaf").await;
-        db.setting("email", "text", Deterministic).await;
-        db.table("CREATE TABLE people (id int, email text)", &[])
-            .await;
-        let tap = WireTap::start(&db.database.config()).await;
-        let routed = tap.route(&db.database.config());
+        let (db, tap, routed) = tapped_people("race_tx_deaf").await;
         let mut client = db.client_at(&routed, db.encryption_with(|c| c)).await;
         let insert = "INSERT INTO people (id, email) VALUES ($1, $2)";
         client
@@ -636,6 +639,56 @@ async fn a_lone_client_inside_a_transaction_does_not_miss_a_change() {
             outcome.unwrap();
         }
     }
+}
+
+/// Inside a transaction, a name can come to mean another table without
+/// any change to the one it meant: a table created and assigned in a
+/// schema ahead of it on the search path. The locks the transaction holds
+/// on the first table do not stop that, so a warm statement that sends
+/// plaintext is checked again at every run, not once per transaction: the
+/// run after the change encrypts for the new table, and no plaintext goes
+/// out.
+#[tokio::test]
+async fn a_name_moving_to_a_new_encrypted_table_inside_a_transaction_is_seen() {
+    let (db, tap, routed) = tapped_people("race_tx_shadow").await;
+    let mut client = db.client_at(&routed, db.encryption_with(|c| c)).await;
+    // `app` does not exist yet: `people` means `public.people`.
+    client
+        .batch_execute("SET search_path = app, public")
+        .await
+        .unwrap();
+    let insert = "INSERT INTO people (id, email) VALUES ($1, $2)";
+    client
+        .execute(insert, &[&0, &"before@example.org"])
+        .await
+        .unwrap();
+    let tx = client.transaction().await.unwrap();
+    tx.execute(insert, &[&1, &"in-tx@example.org"])
+        .await
+        .unwrap();
+    db.plain
+        .batch_execute("CREATE SCHEMA app; CREATE TABLE app.people (id int, email aepg.ciphertext)")
+        .await
+        .unwrap();
+    db.admin
+        .assign_column(
+            &mut *db.admin_connection().await,
+            &ColumnName::new("app", "people", "email"),
+            "email",
+        )
+        .await
+        .unwrap();
+    settle().await;
+    let secret = "SECRET-for-the-new-table@example.org";
+    let outcome = tx.execute(insert, &[&2, &secret]).await;
+    assert!(!tap.saw(secret.as_bytes()), "{outcome:?}");
+    outcome.unwrap();
+    tx.commit().await.unwrap();
+    let rows = client
+        .query("SELECT id FROM app.people WHERE email = $1", &[&secret])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "stored encrypted in the new table");
 }
 
 /// An announcement that changes nothing (a bare `NOTIFY` from the server,
@@ -685,12 +738,7 @@ async fn every_way_of_opening_a_transaction_block_is_noticed() {
         "ROLLBACK AND CHAIN",
         "prepared BEGIN",
     ] {
-        let db = EncryptedDatabase::new("race_block").await;
-        db.setting("email", "text", Deterministic).await;
-        db.table("CREATE TABLE people (id int, email text)", &[])
-            .await;
-        let tap = WireTap::start(&db.database.config()).await;
-        let routed = tap.route(&db.database.config());
+        let (db, tap, routed) = tapped_people("race_block").await;
         let client = db.client_at(&routed, db.encryption_with(|c| c)).await;
         let insert = "INSERT INTO people (id, email) VALUES ($1, $2)";
         client
