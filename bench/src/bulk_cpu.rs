@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use crate::cell_cpu::process_cpu;
 use crate::{
-    copy_in_aepg, copy_in_plain, scan_aepg, scan_plain, select_scan_aepg, select_scan_plain,
-    Failure, Person, Ratios,
+    copy_in_aepg, copy_in_plain, in_turns, scan_aepg, scan_plain, select_scan_aepg,
+    select_scan_plain, Failure, Person, Ratios,
 };
 
 /// All Docker containers' CPU time so far, in nanoseconds (cgroup v1).
@@ -161,23 +161,4 @@ where
         scan_cpu.add(plain_cpu, aepg_cpu);
     }
     Ok((scan, scan_cpu))
-}
-
-/// Runs plain's and aepg's work, first the one whose turn `block` makes it.
-async fn in_turns<T, P, A>(
-    block: usize,
-    plain: impl FnOnce() -> P,
-    aepg: impl FnOnce() -> A,
-) -> Result<(T, T), Failure>
-where
-    P: std::future::Future<Output = Result<T, Failure>>,
-    A: std::future::Future<Output = Result<T, Failure>>,
-{
-    if block.is_multiple_of(2) {
-        let plain = plain().await?;
-        Ok((plain, aepg().await?))
-    } else {
-        let aepg = aepg().await?;
-        Ok((plain().await?, aepg))
-    }
 }

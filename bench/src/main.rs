@@ -253,6 +253,25 @@ where
     })
 }
 
+/// Runs plain's and aepg's work, first the one whose turn `block` makes it.
+pub(crate) async fn in_turns<T, P, A>(
+    block: usize,
+    plain: impl FnOnce() -> P,
+    aepg: impl FnOnce() -> A,
+) -> Result<(T, T), Failure>
+where
+    P: std::future::Future<Output = Result<T, Failure>>,
+    A: std::future::Future<Output = Result<T, Failure>>,
+{
+    if block.is_multiple_of(2) {
+        let plain = plain().await?;
+        Ok((plain, aepg().await?))
+    } else {
+        let aepg = aepg().await?;
+        Ok((plain().await?, aepg))
+    }
+}
+
 /// `time` for `done` rows, scaled to `wanted` rows.
 fn scaled(time: Duration, done: usize, wanted: usize) -> Duration {
     #[allow(clippy::cast_precision_loss)]
@@ -412,13 +431,8 @@ async fn cold_starts(
     let mut cold = Ratios::new("cold start, first query");
     for index in 0..options.blocks * 3 {
         if options.cold_only {
-            let (plain_time, aepg_time) = if index % 2 == 0 {
-                let plain_time = cold_plain(db).await?;
-                (plain_time, cold_aepg(db).await?)
-            } else {
-                let aepg_time = cold_aepg(db).await?;
-                (cold_plain(db).await?, aepg_time)
-            };
+            let (plain_time, aepg_time) =
+                in_turns(index, || cold_plain(db), || cold_aepg(db)).await?;
             cold.add_aepg(plain_time, aepg_time);
             continue;
         }

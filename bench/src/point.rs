@@ -87,7 +87,7 @@ impl Side for aepg::Client {
 }
 
 /// An `ssn` the loaded rows hold (as `people` makes them), from a counter.
-fn existing_ssn(n: usize) -> String {
+pub(crate) fn existing_ssn(n: usize) -> String {
     let id = (n * 7919) % 10_000;
     format!("{:03}-{:02}-{:04}", id % 1000, id % 100, id % 10_000)
 }

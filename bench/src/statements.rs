@@ -9,13 +9,8 @@ use std::time::{Duration, Instant};
 
 use aepg_tests::fixture::EncryptedDatabase;
 
-use crate::{Failure, Ratios};
-
-/// An `ssn` the loaded rows hold, from a counter.
-fn ssn(n: usize) -> String {
-    let id = (n * 7919) % 10_000;
-    format!("{:03}-{:02}-{:04}", id % 1000, id % 100, id % 10_000)
-}
+use crate::point::existing_ssn as ssn;
+use crate::{in_turns, Failure, Ratios};
 
 /// `operations` point selects, each text new to the connection.
 async fn new_texts_plain(
@@ -223,7 +218,7 @@ async fn many_rows_aepg(
 }
 
 /// Each workload, `operations` statements a block, in `blocks` blocks,
-/// aepg and plain in turns (who goes first alternates), after indexing
+/// aepg and plain in turns ([`in_turns`]), after indexing
 /// both tables by `id` through `plain` (the tables' `ssn` indexed before).
 pub async fn run(
     db: &EncryptedDatabase,
@@ -251,38 +246,33 @@ pub async fn run(
     many_rows_aepg(&aepg, 10).await?;
     for block in 0..blocks {
         let from = block * operations;
-        let first = block % 2 == 0;
-        let (p, a) = if first {
-            let p = new_texts_plain(&plain, from, operations).await?;
-            (p, new_texts_aepg(&aepg, from, operations).await?)
-        } else {
-            let a = new_texts_aepg(&aepg, from, operations).await?;
-            (new_texts_plain(&plain, from, operations).await?, a)
-        };
+        let (p, a) = in_turns(
+            block,
+            || new_texts_plain(&plain, from, operations),
+            || new_texts_aepg(&aepg, from, operations),
+        )
+        .await?;
         new_texts.add_aepg(p, a);
-        let (p, a) = if first {
-            let p = plaintext_plain(&plain, operations).await?;
-            (p, plaintext_aepg(&aepg, operations).await?)
-        } else {
-            let a = plaintext_aepg(&aepg, operations).await?;
-            (plaintext_plain(&plain, operations).await?, a)
-        };
+        let (p, a) = in_turns(
+            block,
+            || plaintext_plain(&plain, operations),
+            || plaintext_aepg(&aepg, operations),
+        )
+        .await?;
         plaintext.add_aepg(p, a);
-        let (p, a) = if first {
-            let p = transactions_plain(&mut plain, operations).await?;
-            (p, transactions_aepg(&mut aepg, operations).await?)
-        } else {
-            let a = transactions_aepg(&mut aepg, operations).await?;
-            (transactions_plain(&mut plain, operations).await?, a)
-        };
+        let (p, a) = in_turns(
+            block,
+            || transactions_plain(&mut plain, operations),
+            || transactions_aepg(&mut aepg, operations),
+        )
+        .await?;
         transactions.add_aepg(p, a);
-        let ((p, p_rows), (a, a_rows)) = if first {
-            let p = many_rows_plain(&plain, operations / 4).await?;
-            (p, many_rows_aepg(&aepg, operations / 4).await?)
-        } else {
-            let a = many_rows_aepg(&aepg, operations / 4).await?;
-            (many_rows_plain(&plain, operations / 4).await?, a)
-        };
+        let ((p, p_rows), (a, a_rows)) = in_turns(
+            block,
+            || many_rows_plain(&plain, operations / 4),
+            || many_rows_aepg(&aepg, operations / 4),
+        )
+        .await?;
         if p_rows != a_rows {
             return Err(format!("plain read {p_rows} rows sharing an ssn, aepg {a_rows}").into());
         }
@@ -290,13 +280,12 @@ pub async fn run(
         let count = i32::try_from(operations)?;
         let (plain_first, aepg_first) = (next_id, next_id + count);
         next_id += 2 * count;
-        let (p, a) = if first {
-            let p = batches_plain(&mut plain, plain_first, operations).await?;
-            (p, batches_aepg(&mut aepg, aepg_first, operations).await?)
-        } else {
-            let a = batches_aepg(&mut aepg, aepg_first, operations).await?;
-            (batches_plain(&mut plain, plain_first, operations).await?, a)
-        };
+        let (p, a) = in_turns(
+            block,
+            || batches_plain(&mut plain, plain_first, operations),
+            || batches_aepg(&mut aepg, aepg_first, operations),
+        )
+        .await?;
         batches.add_aepg(p, a);
     }
     Ok(vec![new_texts, plaintext, transactions, many_rows, batches])
